@@ -1,0 +1,261 @@
+//! The command line: `serve`, `certs init`, `policy check|explain`, `audit verify`.
+//!
+//! Parses arguments, loads configuration and calls the library; no gateway logic lives here.
+
+use crate::config::Config;
+use crate::domain::Role;
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ketenpoort",
+    version,
+    about = "Secure per-field data-exchange gateway for the onderwijs–jeugdhulp chain"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway (partner API over mTLS, ops listener over plain HTTP on loopback).
+    Serve(ServeArgs),
+    /// Example certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Policy tools for privacy officers.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Disclosure-log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Configuration file.
+    #[arg(long, default_value = "ketenpoort.toml")]
+    pub config: PathBuf,
+    /// Partner listener address (overrides the configuration).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Ops listener address (overrides the configuration).
+    #[arg(long)]
+    pub ops_listen: Option<SocketAddr>,
+    /// Database URL: sqlite://FILE or postgres://... (overrides the configuration).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Policy directory (overrides the configuration).
+    #[arg(long)]
+    pub policies: Option<PathBuf>,
+    /// Key directory (overrides the configuration).
+    #[arg(long)]
+    pub key_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertsCommand {
+    /// Write a throwaway CA, the gateway certificate, example partner certificates and a CRL.
+    Init { dir: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Validate the policy files.
+    Check { dir: Option<PathBuf> },
+    /// Show what a flow discloses, field by field.
+    Explain {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        purpose: String,
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute every log in the database and check it against the signed checkpoints.
+    Verify {
+        #[arg(long, default_value = "ketenpoort.toml")]
+        config: PathBuf,
+        /// Database URL (overrides the configuration).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Trusted checkpoint public key files (raw base64, as written next to the signing key). Default: the
+        /// configured key directory's `log-signing.key.pub`.
+        #[arg(long = "public-key")]
+        public_keys: Vec<PathBuf>,
+    },
+}
+
+/// Loads the configuration and applies command-line overrides.
+pub fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(&args.config)?;
+    if let Some(a) = args.listen {
+        cfg.server.listen = a;
+    }
+    if let Some(a) = args.ops_listen {
+        cfg.server.ops_listen = a;
+    }
+    if let Some(u) = &args.database_url {
+        cfg.storage.database_url = u.clone();
+    }
+    if let Some(p) = &args.policies {
+        cfg.policies.dir = p.clone();
+    }
+    if let Some(k) = &args.key_dir {
+        cfg.storage.key_dir = k.clone();
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "ketenpoort=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let cfg = load_config(&args)?;
+            serve(cfg).await
+        }
+        Command::Certs {
+            command: CertsCommand::Init { dir },
+        } => {
+            crate::certs::init(&dir)
+                .with_context(|| format!("writing certificates to {}", dir.display()))?;
+            println!("example certificates written to {}", dir.display());
+            Ok(())
+        }
+        Command::Policy {
+            command: PolicyCommand::Check { dir },
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("policies"));
+            let findings = crate::policy::check(&dir);
+            let mut errors = 0;
+            for f in &findings {
+                println!("{f}");
+                if f.is_error() {
+                    errors += 1;
+                }
+            }
+            if errors > 0 {
+                bail!("{errors} error(s) in {}", dir.display());
+            }
+            println!("{}: ok ({} finding(s))", dir.display(), findings.len());
+            Ok(())
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Explain {
+                    from,
+                    to,
+                    purpose,
+                    policies,
+                },
+        } => {
+            let from = Role::parse(&from).with_context(|| format!("unknown role {from}"))?;
+            let to = Role::parse(&to).with_context(|| format!("unknown role {to}"))?;
+            let set = crate::policy::PolicySet::load_dir(&policies)?;
+            match crate::policy::explain(&set, from, to, &purpose) {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(())
+                }
+                Err(r) => bail!("{}: {}", r.code, r.detail),
+            }
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    config,
+                    database_url,
+                    mut public_keys,
+                },
+        } => {
+            let cfg = if database_url.is_none() || public_keys.is_empty() {
+                Some(Config::load(&config)?)
+            } else {
+                None
+            };
+            let url = match (database_url, &cfg) {
+                (Some(u), _) => u,
+                (None, Some(c)) => c.storage.database_url.clone(),
+                (None, None) => bail!("no database URL"),
+            };
+            if public_keys.is_empty() {
+                if let Some(c) = &cfg {
+                    public_keys.push(crate::audit::checkpoint::public_key_path(
+                        &c.storage.key_dir.join("log-signing.key"),
+                    ));
+                }
+            }
+            let mut keys = Vec::new();
+            for p in &public_keys {
+                keys.push(crate::audit::verify::read_public_key(p)?);
+            }
+            let store = crate::store::open(&url).await?;
+            let report = crate::audit::verify::verify_all(&store, &keys).await?;
+            print!("{report}");
+            if !report.ok() {
+                bail!("the disclosure log does not verify");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let running = crate::server::start(cfg).await?;
+    println!(
+        "ketenpoort listening partner=https://{} ops=http://{} log={}",
+        running.partner_addr,
+        running.ops_addr,
+        running.gateway.writer.log_id()
+    );
+    let gw = running.gateway.clone();
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let _ = gw.reload_policies().await;
+                match gw.reload_revocations() {
+                    Ok(n) => tracing::info!(revoked = n, "revocation list reloaded"),
+                    Err(e) => tracing::error!(error = %e, "revocation list reload refused; the previous list stays"),
+                }
+            }
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!("shutting down: finishing in-flight requests and flushing the log");
+    running.shutdown().await;
+    Ok(())
+}

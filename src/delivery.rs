@@ -1,0 +1,164 @@
+//! The receiver's side: fetch the inbox, acknowledge a message (which purges its payload).
+//!
+//! A partner sees only its own mailbox; another partner's message is answered as unknown (404), so existence
+//! is not leaked. Consent-only fields are re-checked when fetched: a consent withdrawn since sending means
+//! those fields are not delivered, and the fetch entry in the log says so.
+
+use crate::audit::entry::{EventKind, WithheldField};
+use crate::audit::writer::Receipt;
+use crate::gateway::Gateway;
+use crate::identity::Caller;
+use crate::pipeline::{consent_record, disclosure_json};
+use crate::policy;
+use crate::problem::Problem;
+use crate::store::{Mutation, StoredMessage};
+use serde_json::{json, Value};
+
+pub struct InboxQuery {
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+pub async fn inbox(gw: &Gateway, caller: &Caller, q: InboxQuery) -> Result<Value, Problem> {
+    let max = gw.config.limits.inbox_page_max;
+    let limit = q.limit.unwrap_or(50).clamp(1, max);
+    let after = match q.cursor.as_deref() {
+        None | Some("") => 0,
+        Some(c) => c.parse::<i64>().map_err(|_| {
+            Problem::bad_request(
+                "invalid-cursor",
+                "cursor must be a value returned as next_cursor",
+            )
+        })?,
+    };
+    let rows = gw
+        .store
+        .inbox(caller.id(), after, limit)
+        .await
+        .map_err(|_| Problem::audit_unavailable())?;
+    let today = time::OffsetDateTime::now_utc().date();
+    let mut messages = Vec::with_capacity(rows.len());
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (message, withdrawn) = open_message(gw, row, today).await?;
+        let mut entry = gw.entry_for(caller, EventKind::MessageFetched);
+        entry.message_id = Some(row.msg.id.clone());
+        entry.sender = Some(row.msg.sender.clone());
+        entry.receiver = Some(row.msg.receiver.clone());
+        entry.message_type = Some(row.msg.message_type.clone());
+        entry.purpose = Some(row.msg.purpose.clone());
+        entry.withheld = withdrawn
+            .into_iter()
+            .map(|field| WithheldField {
+                field,
+                reason: "consent-withdrawn".into(),
+            })
+            .collect();
+        entries.push(entry);
+        messages.push(message);
+    }
+    if !entries.is_empty() {
+        let ids = rows.iter().map(|r| r.msg.id.clone()).collect();
+        gw.writer
+            .append(entries, vec![Mutation::MarkFetched { ids }])
+            .await
+            .map_err(|_| Problem::audit_unavailable())?;
+    }
+    let next_cursor = if rows.len() == limit {
+        rows.last().map(|r| r.pos.to_string())
+    } else {
+        None
+    };
+    Ok(json!({"messages": messages, "next_cursor": next_cursor}))
+}
+
+/// Decrypts a stored message and strips consent-only fields whose consent no longer holds.
+async fn open_message(
+    gw: &Gateway,
+    row: &StoredMessage,
+    today: time::Date,
+) -> Result<(Value, Vec<String>), Problem> {
+    let plain = gw
+        .keys
+        .open(&row.msg.sealed, row.msg.id.as_bytes())
+        .map_err(|_| Problem::internal())?;
+    let mut stored: Value = serde_json::from_slice(&plain).map_err(|_| Problem::internal())?;
+    let consent_paths: Vec<(String, String)> =
+        serde_json::from_str(&row.msg.consent_paths).map_err(|_| Problem::internal())?;
+    let mut lapsed = Vec::new();
+    let mut checked: Vec<(String, bool)> = Vec::new();
+    for (path, consent_id) in consent_paths {
+        let valid = match checked.iter().find(|(id, _)| *id == consent_id) {
+            Some((_, v)) => *v,
+            None => {
+                let c = gw
+                    .store
+                    .consent(&consent_id)
+                    .await
+                    .map_err(|_| Problem::audit_unavailable())?;
+                let v = c.as_ref().and_then(consent_record).is_some_and(|r| {
+                    !r.withdrawn && r.valid_from <= today && today <= r.valid_until
+                });
+                checked.push((consent_id.clone(), v));
+                v
+            }
+        };
+        if !valid {
+            lapsed.push(path);
+        }
+    }
+    if !lapsed.is_empty() {
+        if let Some(data) = stored.get_mut("data") {
+            policy::strip_paths(data, &lapsed);
+        }
+    }
+    let m = &row.msg;
+    let message = json!({
+        "message_id": m.id,
+        "from": m.sender,
+        "type": m.message_type,
+        "purpose": m.purpose,
+        "subject": stored.get("subject").cloned().unwrap_or(Value::Null),
+        "actor": stored.get("actor").cloned().unwrap_or(Value::Null),
+        "justification": stored.get("justification").cloned().unwrap_or(Value::Null),
+        "data": stored.get("data").cloned().unwrap_or(Value::Null),
+        "sent_at": crate::audit::writer::format_time(m.created_ms),
+        "redelivery": row.fetch_count > 0,
+        "disclosure": disclosure_json(&Receipt { log_id: m.log_id.clone(), seq: m.seq, leaf_hash: m.leaf_hash }),
+    });
+    Ok((message, lapsed))
+}
+
+pub async fn ack(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Problem> {
+    let row = gw
+        .store
+        .message(id)
+        .await
+        .map_err(|_| Problem::audit_unavailable())?;
+    let Some(row) = row.filter(|r| r.msg.receiver == caller.id()) else {
+        return Err(Problem::not_found("no message with this id in your inbox"));
+    };
+    let mut entry = gw.entry_for(caller, EventKind::MessageAcknowledged);
+    entry.message_id = Some(row.msg.id.clone());
+    entry.sender = Some(row.msg.sender.clone());
+    entry.receiver = Some(row.msg.receiver.clone());
+    entry.message_type = Some(row.msg.message_type.clone());
+    entry.purpose = Some(row.msg.purpose.clone());
+    let receipt = gw
+        .writer
+        .append(
+            vec![entry],
+            vec![Mutation::DeleteMessage {
+                id: row.msg.id.clone(),
+            }],
+        )
+        .await
+        .map_err(|_| Problem::audit_unavailable())?;
+    let receipt = receipt.first().ok_or_else(Problem::internal)?;
+    Ok(json!({
+        "message_id": row.msg.id,
+        "acknowledged": true,
+        "purged": true,
+        "disclosure": disclosure_json(receipt),
+    }))
+}

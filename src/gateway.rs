@@ -1,0 +1,204 @@
+//! The running gateway's shared state, built once at start-up from the configuration.
+//!
+//! Holds the parts every stage needs (partners, policies, keys, store, log writer, limits, metrics). Reloadable
+//! parts (policies, revocation list) are swapped whole: a bad new version never replaces a good one.
+
+use crate::audit::checkpoint::SigningKey;
+use crate::audit::entry::{EventKind, LogEntry};
+use crate::audit::writer::{LogWriter, WriterConfig};
+use crate::config::Config;
+use crate::identity::{Caller, PartnerDirectory};
+use crate::keys::Keys;
+use crate::metrics::{Gauges, Metrics};
+use crate::policy::PolicySet;
+use crate::ratelimit::RateLimits;
+use crate::store::{self, DynStore};
+use crate::tls::Revocations;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("partners: {0}")]
+    Partners(#[from] crate::identity::PartnersError),
+    #[error("policies: {0}")]
+    Policy(String),
+    #[error("keys: {0}")]
+    Keys(#[from] crate::keys::KeyError),
+    #[error("log signing key: {0}")]
+    SigningKey(String),
+    #[error("storage: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+pub struct Gateway {
+    pub config: Config,
+    pub partners: PartnerDirectory,
+    pub policies: RwLock<Arc<PolicySet>>,
+    pub revocations: RwLock<Option<Arc<Revocations>>>,
+    pub keys: Keys,
+    pub signing_key: Arc<SigningKey>,
+    pub store: DynStore,
+    pub writer: LogWriter,
+    pub limits: Arc<RateLimits>,
+    pub metrics: Metrics,
+    /// (sender, Idempotency-Key) pairs being processed right now.
+    pub in_flight: Mutex<HashSet<(String, String)>>,
+}
+
+impl Gateway {
+    /// Opens storage (running migrations), checks durability, loads partners, policies and keys,
+    /// starts the log writer and records a `policy-loaded` entry.
+    pub async fn start(
+        config: Config,
+    ) -> Result<(Arc<Gateway>, tokio::task::JoinHandle<()>), StartError> {
+        let partners = PartnerDirectory::load(&config.tls.partners)?;
+        let policies = PolicySet::load_dir(&config.policies.dir)
+            .map_err(|e| StartError::Policy(e.to_string()))?;
+        let revocations = match &config.tls.crl {
+            Some(path) => Some(Arc::new(Revocations::load(path)?)),
+            None => None,
+        };
+        let keys = Keys::load_or_create(&config.storage.key_dir)?;
+        let signing_key = Arc::new(
+            SigningKey::load_or_create(&config.storage.key_dir.join("log-signing.key"))
+                .map_err(|e| StartError::SigningKey(e.to_string()))?,
+        );
+        let store = store::open(&config.storage.database_url).await?;
+        if let Err(e) = store.check_durability().await {
+            if config.storage.allow_non_durable {
+                tracing::warn!(error = %e, "starting with non-durable storage because the configuration allows it");
+            } else {
+                return Err(e.into());
+            }
+        }
+        let log_id = config.log.log_id.clone().unwrap_or_else(|| {
+            format!("ketenpoort-{}", hex::encode(&signing_key.public_key()[..6]))
+        });
+        let (writer, handle) = LogWriter::start(
+            store.clone(),
+            signing_key.clone(),
+            WriterConfig {
+                log_id,
+                batch_max: config.log.batch_max,
+                checkpoint_interval: Duration::from_secs(1),
+            },
+        )
+        .await?;
+        let limits = Arc::new(RateLimits::new(
+            config.limits.rate_per_second,
+            config.limits.burst,
+            config.limits.max_connections_per_partner,
+        ));
+        let gw = Arc::new(Gateway {
+            config,
+            partners,
+            policies: RwLock::new(Arc::new(policies)),
+            revocations: RwLock::new(revocations),
+            keys,
+            signing_key,
+            store,
+            writer,
+            limits,
+            metrics: Metrics::default(),
+            in_flight: Mutex::new(HashSet::new()),
+        });
+        let mut entry = LogEntry::new(EventKind::PolicyLoaded);
+        entry.partner = "gateway".into();
+        entry.organisation = "gateway".into();
+        entry.policy_hash = Some(gw.policy().hash().to_owned());
+        entry.detail = Some("start-up".into());
+        gw.writer
+            .append_one(entry)
+            .await
+            .map_err(|e| StartError::Store(crate::store::StoreError::Unavailable(e.to_string())))?;
+        Ok((gw, handle))
+    }
+
+    pub fn policy(&self) -> Arc<PolicySet> {
+        self.policies.read().expect("policy lock").clone()
+    }
+
+    pub fn revocations(&self) -> Option<Arc<Revocations>> {
+        self.revocations.read().expect("revocation lock").clone()
+    }
+
+    /// Loads the policy directory again; the running set is replaced only when the new one is valid.
+    pub async fn reload_policies(&self) -> Result<String, String> {
+        match PolicySet::load_dir(&self.config.policies.dir) {
+            Ok(set) => {
+                let hash = set.hash().to_owned();
+                let mut entry = LogEntry::new(EventKind::PolicyLoaded);
+                entry.partner = "gateway".into();
+                entry.organisation = "gateway".into();
+                entry.policy_hash = Some(hash.clone());
+                entry.detail = Some("reload".into());
+                self.writer
+                    .append_one(entry)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                *self.policies.write().expect("policy lock") = Arc::new(set);
+                self.metrics.policy_reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(policy_hash = %hash, "policies reloaded");
+                Ok(hash)
+            }
+            Err(e) => {
+                self.metrics
+                    .policy_reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "policy reload refused; the running policies stay");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Re-reads the CRL; a CRL that cannot be read leaves the previous one in force.
+    pub fn reload_revocations(&self) -> Result<usize, String> {
+        let Some(path) = &self.config.tls.crl else {
+            return Ok(0);
+        };
+        let r = Revocations::load(path).map_err(|e| e.to_string())?;
+        let n = r.len();
+        *self.revocations.write().expect("revocation lock") = Some(Arc::new(r));
+        Ok(n)
+    }
+
+    /// A log entry with the caller's identity filled in.
+    pub fn entry_for(&self, caller: &Caller, event: EventKind) -> LogEntry {
+        let mut e = LogEntry::new(event);
+        e.partner = caller.id().to_owned();
+        e.organisation = caller.partner().organisation_id().to_owned();
+        e.cert_fingerprint = caller.fingerprint.clone();
+        e
+    }
+
+    pub fn gauges(&self) -> Gauges {
+        let s = &self.writer.stats;
+        Gauges {
+            log_size: s.size.load(Ordering::Relaxed),
+            log_batches: s.batches.load(Ordering::Relaxed),
+            log_entries: s.entries.load(Ordering::Relaxed),
+            log_commit_micros: s.commit_micros.load(Ordering::Relaxed),
+            log_failures: s.failures.load(Ordering::Relaxed),
+            log_healthy: s.healthy.load(Ordering::Relaxed),
+            policy_hash: self.policy().hash().to_owned(),
+        }
+    }
+
+    /// Ready when the database answers and the log writer's last commit succeeded.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.store.ping().await.map_err(|e| e.to_string())?;
+        if !self.writer.is_healthy() {
+            // A ping succeeded: let the writer prove it with a real commit.
+            self.writer.flush().await;
+            if !self.writer.is_healthy() {
+                return Err("the disclosure log cannot be written".into());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,251 @@
+//! Storage behind one trait: the disclosure log, mailboxes, idempotency records and consents.
+//!
+//! All SQL lives in this module's backends (`sqlite`, `postgres`). The trait speaks in domain rows; it never
+//! decides anything. A batch is one transaction: log entries and the mailbox changes they record are durable
+//! together or not at all. Payloads reach the store only sealed (AES-256-GCM).
+
+pub mod postgres;
+mod sql;
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub type Hash = [u8; 32];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database settings are not durable: {0}")]
+    NotDurable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Unavailable(format!("migration failed: {e}"))
+    }
+}
+
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// One appended log entry with its hashes, as stored.
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    pub log_id: String,
+    pub seq: u64,
+    /// Milliseconds since the epoch; used to merge several logs in time order.
+    pub time_ms: i64,
+    pub event: String,
+    pub partner: String,
+    pub organisation: String,
+    pub sender: Option<String>,
+    pub receiver: Option<String>,
+    pub purpose: Option<String>,
+    pub flow_id: Option<String>,
+    pub subject: Option<String>,
+    pub outcome: String,
+    pub bytes: Vec<u8>,
+    pub leaf_hash: Hash,
+    pub chain_hash: Hash,
+}
+
+/// What the log writer persists to continue without recomputing anything at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogState {
+    pub log_id: String,
+    pub size: u64,
+    /// `audit::merkle::Frontier::to_bytes()`.
+    pub frontier: Vec<u8>,
+    pub chain_head: Hash,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub sender: String,
+    pub receiver: String,
+    pub message_type: String,
+    pub purpose: String,
+    pub sealed: Vec<u8>,
+    /// JSON list of `[leaf path, consent id]` pairs re-checked when the message is fetched.
+    pub consent_paths: String,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    pub log_id: String,
+    pub seq: u64,
+    pub leaf_hash: Hash,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub pos: i64,
+    pub msg: NewMessage,
+    pub fetch_count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub sender: String,
+    pub key: String,
+    pub body_hash: String,
+    pub status: u16,
+    /// The first response, without its `disclosure` member (added from the fields below on replay).
+    pub response: Vec<u8>,
+    pub log_id: String,
+    pub seq: u64,
+    pub leaf_hash: Hash,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredConsent {
+    pub id: String,
+    pub registered_by: String,
+    /// Keyed pseudonym of the pupil.
+    pub subject: String,
+    pub purpose: String,
+    pub recipient: String,
+    /// JSON list of category codes.
+    pub categories: String,
+    pub given_by: String,
+    pub evidence: String,
+    pub valid_from: String,
+    pub valid_until: String,
+    pub created_ms: i64,
+    pub withdrawn_ms: Option<i64>,
+}
+
+/// A change recorded by the log entries of the same batch.
+#[derive(Debug, Clone)]
+pub enum Mutation {
+    InsertMessage(Box<NewMessage>),
+    /// Purge on acknowledgement or retention: the payload goes, the log entry stays.
+    DeleteMessage {
+        id: String,
+    },
+    MarkFetched {
+        ids: Vec<String>,
+    },
+    InsertIdempotency(IdempotencyRecord),
+    InsertConsent(StoredConsent),
+    WithdrawConsent {
+        id: String,
+        at_ms: i64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub entries: Vec<StoredEntry>,
+    pub mutations: Vec<Mutation>,
+    pub state: LogState,
+    /// A signed checkpoint note for `state.size`, when one is due.
+    pub checkpoint: Option<StoredCheckpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub log_id: String,
+    pub tree_size: u64,
+    pub time_ms: i64,
+    pub note: String,
+}
+
+/// Filters a privacy officer may combine; all are optional.
+#[derive(Debug, Clone, Default)]
+pub struct EntryFilter {
+    pub from_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Entries where this organisation is the requester, sender or receiver.
+    pub organisation: Option<String>,
+    pub partner: Option<String>,
+    pub purpose: Option<String>,
+    pub flow_id: Option<String>,
+    pub outcome: Option<String>,
+    pub event: Option<String>,
+    pub subject: Option<String>,
+    /// Page after this (time_ms, log_id, seq) position.
+    pub after: Option<(i64, String, u64)>,
+    pub limit: usize,
+}
+
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> &'static str;
+    /// Fails unless every commit is flushed to stable storage before it returns.
+    fn check_durability(&self) -> StoreFuture<'_, ()>;
+    fn ping(&self) -> StoreFuture<'_, ()>;
+
+    fn load_log_state<'a>(&'a self, log_id: &'a str) -> StoreFuture<'a, Option<LogState>>;
+    /// One transaction: entries, mutations, the new log state and an optional checkpoint.
+    fn commit_batch<'a>(&'a self, batch: &'a Batch) -> StoreFuture<'a, ()>;
+    fn log_ids(&self) -> StoreFuture<'_, Vec<String>>;
+    /// Entries of one log with `seq` in `[from, from + limit)`, in order.
+    fn entries<'a>(
+        &'a self,
+        log_id: &'a str,
+        from: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<StoredEntry>>;
+    /// Leaf hashes of one log for `seq` in `[0, size)`.
+    fn leaf_hashes<'a>(&'a self, log_id: &'a str, size: u64) -> StoreFuture<'a, Vec<Hash>>;
+    fn checkpoints<'a>(
+        &'a self,
+        log_id: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<StoredCheckpoint>>;
+    /// Entries across all logs matching the filter, in (time, log, seq) order.
+    fn query_entries<'a>(&'a self, filter: &'a EntryFilter) -> StoreFuture<'a, Vec<StoredEntry>>;
+
+    fn inbox<'a>(
+        &'a self,
+        receiver: &'a str,
+        after_pos: i64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<StoredMessage>>;
+    fn message<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<StoredMessage>>;
+    /// Messages whose retention ended before `now_ms`.
+    fn expired_messages(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<StoredMessage>>;
+
+    fn idempotency<'a>(
+        &'a self,
+        sender: &'a str,
+        key: &'a str,
+    ) -> StoreFuture<'a, Option<IdempotencyRecord>>;
+
+    fn consents_for_subject<'a>(&'a self, subject: &'a str) -> StoreFuture<'a, Vec<StoredConsent>>;
+    fn consents_registered_by<'a>(
+        &'a self,
+        partner: &'a str,
+    ) -> StoreFuture<'a, Vec<StoredConsent>>;
+    fn consent<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<StoredConsent>>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the backend named by the URL scheme and runs its migrations.
+pub async fn open(url: &str) -> Result<DynStore, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::Unavailable(
+            "unsupported database URL scheme".into(),
+        ))
+    }
+}
+
+pub(crate) fn to_hash(bytes: &[u8]) -> Result<Hash, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("hash column is not 32 bytes".into()))
+}

@@ -1,0 +1,496 @@
+//! The SQL shared by both backends, written once: every statement is a static string with `$n` bind
+//! parameters, which SQLite and PostgreSQL both accept. Backends differ only in how they connect and check durability.
+
+/// Implements `Store` for a backend type with `pool`, `BACKEND` and `async fn durability(&self)`.
+macro_rules! sql_store {
+    ($store:ty, $db:ty, $row:ty) => {
+        use $crate::store::*;
+        use sqlx::Row;
+
+fn entry_from_row(row: &$row) -> Result<StoredEntry, StoreError> {
+    Ok(StoredEntry {
+        log_id: row.try_get("log_id")?,
+        seq: row.try_get::<i64, _>("seq")? as u64,
+        time_ms: row.try_get("time_ms")?,
+        event: row.try_get("event")?,
+        partner: row.try_get("partner")?,
+        organisation: row.try_get("organisation")?,
+        sender: row.try_get("sender")?,
+        receiver: row.try_get("receiver")?,
+        purpose: row.try_get("purpose")?,
+        flow_id: row.try_get("flow_id")?,
+        subject: row.try_get("subject")?,
+        outcome: row.try_get("outcome")?,
+        bytes: row.try_get("entry")?,
+        leaf_hash: to_hash(&row.try_get::<Vec<u8>, _>("leaf_hash")?)?,
+        chain_hash: to_hash(&row.try_get::<Vec<u8>, _>("chain_hash")?)?,
+    })
+}
+
+fn message_from_row(row: &$row) -> Result<StoredMessage, StoreError> {
+    Ok(StoredMessage {
+        pos: row.try_get("pos")?,
+        fetch_count: row.try_get("fetch_count")?,
+        msg: NewMessage {
+            id: row.try_get("id")?,
+            sender: row.try_get("sender")?,
+            receiver: row.try_get("receiver")?,
+            message_type: row.try_get("message_type")?,
+            purpose: row.try_get("purpose")?,
+            sealed: row.try_get("sealed")?,
+            consent_paths: row.try_get("consent_paths")?,
+            created_ms: row.try_get("created_ms")?,
+            expires_ms: row.try_get("expires_ms")?,
+            log_id: row.try_get("log_id")?,
+            seq: row.try_get::<i64, _>("seq")? as u64,
+            leaf_hash: to_hash(&row.try_get::<Vec<u8>, _>("leaf_hash")?)?,
+        },
+    })
+}
+
+fn consent_from_row(row: &$row) -> Result<StoredConsent, StoreError> {
+    Ok(StoredConsent {
+        id: row.try_get("id")?,
+        registered_by: row.try_get("registered_by")?,
+        subject: row.try_get("subject")?,
+        purpose: row.try_get("purpose")?,
+        recipient: row.try_get("recipient")?,
+        categories: row.try_get("categories")?,
+        given_by: row.try_get("given_by")?,
+        evidence: row.try_get("evidence")?,
+        valid_from: row.try_get("valid_from")?,
+        valid_until: row.try_get("valid_until")?,
+        created_ms: row.try_get("created_ms")?,
+        withdrawn_ms: row.try_get("withdrawn_ms")?,
+    })
+}
+
+const MESSAGE_COLUMNS: &str = "pos, id, sender, receiver, message_type, purpose, sealed, consent_paths, created_ms, expires_ms, log_id, seq, leaf_hash, fetch_count";
+const ENTRY_COLUMNS: &str = "log_id, seq, time_ms, event, partner, organisation, sender, receiver, purpose, flow_id, subject, outcome, entry, leaf_hash, chain_hash";
+
+async fn apply(
+    tx: &mut sqlx::Transaction<'_, $db>,
+    m: &Mutation,
+) -> Result<(), StoreError> {
+    match m {
+        Mutation::InsertMessage(msg) => {
+            sqlx::query(
+                "INSERT INTO messages (id, sender, receiver, message_type, purpose, sealed, consent_paths, created_ms, expires_ms, log_id, seq, leaf_hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&msg.id)
+            .bind(&msg.sender)
+            .bind(&msg.receiver)
+            .bind(&msg.message_type)
+            .bind(&msg.purpose)
+            .bind(&msg.sealed)
+            .bind(&msg.consent_paths)
+            .bind(msg.created_ms)
+            .bind(msg.expires_ms)
+            .bind(&msg.log_id)
+            .bind(msg.seq as i64)
+            .bind(&msg.leaf_hash[..])
+            .execute(&mut **tx)
+            .await?;
+        }
+        Mutation::DeleteMessage { id } => {
+            sqlx::query("DELETE FROM messages WHERE id = $1")
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Mutation::MarkFetched { ids } => {
+            for id in ids {
+                sqlx::query("UPDATE messages SET fetch_count = fetch_count + 1 WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Mutation::InsertIdempotency(r) => {
+            sqlx::query(
+                "INSERT INTO idempotency (sender, key, body_hash, status, response, log_id, seq, leaf_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&r.sender)
+            .bind(&r.key)
+            .bind(&r.body_hash)
+            .bind(r.status as i64)
+            .bind(&r.response)
+            .bind(&r.log_id)
+            .bind(r.seq as i64)
+            .bind(&r.leaf_hash[..])
+            .execute(&mut **tx)
+            .await?;
+        }
+        Mutation::InsertConsent(c) => {
+            sqlx::query(
+                "INSERT INTO consents (id, registered_by, subject, purpose, recipient, categories, given_by, evidence, valid_from, valid_until, created_ms, withdrawn_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&c.id)
+            .bind(&c.registered_by)
+            .bind(&c.subject)
+            .bind(&c.purpose)
+            .bind(&c.recipient)
+            .bind(&c.categories)
+            .bind(&c.given_by)
+            .bind(&c.evidence)
+            .bind(&c.valid_from)
+            .bind(&c.valid_until)
+            .bind(c.created_ms)
+            .bind(c.withdrawn_ms)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Mutation::WithdrawConsent { id, at_ms } => {
+            sqlx::query(
+                "UPDATE consents SET withdrawn_ms = $2 WHERE id = $1 AND withdrawn_ms IS NULL",
+            )
+            .bind(id)
+            .bind(at_ms)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+impl Store for $store {
+    fn backend(&self) -> &'static str {
+        Self::BACKEND
+    }
+
+    fn check_durability(&self) -> StoreFuture<'_, ()> {
+        Box::pin(self.durability())
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+    }
+
+    fn load_log_state<'a>(&'a self, log_id: &'a str) -> StoreFuture<'a, Option<LogState>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT log_id, size, frontier, chain_head FROM log_state WHERE log_id = $1",
+            )
+            .bind(log_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|r| {
+                Ok(LogState {
+                    log_id: r.try_get("log_id")?,
+                    size: r.try_get::<i64, _>("size")? as u64,
+                    frontier: r.try_get("frontier")?,
+                    chain_head: to_hash(&r.try_get::<Vec<u8>, _>("chain_head")?)?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn commit_batch<'a>(&'a self, batch: &'a Batch) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            for e in &batch.entries {
+                sqlx::query(
+                    "INSERT INTO log_entries (log_id, seq, time_ms, event, partner, organisation, sender, receiver, purpose, flow_id, subject, outcome, entry, leaf_hash, chain_hash)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                )
+                .bind(&e.log_id)
+                .bind(e.seq as i64)
+                .bind(e.time_ms)
+                .bind(&e.event)
+                .bind(&e.partner)
+                .bind(&e.organisation)
+                .bind(&e.sender)
+                .bind(&e.receiver)
+                .bind(&e.purpose)
+                .bind(&e.flow_id)
+                .bind(&e.subject)
+                .bind(&e.outcome)
+                .bind(&e.bytes)
+                .bind(&e.leaf_hash[..])
+                .bind(&e.chain_hash[..])
+                .execute(&mut *tx)
+                .await?;
+            }
+            for m in &batch.mutations {
+                apply(&mut tx, m).await?;
+            }
+            let s = &batch.state;
+            sqlx::query(
+                "INSERT INTO log_state (log_id, size, frontier, chain_head) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (log_id) DO UPDATE SET size = excluded.size, frontier = excluded.frontier, chain_head = excluded.chain_head",
+            )
+            .bind(&s.log_id)
+            .bind(s.size as i64)
+            .bind(&s.frontier)
+            .bind(&s.chain_head[..])
+            .execute(&mut *tx)
+            .await?;
+            if let Some(cp) = &batch.checkpoint {
+                sqlx::query(
+                    "INSERT INTO checkpoints (log_id, tree_size, time_ms, note) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (log_id, tree_size) DO NOTHING",
+                )
+                .bind(&cp.log_id)
+                .bind(cp.tree_size as i64)
+                .bind(cp.time_ms)
+                .bind(&cp.note)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn log_ids(&self) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            Ok(
+                sqlx::query_scalar("SELECT log_id FROM log_state ORDER BY log_id")
+                    .fetch_all(&self.pool)
+                    .await?,
+            )
+        })
+    }
+
+    fn entries<'a>(
+        &'a self,
+        log_id: &'a str,
+        from: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<StoredEntry>> {
+        Box::pin(async move {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT {ENTRY_COLUMNS} FROM log_entries WHERE log_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3"
+            ));
+            let rows = sqlx::query(sql)
+                .bind(log_id)
+                .bind(from as i64)
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(entry_from_row).collect()
+        })
+    }
+
+    fn leaf_hashes<'a>(&'a self, log_id: &'a str, size: u64) -> StoreFuture<'a, Vec<Hash>> {
+        Box::pin(async move {
+            let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+                "SELECT leaf_hash FROM log_entries WHERE log_id = $1 AND seq < $2 ORDER BY seq",
+            )
+            .bind(log_id)
+            .bind(size as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(|h| to_hash(h)).collect()
+        })
+    }
+
+    fn checkpoints<'a>(
+        &'a self,
+        log_id: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<StoredCheckpoint>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT log_id, tree_size, time_ms, note FROM checkpoints WHERE log_id = $1 ORDER BY tree_size DESC LIMIT $2",
+            )
+            .bind(log_id)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StoredCheckpoint {
+                        log_id: r.try_get("log_id")?,
+                        tree_size: r.try_get::<i64, _>("tree_size")? as u64,
+                        time_ms: r.try_get("time_ms")?,
+                        note: r.try_get("note")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn query_entries<'a>(&'a self, f: &'a EntryFilter) -> StoreFuture<'a, Vec<StoredEntry>> {
+        Box::pin(async move {
+            let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                "SELECT {ENTRY_COLUMNS} FROM log_entries WHERE 1 = 1"
+            ));
+            if let Some(v) = f.from_ms {
+                qb.push(" AND time_ms >= ").push_bind(v);
+            }
+            if let Some(v) = f.until_ms {
+                qb.push(" AND time_ms < ").push_bind(v);
+            }
+            if let Some(v) = &f.organisation {
+                qb.push(" AND (organisation = ")
+                    .push_bind(v.clone())
+                    .push(" OR sender = ")
+                    .push_bind(v.clone())
+                    .push(" OR receiver = ")
+                    .push_bind(v.clone())
+                    .push(")");
+            }
+            if let Some(v) = &f.partner {
+                qb.push(" AND (partner = ")
+                    .push_bind(v.clone())
+                    .push(" OR sender = ")
+                    .push_bind(v.clone())
+                    .push(" OR receiver = ")
+                    .push_bind(v.clone())
+                    .push(")");
+            }
+            for (col, val) in [
+                ("purpose", &f.purpose),
+                ("flow_id", &f.flow_id),
+                ("outcome", &f.outcome),
+                ("event", &f.event),
+                ("subject", &f.subject),
+            ] {
+                if let Some(v) = val {
+                    qb.push(format!(" AND {col} = ")).push_bind(v.clone());
+                }
+            }
+            if let Some((t, log, seq)) = &f.after {
+                qb.push(" AND (time_ms > ")
+                    .push_bind(*t)
+                    .push(" OR (time_ms = ")
+                    .push_bind(*t)
+                    .push(" AND (log_id > ")
+                    .push_bind(log.clone())
+                    .push(" OR (log_id = ")
+                    .push_bind(log.clone())
+                    .push(" AND seq > ")
+                    .push_bind(*seq as i64)
+                    .push("))))");
+            }
+            qb.push(" ORDER BY time_ms, log_id, seq LIMIT ")
+                .push_bind(f.limit as i64);
+            let rows = qb.build().fetch_all(&self.pool).await?;
+            rows.iter().map(entry_from_row).collect()
+        })
+    }
+
+    fn inbox<'a>(
+        &'a self,
+        receiver: &'a str,
+        after_pos: i64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<StoredMessage>> {
+        Box::pin(async move {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE receiver = $1 AND pos > $2 ORDER BY pos LIMIT $3"
+            ));
+            let rows = sqlx::query(sql)
+                .bind(receiver)
+                .bind(after_pos)
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(message_from_row).collect()
+        })
+    }
+
+    fn message<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<StoredMessage>> {
+        Box::pin(async move {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"
+            ));
+            let row = sqlx::query(sql)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(message_from_row).transpose()
+        })
+    }
+
+    fn expired_messages(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<StoredMessage>> {
+        Box::pin(async move {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE expires_ms < $1 ORDER BY expires_ms LIMIT $2"
+            ));
+            let rows = sqlx::query(sql)
+                .bind(now_ms)
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(message_from_row).collect()
+        })
+    }
+
+    fn idempotency<'a>(
+        &'a self,
+        sender: &'a str,
+        key: &'a str,
+    ) -> StoreFuture<'a, Option<IdempotencyRecord>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT sender, key, body_hash, status, response, log_id, seq, leaf_hash FROM idempotency WHERE sender = $1 AND key = $2",
+            )
+            .bind(sender)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|r| {
+                Ok(IdempotencyRecord {
+                    sender: r.try_get("sender")?,
+                    key: r.try_get("key")?,
+                    body_hash: r.try_get("body_hash")?,
+                    status: r.try_get::<i64, _>("status")? as u16,
+                    response: r.try_get("response")?,
+                    log_id: r.try_get("log_id")?,
+                    seq: r.try_get::<i64, _>("seq")? as u64,
+                    leaf_hash: to_hash(&r.try_get::<Vec<u8>, _>("leaf_hash")?)?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn consents_for_subject<'a>(
+        &'a self,
+        subject: &'a str,
+    ) -> StoreFuture<'a, Vec<StoredConsent>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT * FROM consents WHERE subject = $1 ORDER BY created_ms")
+                .bind(subject)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(consent_from_row).collect()
+        })
+    }
+
+    fn consents_registered_by<'a>(
+        &'a self,
+        partner: &'a str,
+    ) -> StoreFuture<'a, Vec<StoredConsent>> {
+        Box::pin(async move {
+            let rows =
+                sqlx::query("SELECT * FROM consents WHERE registered_by = $1 ORDER BY created_ms")
+                    .bind(partner)
+                    .fetch_all(&self.pool)
+                    .await?;
+            rows.iter().map(consent_from_row).collect()
+        })
+    }
+
+    fn consent<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<StoredConsent>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT * FROM consents WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(consent_from_row).transpose()
+        })
+    }
+}
+    };
+}
+
+pub(crate) use sql_store;

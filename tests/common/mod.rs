@@ -1,0 +1,644 @@
+//! Test harness: starts the real `ketenpoort` binary on ports 0 with a fresh database and key directory, and
+//! talks to it over real mutual TLS with the example certificates.
+//!
+//! Backends: SQLite always; PostgreSQL when `KETENPOORT_TEST_POSTGRES` holds a server URL
+//! (e.g. `postgres://postgres@127.0.0.1:5432`). Each gateway gets its own database, dropped afterwards.
+//! Outside programs (curl, PostgreSQL): missing ones are reported and skipped locally, and fail under `CI=true`.
+#![allow(dead_code)]
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn certs_dir() -> PathBuf {
+    root().join("certs-example")
+}
+
+/// `../shared/examples/<name>` as the JSON text partners send.
+pub fn example(name: &str) -> Vec<u8> {
+    let dir = root().join("../shared/examples");
+    let path = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(name))
+        .unwrap_or_else(|| panic!("no example {name}"));
+    std::fs::read(path).unwrap()
+}
+
+pub fn example_json(name: &str) -> Value {
+    serde_json::from_slice(&example(name)).unwrap()
+}
+
+/// Every `CANARY-` string in the shared examples (the values that must never leave the sender).
+pub fn canaries() -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(root().join("../shared/examples")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("CANARY-") {
+            let tail = &rest[i..];
+            let end = tail.find('"').unwrap_or(tail.len());
+            out.push(tail[..end].to_owned());
+            rest = &tail[end..];
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Is an outside program available? Locally a missing one is skipped with a notice; under CI it fails.
+pub fn require_program(name: &str, why: &str) -> bool {
+    let found = Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{name} is required in CI for: {why}");
+        }
+        eprintln!("SKIPPED (no {name} on this machine): {why}");
+    }
+    found
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The backends to run a test against: SQLite, and PostgreSQL when configured (required under CI).
+pub fn backends() -> Vec<Backend> {
+    let mut v = vec![Backend::Sqlite];
+    match std::env::var("KETENPOORT_TEST_POSTGRES") {
+        Ok(u) if !u.is_empty() => v.push(Backend::Postgres),
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("KETENPOORT_TEST_POSTGRES must be set in CI (see .ci/run)");
+            }
+            eprintln!("SKIPPED PostgreSQL variant: KETENPOORT_TEST_POSTGRES is not set");
+        }
+    }
+    v
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let p = std::env::temp_dir().join(unique(prefix));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A PostgreSQL database created for one test and dropped afterwards.
+pub struct PgDatabase {
+    pub server: String,
+    pub name: String,
+}
+
+impl PgDatabase {
+    pub fn create() -> PgDatabase {
+        let server = std::env::var("KETENPOORT_TEST_POSTGRES").expect("KETENPOORT_TEST_POSTGRES");
+        let name = unique("kp_test_");
+        psql(&server, &format!("CREATE DATABASE {name}"));
+        PgDatabase { server, name }
+    }
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.server.trim_end_matches('/'), self.name)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        psql(
+            &self.server,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn psql(server: &str, sql: &str) {
+    let url = format!("{}/postgres", server.trim_end_matches('/'));
+    let out = Command::new("psql")
+        .args([url.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .output()
+        .expect("psql must be installed to run the PostgreSQL tests");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub struct GatewayOptions {
+    pub backend: Backend,
+    /// Extra TOML appended to the generated configuration.
+    pub extra_config: String,
+    pub policies: PathBuf,
+    /// Use this database URL instead of a fresh one (e.g. a second instance on the same database).
+    pub database_url: Option<String>,
+    pub crl: Option<PathBuf>,
+}
+
+impl GatewayOptions {
+    pub fn new(backend: Backend) -> GatewayOptions {
+        GatewayOptions {
+            backend,
+            extra_config: String::new(),
+            policies: root().join("policies"),
+            database_url: None,
+            crl: Some(certs_dir().join("crl.pem")),
+        }
+    }
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    pub child: Child,
+    pub partner_addr: String,
+    pub ops_addr: String,
+    pub dir: TempDir,
+    pub database_url: String,
+    pub config_path: PathBuf,
+    pub stderr_path: PathBuf,
+    pub pg: Option<Arc<PgDatabase>>,
+    pub backend: Backend,
+}
+
+impl Gateway {
+    pub fn start(backend: Backend) -> Gateway {
+        Gateway::start_with(GatewayOptions::new(backend))
+    }
+
+    pub fn start_with(opts: GatewayOptions) -> Gateway {
+        let dir = TempDir::new("kp-gw-");
+        let mut pg = None;
+        let database_url = match (&opts.database_url, opts.backend) {
+            (Some(u), _) => u.clone(),
+            (None, Backend::Sqlite) => {
+                format!("sqlite://{}", dir.path().join("ketenpoort.db").display())
+            }
+            (None, Backend::Postgres) => {
+                let db = Arc::new(PgDatabase::create());
+                let u = db.url();
+                pg = Some(db);
+                u
+            }
+        };
+        let certs = certs_dir();
+        let crl = opts
+            .crl
+            .as_ref()
+            .map(|c| format!("crl = \"{}\"\n", c.display()))
+            .unwrap_or_default();
+        let config = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+ops_listen = "127.0.0.1:0"
+shutdown_grace_secs = 5
+
+[tls]
+ca = "{certs}/ca.crt"
+{crl}cert = "{certs}/gateway.crt"
+key = "{certs}/gateway.key"
+partners = "{certs}/partners.toml"
+
+[storage]
+database_url = "{database_url}"
+key_dir = "{keys}"
+
+[policies]
+dir = "{policies}"
+{extra}
+"#,
+            certs = certs.display(),
+            keys = dir.path().join("keys").display(),
+            policies = opts.policies.display(),
+            extra = opts.extra_config,
+        );
+        let config_path = dir.path().join("ketenpoort.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut gw = Gateway::spawn(dir, config_path, database_url, opts.backend);
+        gw.pg = pg;
+        gw
+    }
+
+    fn spawn(
+        dir: TempDir,
+        config_path: PathBuf,
+        database_url: String,
+        backend: Backend,
+    ) -> Gateway {
+        let stderr_path = dir.path().join(unique("stderr-"));
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ketenpoort"))
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "ketenpoort=trace,info")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start ketenpoort");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "gateway did not start: {}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                );
+            }
+        };
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {line}"))
+                .split("://")
+                .nth(1)
+                .unwrap()
+                .to_owned()
+        };
+        Gateway {
+            partner_addr: field("partner="),
+            ops_addr: field("ops="),
+            child,
+            dir,
+            database_url,
+            config_path,
+            stderr_path,
+            pg: None,
+            backend,
+        }
+    }
+
+    /// Starts another gateway process on the same configuration (same database and keys).
+    pub fn restart(mut self) -> Gateway {
+        self.stop();
+        let pg = self.pg.take();
+        let dir = std::mem::replace(&mut self.dir, TempDir(PathBuf::new()));
+        let mut gw = Gateway::spawn(
+            dir,
+            self.config_path.clone(),
+            self.database_url.clone(),
+            self.backend,
+        );
+        gw.pg = pg;
+        gw
+    }
+
+    pub fn client(&self, partner: &str) -> Client {
+        Client::new(&self.partner_addr, partner)
+    }
+
+    /// SIGTERM and wait: graceful shutdown.
+    pub fn stop(&mut self) {
+        unsafe_kill(self.child.id(), "TERM");
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn ops_get(&self, path: &str) -> (u16, String) {
+        http_plain(&self.ops_addr, "GET", path)
+    }
+
+    pub fn ops_post(&self, path: &str) -> (u16, String) {
+        http_plain(&self.ops_addr, "POST", path)
+    }
+
+    /// Every byte of the database file(s) (SQLite) or a dump of every table (PostgreSQL), as text.
+    pub fn database_bytes(&self) -> Vec<u8> {
+        match self.backend {
+            Backend::Sqlite => {
+                let file = self.database_url.trim_start_matches("sqlite://");
+                let mut out = Vec::new();
+                for suffix in ["", "-wal", "-shm"] {
+                    if let Ok(b) = std::fs::read(format!("{file}{suffix}")) {
+                        out.extend(b);
+                    }
+                }
+                out
+            }
+            Backend::Postgres => {
+                let out = Command::new("pg_dump")
+                    .args([self.database_url.as_str(), "--data-only"])
+                    .output()
+                    .expect("pg_dump");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                out.stdout
+            }
+        }
+    }
+
+    /// Runs `ketenpoort audit verify` against this gateway's database and keys.
+    pub fn audit_verify(&self) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_ketenpoort"))
+            .args(["audit", "verify", "--config"])
+            .arg(&self.config_path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn unsafe_kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status();
+}
+
+/// Minimal HTTP/1.1 over plain TCP for the ops listener.
+pub fn http_plain(addr: &str, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let status = buf[9..12].parse().unwrap();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+pub fn client_config(partner: Option<&str>) -> Arc<rustls::ClientConfig> {
+    let certs = certs_dir();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(&certs.join("ca.crt")) {
+        roots.add(c).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let cfg = match partner {
+        Some(p) => builder
+            .with_client_auth_cert(
+                load_certs(&certs.join(format!("{p}.crt"))),
+                load_key(&certs.join(format!("{p}.key"))),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    Arc::new(cfg)
+}
+
+fn load_certs(path: &Path) -> Vec<CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect()
+}
+
+fn load_key(path: &Path) -> PrivateKeyDer<'static> {
+    use rustls::pki_types::pem::PemObject;
+    PrivateKeyDer::from_pem_file(path).unwrap()
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// The problem `code` of an RFC 9457 response (asserting its content type).
+    pub fn code(&self) -> String {
+        assert_eq!(
+            self.headers
+                .get("content-type")
+                .map(|v| v.to_str().unwrap()),
+            Some("application/problem+json"),
+            "status {} body {}",
+            self.status,
+            self.text()
+        );
+        self.json()["code"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A partner system: a mutual-TLS HTTP/1.1 client with one partner's certificate.
+pub struct Client {
+    addr: String,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl Client {
+    pub fn new(addr: &str, partner: &str) -> Client {
+        Client {
+            addr: addr.to_owned(),
+            config: client_config(Some(partner)),
+        }
+    }
+
+    pub fn without_certificate(addr: &str) -> Client {
+        Client {
+            addr: addr.to_owned(),
+            config: client_config(None),
+        }
+    }
+
+    /// One request on a fresh connection. `Err` when TLS or the connection fails.
+    pub async fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Response, String> {
+        let tcp = tokio::net::TcpStream::connect(&self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let connector = tokio_rustls::TlsConnector::from(self.config.clone());
+        let tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost");
+        let has_body = body.is_some();
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if has_body
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes()
+            .to_vec();
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Response {
+        self.try_request(method, path, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request("GET", path, &[], None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &[u8]) -> Response {
+        self.request("POST", path, &[], Some(body.to_vec())).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.post(path, &serde_json::to_vec(body).unwrap()).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.request("DELETE", path, &[], None).await
+    }
+
+    /// Fetches the whole inbox (all pages).
+    pub async fn inbox(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let r = self
+                .get(&format!("/v1/inbox?limit=100&cursor={cursor}"))
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let v = r.json();
+            out.extend(v["messages"].as_array().unwrap().iter().cloned());
+            match v["next_cursor"].as_str() {
+                Some(c) => cursor = c.to_owned(),
+                None => return out,
+            }
+        }
+    }
+}
+
+/// Asserts none of `needles` occurs in `haystack`, naming where.
+pub fn assert_absent(haystack: &[u8], needles: &[String], place: &str) {
+    for n in needles {
+        assert!(
+            !haystack.windows(n.len()).any(|w| w == n.as_bytes()),
+            "{n} leaked into {place}"
+        );
+    }
+}

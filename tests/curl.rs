@@ -1,0 +1,81 @@
+//! The README walk-through, driven with the real `curl` against the running binary.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+fn curl(gw: &Gateway, partner: &str, args: &[&str]) -> (u16, String) {
+    let certs = certs_dir();
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(certs.join("ca.crt"))
+        .arg("--cert")
+        .arg(certs.join(format!("{partner}.crt")))
+        .arg("--key")
+        .arg(certs.join(format!("{partner}.key")))
+        .args(["-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    let _ = gw;
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+#[test]
+fn readme_walk_through_with_curl() {
+    if !require_program("curl", "the README walk-through with curl") {
+        return;
+    }
+    let gw = Gateway::start(Backend::Sqlite);
+    let port = gw.partner_addr.rsplit(':').next().unwrap().to_owned();
+    let base = format!("https://localhost:{port}");
+    let p1 = root().join("../shared/examples/P1-overstap-po-vo.json");
+    let (status, body) = curl(
+        &gw,
+        "obs-de-linde",
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "Idempotency-Key: readme-1",
+            "--data-binary",
+            &format!("@{}", p1.display()),
+            &format!("{base}/v1/messages"),
+        ],
+    );
+    assert_eq!(status, 201, "{body}");
+    let sent: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = sent["message_id"].as_str().unwrap();
+
+    let (status, body) = curl(&gw, "lyceum-zuid", &[&format!("{base}/v1/inbox")]);
+    assert_eq!(status, 200, "{body}");
+    let inbox: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(inbox["messages"][0]["message_id"], id);
+    assert_absent(body.as_bytes(), &canaries(), "curl inbox output");
+
+    let (status, body) = curl(
+        &gw,
+        "lyceum-zuid",
+        &["-X", "POST", &format!("{base}/v1/inbox/{id}/ack")],
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = curl(&gw, "lyceum-zuid", &[&format!("{base}/v1/inbox")]);
+    assert_eq!(status, 200);
+    assert!(body.contains("\"messages\":[]"), "{body}");
+
+    // TLS 1.1 and below are refused by the listener.
+    let out = Command::new("curl")
+        .args(["-sS", "--tlsv1.1", "--tls-max", "1.1", "--cacert"])
+        .arg(certs_dir().join("ca.crt"))
+        .arg("--cert")
+        .arg(certs_dir().join("obs-de-linde.crt"))
+        .arg("--key")
+        .arg(certs_dir().join("obs-de-linde.key"))
+        .arg(format!("{base}/v1/inbox"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "TLS 1.1 was accepted");
+}

@@ -1,0 +1,405 @@
+//! End to end through the real binary: mutual TLS with the example certificates, send → inbox → ack,
+//! refusals, idempotency, and the canary values of ../shared/examples never reaching a receiver, the log,
+//! the database or the tracing output. Every test runs on SQLite and, when configured, on PostgreSQL.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn paths(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn withheld_fields(v: &Value) -> Vec<String> {
+    v["withheld"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["field"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_partner_is_admitted_and_refused_certificates_are_not() {
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        for partner in [
+            "obs-de-linde",
+            "cbs-het-anker",
+            "lyceum-zuid",
+            "swv-vo-zuid",
+            "leerplicht-gemeente",
+            "wijkteam-noord",
+            "fg-lyceum-zuid",
+            "fg-obs-de-linde",
+            "fg-operator",
+        ] {
+            let r = gw.client(partner).get("/v1/inbox").await;
+            assert_eq!(r.status, 200, "{partner}: {}", r.text());
+            assert_eq!(r.json()["messages"], json!([]));
+        }
+        // Refused in the TLS handshake: no request ever reaches the API.
+        for partner in [
+            "rogue-school",
+            "expired-school",
+            "no-eku-school",
+            "revoked-school",
+        ] {
+            let r = gw
+                .client(partner)
+                .try_request("GET", "/v1/inbox", &[], None)
+                .await;
+            assert!(
+                r.is_err(),
+                "{partner} was admitted: {:?}",
+                r.map(|r| r.status)
+            );
+        }
+        let r = Client::without_certificate(&gw.partner_addr)
+            .try_request("GET", "/v1/inbox", &[], None)
+            .await;
+        assert!(r.is_err(), "a client without certificate was admitted");
+        // A valid certificate that names no partner.
+        let r = gw.client("unknown-school").get("/v1/inbox").await;
+        assert_eq!(r.status, 403);
+        assert_eq!(r.code(), "unknown-partner");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_comes_from_the_certificate_never_from_headers() {
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        let school = gw.client("obs-de-linde");
+        let sent = school.post("/v1/messages", &example("P1")).await;
+        assert_eq!(sent.status, 201, "{}", sent.text());
+        let id = sent.json()["message_id"].as_str().unwrap().to_owned();
+        // cbs-het-anker pretends to be lyceum-zuid in every header a naive gateway might read.
+        let spoof = [
+            ("x-partner-id", "lyceum-zuid"),
+            (
+                "x-ssl-client-s-dn",
+                "CN=lyceum-zuid,serialNumber=00000001800000000003",
+            ),
+            ("x-forwarded-client-cert", "Subject=\"CN=lyceum-zuid\""),
+            ("x-client-oin", "00000001800000000003"),
+        ];
+        let other = gw.client("cbs-het-anker");
+        let r = other.request("GET", "/v1/inbox", &spoof, None).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.json()["messages"],
+            json!([]),
+            "spoofed headers exposed another inbox"
+        );
+        let r = other
+            .request("POST", &format!("/v1/inbox/{id}/ack"), &spoof, None)
+            .await;
+        assert_eq!(r.status, 404);
+        assert_eq!(r.code(), "not-found");
+        // The real receiver still has it.
+        assert_eq!(gw.client("lyceum-zuid").inbox().await.len(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p1_send_fetch_ack_delivers_only_allowed_fields_and_logs_every_step() {
+    let canaries = canaries();
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        let sender = gw.client("obs-de-linde");
+        let receiver = gw.client("lyceum-zuid");
+
+        let r = sender.post("/v1/messages", &example("P1")).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let sent = r.json();
+        assert_absent(&r.body, &canaries, "the 201 response");
+        let delivered = paths(&sent["delivered"]);
+        let withheld = withheld_fields(&sent);
+        assert!(
+            delivered.iter().any(|p| p == "leerling.achternaam"),
+            "{delivered:?}"
+        );
+        assert!(
+            delivered.iter().any(|p| p.starts_with("toetsen[0]")),
+            "{delivered:?}"
+        );
+        for blocked in [
+            "jeugdhulp.inhoud",
+            "justitie.halt_verwijzing",
+            "thuissituatie.details",
+        ] {
+            assert!(
+                withheld.iter().any(|w| w == blocked),
+                "{blocked} not withheld: {withheld:?}"
+            );
+            assert!(!delivered.iter().any(|d| d == blocked));
+        }
+        assert_eq!(sent["disclosure"]["seq"].as_u64().is_some(), true);
+        assert_eq!(sent["disclosure"]["hash"].as_str().unwrap().len(), 64);
+        let id = sent["message_id"].as_str().unwrap().to_owned();
+
+        // The sender cannot read its own sent message from an inbox; the receiver gets exactly one.
+        assert!(sender.inbox().await.is_empty());
+        let inbox = receiver.inbox().await;
+        assert_eq!(inbox.len(), 1);
+        let m = &inbox[0];
+        assert_eq!(m["message_id"], id.as_str());
+        assert_eq!(m["from"], "obs-de-linde");
+        assert_eq!(m["type"], "onderwijskundig-rapport");
+        assert_eq!(m["purpose"], "overstap-po-vo");
+        assert_eq!(m["data"]["leerling"]["achternaam"], "Jansen");
+        assert!(m["data"]
+            .get("jeugdhulp")
+            .is_none_or(|j| j.get("inhoud").is_none()));
+        assert!(m["data"].get("justitie").is_none());
+        assert_eq!(m["disclosure"], sent["disclosure"]);
+        let text = serde_json::to_vec(&inbox).unwrap();
+        assert_absent(&text, &canaries, "the receiver's inbox");
+
+        // Ack purges the payload; a second ack is a 404, and the inbox is empty.
+        let r = receiver.post(&format!("/v1/inbox/{id}/ack"), b"").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["acknowledged"], true);
+        let r = receiver.post(&format!("/v1/inbox/{id}/ack"), b"").await;
+        assert_eq!(r.status, 404);
+        assert!(receiver.inbox().await.is_empty());
+
+        // The log verifies, and nothing of the payload's secrets is anywhere in the database or the traces.
+        let (ok, out) = gw.audit_verify();
+        assert!(ok, "{out}");
+        assert!(out.contains("verified"), "{out}");
+        assert_absent(&gw.database_bytes(), &canaries, "the database");
+        assert_absent(gw.stderr().as_bytes(), &canaries, "the tracing output");
+        // The raw PGN never reaches the log or the traces either (only a keyed pseudonym).
+        assert_absent(
+            gw.stderr().as_bytes(),
+            &["628194821".to_owned()],
+            "the tracing output",
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p3_and_p6_deliver_allowed_fields_and_keep_canaries_out() {
+    let canaries = canaries();
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        let r = gw
+            .client("lyceum-zuid")
+            .post("/v1/messages", &example("P3"))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let sent = r.json();
+        let withheld = withheld_fields(&sent);
+        assert!(
+            withheld.iter().any(|w| w.starts_with("toetsen[0]")),
+            "{withheld:?}"
+        );
+        assert!(
+            withheld.iter().any(|w| w.starts_with("diagnoses[0]")),
+            "{withheld:?}"
+        );
+        let inbox = gw.client("leerplicht-gemeente").inbox().await;
+        assert_eq!(inbox.len(), 1);
+        assert_eq!(inbox[0]["data"]["verzuim"]["soort"], "16-uur-4-weken");
+        assert_eq!(inbox[0]["subject"]["pgn"], "507529170");
+        assert!(inbox[0]["data"].get("toetsen").is_none());
+        assert_absent(&serde_json::to_vec(&inbox).unwrap(), &canaries, "P3 inbox");
+
+        let r = gw
+            .client("leerplicht-gemeente")
+            .post("/v1/messages", &example("P6"))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let inbox = gw.client("lyceum-zuid").inbox().await;
+        assert_eq!(inbox.len(), 1);
+        assert_eq!(inbox[0]["data"]["status"], "in-behandeling");
+        assert!(inbox[0]["data"].get("toelichting_vrij").is_none());
+        assert!(inbox[0]["data"].get("justitie").is_none());
+        assert_absent(&serde_json::to_vec(&inbox).unwrap(), &canaries, "P6 inbox");
+        assert_absent(&gw.database_bytes(), &canaries, "the database");
+        assert_absent(gw.stderr().as_bytes(), &canaries, "the tracing output");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_resend_returns_the_first_result_once() {
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        let c = gw.client("obs-de-linde");
+        let body = example("P1");
+        let h = [("idempotency-key", "overdracht-2026-0001")];
+        let first = c
+            .request("POST", "/v1/messages", &h, Some(body.clone()))
+            .await;
+        assert_eq!(first.status, 201, "{}", first.text());
+        let again = c
+            .request("POST", "/v1/messages", &h, Some(body.clone()))
+            .await;
+        assert_eq!(again.status, 200, "{}", again.text());
+        assert_eq!(again.json()["message_id"], first.json()["message_id"]);
+        assert_eq!(again.json()["disclosure"], first.json()["disclosure"]);
+        let mut other: Value = serde_json::from_slice(&body).unwrap();
+        other["justification"] = json!("Een andere toelichting, ander bericht, zelfde sleutel.");
+        let clash = c
+            .request(
+                "POST",
+                "/v1/messages",
+                &h,
+                Some(serde_json::to_vec(&other).unwrap()),
+            )
+            .await;
+        assert_eq!(clash.status, 409);
+        assert_eq!(clash.code(), "idempotency-key-reused");
+        // Another partner may use the same key for its own message.
+        let p3 = gw
+            .client("lyceum-zuid")
+            .request("POST", "/v1/messages", &h, Some(example("P3")))
+            .await;
+        assert_eq!(p3.status, 201, "{}", p3.text());
+        assert_eq!(
+            gw.client("lyceum-zuid").inbox().await.len(),
+            1,
+            "delivered twice"
+        );
+        let (ok, out) = gw.audit_verify();
+        assert!(ok, "{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_problem_json_with_stable_codes_and_nothing_is_delivered() {
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        let c = gw.client("obs-de-linde");
+        let p1 = example_json("P1");
+        let mut cases: Vec<(Vec<u8>, u16, &str)> = vec![
+            (
+                b"{\"to\": \"lyceum-zuid\", \"to\": \"x\"}".to_vec(),
+                400,
+                "duplicate-key",
+            ),
+            (b"{not json".to_vec(), 400, "malformed-json"),
+            (vec![0xff, 0xfe, b'{', b'}'], 400, "invalid-utf8"),
+            (
+                format!("{}{}", "[".repeat(40), "]".repeat(40)).into_bytes(),
+                400,
+                "too-deep",
+            ),
+        ];
+        let mut unknown = p1.clone();
+        unknown["cc"] = json!("wijkteam-noord");
+        cases.push((
+            serde_json::to_vec(&unknown).unwrap(),
+            400,
+            "unknown-envelope-key",
+        ));
+        let mut bad_pgn = p1.clone();
+        bad_pgn["subject"] = json!({"pgn": "123456789"});
+        cases.push((
+            serde_json::to_vec(&bad_pgn).unwrap(),
+            422,
+            "invalid-subject-id",
+        ));
+        let mut no_flow = p1.clone();
+        no_flow["purpose"] = json!("marketing");
+        cases.push((serde_json::to_vec(&no_flow).unwrap(), 403, "no-policy"));
+        let mut unknown_receiver = p1.clone();
+        unknown_receiver["to"] = json!("school-die-niet-bestaat");
+        cases.push((
+            serde_json::to_vec(&unknown_receiver).unwrap(),
+            422,
+            "unknown-receiver",
+        ));
+        let mut wrong_direction = p1.clone();
+        wrong_direction["to"] = json!("wijkteam-noord");
+        cases.push((
+            serde_json::to_vec(&wrong_direction).unwrap(),
+            403,
+            "no-policy",
+        ));
+        for (body, status, code) in cases {
+            let r = c.post("/v1/messages", &body).await;
+            assert_eq!(r.status, status, "{code}: {}", r.text());
+            assert_eq!(r.code(), code);
+            assert_eq!(r.json()["status"], status);
+            assert!(!r.text().contains("123456789"), "the bad number was echoed");
+        }
+        // Too large: refused before the body is read in full.
+        let big = vec![b' '; 9 * 1024 * 1024];
+        let r = c.post("/v1/messages", &big).await;
+        assert_eq!(r.status, 413);
+        assert_eq!(r.code(), "body-too-large");
+        for receiver in ["lyceum-zuid", "wijkteam-noord"] {
+            assert!(
+                gw.client(receiver).inbox().await.is_empty(),
+                "{receiver} got a refused message"
+            );
+        }
+        let (_, metrics) = gw.ops_get("/metrics");
+        assert!(
+            metrics.contains("ketenpoort_refusals_total{code=\"duplicate-key\"} 1"),
+            "{metrics}"
+        );
+        let (ok, out) = gw.audit_verify();
+        assert!(ok, "{out}");
+        // Refusals are in the log: 1 policy-loaded entry + one per refused message.
+        assert!(out.contains(" 11 entries"), "{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_listener_reports_health_readiness_and_metrics() {
+    let gw = Gateway::start(Backend::Sqlite);
+    assert_eq!(gw.ops_get("/healthz").0, 200);
+    let (status, body) = gw.ops_get("/readyz");
+    assert_eq!(status, 200, "{body}");
+    let r = gw
+        .client("obs-de-linde")
+        .post("/v1/messages", &example("P1"))
+        .await;
+    assert_eq!(r.status, 201);
+    let (_, metrics) = gw.ops_get("/metrics");
+    assert!(
+        metrics.contains("ketenpoort_requests_total{route=\"POST /v1/messages\",status=\"201\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ketenpoort_disclosures_total{flow=\"P1\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ketenpoort_log_append_seconds_total"),
+        "{metrics}"
+    );
+    assert_absent(metrics.as_bytes(), &canaries(), "metrics");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_keeps_the_log_and_a_restart_continues_it() {
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        let r = gw
+            .client("obs-de-linde")
+            .post("/v1/messages", &example("P1"))
+            .await;
+        assert_eq!(r.status, 201);
+        let first_seq = r.json()["disclosure"]["seq"].as_u64().unwrap();
+        let gw = gw.restart();
+        let r = gw
+            .client("obs-de-linde")
+            .post("/v1/messages", &example("P1"))
+            .await;
+        assert_eq!(r.status, 201);
+        assert!(r.json()["disclosure"]["seq"].as_u64().unwrap() > first_seq);
+        assert_eq!(gw.client("lyceum-zuid").inbox().await.len(), 2);
+        let (ok, out) = gw.audit_verify();
+        assert!(ok, "{out}");
+    }
+}
