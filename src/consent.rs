@@ -35,6 +35,9 @@ struct ConsentRequest {
     valid_until: String,
 }
 
+const CONSENT_SHAPE: &str = "a consent has subject {pgn|bsn|onderwijsnummer}, purpose, recipient, categories (list), \
+given_by (ouder, voogd, jongere, ouder-en-jongere), evidence, valid_from and valid_until (YYYY-MM-DD), all required";
+
 fn invalid(detail: impl Into<String>) -> Problem {
     Problem::from_status(422, "invalid-consent", detail)
 }
@@ -76,13 +79,14 @@ pub async fn record(gw: &Gateway, caller: &Caller, body: &[u8]) -> Result<Value,
     let value = envelope::parse_strict_json(body, gw.config.limits.max_json_depth)
         .map_err(|e| Problem::from_status(e.status(), e.code(), e.detail().to_owned()))?;
     let req: ConsentRequest = serde_json::from_value(value).map_err(|e| {
-        // serde's message names the member or the expected type, never a value of ours.
+        // serde's messages can quote a value; only the name of an unknown member is passed on.
         let msg = e.to_string();
-        let msg = msg.split(" at line").next().unwrap_or("").to_owned();
-        if msg.starts_with("unknown field") {
-            Problem::bad_request("unknown-consent-key", msg)
-        } else {
-            invalid(msg)
+        match msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+            Some(key) => Problem::bad_request(
+                "unknown-consent-key",
+                format!("unknown member '{}'", key.chars().take(64).collect::<String>()),
+            ),
+            None => invalid(CONSENT_SHAPE),
         }
     })?;
     let subject = parse_subject(&req.subject)?;
