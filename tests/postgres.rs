@@ -1,0 +1,429 @@
+//! What only PostgreSQL deployments have: several real gateway processes on one database (each its own log,
+//! one shared set of mailboxes), and the durability check of the database's own defaults.
+//! Needs `KETENPOORT_TEST_POSTGRES` (skipped without it locally, a failure under `CI=true`).
+
+mod common;
+
+use common::*;
+use ketenpoort::audit::checkpoint::SigningKey;
+use ketenpoort::audit::entry::{EventKind, LogEntry};
+use ketenpoort::audit::writer::{now_ms, LogWriter, WriterConfig};
+use ketenpoort::keys::Keys;
+use ketenpoort::store::{EntryFilter, Mutation, NewMessage, StoredEntry};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn postgres_available() -> bool {
+    backends().contains(&Backend::Postgres)
+}
+
+/// Two instances on one database. They share the key directory (payload and pseudonym keys); A signs its log
+/// with the default `<key_dir>/log-signing.key`, B with `storage.signing_key = <key_dir>/instance-b.key`.
+struct Pair {
+    // Declared first so B stops before A's directory and database go.
+    b: Gateway,
+    a: Gateway,
+    keys: PathBuf,
+}
+
+fn start_pair() -> Pair {
+    let a = Gateway::start(Backend::Postgres);
+    let keys = a.dir.path().join("keys");
+    let mut opts = GatewayOptions::new(Backend::Postgres);
+    opts.database_url = Some(a.database_url.clone());
+    opts.key_dir = Some(keys.clone());
+    opts.storage_extra = format!(
+        "signing_key = \"{}\"",
+        keys.join("instance-b.key").display()
+    );
+    let b = Gateway::start_with(opts);
+    Pair { b, a, keys }
+}
+
+/// Every entry of every log in the database, merged in time order (as the privacy officer reads them).
+async fn all_entries(url: &str) -> Vec<StoredEntry> {
+    let store = ketenpoort::store::open(url).await.unwrap();
+    let mut out = Vec::new();
+    let mut f = EntryFilter {
+        limit: 1000,
+        ..Default::default()
+    };
+    loop {
+        let page = store.query_entries(&f).await.unwrap();
+        let full = page.len() == f.limit;
+        if let Some(e) = page.last() {
+            f.after = Some((e.time_ms, e.log_id.clone(), e.seq));
+        }
+        out.extend(page);
+        if !full {
+            return out;
+        }
+    }
+}
+
+fn count(entries: &[StoredEntry], event: &str) -> usize {
+    entries.iter().filter(|e| e.event == event).count()
+}
+
+/// Delivers `n` messages to `receiver` the way the send pipeline stores them (sealed with the shared payload key,
+/// recorded by a disclosure entry in the same commit), through the library's log writer with its own signing key
+/// (`seed.key` in the key directory, so `audit verify` finds its public key like any instance's).
+async fn deliver(url: &str, key_dir: &Path, receiver: &str, n: usize) -> Vec<String> {
+    let store = ketenpoort::store::open(url).await.unwrap();
+    let keys = Arc::new(Keys::load_or_create(key_dir).unwrap());
+    let signing = Arc::new(SigningKey::load_or_create(&key_dir.join("seed.key")).unwrap());
+    let log_id = format!("ketenpoort-seed-{}", signing.key_id());
+    let (writer, handle) = LogWriter::start(
+        store,
+        signing,
+        WriterConfig {
+            log_id,
+            batch_max: 512,
+            checkpoint_interval: Duration::from_secs(1),
+        },
+    )
+    .await
+    .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (writer, keys, receiver) = (writer.clone(), keys.clone(), receiver.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let id = ketenpoort::pipeline::new_id();
+            let stored = json!({
+                "subject": null,
+                "actor": {"id": "mentor-1", "name": "J. de Vries", "function": "mentor"},
+                "justification": null,
+                "data": {"volgnummer": i},
+            });
+            let sealed = keys
+                .seal(&serde_json::to_vec(&stored).unwrap(), id.as_bytes())
+                .unwrap();
+            let mut entry = LogEntry::new(EventKind::MessageDisclosed);
+            entry.partner = "obs-de-linde".into();
+            entry.organisation = "obs-de-linde".into();
+            entry.sender = Some("obs-de-linde".into());
+            entry.receiver = Some(receiver.clone());
+            entry.message_id = Some(id.clone());
+            entry.message_type = Some("onderwijskundig-rapport".into());
+            entry.purpose = Some("overstap".into());
+            let created_ms = now_ms();
+            let msg = NewMessage {
+                id: id.clone(),
+                sender: "obs-de-linde".into(),
+                receiver,
+                message_type: "onderwijskundig-rapport".into(),
+                purpose: "overstap".into(),
+                sealed,
+                consent_paths: "[]".into(),
+                created_ms,
+                expires_ms: created_ms + 86_400_000,
+                log_id: String::new(),
+                seq: 0,
+                leaf_hash: [0; 32],
+            };
+            writer
+                .append(vec![entry], vec![Mutation::InsertMessage(Box::new(msg))])
+                .await
+                .unwrap();
+            id
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    writer.flush().await;
+    drop(writer);
+    handle.await.unwrap();
+    ids
+}
+
+/// Pages through a whole inbox; returns (message id, redelivery) in the order handed out.
+async fn fetch_all(client: &Client, limit: usize) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let r = client
+            .get(&format!("/v1/inbox?limit={limit}&cursor={cursor}"))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        for m in v["messages"].as_array().unwrap() {
+            out.push((
+                m["message_id"].as_str().unwrap().to_owned(),
+                m["redelivery"].as_bool().unwrap(),
+            ));
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => return out,
+        }
+    }
+}
+
+fn audit_verify(config: &Path, public_keys: &[PathBuf]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ketenpoort"));
+    cmd.args(["audit", "verify", "--config"]).arg(config);
+    for k in public_keys {
+        cmd.arg("--public-key").arg(k);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_via_a_is_fetched_and_acknowledged_via_b_exactly_once() {
+    if !postgres_available() {
+        return;
+    }
+    let p = start_pair();
+    let r =
+        p.a.client("obs-de-linde")
+            .post("/v1/messages", &example("P1"))
+            .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let sent = r.json();
+    let id = sent["message_id"].as_str().unwrap().to_owned();
+    let log_a = sent["disclosure"]["log_id"].as_str().unwrap().to_owned();
+
+    let via_b = p.b.client("lyceum-zuid").inbox().await;
+    assert_eq!(via_b.len(), 1);
+    assert_eq!(via_b[0]["message_id"], id.as_str());
+    assert_eq!(via_b[0]["redelivery"], false);
+    assert_eq!(via_b[0]["disclosure"]["log_id"], log_a.as_str());
+    let via_a = p.a.client("lyceum-zuid").inbox().await;
+    assert_eq!(via_a.len(), 1);
+    assert_eq!(
+        via_a[0]["redelivery"], true,
+        "the fetch through B counts for A too"
+    );
+    assert_eq!(via_a[0]["data"], via_b[0]["data"]);
+
+    let ack =
+        p.b.client("lyceum-zuid")
+            .post(&format!("/v1/inbox/{id}/ack"), b"")
+            .await;
+    assert_eq!(ack.status, 200, "{}", ack.text());
+    let log_b = ack.json()["disclosure"]["log_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(log_a, log_b, "each instance writes its own log");
+    let again =
+        p.a.client("lyceum-zuid")
+            .post(&format!("/v1/inbox/{id}/ack"), b"")
+            .await;
+    assert_eq!(again.status, 404);
+    assert_eq!(again.code(), "not-found");
+    assert!(p.a.client("lyceum-zuid").inbox().await.is_empty());
+    assert!(p.b.client("lyceum-zuid").inbox().await.is_empty());
+
+    let entries = all_entries(&p.a.database_url).await;
+    let about = |event: &str| -> Vec<&str> {
+        let mut logs: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.event == event && e.bytes.windows(id.len()).any(|w| w == id.as_bytes()))
+            .map(|e| e.log_id.as_str())
+            .collect();
+        logs.sort();
+        logs
+    };
+    assert_eq!(about("message-disclosed"), vec![log_a.as_str()]);
+    let mut both = vec![log_a.as_str(), log_b.as_str()];
+    both.sort();
+    assert_eq!(about("message-fetched"), both);
+    assert_eq!(about("message-acknowledged"), vec![log_b.as_str()]);
+    assert!(
+        entries.windows(2).all(|w| w[0].time_ms <= w[1].time_ms),
+        "merged in time order"
+    );
+
+    let (ok, out) = p.a.audit_verify();
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("log {log_a}: ok")), "{out}");
+    assert!(out.contains(&format!("log {log_b}: ok")), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_fetches_through_both_instances_hand_each_message_out_as_new_once() {
+    if !postgres_available() {
+        return;
+    }
+    let p = start_pair();
+    let ids = deliver(&p.a.database_url, &p.keys, "lyceum-zuid", 200).await;
+    // Two fetchers per instance, small pages, all at once.
+    let mut tasks = Vec::new();
+    for (name, gw) in [("a1", &p.a), ("a2", &p.a), ("b1", &p.b), ("b2", &p.b)] {
+        let client = gw.client("lyceum-zuid");
+        tasks.push((
+            name,
+            tokio::spawn(async move { fetch_all(&client, 20).await }),
+        ));
+    }
+    let mut new_to: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    let mut handed_out = 0;
+    for (name, t) in tasks {
+        let got = t.await.unwrap();
+        let distinct: BTreeSet<_> = got.iter().map(|(id, _)| id.clone()).collect();
+        assert_eq!(
+            distinct.len(),
+            200,
+            "{name} saw every unacknowledged message once"
+        );
+        handed_out += got.len();
+        for (id, redelivery) in got {
+            let slot = new_to.entry(id).or_default();
+            if !redelivery {
+                slot.push(name);
+            }
+        }
+    }
+    assert_eq!(
+        new_to.keys().cloned().collect::<BTreeSet<_>>(),
+        ids.iter().cloned().collect::<BTreeSet<_>>()
+    );
+    let wrong: Vec<_> = new_to.iter().filter(|(_, who)| who.len() != 1).collect();
+    assert!(
+        wrong.is_empty(),
+        "{} message(s) not handed out as new exactly once, e.g. {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    // Nothing handed out unlogged: one fetch entry per message per response.
+    let entries = all_entries(&p.a.database_url).await;
+    assert_eq!(count(&entries, "message-fetched"), handed_out);
+    let logs: BTreeSet<_> = entries
+        .iter()
+        .filter(|e| e.event == "message-fetched")
+        .map(|e| e.log_id.clone())
+        .collect();
+    assert_eq!(logs.len(), 2, "both instances logged fetches: {logs:?}");
+    let (ok, out) = p.a.audit_verify();
+    assert!(ok, "{out}");
+    assert_eq!(out.matches(": ok,").count(), 3, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_acks_through_both_instances_acknowledge_once_and_every_log_verifies() {
+    if !postgres_available() {
+        return;
+    }
+    let p = start_pair();
+    let ids = deliver(&p.a.database_url, &p.keys, "lyceum-zuid", 30).await;
+    let (ca, cb) = (
+        Arc::new(p.a.client("lyceum-zuid")),
+        Arc::new(p.b.client("lyceum-zuid")),
+    );
+    let mut tasks = Vec::new();
+    for id in &ids {
+        let path = format!("/v1/inbox/{id}/ack");
+        let (ca, cb) = (ca.clone(), cb.clone());
+        tasks.push(tokio::spawn(async move {
+            let (ra, rb) = tokio::join!(ca.post(&path, b""), cb.post(&path, b""));
+            (ra.status, rb.status)
+        }));
+    }
+    let mut by_a = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (200, 404) => by_a += 1,
+            (404, 200) => {}
+            other => panic!("expected exactly one acknowledgement, got {other:?}"),
+        }
+    }
+    eprintln!("acknowledged through A: {by_a}, through B: {}", 30 - by_a);
+    assert!(ca.inbox().await.is_empty());
+    let entries = all_entries(&p.a.database_url).await;
+    assert_eq!(count(&entries, "message-acknowledged"), 30);
+    for id in &ids {
+        let acks = entries
+            .iter()
+            .filter(|e| {
+                e.event == "message-acknowledged"
+                    && e.bytes.windows(id.len()).any(|w| w == id.as_bytes())
+            })
+            .count();
+        assert_eq!(acks, 1, "{id}");
+    }
+
+    // Default trusted keys: every *.pub in the shared key directory (A, B and the delivering writer).
+    let (ok, out) = p.a.audit_verify();
+    assert!(ok, "{out}");
+    assert_eq!(out.matches(": ok,").count(), 3, "{out}");
+    assert_eq!(out.matches("trusted key ").count(), 3, "{out}");
+    // Only A's key: the other logs' checkpoints are not trusted.
+    let only_a = [p.keys.join("log-signing.key.pub")];
+    let (ok, out) = audit_verify(&p.a.config_path, &only_a);
+    assert!(!ok, "{out}");
+    assert!(out.contains("not signed by a trusted key"), "{out}");
+    // Every key named explicitly.
+    let all: Vec<_> = ["log-signing.key.pub", "instance-b.key.pub", "seed.key.pub"]
+        .iter()
+        .map(|k| p.keys.join(k))
+        .collect();
+    let (ok, out) = audit_verify(&p.a.config_path, &all);
+    assert!(ok, "{out}");
+}
+
+/// The gateway's own sessions force `synchronous_commit = on`; a database whose own default is `off` is refused at
+/// start, unless `storage.allow_non_durable = true` (then it starts, warns, and still commits synchronously).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_defaulting_to_asynchronous_commit_is_refused_unless_allowed() {
+    if !postgres_available() {
+        return;
+    }
+    let db = PgDatabase::create();
+    psql(
+        &db.server,
+        &format!("ALTER DATABASE {} SET synchronous_commit = off", db.name),
+    );
+    let shown = Command::new("psql")
+        .args([db.url().as_str(), "-tAc", "SHOW synchronous_commit"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), "off");
+
+    let mut opts = GatewayOptions::new(Backend::Postgres);
+    opts.database_url = Some(db.url());
+    let err = match Gateway::try_start_with(opts) {
+        Ok(_) => panic!("started on a database that defaults to synchronous_commit = off"),
+        Err(stderr) => stderr,
+    };
+    assert!(
+        err.contains("synchronous_commit is off"),
+        "refusal names the setting: {err}"
+    );
+
+    let mut opts = GatewayOptions::new(Backend::Postgres);
+    opts.database_url = Some(db.url());
+    opts.storage_extra = "allow_non_durable = true".into();
+    let gw = Gateway::try_start_with(opts).unwrap_or_else(|e| panic!("override ignored: {e}"));
+    assert_eq!(gw.ops_get("/readyz").0, 200);
+    let stderr = gw.stderr();
+    assert!(stderr.contains("non-durable"), "{stderr}");
+    // Its log works (the start-up entry is committed and verifies).
+    let (ok, out) = gw.audit_verify();
+    assert!(ok, "{out}");
+
+    // Back to a durable default: starts without the override.
+    psql(
+        &db.server,
+        &format!("ALTER DATABASE {} RESET synchronous_commit", db.name),
+    );
+    let mut opts = GatewayOptions::new(Backend::Postgres);
+    opts.database_url = Some(db.url());
+    let gw2 = Gateway::try_start_with(opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gw2.ops_get("/readyz").0, 200);
+    drop((gw, gw2));
+}
