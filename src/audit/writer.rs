@@ -304,7 +304,8 @@ impl Worker {
     ) -> Result<Vec<Vec<Receipt>>, AuditError> {
         if self.stale {
             match load_state(&self.store, &self.log_id).await {
-                Ok(state) => {
+                Ok(mut state) => {
+                    state.last_checkpoint = self.state.last_checkpoint;
                     self.state = state;
                     self.stale = false;
                 }

@@ -255,17 +255,11 @@ async fn sent_via_a_is_fetched_and_acknowledged_via_b_exactly_once() {
     assert!(out.contains(&format!("log {log_b}: ok")), "{out}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_fetches_through_both_instances_hand_each_message_out_as_new_once() {
-    if !postgres_available() {
-        return;
-    }
-    let p = start_pair();
-    let ids = deliver(&p.a.database_url, &p.keys, "lyceum-zuid", 200).await;
-    // Two fetchers per instance, small pages, all at once.
+/// Runs the fetchers at once, each paging through the whole inbox; asserts every one of `ids` was handed out as
+/// new to exactly one fetcher and that one fetch entry was logged per message handed out.
+async fn fetch_concurrently(url: &str, fetchers: Vec<(&'static str, Client)>, ids: &[String]) {
     let mut tasks = Vec::new();
-    for (name, gw) in [("a1", &p.a), ("a2", &p.a), ("b1", &p.b), ("b2", &p.b)] {
-        let client = gw.client("lyceum-zuid");
+    for (name, client) in fetchers {
         tasks.push((
             name,
             tokio::spawn(async move { fetch_all(&client, 20).await }),
@@ -277,8 +271,8 @@ async fn concurrent_fetches_through_both_instances_hand_each_message_out_as_new_
         let got = t.await.unwrap();
         let distinct: BTreeSet<_> = got.iter().map(|(id, _)| id.clone()).collect();
         assert_eq!(
-            distinct.len(),
-            200,
+            (distinct.len(), got.len()),
+            (ids.len(), ids.len()),
             "{name} saw every unacknowledged message once"
         );
         handed_out += got.len();
@@ -301,8 +295,47 @@ async fn concurrent_fetches_through_both_instances_hand_each_message_out_as_new_
         &wrong[..wrong.len().min(5)]
     );
     // Nothing handed out unlogged: one fetch entry per message per response.
-    let entries = all_entries(&p.a.database_url).await;
+    let entries = all_entries(url).await;
     assert_eq!(count(&entries, "message-fetched"), handed_out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_fetches_on_one_instance_hand_each_message_out_as_new_once() {
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        let ids = deliver(
+            &gw.database_url,
+            &gw.dir.path().join("keys"),
+            "lyceum-zuid",
+            100,
+        )
+        .await;
+        let fetchers = ["f1", "f2", "f3"]
+            .into_iter()
+            .map(|n| (n, gw.client("lyceum-zuid")))
+            .collect();
+        fetch_concurrently(&gw.database_url, fetchers, &ids).await;
+        let (ok, out) = gw.audit_verify();
+        assert!(ok, "{backend:?}: {out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_fetches_through_both_instances_hand_each_message_out_as_new_once() {
+    if !postgres_available() {
+        return;
+    }
+    let p = start_pair();
+    let ids = deliver(&p.a.database_url, &p.keys, "lyceum-zuid", 200).await;
+    // Two fetchers per instance, small pages, all at once.
+    let fetchers = vec![
+        ("a1", p.a.client("lyceum-zuid")),
+        ("a2", p.a.client("lyceum-zuid")),
+        ("b1", p.b.client("lyceum-zuid")),
+        ("b2", p.b.client("lyceum-zuid")),
+    ];
+    fetch_concurrently(&p.a.database_url, fetchers, &ids).await;
+    let entries = all_entries(&p.a.database_url).await;
     let logs: BTreeSet<_> = entries
         .iter()
         .filter(|e| e.event == "message-fetched")
@@ -374,6 +407,44 @@ async fn concurrent_acks_through_both_instances_acknowledge_once_and_every_log_v
         .collect();
     let (ok, out) = audit_verify(&p.a.config_path, &all);
     assert!(ok, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_idempotency_key_sent_through_both_instances_delivers_once() {
+    if !postgres_available() {
+        return;
+    }
+    let p = start_pair();
+    let (ca, cb) = (
+        Arc::new(p.a.client("obs-de-linde")),
+        Arc::new(p.b.client("obs-de-linde")),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let (ca, cb) = (ca.clone(), cb.clone());
+        tasks.push(tokio::spawn(async move {
+            let key = format!("overdracht-{i}");
+            let headers = [("idempotency-key", key.as_str())];
+            let body = example("P1");
+            let (ra, rb) = tokio::join!(
+                ca.request("POST", "/v1/messages", &headers, Some(body.clone())),
+                cb.request("POST", "/v1/messages", &headers, Some(body)),
+            );
+            let mut statuses = [ra.status, rb.status];
+            statuses.sort();
+            assert_eq!(statuses, [200, 201], "{} / {}", ra.text(), rb.text());
+            assert_eq!(ra.json()["message_id"], rb.json()["message_id"]);
+            assert_eq!(ra.json()["disclosure"], rb.json()["disclosure"]);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(p.b.client("lyceum-zuid").inbox().await.len(), 10);
+    let entries = all_entries(&p.a.database_url).await;
+    assert_eq!(count(&entries, "message-disclosed"), 10);
+    assert_eq!(p.a.ops_get("/readyz").0, 200);
+    assert_eq!(p.b.ops_get("/readyz").0, 200);
 }
 
 /// The gateway's own sessions force `synchronous_commit = on`; a database whose own default is `off` is refused at
