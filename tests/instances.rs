@@ -498,3 +498,110 @@ async fn a_database_defaulting_to_asynchronous_commit_is_refused_unless_allowed(
     assert_eq!(gw2.ops_get("/readyz").0, 200);
     drop((gw, gw2));
 }
+
+/// A partner connection kept alive for many requests (HTTP/1.1 over mutual TLS).
+async fn keep_alive(
+    addr: &str,
+    partner: &str,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(client_config(Some(partner)))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name}"))
+        .parse()
+        .unwrap()
+}
+
+/// Load figures for the closing note, not a test of speed: `cargo test --test instances -- --ignored --nocapture`.
+/// 8 clients on kept-alive connections send `KETENPOORT_LOAD_N` (default 2000) P1 messages; every answer must be
+/// logged (refusals too), which the log size proves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn load_send_over_keep_alive() {
+    use http_body_util::BodyExt;
+    let n: usize = std::env::var("KETENPOORT_LOAD_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let clients = 8;
+    for backend in backends() {
+        let mut opts = GatewayOptions::new(backend);
+        opts.extra_config = "[limits]\nrate_per_second = 1000000\nburst = 1000000\n".into();
+        let gw = Gateway::start_with(opts);
+        let body = hyper::body::Bytes::from(example("P1"));
+        let run = |count: usize| {
+            let (addr, body) = (gw.partner_addr.clone(), body.clone());
+            async move {
+                let mut tasks = Vec::new();
+                for c in 0..clients {
+                    let (addr, body) = (addr.clone(), body.clone());
+                    let share = count / clients + usize::from(c < count % clients);
+                    tasks.push(tokio::spawn(async move {
+                        let mut sender = keep_alive(&addr, "obs-de-linde").await;
+                        let mut statuses = BTreeMap::new();
+                        for _ in 0..share {
+                            sender.ready().await.unwrap();
+                            let req = hyper::Request::post("/v1/messages")
+                                .header("host", "localhost")
+                                .header("content-type", "application/json")
+                                .body(http_body_util::Full::new(body.clone()))
+                                .unwrap();
+                            let resp = sender.send_request(req).await.unwrap();
+                            let status = resp.status().as_u16();
+                            resp.into_body().collect().await.unwrap();
+                            *statuses.entry(status).or_insert(0usize) += 1;
+                        }
+                        statuses
+                    }));
+                }
+                let mut all = BTreeMap::new();
+                for t in tasks {
+                    for (s, c) in t.await.unwrap() {
+                        *all.entry(s).or_insert(0usize) += c;
+                    }
+                }
+                all
+            }
+        };
+        run(200).await;
+        let before = gw.ops_get("/metrics").1;
+        let started = std::time::Instant::now();
+        let statuses = run(n).await;
+        let secs = started.elapsed().as_secs_f64();
+        let after = gw.ops_get("/metrics").1;
+        let delta = |m: &str| metric(&after, m) - metric(&before, m);
+        let logged = delta("ketenpoort_log_size") as usize;
+        let batches = delta("ketenpoort_log_batches_total");
+        let commit = delta("ketenpoort_log_append_seconds_total");
+        let answered_logged: usize = statuses
+            .iter()
+            .filter(|(s, _)| matches!(**s, 201 | 403 | 422))
+            .map(|(_, c)| c)
+            .sum();
+        assert_eq!(logged, answered_logged, "{statuses:?}");
+        eprintln!(
+            "LOAD {backend:?}: {n} requests, {clients} keep-alive clients, {secs:.2} s, {:.0} req/s; statuses {statuses:?}; \
+             {batches} log commits ({:.1} entries/commit, {:.2} ms/commit)",
+            n as f64 / secs,
+            logged as f64 / batches,
+            commit * 1000.0 / batches
+        );
+    }
+}
