@@ -267,6 +267,13 @@ fn default_public_keys(cfg: &Config) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     keys.sort();
+    if keys.is_empty() {
+        bail!(
+            "no public key (*.pub) in {} or next to {}; name the instances' keys with --public-key",
+            cfg.storage.key_dir.display(),
+            cfg.storage.signing_key_path().display()
+        );
+    }
     Ok(keys)
 }
 
@@ -295,6 +302,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down: finishing in-flight requests and flushing the log");
+    // The log writer stops once the last handle to the gateway is gone.
+    drop(gw);
     running.shutdown().await;
     Ok(())
 }

@@ -605,3 +605,15 @@ async fn load_send_over_keep_alive() {
         );
     }
 }
+
+#[test]
+fn audit_verify_without_any_trusted_key_refuses_instead_of_skipping_signatures() {
+    let mut gw = Gateway::start(Backend::Sqlite);
+    gw.stop();
+    let (ok, out) = gw.audit_verify();
+    assert!(ok, "{out}");
+    std::fs::remove_file(gw.dir.path().join("keys/log-signing.key.pub")).unwrap();
+    let (ok, out) = gw.audit_verify();
+    assert!(!ok, "{out}");
+    assert!(out.contains("no public key"), "{out}");
+}
