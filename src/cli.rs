@@ -61,6 +61,9 @@ pub struct ServeArgs {
     /// Key directory (overrides the configuration).
     #[arg(long)]
     pub key_dir: Option<PathBuf>,
+    /// This instance's log-signing key file (overrides the configuration; default `<key dir>/log-signing.key`).
+    #[arg(long)]
+    pub signing_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -95,8 +98,9 @@ pub enum AuditCommand {
         /// Database URL (overrides the configuration).
         #[arg(long)]
         database_url: Option<String>,
-        /// Trusted checkpoint public key files (raw base64, as written next to the signing key). Default: the
-        /// configured key directory's `log-signing.key.pub`.
+        /// Trusted checkpoint public key files (raw base64, as written next to each signing key); repeat for
+        /// several instances. Default: every `*.pub` file in the configured key directory and next to the
+        /// configured signing key.
         #[arg(long = "public-key")]
         public_keys: Vec<PathBuf>,
     },
@@ -119,6 +123,9 @@ pub fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(k) = &args.key_dir {
         cfg.storage.key_dir = k.clone();
+    }
+    if let Some(k) = &args.signing_key {
+        cfg.storage.signing_key = Some(k.clone());
     }
     cfg.validate()?;
     Ok(cfg)
@@ -211,14 +218,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             if public_keys.is_empty() {
                 if let Some(c) = &cfg {
-                    public_keys.push(crate::audit::checkpoint::public_key_path(
-                        &c.storage.key_dir.join("log-signing.key"),
-                    ));
+                    public_keys = default_public_keys(c)?;
                 }
             }
             let mut keys = Vec::new();
             for p in &public_keys {
-                keys.push(crate::audit::verify::read_public_key(p)?);
+                let key = crate::audit::verify::read_public_key(p)
+                    .with_context(|| format!("public key {}", p.display()))?;
+                println!(
+                    "trusted key {} ({})",
+                    crate::audit::checkpoint::key_id(&key),
+                    p.display()
+                );
+                keys.push(key);
             }
             let store = crate::store::open(&url).await?;
             let report = crate::audit::verify::verify_all(&store, &keys).await?;
@@ -229,6 +241,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Every `*.pub` file in the key directory and next to the signing key: the public keys of all instances that
+/// keep their signing keys (or copies of their `.pub` files) there.
+fn default_public_keys(cfg: &Config) -> anyhow::Result<Vec<PathBuf>> {
+    let mut dirs = vec![cfg.storage.key_dir.clone()];
+    if let Some(dir) = cfg.storage.signing_key_path().parent() {
+        if !dirs.iter().any(|d| d == dir) {
+            dirs.push(dir.to_owned());
+        }
+    }
+    let mut keys = Vec::new();
+    for dir in dirs {
+        let listing = match std::fs::read_dir(&dir) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        };
+        for entry in listing {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "pub") && path.is_file() {
+                keys.push(path);
+            }
+        }
+    }
+    keys.sort();
+    if keys.is_empty() {
+        bail!(
+            "no public key (*.pub) in {} or next to {}; name the instances' keys with --public-key",
+            cfg.storage.key_dir.display(),
+            cfg.storage.signing_key_path().display()
+        );
+    }
+    Ok(keys)
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
@@ -256,6 +302,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down: finishing in-flight requests and flushing the log");
+    // The log writer stops once the last handle to the gateway is gone.
+    drop(gw);
     running.shutdown().await;
     Ok(())
 }

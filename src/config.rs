@@ -79,9 +79,22 @@ pub struct StorageConfig {
     pub database_url: String,
     /// Directory holding the payload, pseudonym and log-signing keys (created on first start).
     pub key_dir: PathBuf,
+    /// This instance's log-signing key (its public key is written next to it as `<file>.pub`); the log id is
+    /// derived from it. Default `<key_dir>/log-signing.key`. Instances sharing one database share `key_dir`
+    /// (payload and pseudonym keys) but each needs its own signing key.
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
     /// Allow starting with non-durable database settings. Never in production.
     #[serde(default)]
     pub allow_non_durable: bool,
+}
+
+impl StorageConfig {
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.signing_key
+            .clone()
+            .unwrap_or_else(|| self.key_dir.join("log-signing.key"))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,6 +204,9 @@ impl Config {
         fix(&mut self.tls.key);
         fix(&mut self.tls.partners);
         fix(&mut self.storage.key_dir);
+        if let Some(k) = self.storage.signing_key.as_mut() {
+            fix(k);
+        }
         fix(&mut self.policies.dir);
         if let Some(rest) = self.storage.database_url.strip_prefix("sqlite://") {
             let file = rest.split('?').next().unwrap_or(rest);
@@ -253,6 +269,23 @@ key_dir = "keys"
         assert_eq!(cfg.tls.ca, PathBuf::from("/etc/kp/certs/ca.crt"));
         assert_eq!(cfg.storage.database_url, "sqlite:///etc/kp/k.db");
         assert!(cfg.tls.refuse_on_expired_crl);
+        assert_eq!(
+            cfg.storage.signing_key_path(),
+            PathBuf::from("/etc/kp/keys/log-signing.key")
+        );
+    }
+
+    #[test]
+    fn signing_key_is_resolved_against_the_config_directory() {
+        let text = MINIMAL.replace(
+            "key_dir = \"keys\"",
+            "key_dir = \"keys\"\nsigning_key = \"b/instance-b.key\"",
+        );
+        let cfg = Config::from_toml(&text, Path::new("/etc/kp")).unwrap();
+        assert_eq!(
+            cfg.storage.signing_key_path(),
+            PathBuf::from("/etc/kp/b/instance-b.key")
+        );
     }
 
     #[test]

@@ -3,9 +3,13 @@
 //! A partner sees only its own mailbox; another partner's message is answered as unknown (404), so existence
 //! is not leaked. Consent-only fields are re-checked when fetched: a consent withdrawn since sending means
 //! those fields are not delivered, and the fetch entry in the log says so.
+//!
+//! Several instances may serve one mailbox. A fetch claims each row's fetch count, and an acknowledgement the row
+//! itself, in the same transaction as its log entry (`store::Mutation`); a request that loses such a race re-reads
+//! and tries again. So a message is handed out as new (`redelivery: false`) once, and acknowledged once.
 
 use crate::audit::entry::{EventKind, WithheldField};
-use crate::audit::writer::Receipt;
+use crate::audit::writer::{AuditError, Receipt};
 use crate::gateway::Gateway;
 use crate::identity::Caller;
 use crate::pipeline::{consent_record, disclosure_json};
@@ -17,6 +21,27 @@ use serde_json::{json, Value};
 pub struct InboxQuery {
     pub limit: Option<usize>,
     pub cursor: Option<String>,
+}
+
+/// How often a request that lost a race for a mailbox row re-reads and tries again before answering 409.
+const RACE_ATTEMPTS: u32 = 20;
+
+/// A short, growing, jittered pause before trying again after a lost race.
+async fn race_pause(attempt: u32) {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 1];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    let ms = u64::from(attempt.min(10)) * 2 + u64::from(b[0] % 8);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+fn busy() -> Problem {
+    Problem::new(
+        axum::http::StatusCode::CONFLICT,
+        "mailbox-busy",
+        "these messages are being fetched or acknowledged by another request; try again",
+    )
+    .with_retry_after(1)
 }
 
 pub async fn inbox(gw: &Gateway, caller: &Caller, q: InboxQuery) -> Result<Value, Problem> {
@@ -31,6 +56,38 @@ pub async fn inbox(gw: &Gateway, caller: &Caller, q: InboxQuery) -> Result<Value
             )
         })?,
     };
+    for attempt in 0..RACE_ATTEMPTS {
+        if attempt > 0 {
+            race_pause(attempt).await;
+        }
+        match fetch_page(gw, caller, after, limit).await {
+            Err(FetchError::Lost) => continue,
+            Err(FetchError::Refused(p)) => return Err(p),
+            Ok(page) => return Ok(page),
+        }
+    }
+    Err(busy())
+}
+
+enum FetchError {
+    /// Another request claimed one of the rows first.
+    Lost,
+    Refused(Problem),
+}
+
+impl From<Problem> for FetchError {
+    fn from(p: Problem) -> Self {
+        FetchError::Refused(p)
+    }
+}
+
+/// Reads one page and claims it together with its log entries; the page is answered only after that commit.
+async fn fetch_page(
+    gw: &Gateway,
+    caller: &Caller,
+    after: i64,
+    limit: usize,
+) -> Result<Value, FetchError> {
     let rows = gw
         .store
         .inbox(caller.id(), after, limit)
@@ -58,11 +115,19 @@ pub async fn inbox(gw: &Gateway, caller: &Caller, q: InboxQuery) -> Result<Value
         messages.push(message);
     }
     if !entries.is_empty() {
-        let ids = rows.iter().map(|r| r.msg.id.clone()).collect();
-        gw.writer
-            .append(entries, vec![Mutation::MarkFetched { ids }])
+        let claims = rows
+            .iter()
+            .map(|r| (r.msg.id.clone(), r.fetch_count))
+            .collect();
+        match gw
+            .writer
+            .append(entries, vec![Mutation::ClaimFetched { claims }])
             .await
-            .map_err(|_| Problem::audit_unavailable())?;
+        {
+            Ok(_) => {}
+            Err(AuditError::Conflict(_)) => return Err(FetchError::Lost),
+            Err(_) => return Err(Problem::audit_unavailable().into()),
+        }
     }
     let next_cursor = if rows.len() == limit {
         rows.last().map(|r| r.pos.to_string())
@@ -130,35 +195,46 @@ async fn open_message(
 }
 
 pub async fn ack(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Problem> {
-    let row = gw
-        .store
-        .message(id)
-        .await
-        .map_err(|_| Problem::audit_unavailable())?;
-    let Some(row) = row.filter(|r| r.msg.receiver == caller.id()) else {
-        return Err(Problem::not_found("no message with this id in your inbox"));
-    };
-    let mut entry = gw.entry_for(caller, EventKind::MessageAcknowledged);
-    entry.message_id = Some(row.msg.id.clone());
-    entry.sender = Some(row.msg.sender.clone());
-    entry.receiver = Some(row.msg.receiver.clone());
-    entry.message_type = Some(row.msg.message_type.clone());
-    entry.purpose = Some(row.msg.purpose.clone());
-    let receipt = gw
-        .writer
-        .append(
-            vec![entry],
-            vec![Mutation::DeleteMessage {
-                id: row.msg.id.clone(),
-            }],
-        )
-        .await
-        .map_err(|_| Problem::audit_unavailable())?;
-    let receipt = receipt.first().ok_or_else(Problem::internal)?;
-    Ok(json!({
-        "message_id": row.msg.id,
-        "acknowledged": true,
-        "purged": true,
-        "disclosure": disclosure_json(receipt),
-    }))
+    for attempt in 0..RACE_ATTEMPTS {
+        if attempt > 0 {
+            race_pause(attempt).await;
+        }
+        let row = gw
+            .store
+            .message(id)
+            .await
+            .map_err(|_| Problem::audit_unavailable())?;
+        // Also the answer for the loser of two concurrent acknowledgements: the message is gone.
+        let Some(row) = row.filter(|r| r.msg.receiver == caller.id()) else {
+            return Err(Problem::not_found("no message with this id in your inbox"));
+        };
+        let mut entry = gw.entry_for(caller, EventKind::MessageAcknowledged);
+        entry.message_id = Some(row.msg.id.clone());
+        entry.sender = Some(row.msg.sender.clone());
+        entry.receiver = Some(row.msg.receiver.clone());
+        entry.message_type = Some(row.msg.message_type.clone());
+        entry.purpose = Some(row.msg.purpose.clone());
+        let appended = gw
+            .writer
+            .append(
+                vec![entry],
+                vec![Mutation::DeleteMessage {
+                    id: row.msg.id.clone(),
+                }],
+            )
+            .await;
+        let receipts = match appended {
+            Ok(r) => r,
+            Err(AuditError::Conflict(_)) => continue,
+            Err(_) => return Err(Problem::audit_unavailable()),
+        };
+        let receipt = receipts.first().ok_or_else(Problem::internal)?;
+        return Ok(json!({
+            "message_id": row.msg.id,
+            "acknowledged": true,
+            "purged": true,
+            "disclosure": disclosure_json(receipt),
+        }));
+    }
+    Err(busy())
 }

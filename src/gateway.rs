@@ -65,7 +65,7 @@ impl Gateway {
         };
         let keys = Keys::load_or_create(&config.storage.key_dir)?;
         let signing_key = Arc::new(
-            SigningKey::load_or_create(&config.storage.key_dir.join("log-signing.key"))
+            SigningKey::load_or_create(&config.storage.signing_key_path())
                 .map_err(|e| StartError::SigningKey(e.to_string()))?,
         );
         let store = store::open(&config.storage.database_url).await?;

@@ -188,7 +188,7 @@ pub async fn send(
         mutations.push(Mutation::InsertIdempotency(IdempotencyRecord {
             sender: caller.id().to_owned(),
             key: key.to_owned(),
-            body_hash,
+            body_hash: body_hash.clone(),
             status: 201,
             response: serde_json::to_vec(&response).map_err(|_| Problem::internal())?,
             log_id: String::new(),
@@ -196,14 +196,21 @@ pub async fn send(
             leaf_hash: [0; 32],
         }));
     }
-    let receipts = gw
-        .writer
-        .append(vec![entry], mutations)
-        .await
-        .map_err(|_| {
+    let receipts = match gw.writer.append(vec![entry], mutations).await {
+        Ok(r) => r,
+        Err(err) => {
+            // Another instance committed the same Idempotency-Key first: answer with its result.
+            if let (crate::audit::writer::AuditError::Conflict(_), Some(key)) =
+                (&err, idempotency_key)
+            {
+                if let Ok(Some(prev)) = gw.store.idempotency(caller.id(), key).await {
+                    return replay(prev, &body_hash);
+                }
+            }
             gw.metrics.refusal("audit-unavailable");
-            Problem::audit_unavailable()
-        })?;
+            return Err(Problem::audit_unavailable());
+        }
+    };
     let receipt = receipts.first().ok_or_else(Problem::internal)?;
     gw.metrics.disclosure(&decision.flow_id);
     response["disclosure"] = disclosure_json(receipt);

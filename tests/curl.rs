@@ -32,7 +32,7 @@ fn readme_walk_through_with_curl() {
     let gw = Gateway::start(Backend::Sqlite);
     let port = gw.partner_addr.rsplit(':').next().unwrap().to_owned();
     let base = format!("https://localhost:{port}");
-    let p1 = root().join("../shared/examples/P1-overstap-po-vo.json");
+    let p1 = examples_dir().join("P1-overstap-po-vo.json");
     let (status, body) = curl(
         &gw,
         "obs-de-linde",

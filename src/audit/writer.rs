@@ -4,6 +4,9 @@
 //! transaction, extends the Merkle tree and hash chain, signs a checkpoint at most once a second, and only then
 //! answers. A caller that gets `Ok` knows its entries are durable; on any error nothing it asked for happened.
 //! The in-memory tree state advances only after a commit succeeded.
+//! A job whose mutations claim rows another request or instance changed first fails alone with
+//! `AuditError::Conflict` (the batch is rolled back and its other jobs are retried one by one); a conflict says
+//! nothing about the database's health.
 
 use super::checkpoint::{Checkpoint, SigningKey};
 use super::entry::LogEntry;
@@ -23,6 +26,9 @@ pub enum AuditError {
     Unavailable(String),
     #[error("the log writer has stopped")]
     Stopped,
+    /// Another request or instance changed a row this job claims (see `store::Mutation`); nothing was appended.
+    #[error("concurrent change: {0}")]
+    Conflict(String),
 }
 
 /// Where an appended entry stands in the log.
@@ -268,7 +274,11 @@ impl Worker {
         match self.commit(&jobs, force_checkpoint).await {
             Ok(receipts) => reply_all(jobs, receipts),
             Err(err) if jobs.len() > 1 => {
-                tracing::warn!(error = %err, jobs = jobs.len(), "group commit failed; retrying jobs one by one");
+                if matches!(err, AuditError::Conflict(_)) {
+                    tracing::debug!(error = %err, jobs = jobs.len(), "group commit lost a race; retrying jobs one by one");
+                } else {
+                    tracing::warn!(error = %err, jobs = jobs.len(), "group commit failed; retrying jobs one by one");
+                }
                 for job in jobs {
                     let one = std::slice::from_ref(&job);
                     match self.commit(one, false).await {
@@ -294,7 +304,8 @@ impl Worker {
     ) -> Result<Vec<Vec<Receipt>>, AuditError> {
         if self.stale {
             match load_state(&self.store, &self.log_id).await {
-                Ok(state) => {
+                Ok(mut state) => {
+                    state.last_checkpoint = self.state.last_checkpoint;
                     self.state = state;
                     self.stale = false;
                 }
@@ -416,6 +427,12 @@ impl Worker {
                     self.state.last_checkpoint = Instant::now();
                 }
                 Ok(receipts_per_job)
+            }
+            Err(StoreError::Conflict(why)) => {
+                // Rolled back; the stored state may have moved on only if another writer shares this log id.
+                tracing::debug!(reason = %why, "log batch lost a race for a row; nothing in it was committed");
+                self.stale = true;
+                Err(AuditError::Conflict(why))
             }
             Err(e) => {
                 tracing::error!(error = %e, "disclosure log commit failed; nothing in this batch was delivered");

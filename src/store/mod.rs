@@ -22,10 +22,21 @@ pub enum StoreError {
     NotDurable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Another writer (another instance, or another job) changed the same rows first; nothing of the batch
+    /// was committed. Retrying after re-reading is safe.
+    #[error("concurrent change: {0}")]
+    Conflict(String),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            // 40001 serialization failure, 40P01 deadlock (PostgreSQL).
+            let retryable = matches!(db.code().as_deref(), Some("40001" | "40P01"));
+            if db.kind() == sqlx::error::ErrorKind::UniqueViolation || retryable {
+                return StoreError::Conflict(db.message().to_owned());
+            }
+        }
         StoreError::Unavailable(e.to_string())
     }
 }
@@ -125,15 +136,22 @@ pub struct StoredConsent {
 }
 
 /// A change recorded by the log entries of the same batch.
+///
+/// Changes to existing mailbox rows are claims: they first lock the row (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
+/// no instance ever waits on another's row lock; SQLite: the single write transaction) and fail the whole batch
+/// with `StoreError::Conflict` when the row is gone, locked by another transaction, or not in the state the caller
+/// saw. So a log entry claiming a fetch or an acknowledgement is committed only by the one writer that won the row.
 #[derive(Debug, Clone)]
 pub enum Mutation {
     InsertMessage(Box<NewMessage>),
-    /// Purge on acknowledgement or retention: the payload goes, the log entry stays.
+    /// Purge on acknowledgement or retention: the payload goes, the log entry stays. Conflict if already gone.
     DeleteMessage {
         id: String,
     },
-    MarkFetched {
-        ids: Vec<String>,
+    /// Counts a fetch of each `(id, fetch_count as read)`; conflict if any row is gone or was fetched since,
+    /// so one fetch count is handed out (e.g. as "new") exactly once.
+    ClaimFetched {
+        claims: Vec<(String, i64)>,
     },
     InsertIdempotency(IdempotencyRecord),
     InsertConsent(StoredConsent),
@@ -147,6 +165,8 @@ pub enum Mutation {
 pub struct Batch {
     pub entries: Vec<StoredEntry>,
     pub mutations: Vec<Mutation>,
+    /// The log state after the batch; committed only if the stored size is still `state.size - entries.len()`
+    /// (else `Conflict`: another writer appended to this log).
     pub state: LogState,
     /// A signed checkpoint note for `state.size`, when one is due.
     pub checkpoint: Option<StoredCheckpoint>,

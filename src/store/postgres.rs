@@ -1,17 +1,26 @@
 //! The PostgreSQL backend for operators who run several gateway instances on one database.
 //!
-//! Same schema, same statements as SQLite (see `sql`); only connecting and the durability check differ.
-//! Sessions must run with `synchronous_commit = on`.
+//! Same schema, same statements as SQLite (see `sql`); only connecting, the durability check and the row-lock
+//! clause of claims differ.
+//!
+//! Durability: the gateway's own sessions always run with `synchronous_commit = on` (set as a connection option,
+//! so neither the server nor the database can turn it off for them), and the start-up check asserts that, plus
+//! `fsync = on`, plus that the database's *own default* for a session (server configuration, `ALTER SYSTEM`,
+//! `ALTER DATABASE`, `ALTER ROLE`, URL options) is durable. A database configured to lose commits is refused as a
+//! whole: a failover replica, a restore or another client would inherit that choice. `storage.allow_non_durable`
+//! is the only way past this check, and even then this gateway's own commits stay synchronous.
 
 use super::StoreError;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::SqlSafeStr;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, SqlSafeStr};
 use std::str::FromStr;
 use std::time::Duration;
 
 pub struct PgStore {
     pool: PgPool,
+    /// The URL's options without this gateway's session settings: what any other client would get.
+    defaults: PgConnectOptions,
 }
 
 fn migrator() -> Migrator {
@@ -28,14 +37,15 @@ impl PgStore {
     pub const BACKEND: &'static str = "postgres";
 
     pub async fn open(url: &str) -> Result<PgStore, StoreError> {
-        let opts = PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
+        let defaults = PgConnectOptions::from_str(url)?;
+        let opts = defaults.clone().options([("synchronous_commit", "on")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts)
             .await?;
         migrator().run(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, defaults })
     }
 
     async fn durability(&self) -> Result<(), StoreError> {
@@ -45,16 +55,35 @@ impl PgStore {
         let fsync: String = sqlx::query_scalar("SHOW fsync")
             .fetch_one(&self.pool)
             .await?;
-        if setting != "on" && setting != "remote_apply" && setting != "remote_write" {
+        if !durable_commit(&setting) {
             return Err(StoreError::NotDurable(format!(
-                "PostgreSQL synchronous_commit is {setting}, on is required"
+                "PostgreSQL synchronous_commit is {setting} for the gateway's sessions, on is required"
             )));
         }
         if fsync != "on" {
             return Err(StoreError::NotDurable("PostgreSQL fsync is off".into()));
         }
+        let mut plain: PgConnection = self.defaults.connect().await?;
+        let default: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&mut plain)
+            .await?;
+        let _ = plain.close().await;
+        if !durable_commit(&default) {
+            return Err(StoreError::NotDurable(format!(
+                "this database's default synchronous_commit is {default} (server, database or role setting), on is required"
+            )));
+        }
         Ok(())
     }
 }
 
-super::sql::sql_store!(PgStore, sqlx::Postgres, sqlx::postgres::PgRow);
+fn durable_commit(setting: &str) -> bool {
+    matches!(setting, "on" | "remote_apply" | "remote_write")
+}
+
+super::sql::sql_store!(
+    PgStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    " FOR UPDATE SKIP LOCKED"
+);

@@ -1,9 +1,11 @@
 //! The SQL shared by both backends, written once: every statement is a static string with `$n` bind
-//! parameters, which SQLite and PostgreSQL both accept. Backends differ only in how they connect and check durability.
+//! parameters, which SQLite and PostgreSQL both accept. Backends differ only in how they connect and check durability,
+//! and in the row-lock clause appended to claim statements (`$lock`: PostgreSQL `FOR UPDATE SKIP LOCKED`; SQLite
+//! none, its write transaction already excludes every other writer).
 
 /// Implements `Store` for a backend type with `pool`, `BACKEND` and `async fn durability(&self)`.
 macro_rules! sql_store {
-    ($store:ty, $db:ty, $row:ty) => {
+    ($store:ty, $db:ty, $row:ty, $lock:literal) => {
         use $crate::store::*;
         use sqlx::Row;
 
@@ -68,6 +70,18 @@ fn consent_from_row(row: &$row) -> Result<StoredConsent, StoreError> {
 const MESSAGE_COLUMNS: &str = "pos, id, sender, receiver, message_type, purpose, sealed, consent_paths, created_ms, expires_ms, log_id, seq, leaf_hash, fetch_count";
 const ENTRY_COLUMNS: &str = "log_id, seq, time_ms, event, partner, organisation, sender, receiver, purpose, flow_id, subject, outcome, entry, leaf_hash, chain_hash";
 
+/// Locks a mailbox row for this transaction and returns its fetch count; `Conflict` when the row is gone or
+/// another transaction holds it.
+async fn claim(tx: &mut sqlx::Transaction<'_, $db>, id: &str) -> Result<i64, StoreError> {
+    sqlx::query_scalar(concat!("SELECT fetch_count FROM messages WHERE id = $1", $lock))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Conflict("message is gone or being changed by another request".into())
+        })
+}
+
 async fn apply(
     tx: &mut sqlx::Transaction<'_, $db>,
     m: &Mutation,
@@ -94,13 +108,19 @@ async fn apply(
             .await?;
         }
         Mutation::DeleteMessage { id } => {
+            claim(tx, id).await?;
             sqlx::query("DELETE FROM messages WHERE id = $1")
                 .bind(id)
                 .execute(&mut **tx)
                 .await?;
         }
-        Mutation::MarkFetched { ids } => {
-            for id in ids {
+        Mutation::ClaimFetched { claims } => {
+            for (id, seen) in claims {
+                if claim(tx, id).await? != *seen {
+                    return Err(StoreError::Conflict(
+                        "message was fetched concurrently".into(),
+                    ));
+                }
                 sqlx::query("UPDATE messages SET fetch_count = fetch_count + 1 WHERE id = $1")
                     .bind(id)
                     .execute(&mut **tx)
@@ -221,16 +241,27 @@ impl Store for $store {
                 apply(&mut tx, m).await?;
             }
             let s = &batch.state;
-            sqlx::query(
+            let previous = s.size.checked_sub(batch.entries.len() as u64).ok_or_else(|| {
+                StoreError::Corrupt("log state smaller than the batch".into())
+            })?;
+            let updated = sqlx::query(
                 "INSERT INTO log_state (log_id, size, frontier, chain_head) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (log_id) DO UPDATE SET size = excluded.size, frontier = excluded.frontier, chain_head = excluded.chain_head",
+                 ON CONFLICT (log_id) DO UPDATE SET size = excluded.size, frontier = excluded.frontier, chain_head = excluded.chain_head
+                 WHERE log_state.size = $5",
             )
             .bind(&s.log_id)
             .bind(s.size as i64)
             .bind(&s.frontier)
             .bind(&s.chain_head[..])
+            .bind(previous as i64)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if updated != 1 {
+                return Err(StoreError::Conflict(
+                    "another writer appended to this log".into(),
+                ));
+            }
             if let Some(cp) = &batch.checkpoint {
                 sqlx::query(
                     "INSERT INTO checkpoints (log_id, tree_size, time_ms, note) VALUES ($1, $2, $3, $4)

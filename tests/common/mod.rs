@@ -25,9 +25,20 @@ pub fn certs_dir() -> PathBuf {
     root().join("certs-example")
 }
 
-/// `../shared/examples/<name>` as the JSON text partners send.
+/// The shared example messages: `../shared/examples` next to the main checkout, else the repository's copy
+/// (`examples/`, the same files) in a worktree.
+pub fn examples_dir() -> PathBuf {
+    let shared = root().join("../shared/examples");
+    if shared.is_dir() {
+        shared
+    } else {
+        root().join("examples")
+    }
+}
+
+/// `<examples_dir>/<name>` as the JSON text partners send.
 pub fn example(name: &str) -> Vec<u8> {
-    let dir = root().join("../shared/examples");
+    let dir = examples_dir();
     let path = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok())
@@ -44,7 +55,7 @@ pub fn example_json(name: &str) -> Value {
 /// Every `CANARY-` string in the shared examples (the values that must never leave the sender).
 pub fn canaries() -> Vec<String> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(root().join("../shared/examples")).unwrap() {
+    for e in std::fs::read_dir(examples_dir()).unwrap() {
         let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
         let mut rest = text.as_str();
         while let Some(i) = rest.find("CANARY-") {
@@ -158,7 +169,8 @@ impl Drop for PgDatabase {
     }
 }
 
-fn psql(server: &str, sql: &str) {
+/// Runs one SQL statement as the server's superuser, on its `postgres` database.
+pub fn psql(server: &str, sql: &str) {
     let url = format!("{}/postgres", server.trim_end_matches('/'));
     let out = Command::new("psql")
         .args([url.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", sql])
@@ -179,6 +191,10 @@ pub struct GatewayOptions {
     /// Use this database URL instead of a fresh one (e.g. a second instance on the same database).
     pub database_url: Option<String>,
     pub crl: Option<PathBuf>,
+    /// Use this key directory instead of a fresh one (e.g. instances sharing payload and pseudonym keys).
+    pub key_dir: Option<PathBuf>,
+    /// Extra TOML lines inside `[storage]` (e.g. `signing_key = "..."`, `allow_non_durable = true`).
+    pub storage_extra: String,
 }
 
 impl GatewayOptions {
@@ -189,6 +205,8 @@ impl GatewayOptions {
             policies: root().join("policies"),
             database_url: None,
             crl: Some(certs_dir().join("crl.pem")),
+            key_dir: None,
+            storage_extra: String::new(),
         }
     }
 }
@@ -212,6 +230,11 @@ impl Gateway {
     }
 
     pub fn start_with(opts: GatewayOptions) -> Gateway {
+        Gateway::try_start_with(opts).unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+    }
+
+    /// Starts a gateway, or returns what it wrote to stderr when it exits (or hangs) instead of listening.
+    pub fn try_start_with(opts: GatewayOptions) -> Result<Gateway, String> {
         let dir = TempDir::new("kp-gw-");
         let mut pg = None;
         let database_url = match (&opts.database_url, opts.backend) {
@@ -248,21 +271,27 @@ partners = "{certs}/partners.toml"
 [storage]
 database_url = "{database_url}"
 key_dir = "{keys}"
+{storage_extra}
 
 [policies]
 dir = "{policies}"
 {extra}
 "#,
             certs = certs.display(),
-            keys = dir.path().join("keys").display(),
+            keys = opts
+                .key_dir
+                .clone()
+                .unwrap_or_else(|| dir.path().join("keys"))
+                .display(),
+            storage_extra = opts.storage_extra,
             policies = opts.policies.display(),
             extra = opts.extra_config,
         );
         let config_path = dir.path().join("ketenpoort.toml");
         std::fs::write(&config_path, config).unwrap();
-        let mut gw = Gateway::spawn(dir, config_path, database_url, opts.backend);
+        let mut gw = Gateway::spawn(dir, config_path, database_url, opts.backend)?;
         gw.pg = pg;
-        gw
+        Ok(gw)
     }
 
     fn spawn(
@@ -270,7 +299,7 @@ dir = "{policies}"
         config_path: PathBuf,
         database_url: String,
         backend: Backend,
-    ) -> Gateway {
+    ) -> Result<Gateway, String> {
         let stderr_path = dir.path().join(unique("stderr-"));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ketenpoort"))
@@ -294,10 +323,8 @@ dir = "{policies}"
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
-                panic!(
-                    "gateway did not start: {}",
-                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                );
+                let _ = child.wait();
+                return Err(std::fs::read_to_string(&stderr_path).unwrap_or_default());
             }
         };
         let field = |name: &str| {
@@ -309,7 +336,7 @@ dir = "{policies}"
                 .unwrap()
                 .to_owned()
         };
-        Gateway {
+        Ok(Gateway {
             partner_addr: field("partner="),
             ops_addr: field("ops="),
             child,
@@ -319,7 +346,7 @@ dir = "{policies}"
             stderr_path,
             pg: None,
             backend,
-        }
+        })
     }
 
     /// Starts another gateway process on the same configuration (same database and keys).
@@ -332,7 +359,8 @@ dir = "{policies}"
             self.config_path.clone(),
             self.database_url.clone(),
             self.backend,
-        );
+        )
+        .unwrap_or_else(|e| panic!("gateway did not restart: {e}"));
         gw.pg = pg;
         gw
     }
