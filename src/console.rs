@@ -398,9 +398,9 @@ fn entry_row(gw: &Gateway, s: &ShownEntry) -> String {
             .unwrap_or_else(|| id.to_owned())
     };
     let position = format!(
-        "<span class=\"mono\" title=\"leaf hash {}\">{}#{}</span>",
-        esc(&hex::encode(s.leaf_hash)),
+        "<span class=\"mono\" title=\"logboek {} · leaf hash {}\">#{}</span>",
         esc(&s.log_id),
+        esc(&hex::encode(s.leaf_hash)),
         s.seq
     );
     let Some(e) = &s.entry else {
@@ -900,7 +900,9 @@ async fn policy(
     let mut body = format!(
         "<p>Per flow (verstrekker, ontvanger, doel) wat er met elk veld gebeurt: verstrekken, alleen met toestemming, grover maken, pseudonimiseren of weigeren. Beleid-hash: <code>{}</code>.</p>\
 <form class=\"single\" method=\"get\" action=\"/console/beleid\"><label>Van<span>{}</span></label><label>Naar<span>{}</span></label><label>Doel<input type=\"text\" name=\"purpose\" value=\"{}\"></label><button type=\"submit\">Toon</button></form>",
-        esc(gw.policy().hash()),
+        esc(Some(gw.policy().hash())
+            .filter(|h| !h.is_empty())
+            .unwrap_or("(geen)")),
         role_select("from", p.from.as_deref()),
         role_select("to", p.to.as_deref()),
         esc(p.purpose.as_deref().unwrap_or("")),
