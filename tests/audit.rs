@@ -937,44 +937,7 @@ async fn retention_purges_expired_payloads_with_a_log_entry_and_the_log_still_ve
     use ketenpoort::audit::entry::{EventKind, LogEntry};
     use ketenpoort::store::{EntryFilter, Mutation, NewMessage};
     for backend in backends() {
-        let dir = TempDir::new("kp-retention-");
-        let mut pg = None;
-        let database_url = match backend {
-            Backend::Sqlite => format!("sqlite://{}", dir.path().join("k.db").display()),
-            Backend::Postgres => {
-                let db = PgDatabase::create();
-                let u = db.url();
-                pg = Some(db);
-                u
-            }
-        };
-        let certs = certs_dir();
-        let config = ketenpoort::config::Config::from_toml(
-            &format!(
-                r#"
-[server]
-listen = "127.0.0.1:0"
-ops_listen = "127.0.0.1:0"
-[tls]
-ca = "{certs}/ca.crt"
-cert = "{certs}/gateway.crt"
-key = "{certs}/gateway.key"
-partners = "{certs}/partners.toml"
-[storage]
-database_url = "{database_url}"
-key_dir = "{keys}"
-[policies]
-dir = "{policies}"
-[log]
-retention_sweep_secs = 1
-"#,
-                certs = certs.display(),
-                policies = root().join("policies").display(),
-                keys = dir.path().join("keys").display()
-            ),
-            dir.path(),
-        )
-        .unwrap();
+        let (_dir, _pg, config) = in_process_config(backend, "retention_sweep_secs = 1");
         let running = ketenpoort::server::start(config).await.unwrap();
         let gw = running.gateway.clone();
         let now = ketenpoort::audit::writer::now_ms();
@@ -1044,6 +1007,98 @@ retention_sweep_secs = 1
         assert!(report.ok(), "{report}");
         assert!(report.entries() >= 4, "{report}");
         drop(store);
-        drop(pg);
+    }
+}
+
+/// Configuration for a gateway run inside the test process (to reach the store and writer directly).
+fn in_process_config(
+    backend: Backend,
+    log_settings: &str,
+) -> (TempDir, Option<PgDatabase>, ketenpoort::config::Config) {
+    let dir = TempDir::new("kp-inproc-");
+    let mut pg = None;
+    let database_url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("k.db").display()),
+        Backend::Postgres => {
+            let db = PgDatabase::create();
+            let u = db.url();
+            pg = Some(db);
+            u
+        }
+    };
+    let certs = certs_dir();
+    let config = ketenpoort::config::Config::from_toml(
+        &format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+ops_listen = "127.0.0.1:0"
+[tls]
+ca = "{certs}/ca.crt"
+cert = "{certs}/gateway.crt"
+key = "{certs}/gateway.key"
+partners = "{certs}/partners.toml"
+[storage]
+database_url = "{database_url}"
+key_dir = "{keys}"
+[policies]
+dir = "{policies}"
+[log]
+{log_settings}
+"#,
+            certs = certs.display(),
+            keys = dir.path().join("keys").display(),
+            policies = root().join("policies").display(),
+        ),
+        dir.path(),
+    )
+    .unwrap();
+    (dir, pg, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_verifies_while_it_is_being_written() {
+    use ketenpoort::audit::entry::{EventKind, LogEntry};
+    for backend in backends() {
+        let (_dir, _pg, config) = in_process_config(backend, "");
+        let running = ketenpoort::server::start(config).await.unwrap();
+        let gw = running.gateway.clone();
+        let key = gw.signing_key.public_key();
+        let writer = gw.writer.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let appender = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut e = LogEntry::new(EventKind::AuditQuery);
+                    e.partner = "fg-operator".into();
+                    e.organisation = "operator".into();
+                    e.detail = Some(format!("busy {n}"));
+                    writer.append(vec![e.clone(), e], Vec::new()).await.unwrap();
+                    n += 2;
+                }
+                n
+            })
+        };
+        let mut checked = 0;
+        while checked < 20 {
+            let report = ketenpoort::audit::verify::verify_all(&gw.store, &[key])
+                .await
+                .unwrap();
+            assert!(report.ok(), "a live log failed verification:\n{report}");
+            checked += 1;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let appended = appender.await.unwrap();
+        assert!(appended > 0);
+        let store = gw.store.clone();
+        drop(gw);
+        running.shutdown().await;
+        let report = ketenpoort::audit::verify::verify_all(&store, &[key])
+            .await
+            .unwrap();
+        assert!(report.ok(), "{report}");
+        assert!(report.entries() > appended, "{report}");
     }
 }

@@ -957,7 +957,7 @@ pub async fn subject_report(
         caller,
         Some(pseudonym.clone()),
         format!(
-            "{origin}: subject report -> {} disclosures, {} refusals",
+            "{origin}: subject report subject={pseudonym} -> {} disclosures, {} refusals",
             disclosures.len(),
             refused.len()
         ),
