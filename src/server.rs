@@ -87,6 +87,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             tls_config,
             rx.clone(),
         )),
+        tokio::spawn(crate::retention::run(gw.clone(), rx.clone())),
         tokio::spawn(serve_ops(gw.clone(), ops_listener, rx)),
     ];
     Ok(Running {
@@ -106,6 +107,7 @@ pub fn partner_router(gw: Arc<Gateway>) -> Router {
         .route("/v1/inbox/{id}/ack", post(post_ack))
         .route("/v1/consents", post(post_consent).get(get_consents))
         .route("/v1/consents/{id}", axum::routing::delete(delete_consent))
+        .merge(crate::audit::api::router().merge(crate::console::router()))
         .route_layer(middleware::from_fn_with_state(gw.clone(), authenticate))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -132,6 +134,12 @@ fn route_label(method: &Method, path: &str) -> &'static str {
         ("POST", "/v1/consents") => "POST /v1/consents",
         ("GET", "/v1/consents") => "GET /v1/consents",
         ("DELETE", "/v1/consents/{id}") => "DELETE /v1/consents/{id}",
+        ("GET", "/v1/audit/checkpoint") => "GET /v1/audit/checkpoint",
+        ("GET", "/v1/audit/proof/inclusion/{index}") => "GET /v1/audit/proof/inclusion/{index}",
+        ("GET", "/v1/audit/proof/consistency") => "GET /v1/audit/proof/consistency",
+        ("GET", "/v1/audit/disclosures") => "GET /v1/audit/disclosures",
+        ("GET", "/v1/audit/subjects/{pgn}") => "GET /v1/audit/subjects/{pgn}",
+        ("GET", p) if p.starts_with("/console") => "GET /console",
         _ => "other",
     }
 }

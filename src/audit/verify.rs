@@ -96,6 +96,8 @@ pub async fn verify_all(store: &DynStore, trusted_keys: &[[u8; 32]]) -> Result<R
     })
 }
 
+/// Verifies one log. Safe to run while the gateway appends: entries written during the run are checked up to
+/// the log state read at its end; anything the stored state or a checkpoint covers must be present.
 pub async fn verify_log(
     store: &DynStore,
     log_id: &str,
@@ -128,77 +130,127 @@ pub async fn verify_log(
             }
         }
     }
-    let state = store.load_log_state(log_id).await?;
-    let mut next_cp = 0;
-    let mut frontier = Frontier::new();
-    let mut chain: Hash = [0; 32];
-    let mut seq: u64 = 0;
-    loop {
-        let page = store.entries(log_id, seq, PAGE).await?;
-        if page.is_empty() {
-            break;
-        }
-        for e in &page {
-            let bad = |why: String| Some((seq, why));
-            if e.seq != seq {
-                report.first_bad = bad(format!("entry missing: next stored entry is {}", e.seq));
-                return Ok(report);
-            }
-            let leaf = leaf_hash(&e.bytes);
-            if leaf != e.leaf_hash {
-                report.first_bad =
-                    bad("entry content does not match its leaf hash (altered)".into());
-                return Ok(report);
-            }
-            match LogEntry::decode(&e.bytes) {
-                Ok(d) if d.seq == seq && d.log_id == log_id => {}
-                Ok(_) => {
-                    report.first_bad =
-                        bad("entry names another position (reordered or copied)".into());
-                    return Ok(report);
-                }
-                Err(_) => {
-                    report.first_bad = bad("entry cannot be decoded".into());
-                    return Ok(report);
-                }
-            }
-            chain = chain_hash(&chain, &leaf);
-            if chain != e.chain_hash {
-                report.first_bad =
-                    bad("hash chain broken (an earlier entry was removed or altered)".into());
-                return Ok(report);
-            }
-            frontier.push(leaf);
-            seq += 1;
-            report.entries = seq;
-            while next_cp < checkpoints.len() && checkpoints[next_cp].checkpoint.tree_size == seq {
-                if let Some(why) =
-                    check_checkpoint(&checkpoints[next_cp], &frontier.root(), trusted_keys)
-                {
-                    report.first_bad = Some((seq - 1, why));
-                    return Ok(report);
-                }
-                report.checkpoints_checked += 1;
-                next_cp += 1;
-            }
-        }
+    let mut walk = Walk {
+        log_id,
+        checkpoints: &checkpoints,
+        trusted_keys,
+        frontier: Frontier::new(),
+        chain: [0; 32],
+        seq: 0,
+        next_cp: 0,
+        checkpoints_checked: 0,
+    };
+    let mut bad = walk.read(store, None).await?;
+    // Read after the entries: on a live log it may already cover entries appended since.
+    let state = if bad.is_none() {
+        store.load_log_state(log_id).await?
+    } else {
+        None
+    };
+    if let Some(st) = state.as_ref().filter(|st| st.size > walk.seq) {
+        bad = walk.read(store, Some(st.size)).await?;
     }
-    if let Some(cp) = checkpoints.get(next_cp) {
+    report.entries = walk.seq;
+    report.checkpoints_checked = walk.checkpoints_checked;
+    if bad.is_some() {
+        report.first_bad = bad;
+        return Ok(report);
+    }
+    if let Some(cp) = checkpoints.get(walk.next_cp) {
         report.first_bad = Some((
-            seq,
+            walk.seq,
             format!(
                 "entries missing: a signed checkpoint covers {} entries, only {} are stored",
-                cp.checkpoint.tree_size, seq
+                cp.checkpoint.tree_size, walk.seq
             ),
         ));
         return Ok(report);
     }
     if let Some(state) = state {
-        if state.size != seq || state.chain_head != chain {
-            report.first_bad = Some((seq, "stored log state does not match the entries".into()));
+        if state.size != walk.seq || state.chain_head != walk.chain {
+            report.first_bad = Some((
+                walk.seq,
+                "stored log state does not match the entries".into(),
+            ));
         }
     }
     Ok(report)
+}
+
+/// The running recomputation of one log: tree, hash chain and the next checkpoint to meet.
+struct Walk<'a> {
+    log_id: &'a str,
+    checkpoints: &'a [SignedCheckpoint],
+    trusted_keys: &'a [[u8; 32]],
+    frontier: Frontier,
+    chain: Hash,
+    seq: u64,
+    next_cp: usize,
+    checkpoints_checked: u64,
+}
+
+impl Walk<'_> {
+    /// Checks stored entries from `self.seq` on, up to `until` (exclusive) or the last one stored.
+    /// Returns the first problem found.
+    async fn read(
+        &mut self,
+        store: &DynStore,
+        until: Option<u64>,
+    ) -> Result<Option<(u64, String)>, StoreError> {
+        loop {
+            let want = match until {
+                Some(u) if self.seq >= u => return Ok(None),
+                Some(u) => (u - self.seq).min(PAGE as u64) as usize,
+                None => PAGE,
+            };
+            let page = store.entries(self.log_id, self.seq, want).await?;
+            if page.is_empty() {
+                return Ok(None);
+            }
+            for e in &page {
+                if let Some(why) = self.check(e) {
+                    return Ok(Some(why));
+                }
+            }
+        }
+    }
+
+    fn check(&mut self, e: &crate::store::StoredEntry) -> Option<(u64, String)> {
+        let seq = self.seq;
+        let bad = |why: String| Some((seq, why));
+        if e.seq != seq {
+            return bad(format!("entry missing: next stored entry is {}", e.seq));
+        }
+        let leaf = leaf_hash(&e.bytes);
+        if leaf != e.leaf_hash {
+            return bad("entry content does not match its leaf hash (altered)".into());
+        }
+        match LogEntry::decode(&e.bytes) {
+            Ok(d) if d.seq == seq && d.log_id == self.log_id => {}
+            Ok(_) => return bad("entry names another position (reordered or copied)".into()),
+            Err(_) => return bad("entry cannot be decoded".into()),
+        }
+        self.chain = chain_hash(&self.chain, &leaf);
+        if self.chain != e.chain_hash {
+            return bad("hash chain broken (an earlier entry was removed or altered)".into());
+        }
+        self.frontier.push(leaf);
+        self.seq += 1;
+        while self.next_cp < self.checkpoints.len()
+            && self.checkpoints[self.next_cp].checkpoint.tree_size == self.seq
+        {
+            if let Some(why) = check_checkpoint(
+                &self.checkpoints[self.next_cp],
+                &self.frontier.root(),
+                self.trusted_keys,
+            ) {
+                return Some((self.seq - 1, why));
+            }
+            self.checkpoints_checked += 1;
+            self.next_cp += 1;
+        }
+        None
+    }
 }
 
 fn check_checkpoint(

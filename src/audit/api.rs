@@ -1,0 +1,1082 @@
+//! The audit API on the partner listener.
+//!
+//! For every authenticated partner: the latest signed checkpoints and RFC 9162 inclusion and consistency proofs
+//! (`/v1/audit/checkpoint`, `/v1/audit/proof/...`); these reveal hashes only. For privacy officers (FG) only:
+//! the disclosure search (`/v1/audit/disclosures`, JSON or CSV) and the AVG art. 15 subject report
+//! (`/v1/audit/subjects/{pgn}`, JSON or a printable HTML page). An FG sees only entries in which its own
+//! organisation is the requester, sender or receiver; the operator's FG (`sees_all`) sees every entry.
+//!
+//! Every privacy-officer query is itself a log entry, written before the answer leaves, naming its filters with a
+//! PGN/BSN only as the keyed pseudonym. Nothing here may put a raw pupil number in the log, a trace or an error,
+//! and entries are shown as decoded from their stored canonical bytes, never from the index columns.
+
+use crate::audit::checkpoint::SignedCheckpoint;
+use crate::audit::entry::{EventKind, LogEntry, WithheldField};
+use crate::audit::merkle::{self, Hash};
+use crate::audit::writer::format_time;
+use crate::domain::{Role, SubjectId, SubjectKind};
+use crate::gateway::Gateway;
+use crate::identity::Caller;
+use crate::problem::Problem;
+use crate::store::{EntryFilter, StoredEntry};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Most entries one disclosure page returns.
+pub const MAX_LIMIT: usize = 1000;
+/// Most entries a subject report reads.
+const REPORT_MAX: usize = 100_000;
+const REPORT_PAGE: usize = 1000;
+/// Longest free-text filter value accepted.
+const MAX_FILTER_LEN: usize = 200;
+
+pub fn router() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/v1/audit/checkpoint", get(get_checkpoint))
+        .route("/v1/audit/proof/inclusion/{index}", get(get_inclusion))
+        .route("/v1/audit/proof/consistency", get(get_consistency))
+        .route("/v1/audit/disclosures", get(get_disclosures))
+        .route("/v1/audit/subjects/{pgn}", get(get_subject))
+}
+
+fn unreadable() -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit-unavailable",
+        "the disclosure log cannot be read right now; try again later",
+    )
+    .with_retry_after(5)
+}
+
+fn invalid_query(allowed: &str) -> Problem {
+    Problem::bad_request(
+        "invalid-query",
+        format!("unknown or malformed query parameter; allowed: {allowed}"),
+    )
+}
+
+fn invalid_proof(detail: impl Into<String>) -> Problem {
+    Problem::from_status(422, "invalid-proof-request", detail)
+}
+
+fn invalid_filter(detail: impl Into<String>) -> Problem {
+    Problem::from_status(422, "invalid-filter", detail)
+}
+
+fn parse_u64(v: &str, name: &str) -> Result<u64, Problem> {
+    v.parse::<u64>().map_err(|_| {
+        Problem::bad_request(
+            "invalid-query",
+            format!("{name} is a non-negative whole number"),
+        )
+    })
+}
+
+// ---------------------------------------------------------------- checkpoints and proofs (any partner)
+
+async fn get_checkpoint(State(gw): State<Arc<Gateway>>) -> Result<Response, Problem> {
+    let mut logs = Vec::new();
+    for log_id in gw.store.log_ids().await.map_err(|_| unreadable())? {
+        let latest = gw
+            .store
+            .checkpoints(&log_id, 1)
+            .await
+            .map_err(|_| unreadable())?;
+        if let Some(cp) = latest.into_iter().next() {
+            let parsed = SignedCheckpoint::from_note(&cp.note).ok();
+            logs.push(json!({
+                "log_id": log_id,
+                "tree_size": cp.tree_size,
+                "time": format_time(cp.time_ms),
+                "root": parsed.as_ref().map(|p| hex::encode(p.checkpoint.root)),
+                "key_id": parsed.as_ref().map(|p| p.key_id.clone()),
+                "note": cp.note,
+            }));
+        }
+    }
+    Ok(Json(json!({
+        "log_id": gw.writer.log_id(),
+        "public_key": B64.encode(gw.signing_key.public_key()),
+        "key_id": gw.signing_key.key_id(),
+        "logs": logs,
+    }))
+    .into_response())
+}
+
+/// The log a proof request names (default: this instance's), its stored size and latest checkpointed size.
+async fn proof_log(gw: &Gateway, log_id: Option<String>) -> Result<(String, u64, u64), Problem> {
+    let log_id = log_id
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| gw.writer.log_id().to_owned());
+    let state = gw
+        .store
+        .load_log_state(&log_id)
+        .await
+        .map_err(|_| unreadable())?
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "unknown-log",
+                "no log with this id in this gateway's database",
+            )
+        })?;
+    let checkpointed = gw
+        .store
+        .checkpoints(&log_id, 1)
+        .await
+        .map_err(|_| unreadable())?
+        .first()
+        .map(|c| c.tree_size)
+        .unwrap_or(state.size);
+    Ok((log_id, state.size, checkpointed))
+}
+
+async fn leaves(gw: &Gateway, log_id: &str, size: u64) -> Result<Vec<Hash>, Problem> {
+    let leaves = gw
+        .store
+        .leaf_hashes(log_id, size)
+        .await
+        .map_err(|_| unreadable())?;
+    if leaves.len() as u64 != size {
+        return Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "log-inconsistent",
+            "the stored log has fewer entries than its state records; run `ketenpoort audit verify`",
+        ));
+    }
+    Ok(leaves)
+}
+
+fn hex_all(hashes: &[Hash]) -> Vec<String> {
+    hashes.iter().map(hex::encode).collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InclusionParams {
+    tree_size: Option<String>,
+    log_id: Option<String>,
+}
+
+async fn get_inclusion(
+    State(gw): State<Arc<Gateway>>,
+    Path(index): Path<String>,
+    params: Result<Query<InclusionParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(p) = params.map_err(|_| invalid_query("tree_size, log_id"))?;
+    let index = parse_u64(&index, "the leaf index")?;
+    let (log_id, size, checkpointed) = proof_log(&gw, p.log_id).await?;
+    let tree_size = match p.tree_size.as_deref() {
+        Some(t) => parse_u64(t, "tree_size")?,
+        None => checkpointed,
+    };
+    if tree_size == 0 || tree_size > size {
+        return Err(invalid_proof(format!(
+            "tree_size must be from 1 to the log's size ({size})"
+        )));
+    }
+    if index >= tree_size {
+        return Err(invalid_proof(format!(
+            "index {index} is not below tree_size {tree_size}"
+        )));
+    }
+    let leaves = leaves(&gw, &log_id, tree_size).await?;
+    let (proof, root, leaf) = tokio::task::spawn_blocking(move || {
+        let proof = merkle::inclusion_proof(&leaves, index);
+        (proof, merkle::root_of(&leaves), leaves[index as usize])
+    })
+    .await
+    .map_err(|_| Problem::internal())?;
+    let proof = proof.ok_or_else(|| invalid_proof("no proof exists for this index and size"))?;
+    Ok(Json(json!({
+        "log_id": log_id,
+        "index": index,
+        "tree_size": tree_size,
+        "leaf_hash": hex::encode(leaf),
+        "root": hex::encode(root),
+        "proof": hex_all(&proof),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyParams {
+    from: Option<String>,
+    to: Option<String>,
+    log_id: Option<String>,
+}
+
+async fn get_consistency(
+    State(gw): State<Arc<Gateway>>,
+    params: Result<Query<ConsistencyParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(p) = params.map_err(|_| invalid_query("from, to, log_id"))?;
+    let from = match p.from.as_deref() {
+        Some(f) => parse_u64(f, "from")?,
+        None => return Err(invalid_proof("from (the older tree size) is required")),
+    };
+    let (log_id, size, checkpointed) = proof_log(&gw, p.log_id).await?;
+    let to = match p.to.as_deref() {
+        Some(t) => parse_u64(t, "to")?,
+        None => checkpointed,
+    };
+    if to > size {
+        return Err(invalid_proof(format!(
+            "to must not exceed the log's size ({size})"
+        )));
+    }
+    if from == 0 || from > to {
+        return Err(invalid_proof(
+            "from must be at least 1 and not larger than to",
+        ));
+    }
+    let leaves = leaves(&gw, &log_id, to).await?;
+    let (proof, from_root, to_root) = tokio::task::spawn_blocking(move || {
+        (
+            merkle::consistency_proof(&leaves, from),
+            merkle::root_of(&leaves[..from as usize]),
+            merkle::root_of(&leaves),
+        )
+    })
+    .await
+    .map_err(|_| Problem::internal())?;
+    let proof = proof.ok_or_else(|| invalid_proof("no proof exists for these sizes"))?;
+    Ok(Json(json!({
+        "log_id": log_id,
+        "from": from,
+        "to": to,
+        "from_root": hex::encode(from_root),
+        "to_root": hex::encode(to_root),
+        "proof": hex_all(&proof),
+    }))
+    .into_response())
+}
+
+// ---------------------------------------------------------------- privacy officers
+
+/// Refuses (and logs) a caller that is not a privacy officer.
+pub async fn require_officer(gw: &Gateway, caller: &Caller, what: &str) -> Result<(), Problem> {
+    if caller.partner().role == Role::PrivacyOfficer {
+        return Ok(());
+    }
+    let p = Problem::forbidden(
+        "not-a-privacy-officer",
+        "only a privacy officer's certificate may read the disclosure log",
+    );
+    gw.metrics.refusal(p.code);
+    let mut entry = gw.entry_for(caller, EventKind::AuditQuery);
+    entry.outcome = p.code.to_owned();
+    entry.detail = Some(format!("{what}: refused"));
+    match gw.writer.append_one(entry).await {
+        Ok(_) => Err(p),
+        Err(_) => Err(Problem::audit_unavailable()),
+    }
+}
+
+/// The organisation whose entries the caller may see; `None` for the operator's FG, who sees all.
+pub fn scope_of(caller: &Caller) -> Option<String> {
+    if caller.info.sees_all {
+        None
+    } else {
+        Some(caller.partner().organisation_id().to_owned())
+    }
+}
+
+/// Query parameters of the disclosure search (the console's filter form sends the same names; empty means unset).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureParams {
+    pub from: Option<String>,
+    pub until: Option<String>,
+    pub partner: Option<String>,
+    pub purpose: Option<String>,
+    pub flow: Option<String>,
+    pub outcome: Option<String>,
+    pub event: Option<String>,
+    pub pgn: Option<String>,
+    pub bsn: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+pub const DISCLOSURE_PARAMS: &str =
+    "from, until, partner, purpose, flow, outcome, event, pgn, bsn, limit, cursor";
+
+fn set(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Midnight UTC of a `YYYY-MM-DD` date (the next day's for an inclusive end), or an RFC 3339 instant.
+fn parse_instant(s: &str, end_of_day: bool) -> Option<i64> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(d) = time::Date::parse(s, &fmt) {
+        let d = if end_of_day { d.next_day()? } else { d };
+        return Some((d.midnight().assume_utc().unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn event_kind(s: &str) -> Option<EventKind> {
+    serde_json::from_value(Value::String(s.to_owned())).ok()
+}
+
+pub const EVENTS: [EventKind; 10] = [
+    EventKind::MessageDisclosed,
+    EventKind::MessageRefused,
+    EventKind::MessageFetched,
+    EventKind::MessageAcknowledged,
+    EventKind::PayloadPurged,
+    EventKind::ConsentRecorded,
+    EventKind::ConsentWithdrawn,
+    EventKind::ConsentRefused,
+    EventKind::PolicyLoaded,
+    EventKind::AuditQuery,
+];
+
+fn encode_cursor(e: &StoredEntry) -> String {
+    B64URL.encode(format!("{}:{}:{}", e.time_ms, e.seq, e.log_id))
+}
+
+fn decode_cursor(c: &str) -> Option<(i64, String, u64)> {
+    let text = String::from_utf8(B64URL.decode(c).ok()?).ok()?;
+    let mut parts = text.splitn(3, ':');
+    let t = parts.next()?.parse().ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    let log = parts.next()?.to_owned();
+    Some((t, log, seq))
+}
+
+/// A value for the log's description of a query: short, and never a run of digits that could be a pupil number.
+fn describe_value(v: &str) -> String {
+    let mut run = 0;
+    let long_number = v.chars().any(|c| {
+        run = if c.is_ascii_digit() { run + 1 } else { 0 };
+        run >= 9
+    });
+    if long_number {
+        "<number withheld>".into()
+    } else {
+        v.chars().take(100).collect()
+    }
+}
+
+/// A validated disclosure search, ready for the store.
+pub struct ParsedSearch {
+    pub filter: EntryFilter,
+    /// Keyed pseudonym of the pupil asked about, if any.
+    pub subject: Option<String>,
+    /// The filters as written to the audit-query entry (pupil only as pseudonym).
+    pub description: String,
+}
+
+pub fn parse_search(
+    gw: &Gateway,
+    caller: &Caller,
+    p: &DisclosureParams,
+    default_limit: usize,
+) -> Result<ParsedSearch, Problem> {
+    let mut filter = EntryFilter {
+        organisation: scope_of(caller),
+        ..EntryFilter::default()
+    };
+    let mut described: Vec<String> = Vec::new();
+    if let Some(v) = set(&p.from) {
+        filter.from_ms =
+            Some(parse_instant(v, false).ok_or_else(|| {
+                invalid_filter("from is a date (YYYY-MM-DD) or an RFC 3339 time")
+            })?);
+        described.push(format!("from={}", describe_value(v)));
+    }
+    if let Some(v) = set(&p.until) {
+        filter.until_ms = Some(parse_instant(v, true).ok_or_else(|| {
+            invalid_filter("until is a date (YYYY-MM-DD, inclusive) or an RFC 3339 time")
+        })?);
+        described.push(format!("until={}", describe_value(v)));
+    }
+    for (name, value, slot) in [
+        ("partner", &p.partner, &mut filter.partner),
+        ("purpose", &p.purpose, &mut filter.purpose),
+        ("flow", &p.flow, &mut filter.flow_id),
+        ("outcome", &p.outcome, &mut filter.outcome),
+    ] {
+        if let Some(v) = set(value) {
+            if v.chars().count() > MAX_FILTER_LEN || v.chars().any(char::is_control) {
+                return Err(invalid_filter(format!(
+                    "{name} is at most {MAX_FILTER_LEN} printable characters"
+                )));
+            }
+            *slot = Some(v.to_owned());
+            described.push(format!("{name}={}", describe_value(v)));
+        }
+    }
+    if let Some(v) = set(&p.event) {
+        let kind = event_kind(v).ok_or_else(|| {
+            invalid_filter(format!(
+                "event is one of {}",
+                EVENTS.map(EventKind::as_str).join(", ")
+            ))
+        })?;
+        filter.event = Some(kind.as_str().to_owned());
+        described.push(format!("event={}", kind.as_str()));
+    }
+    let subject = match (set(&p.pgn), set(&p.bsn)) {
+        (Some(_), Some(_)) => return Err(invalid_filter("give pgn or bsn, not both")),
+        (Some(n), None) => Some((SubjectKind::Pgn, n)),
+        (None, Some(n)) => Some((SubjectKind::Bsn, n)),
+        (None, None) => None,
+    };
+    let subject = match subject {
+        Some((kind, number)) => {
+            let id = SubjectId::new(kind, number)
+                .map_err(|e| Problem::from_status(422, "invalid-subject-id", e.to_string()))?;
+            let pseudonym = gw.keys.subject_pseudonym(id.number());
+            described.push(format!("subject={pseudonym}"));
+            filter.subject = Some(pseudonym.clone());
+            Some(pseudonym)
+        }
+        None => None,
+    };
+    filter.limit = match set(&p.limit) {
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| invalid_filter(format!("limit is a number from 1 to {MAX_LIMIT}")))?,
+        None => default_limit,
+    };
+    if let Some(c) = set(&p.cursor) {
+        filter.after = Some(decode_cursor(c).ok_or_else(|| {
+            Problem::bad_request(
+                "invalid-cursor",
+                "cursor must be a value returned as next_cursor",
+            )
+        })?);
+        described.push("page>1".into());
+    }
+    Ok(ParsedSearch {
+        filter,
+        subject,
+        description: described.join(" "),
+    })
+}
+
+/// One log entry as shown to a privacy officer: decoded from its stored bytes.
+#[derive(Debug, Clone)]
+pub struct ShownEntry {
+    pub log_id: String,
+    pub seq: u64,
+    pub time_ms: i64,
+    pub event: String,
+    pub leaf_hash: Hash,
+    /// `None` when the stored bytes do not decode (the log was tampered with; `audit verify` names it).
+    pub entry: Option<LogEntry>,
+}
+
+impl ShownEntry {
+    fn from_stored(e: StoredEntry) -> ShownEntry {
+        ShownEntry {
+            entry: LogEntry::decode(&e.bytes).ok(),
+            log_id: e.log_id,
+            seq: e.seq,
+            time_ms: e.time_ms,
+            event: e.event,
+            leaf_hash: e.leaf_hash,
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        match &self.entry {
+            Some(entry) => {
+                let mut v = serde_json::to_value(entry).unwrap_or(Value::Null);
+                if let Value::Object(m) = &mut v {
+                    m.insert("leaf_hash".into(), hex::encode(self.leaf_hash).into());
+                }
+                v
+            }
+            None => json!({
+                "log_id": self.log_id,
+                "seq": self.seq,
+                "time": format_time(self.time_ms),
+                "event": self.event,
+                "leaf_hash": hex::encode(self.leaf_hash),
+                "error": "this entry cannot be decoded; run `ketenpoort audit verify`",
+            }),
+        }
+    }
+}
+
+pub struct SearchResult {
+    pub entries: Vec<ShownEntry>,
+    pub next_cursor: Option<String>,
+    pub scope: Option<String>,
+}
+
+/// Runs a disclosure search and logs it as an audit query (`origin` says where it came from).
+pub async fn search(
+    gw: &Gateway,
+    caller: &Caller,
+    parsed: ParsedSearch,
+    origin: &str,
+) -> Result<SearchResult, Problem> {
+    let limit = parsed.filter.limit;
+    let mut filter = parsed.filter;
+    filter.limit = limit + 1;
+    let mut rows = gw
+        .store
+        .query_entries(&filter)
+        .await
+        .map_err(|_| unreadable())?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = if more {
+        rows.last().map(encode_cursor)
+    } else {
+        None
+    };
+    log_query(
+        gw,
+        caller,
+        parsed.subject,
+        format!(
+            "{origin}: {} -> {} entries{}",
+            if parsed.description.is_empty() {
+                "no filters"
+            } else {
+                &parsed.description
+            },
+            rows.len(),
+            if more { " (more pages)" } else { "" }
+        ),
+    )
+    .await?;
+    Ok(SearchResult {
+        entries: rows.into_iter().map(ShownEntry::from_stored).collect(),
+        next_cursor,
+        scope: filter.organisation,
+    })
+}
+
+async fn log_query(
+    gw: &Gateway,
+    caller: &Caller,
+    subject: Option<String>,
+    detail: String,
+) -> Result<(), Problem> {
+    let mut entry = gw.entry_for(caller, EventKind::AuditQuery);
+    entry.subject = subject;
+    entry.detail = Some(detail);
+    gw.writer
+        .append_one(entry)
+        .await
+        .map(|_| ())
+        .map_err(|_| Problem::audit_unavailable())
+}
+
+fn wants(headers: &HeaderMap, media: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| m.split(';').next().unwrap_or("").trim() == media)
+}
+
+/// Headers for pages and downloads with log contents: not cached, not framed, no scripts, no referrer.
+pub fn private_headers(resp: &mut Response) {
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+}
+
+async fn get_disclosures(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    params: Result<Query<DisclosureParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    require_officer(&gw, &caller, "disclosures").await?;
+    let Query(p) = params.map_err(|_| invalid_query(DISCLOSURE_PARAMS))?;
+    let parsed = parse_search(&gw, &caller, &p, 100)?;
+    let result = search(&gw, &caller, parsed, "api disclosures").await?;
+    let mut resp = if wants(&headers, "text/csv") {
+        let mut r = (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"ketenpoort-disclosures.csv\"",
+                ),
+            ],
+            to_csv(&result.entries),
+        )
+            .into_response();
+        if let Some(c) = &result.next_cursor {
+            if let Ok(v) = HeaderValue::from_str(c) {
+                r.headers_mut().insert("next-cursor", v);
+            }
+        }
+        r
+    } else {
+        Json(json!({
+            "scope": result.scope.as_deref().unwrap_or("all"),
+            "entries": result.entries.iter().map(ShownEntry::to_json).collect::<Vec<_>>(),
+            "next_cursor": result.next_cursor,
+        }))
+        .into_response()
+    };
+    private_headers(&mut resp);
+    Ok(resp)
+}
+
+pub const CSV_COLUMNS: [&str; 25] = [
+    "log_id",
+    "seq",
+    "time",
+    "event",
+    "partner",
+    "organisation",
+    "cert_fingerprint",
+    "actor_id",
+    "actor_name",
+    "actor_function",
+    "sender",
+    "receiver",
+    "receiver_role",
+    "message_type",
+    "purpose",
+    "legal_basis",
+    "flow_id",
+    "agreement_id",
+    "subject",
+    "delivered",
+    "withheld",
+    "consents",
+    "outcome",
+    "detail",
+    "leaf_hash",
+];
+
+/// One CSV cell (RFC 4180 quoting); cells a spreadsheet would run as a formula get a leading apostrophe.
+fn csv_cell(v: &str) -> String {
+    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{v}")
+    } else {
+        v.to_owned()
+    };
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v
+    }
+}
+
+pub fn to_csv(entries: &[ShownEntry]) -> String {
+    let mut out = CSV_COLUMNS.join(",");
+    out.push_str("\r\n");
+    for s in entries {
+        let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        let row: Vec<String> = match &s.entry {
+            Some(e) => vec![
+                e.log_id.clone(),
+                e.seq.to_string(),
+                e.time.clone(),
+                e.event().as_str().to_owned(),
+                e.partner.clone(),
+                e.organisation.clone(),
+                e.cert_fingerprint.clone(),
+                e.actor.as_ref().map(|a| a.id.clone()).unwrap_or_default(),
+                e.actor.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
+                e.actor
+                    .as_ref()
+                    .map(|a| a.function.clone())
+                    .unwrap_or_default(),
+                o(&e.sender),
+                o(&e.receiver),
+                o(&e.receiver_role),
+                o(&e.message_type),
+                o(&e.purpose),
+                o(&e.legal_basis),
+                o(&e.flow_id),
+                o(&e.agreement_id),
+                o(&e.subject),
+                e.delivered.join(";"),
+                e.withheld
+                    .iter()
+                    .map(|w| format!("{}: {}", w.field, w.reason))
+                    .collect::<Vec<_>>()
+                    .join(";"),
+                e.consents.join(";"),
+                e.outcome.clone(),
+                o(&e.detail),
+                hex::encode(s.leaf_hash),
+            ],
+            None => {
+                let mut row = vec![String::new(); CSV_COLUMNS.len()];
+                row[0] = s.log_id.clone();
+                row[1] = s.seq.to_string();
+                row[2] = format_time(s.time_ms);
+                row[3] = s.event.clone();
+                row[23] = "entry cannot be decoded; run ketenpoort audit verify".into();
+                row[24] = hex::encode(s.leaf_hash);
+                row
+            }
+        };
+        out.push_str(
+            &row.iter()
+                .map(|c| csv_cell(c))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push_str("\r\n");
+    }
+    out
+}
+
+// ---------------------------------------------------------------- the art. 15 subject report
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportDisclosure {
+    pub time: String,
+    pub sender: String,
+    pub sender_name: String,
+    /// The recipient organisation (partner id) and its name and role.
+    pub recipient: String,
+    pub recipient_name: String,
+    pub recipient_role: String,
+    pub message_type: String,
+    pub purpose: String,
+    pub legal_basis: String,
+    pub flow_id: String,
+    pub agreement_id: Option<String>,
+    pub fields_delivered: Vec<String>,
+    pub fields_withheld: Vec<WithheldField>,
+    pub consents_used: Vec<String>,
+    pub log_id: String,
+    pub seq: u64,
+    pub leaf_hash: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportRecipient {
+    pub organisation: String,
+    pub name: String,
+    pub role: String,
+    pub disclosures: usize,
+    pub first: String,
+    pub last: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportConsent {
+    pub consent_id: String,
+    pub registered_by: String,
+    pub purpose: String,
+    pub recipient: String,
+    pub categories: Vec<String>,
+    pub given_by: String,
+    pub valid_from: String,
+    pub valid_until: String,
+    pub registered_at: String,
+    pub withdrawn_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportRefusal {
+    pub time: String,
+    pub sender: String,
+    pub receiver: String,
+    pub purpose: String,
+    pub outcome: String,
+}
+
+/// What the gateway disclosed about one pupil, within the caller's scope (AVG art. 15 and 19).
+#[derive(Debug, Clone, Serialize)]
+pub struct SubjectReport {
+    pub generated_at: String,
+    /// `None`: every organisation (operator's FG).
+    pub scope: Option<String>,
+    pub scope_name: Option<String>,
+    pub subject_ref: String,
+    pub disclosures: Vec<ReportDisclosure>,
+    pub recipients: Vec<ReportRecipient>,
+    pub consents: Vec<ReportConsent>,
+    pub refused: Vec<ReportRefusal>,
+    /// True when the report stopped at its size limit.
+    pub truncated: bool,
+}
+
+fn partner_name(gw: &Gateway, id: &str) -> String {
+    gw.partners
+        .by_id(id)
+        .map(|p| p.partner.name.clone())
+        .unwrap_or_else(|| id.to_owned())
+}
+
+/// Builds the art. 15 report for a PGN (BSN or onderwijsnummer) and logs the query.
+pub async fn subject_report(
+    gw: &Gateway,
+    caller: &Caller,
+    pgn: &str,
+    origin: &str,
+) -> Result<SubjectReport, Problem> {
+    let id = SubjectId::new(SubjectKind::Pgn, pgn.trim())
+        .map_err(|e| Problem::from_status(422, "invalid-subject-id", e.to_string()))?;
+    let pseudonym = gw.keys.subject_pseudonym(id.number());
+    let scope = scope_of(caller);
+    let mut filter = EntryFilter {
+        organisation: scope.clone(),
+        subject: Some(pseudonym.clone()),
+        limit: REPORT_PAGE,
+        ..EntryFilter::default()
+    };
+    let mut stored = Vec::new();
+    let mut truncated = false;
+    loop {
+        let page = gw
+            .store
+            .query_entries(&filter)
+            .await
+            .map_err(|_| unreadable())?;
+        let full = page.len() == REPORT_PAGE;
+        filter.after = page.last().map(|e| (e.time_ms, e.log_id.clone(), e.seq));
+        stored.extend(page);
+        if stored.len() >= REPORT_MAX {
+            truncated = full;
+            break;
+        }
+        if !full {
+            break;
+        }
+    }
+    let mut disclosures = Vec::new();
+    let mut refused = Vec::new();
+    for s in stored {
+        let shown = ShownEntry::from_stored(s);
+        let Some(e) = shown.entry else { continue };
+        let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        match e.event() {
+            EventKind::MessageDisclosed if e.outcome == "ok" => {
+                let recipient = o(&e.receiver);
+                let sender = o(&e.sender);
+                disclosures.push(ReportDisclosure {
+                    time: e.time.clone(),
+                    sender_name: partner_name(gw, &sender),
+                    sender,
+                    recipient_name: partner_name(gw, &recipient),
+                    recipient,
+                    recipient_role: o(&e.receiver_role),
+                    message_type: o(&e.message_type),
+                    purpose: o(&e.purpose),
+                    legal_basis: o(&e.legal_basis),
+                    flow_id: o(&e.flow_id),
+                    agreement_id: e.agreement_id.clone(),
+                    fields_delivered: e.delivered.clone(),
+                    fields_withheld: e.withheld.clone(),
+                    consents_used: e.consents.clone(),
+                    log_id: e.log_id.clone(),
+                    seq: e.seq,
+                    leaf_hash: hex::encode(shown.leaf_hash),
+                });
+            }
+            EventKind::MessageRefused => refused.push(ReportRefusal {
+                time: e.time.clone(),
+                sender: e.sender.clone().unwrap_or_else(|| e.partner.clone()),
+                receiver: o(&e.receiver),
+                purpose: o(&e.purpose),
+                outcome: e.outcome.clone(),
+            }),
+            _ => {}
+        }
+    }
+    let mut by_recipient: BTreeMap<String, ReportRecipient> = BTreeMap::new();
+    for d in &disclosures {
+        let r = by_recipient
+            .entry(d.recipient.clone())
+            .or_insert_with(|| ReportRecipient {
+                organisation: d.recipient.clone(),
+                name: d.recipient_name.clone(),
+                role: d.recipient_role.clone(),
+                disclosures: 0,
+                first: d.time.clone(),
+                last: d.time.clone(),
+            });
+        r.disclosures += 1;
+        r.last = d.time.clone();
+    }
+    let consents = gw
+        .store
+        .consents_for_subject(&pseudonym)
+        .await
+        .map_err(|_| unreadable())?
+        .into_iter()
+        .filter(|c| {
+            scope
+                .as_deref()
+                .is_none_or(|org| c.registered_by == org || c.recipient == org)
+        })
+        .map(|c| ReportConsent {
+            categories: serde_json::from_str(&c.categories).unwrap_or_default(),
+            consent_id: c.id,
+            registered_by: c.registered_by,
+            purpose: c.purpose,
+            recipient: c.recipient,
+            given_by: c.given_by,
+            valid_from: c.valid_from,
+            valid_until: c.valid_until,
+            registered_at: format_time(c.created_ms),
+            withdrawn_at: c.withdrawn_ms.map(format_time),
+        })
+        .collect();
+    log_query(
+        gw,
+        caller,
+        Some(pseudonym.clone()),
+        format!(
+            "{origin}: subject report subject={pseudonym} -> {} disclosures, {} refusals",
+            disclosures.len(),
+            refused.len()
+        ),
+    )
+    .await?;
+    Ok(SubjectReport {
+        generated_at: format_time(crate::audit::writer::now_ms()),
+        scope_name: scope.as_deref().map(|s| partner_name(gw, s)),
+        scope,
+        subject_ref: pseudonym,
+        recipients: by_recipient.into_values().collect(),
+        disclosures,
+        consents,
+        refused,
+        truncated,
+    })
+}
+
+async fn get_subject(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    Path(pgn): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    require_officer(&gw, &caller, "subject report").await?;
+    let report = subject_report(&gw, &caller, &pgn, "api subjects").await?;
+    let mut resp = if wants(&headers, "text/html") {
+        (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            crate::console::subject_report_page(&report, pgn.trim()),
+        )
+            .into_response()
+    } else {
+        let mut v = serde_json::to_value(&report).map_err(|_| Problem::internal())?;
+        v["subject"] = json!({"pgn": pgn.trim()});
+        Json(v).into_response()
+    };
+    private_headers(&mut resp);
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_with_colons_in_the_log_id() {
+        let e = StoredEntry {
+            log_id: "a:b:c".into(),
+            seq: 42,
+            time_ms: 1_767_225_600_123,
+            event: "audit-query".into(),
+            partner: String::new(),
+            organisation: String::new(),
+            sender: None,
+            receiver: None,
+            purpose: None,
+            flow_id: None,
+            subject: None,
+            outcome: "ok".into(),
+            bytes: vec![],
+            leaf_hash: [0; 32],
+            chain_hash: [0; 32],
+        };
+        assert_eq!(
+            decode_cursor(&encode_cursor(&e)),
+            Some((1_767_225_600_123, "a:b:c".into(), 42))
+        );
+        assert_eq!(decode_cursor("not base64 !"), None);
+        assert_eq!(decode_cursor(&B64URL.encode("x:1:l")), None);
+    }
+
+    #[test]
+    fn dates_and_times_parse_and_until_is_inclusive() {
+        let day = parse_instant("2026-11-01", false).unwrap();
+        assert_eq!(parse_instant("2026-11-01", true).unwrap() - day, 86_400_000);
+        assert_eq!(parse_instant("2026-11-01T00:00:00Z", false).unwrap(), day);
+        assert_eq!(
+            parse_instant("2026-11-01T01:00:00+01:00", true).unwrap(),
+            day
+        );
+        for bad in ["2026-13-01", "1 nov", "", "2026-11-01T00:00"] {
+            assert_eq!(parse_instant(bad, false), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn csv_cells_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(csv_cell("-1,2"), "\"'-1,2\"");
+        assert_eq!(csv_cell("line\nbreak"), "\"line\nbreak\"");
+    }
+
+    #[test]
+    fn descriptions_never_carry_a_long_number() {
+        assert_eq!(describe_value("vroegsignalering"), "vroegsignalering");
+        assert_eq!(describe_value("pgn 121547280"), "<number withheld>");
+        assert_eq!(describe_value("12345678"), "12345678");
+    }
+
+    #[test]
+    fn accept_header_matching_ignores_parameters_and_order() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT,
+            "application/json;q=0.5, text/csv;q=1".parse().unwrap(),
+        );
+        assert!(wants(&h, "text/csv"));
+        assert!(!wants(&h, "text/html"));
+    }
+
+    #[test]
+    fn every_event_kind_parses_from_its_name() {
+        for k in EVENTS {
+            assert_eq!(event_kind(k.as_str()), Some(k));
+        }
+        assert_eq!(event_kind("message-stolen"), None);
+    }
+}

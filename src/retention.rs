@@ -1,0 +1,83 @@
+//! Retention: a background task that purges message payloads whose flow's retention limit has passed.
+//!
+//! Each purge is a `payload-purged` log entry committed in the same transaction as the deletion, so a payload
+//! never disappears unrecorded. Log entries themselves are never purged (they hold no payload values), which is
+//! why purging never breaks verification. The task must never delete anything without its log entry.
+
+use crate::audit::entry::{EventKind, LogEntry};
+use crate::audit::writer::{now_ms, AuditError};
+use crate::gateway::Gateway;
+use crate::store::{Mutation, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Messages purged per log commit.
+const BATCH: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error("reading expired messages: {0}")]
+    Store(#[from] StoreError),
+    #[error("logging the purge: {0}")]
+    Audit(#[from] AuditError),
+}
+
+/// Sweeps at start and then every `log.retention_sweep_secs` (0 disables) until `stop` changes.
+pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    let secs = gw.config.log.retention_sweep_secs;
+    if secs == 0 {
+        tracing::warn!("retention sweeps are disabled (log.retention_sweep_secs = 0)");
+        return;
+    }
+    let every = Duration::from_secs(secs);
+    loop {
+        match sweep(&gw, now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "retention: expired payloads purged"),
+            Err(e) => {
+                tracing::warn!(error = %e, "retention sweep failed; retrying at the next interval")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Purges every message whose retention ended before `now_ms`; returns how many were purged.
+pub async fn sweep(gw: &Gateway, now_ms: i64) -> Result<usize, RetentionError> {
+    let mut purged = 0;
+    loop {
+        let expired = gw.store.expired_messages(now_ms, BATCH).await?;
+        if expired.is_empty() {
+            return Ok(purged);
+        }
+        let n = expired.len();
+        let mut entries = Vec::with_capacity(n);
+        let mut mutations = Vec::with_capacity(n);
+        for row in expired {
+            let m = row.msg;
+            let mut e = LogEntry::new(EventKind::PayloadPurged);
+            e.partner = "gateway".into();
+            e.organisation = "gateway".into();
+            e.message_id = Some(m.id.clone());
+            e.sender = Some(m.sender);
+            e.receiver = Some(m.receiver);
+            e.message_type = Some(m.message_type);
+            e.purpose = Some(m.purpose);
+            e.detail = Some(format!(
+                "retention limit reached; disclosed as {}#{}",
+                m.log_id, m.seq
+            ));
+            entries.push(e);
+            mutations.push(Mutation::DeleteMessage { id: m.id });
+        }
+        gw.writer.append(entries, mutations).await?;
+        purged += n;
+        if n < BATCH {
+            return Ok(purged);
+        }
+    }
+}
