@@ -81,10 +81,16 @@ pub async fn record(gw: &Gateway, caller: &Caller, body: &[u8]) -> Result<Value,
     let req: ConsentRequest = serde_json::from_value(value).map_err(|e| {
         // serde's messages can quote a value; only the name of an unknown member is passed on.
         let msg = e.to_string();
-        match msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+        match msg
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split('`').next())
+        {
             Some(key) => Problem::bad_request(
                 "unknown-consent-key",
-                format!("unknown member '{}'", key.chars().take(64).collect::<String>()),
+                format!(
+                    "unknown member '{}'",
+                    key.chars().take(64).collect::<String>()
+                ),
             ),
             None => invalid(CONSENT_SHAPE),
         }

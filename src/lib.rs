@@ -17,7 +17,6 @@ pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod pipeline;
-#[path = "policy_stub.rs"]
 pub mod policy;
 pub mod problem;
 pub mod ratelimit;

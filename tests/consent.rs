@@ -43,12 +43,27 @@ async fn p4_needs_consent_and_withdrawal_reaches_waiting_messages() {
         assert_eq!(r.code(), "consent-required");
 
         // A consent the law does not accept for a 10-year-old (the pupil alone) does not count.
-        let r = school.post_json("/v1/consents", &consent("wijkteam-noord", "vroegsignalering", "jongere")).await;
+        let r = school
+            .post_json(
+                "/v1/consents",
+                &consent("wijkteam-noord", "vroegsignalering", "jongere"),
+            )
+            .await;
         assert_eq!(r.status, 201, "{}", r.text());
         let r = school.post("/v1/messages", &example("P4")).await;
-        assert_eq!(r.status, 403, "a consent by a 10-year-old alone was accepted: {}", r.text());
+        assert_eq!(
+            r.status,
+            403,
+            "a consent by a 10-year-old alone was accepted: {}",
+            r.text()
+        );
 
-        let r = school.post_json("/v1/consents", &consent("wijkteam-noord", "vroegsignalering", "ouder")).await;
+        let r = school
+            .post_json(
+                "/v1/consents",
+                &consent("wijkteam-noord", "vroegsignalering", "ouder"),
+            )
+            .await;
         assert_eq!(r.status, 201, "{}", r.text());
         let consent_id = r.json()["consent_id"].as_str().unwrap().to_owned();
 
@@ -57,8 +72,16 @@ async fn p4_needs_consent_and_withdrawal_reaches_waiting_messages() {
         assert_eq!(listed.status, 200);
         assert!(listed.text().contains(&consent_id));
         assert!(!listed.text().contains("121547280"), "the PGN was returned");
-        assert!(!gw.client("cbs-het-anker").get("/v1/consents").await.text().contains(&consent_id));
-        let r = gw.client("cbs-het-anker").delete(&format!("/v1/consents/{consent_id}")).await;
+        assert!(!gw
+            .client("cbs-het-anker")
+            .get("/v1/consents")
+            .await
+            .text()
+            .contains(&consent_id));
+        let r = gw
+            .client("cbs-het-anker")
+            .delete(&format!("/v1/consents/{consent_id}"))
+            .await;
         assert_eq!(r.status, 404);
 
         // With consent: consent-only fields arrive, birth date as year, blocked fields stay out.
@@ -69,14 +92,27 @@ async fn p4_needs_consent_and_withdrawal_reaches_waiting_messages() {
         assert_eq!(inbox.len(), 1);
         let data = &inbox[0]["data"];
         assert_eq!(data["leerling"]["voornamen"], "Noah");
-        assert_eq!(data["leerling"]["geboortedatum"].as_str().map(|s| s.len()), Some(4), "{data}");
+        assert_eq!(
+            data["leerling"]["geboortedatum"].as_str().map(|s| s.len()),
+            Some(4),
+            "{data}"
+        );
         assert!(!has_path(data, &["toetsen"]));
         assert!(!has_path(data, &["cognitief"]));
         assert!(!has_path(data, &["ondersteuning", "opp"]));
-        assert!(inbox[0]["subject"].get("pgn").is_none(), "the PGN went to a wijkteam");
+        assert!(
+            inbox[0]["subject"].get("pgn").is_none(),
+            "the PGN went to a wijkteam"
+        );
         assert_absent(&serde_json::to_vec(&inbox).unwrap(), &canaries, "P4 inbox");
         let first = inbox[0]["message_id"].as_str().unwrap().to_owned();
-        assert_eq!(wijkteam.post(&format!("/v1/inbox/{first}/ack"), b"").await.status, 200);
+        assert_eq!(
+            wijkteam
+                .post(&format!("/v1/inbox/{first}/ack"), b"")
+                .await
+                .status,
+            200
+        );
 
         // A second message waits in the mailbox while the consent is withdrawn.
         let r = school.post("/v1/messages", &example("P4")).await;
@@ -86,8 +122,14 @@ async fn p4_needs_consent_and_withdrawal_reaches_waiting_messages() {
         let inbox = wijkteam.inbox().await;
         assert_eq!(inbox.len(), 1);
         let data = &inbox[0]["data"];
-        assert!(!has_path(data, &["leerling", "voornamen"]), "withdrawn consent still delivered: {data}");
-        assert!(!has_path(data, &["zorg", "omschrijving"]), "withdrawn consent still delivered: {data}");
+        assert!(
+            !has_path(data, &["leerling", "voornamen"]),
+            "withdrawn consent still delivered: {data}"
+        );
+        assert!(
+            !has_path(data, &["zorg", "omschrijving"]),
+            "withdrawn consent still delivered: {data}"
+        );
 
         // New messages are refused again.
         let r = school.post("/v1/messages", &example("P4")).await;
@@ -96,7 +138,11 @@ async fn p4_needs_consent_and_withdrawal_reaches_waiting_messages() {
         let (ok, out) = gw.audit_verify();
         assert!(ok, "{out}");
         assert_absent(&gw.database_bytes(), &canaries, "the database");
-        assert_absent(&gw.database_bytes(), &["121547280".to_owned()], "the database");
+        assert_absent(
+            &gw.database_bytes(),
+            &["121547280".to_owned()],
+            "the database",
+        );
         assert_absent(gw.stderr().as_bytes(), &canaries, "the tracing output");
     }
 }
@@ -110,7 +156,10 @@ async fn p5_feedback_from_wijkteam_needs_its_own_consent() {
         assert_eq!(r.status, 403, "{}", r.text());
         assert_eq!(r.code(), "consent-required");
         let r = wijkteam
-            .post_json("/v1/consents", &consent("obs-de-linde", "afstemming-ondersteuning", "ouder"))
+            .post_json(
+                "/v1/consents",
+                &consent("obs-de-linde", "afstemming-ondersteuning", "ouder"),
+            )
             .await;
         assert_eq!(r.status, 201, "{}", r.text());
         let r = wijkteam.post("/v1/messages", &example("P5")).await;
@@ -122,7 +171,11 @@ async fn p5_feedback_from_wijkteam_needs_its_own_consent() {
         assert!(!has_path(data, &["jeugdhulp"]));
         assert!(!has_path(data, &["diagnoses"]));
         assert!(!has_path(data, &["thuissituatie"]));
-        assert_absent(&serde_json::to_vec(&inbox).unwrap(), &canaries(), "P5 inbox");
+        assert_absent(
+            &serde_json::to_vec(&inbox).unwrap(),
+            &canaries(),
+            "P5 inbox",
+        );
     }
 }
 
@@ -156,6 +209,8 @@ async fn invalid_consents_are_refused_with_codes() {
         assert_eq!(r.code(), code);
         assert!(!r.text().contains("123456789"));
     }
-    let r = school.post("/v1/consents", b"{\"purpose\": 1, \"purpose\": 2}").await;
+    let r = school
+        .post("/v1/consents", b"{\"purpose\": 1, \"purpose\": 2}")
+        .await;
     assert_eq!(r.code(), "duplicate-key");
 }

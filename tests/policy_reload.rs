@@ -29,11 +29,19 @@ async fn bad_policies_never_replace_good_ones() {
     std::fs::write(dir.path().join("zz-broken.toml"), "this is [not valid toml").unwrap();
     let (status, body) = gw.ops_post("/policies/reload");
     assert_eq!(status, 422, "{body}");
-    assert!(body.contains("zz-broken.toml"), "the error does not name the file: {body}");
+    assert!(
+        body.contains("zz-broken.toml"),
+        "the error does not name the file: {body}"
+    );
     unsafe_kill(gw.child.id(), "HUP");
     let c = gw.client("obs-de-linde");
     let r = c.post("/v1/messages", &example("P1")).await;
-    assert_eq!(r.status, 201, "the running policies were dropped: {}", r.text());
+    assert_eq!(
+        r.status,
+        201,
+        "the running policies were dropped: {}",
+        r.text()
+    );
     let mut failures = String::new();
     for _ in 0..50 {
         let (_, metrics) = gw.ops_get("/metrics");
@@ -55,7 +63,10 @@ async fn bad_policies_never_replace_good_ones() {
     for e in std::fs::read_dir(dir.path()).unwrap() {
         let p = e.unwrap().path();
         let text = std::fs::read_to_string(&p).unwrap_or_default();
-        if p.extension().is_some_and(|x| x == "toml") && text.contains("overstap-po-vo") && !text.contains("[catalogue") {
+        if p.extension().is_some_and(|x| x == "toml")
+            && text.contains("overstap-po-vo")
+            && !text.contains("[catalogue")
+        {
             std::fs::remove_file(&p).unwrap();
             removed = true;
         }

@@ -1,0 +1,376 @@
+//! `ketenpoort policy check`: validates a policy directory and lints what loads.
+//!
+//! Errors: anything that stops the set loading (syntax, unknown keys, overlapping flows, …), rules
+//! whose path matches no catalogue field, S4/art. 10 fields delivered without consent or a cited
+//! exception, generalisation methods that do not fit the field. Warnings: rules shadowed by more
+//! specific ones, and other things a privacy officer should look at. Reads files, nothing else.
+
+use std::fmt;
+use std::path::Path;
+
+use super::load::{read_dir, PolicyError};
+use super::{Flow, PolicySet, RuleAction, SubjectDelivery};
+use crate::domain::Role;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// One finding of `check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub file: String,
+    pub line: Option<usize>,
+    pub severity: Severity,
+    pub message: String,
+}
+
+impl Finding {
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    fn at(flow: &Flow, line: usize, severity: Severity, message: String) -> Finding {
+        Finding {
+            file: flow.file.clone(),
+            line: Some(line),
+            severity,
+            message,
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(
+                f,
+                "{}: {}:{}: {}",
+                self.severity, self.file, l, self.message
+            ),
+            None => write!(f, "{}: {}: {}", self.severity, self.file, self.message),
+        }
+    }
+}
+
+fn from_error(e: &PolicyError, fallback: &str) -> Finding {
+    let (file, line) = e.location();
+    Finding {
+        file: file.unwrap_or(fallback).to_owned(),
+        line,
+        severity: Severity::Error,
+        message: e.message(),
+    }
+}
+
+/// Checks the `*.toml` files of `policy_dir`.
+pub fn check(policy_dir: &Path) -> Vec<Finding> {
+    match read_dir(policy_dir) {
+        Ok(files) => check_sources(&files),
+        Err(e) => vec![from_error(&e, &policy_dir.display().to_string())],
+    }
+}
+
+/// Checks a set given as (file name, text) pairs.
+pub fn check_sources(files: &[(String, String)]) -> Vec<Finding> {
+    match PolicySet::from_sources(files) {
+        Ok(set) => lint(&set),
+        Err(e) => e.errors().into_iter().map(|e| from_error(e, "-")).collect(),
+    }
+}
+
+/// Lints a loaded set.
+pub fn lint(set: &PolicySet) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for flow in set.flows() {
+        lint_flow(set, flow, &mut out);
+    }
+    for cat in set.catalogues() {
+        if !set.flows().any(|f| f.message_type == cat.message_type) {
+            out.push(Finding {
+                file: cat.file.clone(),
+                line: Some(cat.line),
+                severity: Severity::Warning,
+                message: format!("message type `{}` is used by no flow", cat.message_type),
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.file, a.line, a.severity).cmp(&(&b.file, b.line, b.severity)));
+    out
+}
+
+fn lint_flow(set: &PolicySet, flow: &Flow, out: &mut Vec<Finding>) {
+    let Some(cat) = set.catalogue(&flow.message_type) else {
+        return;
+    };
+    for rule in &flow.rules {
+        let matched: Vec<_> = cat
+            .fields
+            .iter()
+            .filter(|f| rule.pattern.matches(&f.path))
+            .collect();
+        if matched.is_empty() {
+            out.push(Finding::at(
+                flow,
+                rule.line,
+                Severity::Error,
+                format!(
+                    "flow {}: rule `{}` matches no field of `{}` (unknown path or dead rule)",
+                    flow.id, rule.pattern_text, flow.message_type
+                ),
+            ));
+            continue;
+        }
+        let deciding: Vec<_> = matched
+            .iter()
+            .filter(|f| {
+                flow.rule_for(&f.path)
+                    .is_some_and(|r| std::ptr::eq(r, rule))
+            })
+            .collect();
+        if deciding.is_empty() {
+            out.push(Finding::at(
+                flow,
+                rule.line,
+                Severity::Warning,
+                format!(
+                    "flow {}: rule `{}` is shadowed by more specific rules for every field it matches (dead rule)",
+                    flow.id, rule.pattern_text
+                ),
+            ));
+        }
+        if let RuleAction::Generalise { method, .. } = &rule.action {
+            for f in &deciding {
+                if f.kind != Some(method.kind()) {
+                    out.push(Finding::at(
+                        flow,
+                        rule.line,
+                        Severity::Error,
+                        format!(
+                            "flow {}: `{}` cannot be generalised with {}: that needs a field of kind {}",
+                            flow.id,
+                            f.path,
+                            method.name(),
+                            method.kind().as_str()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for field in &cat.fields {
+        let Some(rule) = flow.rule_for(&field.path) else {
+            continue;
+        };
+        let without_consent = !flow.consent && !rule.action.needs_consent();
+        if field.class.is_special()
+            && rule.action.delivers()
+            && without_consent
+            && flow.legal_basis.special.is_none()
+        {
+            out.push(Finding::at(
+                flow,
+                rule.line,
+                Severity::Error,
+                format!(
+                    "flow {}: `{}` ({}) is delivered without consent and the flow cites no art. 9/10 exception (legal_basis.special)",
+                    flow.id,
+                    field.path,
+                    field.class.as_str()
+                ),
+            ));
+        }
+    }
+    if flow.aggregate.is_none()
+        && !cat
+            .fields
+            .iter()
+            .any(|f| flow.rule_for(&f.path).is_some_and(|r| r.action.delivers()))
+    {
+        out.push(Finding::at(
+            flow,
+            flow.line,
+            Severity::Warning,
+            format!("flow {} delivers no field at all", flow.id),
+        ));
+    }
+    if flow.consent && flow.legal_basis.ground != "6.1.a" {
+        out.push(Finding::at(
+            flow,
+            flow.line,
+            Severity::Warning,
+            format!(
+                "flow {} rests on consent but cites AVG {} instead of 6.1.a",
+                flow.id, flow.legal_basis.ground
+            ),
+        ));
+    }
+    if flow.subject == SubjectDelivery::AsIs && flow.receivers.contains(&Role::Wijkteam) {
+        out.push(Finding::at(
+            flow,
+            flow.line,
+            Severity::Warning,
+            format!(
+                "flow {} delivers the PGN to a wijkteam; WPO 178a does not allow that (UAVG art. 46)",
+                flow.id
+            ),
+        ));
+    }
+    if let Some(a) = &flow.aggregate {
+        if !a.secondary_suppression {
+            out.push(Finding::at(
+                flow,
+                flow.line,
+                Severity::Warning,
+                format!(
+                    "flow {}: without secondary suppression a small cell can be recomputed from totals",
+                    flow.id
+                ),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CATALOGUE: &str = r#"
+[[message]]
+type = "rapport"
+fields = [
+  { path = "leerling.naam", category = "ADM", class = "S1" },
+  { path = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "date" },
+  { path = "diagnoses[].categorie", category = "DIAG", class = "S4" },
+]
+
+[[message]]
+type = "ongebruikt"
+fields = [ { path = "x", category = "ADM", class = "S1" } ]
+"#;
+
+    fn flow(fields: &str, special: &str) -> String {
+        format!(
+            r#"[flow]
+id = "T1"
+name = "test"
+from = ["school-po"]
+to = ["school-vo"]
+purpose = "test"
+message = "rapport"
+justification = "optional"
+subject = "none"
+fields = [
+{fields}
+]
+
+[flow.legal_basis]
+ground = "6.1.c"
+article = "WPO art. 42"
+{special}
+
+[flow.retention]
+days = 30
+text = "30 dagen"
+"#
+        )
+    }
+
+    fn run(flow: &str) -> Vec<Finding> {
+        check_sources(&[
+            ("catalogue.toml".into(), CATALOGUE.into()),
+            ("t1.toml".into(), flow.into()),
+        ])
+    }
+
+    #[test]
+    fn a_clean_flow_has_only_the_unused_catalogue_warning() {
+        let f = run(&flow(r#"{ path = "leerling.*", action = "allow" },"#, ""));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].severity, Severity::Warning);
+        assert!(f[0].message.contains("ongebruikt"));
+    }
+
+    #[test]
+    fn unknown_paths_and_shadowed_rules_are_found() {
+        let f = run(&flow(
+            r#"{ path = "leerling.achternaam", action = "allow" },
+{ path = "leerling.*", action = "allow" },
+{ path = "leerling.naam", action = "allow" },
+{ path = "leerling.geboortedatum", action = "allow" },"#,
+            "",
+        ));
+        let unknown = f
+            .iter()
+            .find(|x| x.message.contains("leerling.achternaam"))
+            .unwrap();
+        assert!(unknown.is_error());
+        assert_eq!(unknown.line, Some(11));
+        let shadowed = f.iter().find(|x| x.message.contains("shadowed")).unwrap();
+        assert_eq!(shadowed.severity, Severity::Warning);
+        assert_eq!(shadowed.line, Some(12));
+        assert!(shadowed.to_string().starts_with("warning: t1.toml:12:"));
+    }
+
+    #[test]
+    fn special_fields_need_consent_or_a_cited_exception() {
+        let rules = r#"{ path = "diagnoses[].*", action = "allow" },"#;
+        let f = run(&flow(rules, ""));
+        assert!(
+            f.iter().any(|x| x.is_error() && x.message.contains("S4")),
+            "{f:?}"
+        );
+        let f = run(&flow(rules, r#"special = "UAVG art. 30 lid 3""#));
+        assert!(!f.iter().any(|x| x.is_error()), "{f:?}");
+        let f = run(&flow(
+            r#"{ path = "diagnoses[].*", action = "consent" },"#,
+            "",
+        ));
+        assert!(!f.iter().any(|x| x.is_error()), "{f:?}");
+    }
+
+    #[test]
+    fn generalise_methods_must_fit_the_field() {
+        let f = run(&flow(
+            r#"{ path = "leerling.*", action = "generalise", method = "date-year" },"#,
+            "",
+        ));
+        let bad: Vec<_> = f.iter().filter(|x| x.is_error()).collect();
+        assert_eq!(bad.len(), 1, "{f:?}");
+        assert!(bad[0].message.contains("leerling.naam"));
+    }
+
+    #[test]
+    fn load_errors_become_findings_with_file_and_line() {
+        let f = check_sources(&[("catalogue.toml".into(), "[[message]]\ntype = 1\n".into())]);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].is_error());
+        assert_eq!(f[0].file, "catalogue.toml");
+        assert_eq!(f[0].line, Some(2));
+    }
+
+    #[test]
+    fn the_shipped_policies_have_no_findings() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let f: Vec<String> = check(&dir).iter().map(|x| x.to_string()).collect();
+        assert!(f.is_empty(), "{f:#?}");
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error() {
+        let f = check(Path::new("/nonexistent/policies"));
+        assert_eq!(f.len(), 1);
+        assert!(f[0].is_error());
+    }
+}

@@ -1,0 +1,1028 @@
+//! Loading policy files: TOML → checked `PolicySet`, with errors that name the file and line.
+//!
+//! A set is accepted whole or not at all: any error in any file rejects the set, so a bad edit can
+//! never replace a good set at reload. The only I/O of the policy stage is `load_dir` reading files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+
+use ring::digest;
+
+use super::model::{self, ActionName, JustificationDef, MethodName, PolicyFile};
+use super::path::{valid_catalogue_path, valid_key, Pattern};
+use super::{
+    screen, AggregateRules, Agreement, CatalogueField, Dimension, FieldRule, Flow,
+    GeneraliseMethod, LegalBasis, MessageCatalogue, PolicySet, RequiredField, RuleAction,
+    ScreenList, SubjectDelivery,
+};
+
+/// AVG art. 6 lid 1 grounds a flow may cite.
+pub(super) const GROUNDS: [&str; 6] = ["6.1.a", "6.1.b", "6.1.c", "6.1.d", "6.1.e", "6.1.f"];
+
+/// Why a policy set could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{file}:{line}: {message}")]
+    At {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    File { file: String, message: String },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no policy files (*.toml) in {dir}")]
+    Empty { dir: String },
+    #[error("{}", Several(.0))]
+    Several(Vec<PolicyError>),
+}
+
+struct Several<'a>(&'a [PolicyError]);
+
+impl fmt::Display for Several<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl PolicyError {
+    /// The single errors, with `Several` flattened.
+    pub fn errors(&self) -> Vec<&PolicyError> {
+        match self {
+            PolicyError::Several(v) => v.iter().flat_map(|e| e.errors()).collect(),
+            e => vec![e],
+        }
+    }
+
+    /// The file (and line) an error is about, when it is about one.
+    pub fn location(&self) -> (Option<&str>, Option<usize>) {
+        match self {
+            PolicyError::At { file, line, .. } => (Some(file), Some(*line)),
+            PolicyError::File { file, .. } => (Some(file), None),
+            PolicyError::Io { path, .. } => (Some(path), None),
+            PolicyError::Empty { .. } | PolicyError::Several(_) => (None, None),
+        }
+    }
+
+    /// The error text without its location.
+    pub fn message(&self) -> String {
+        match self {
+            PolicyError::At { message, .. } | PolicyError::File { message, .. } => message.clone(),
+            e => e.to_string(),
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Reads the `*.toml` files of `dir` (not recursive), sorted by name.
+pub(super) fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, PolicyError> {
+    let io = |source| PolicyError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") || !path.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        files.push((name, text));
+    }
+    if files.is_empty() {
+        return Err(PolicyError::Empty {
+            dir: dir.display().to_string(),
+        });
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Hex SHA-256 over the (name, text) pairs sorted by name, each part length-prefixed
+/// (8-byte big-endian byte length) so no two different sets hash alike.
+pub(super) fn hash_sources(files: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = files.iter().collect();
+    sorted.sort();
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    for (name, text) in sorted {
+        for part in [name.as_bytes(), text.as_bytes()] {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+    }
+    hex::encode(ctx.finish())
+}
+
+pub(super) fn parse_file(name: &str, text: &str) -> Result<PolicyFile, PolicyError> {
+    toml::from_str::<PolicyFile>(text).map_err(|e| match e.span() {
+        Some(span) => PolicyError::At {
+            file: name.to_owned(),
+            line: line_of(text, span.start),
+            message: e.message().trim().to_owned(),
+        },
+        None => PolicyError::File {
+            file: name.to_owned(),
+            message: e.message().trim().to_owned(),
+        },
+    })
+}
+
+impl PolicySet {
+    /// Loads every `*.toml` file of `dir`.
+    pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
+        PolicySet::from_sources(&read_dir(dir)?)
+    }
+
+    /// Loads a set from (file name, text) pairs.
+    pub fn from_sources(files: &[(String, String)]) -> Result<PolicySet, PolicyError> {
+        let mut sorted: Vec<(String, String)> = files.to_vec();
+        sorted.sort();
+        let mut errors = Vec::new();
+        let mut parsed = Vec::new();
+        for (name, text) in &sorted {
+            match parse_file(name, text) {
+                Ok(p) => parsed.push((name.as_str(), text.as_str(), p)),
+                Err(e) => errors.push(e),
+            }
+        }
+        let mut b = Builder {
+            errors,
+            catalogues: BTreeMap::new(),
+            flows: Vec::new(),
+        };
+        for (name, text, file) in &parsed {
+            for m in &file.message {
+                b.catalogue(name, text, m);
+            }
+        }
+        for (name, text, file) in &parsed {
+            if let Some(f) = &file.flow {
+                b.flow(name, text, f);
+            }
+        }
+        b.cross_checks();
+        match b.errors.len() {
+            0 => Ok(PolicySet {
+                flows: b.flows,
+                catalogues: b.catalogues,
+                files: sorted.iter().map(|(n, _)| n.clone()).collect(),
+                hash: hash_sources(&sorted),
+            }),
+            1 => Err(b.errors.remove(0)),
+            _ => Err(PolicyError::Several(b.errors)),
+        }
+    }
+}
+
+struct Builder {
+    errors: Vec<PolicyError>,
+    catalogues: BTreeMap<String, MessageCatalogue>,
+    flows: Vec<Flow>,
+}
+
+/// Where in which file, for errors.
+#[derive(Clone, Copy)]
+struct Here<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Here<'_> {
+    fn at(&self, offset: usize, message: impl Into<String>) -> PolicyError {
+        PolicyError::At {
+            file: self.file.to_owned(),
+            line: line_of(self.text, offset),
+            message: message.into(),
+        }
+    }
+}
+
+fn names_of(path: &str) -> Vec<&str> {
+    path.split('.')
+        .map(|s| s.strip_suffix("[]").unwrap_or(s))
+        .collect()
+}
+
+fn date_of(d: &toml::Spanned<toml::value::Datetime>) -> Option<time::Date> {
+    let dt = d.get_ref();
+    if dt.time.is_some() || dt.offset.is_some() {
+        return None;
+    }
+    let date = dt.date?;
+    let month = time::Month::try_from(date.month).ok()?;
+    time::Date::from_calendar_date(i32::from(date.year), month, date.day).ok()
+}
+
+fn json_of(v: &toml::Value) -> Option<serde_json::Value> {
+    match v {
+        toml::Value::String(s) => Some(serde_json::Value::String(s.clone())),
+        toml::Value::Integer(i) => Some(serde_json::Value::from(*i)),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number),
+        toml::Value::Boolean(b) => Some(serde_json::Value::Bool(*b)),
+        _ => None,
+    }
+}
+
+impl Builder {
+    fn catalogue(&mut self, file: &str, text: &str, m: &toml::Spanned<model::MessageDef>) {
+        let here = Here { file, text };
+        let start = m.span().start;
+        let def = m.get_ref();
+        let before = self.errors.len();
+        if !valid_name(&def.message_type) {
+            self.errors.push(here.at(
+                start,
+                "a message type is a lowercase name like `onderwijskundig-rapport`",
+            ));
+        }
+        if let Some(prev) = self.catalogues.get(&def.message_type) {
+            self.errors.push(here.at(
+                start,
+                format!(
+                    "message type `{}` already has a catalogue in {}",
+                    def.message_type, prev.file
+                ),
+            ));
+        }
+        let mut fields: Vec<CatalogueField> = Vec::new();
+        for f in &def.fields {
+            let at = f.span().start;
+            let fd = f.get_ref();
+            if !valid_catalogue_path(&fd.path) {
+                self.errors.push(here.at(
+                    at,
+                    format!(
+                        "`{}` is not a catalogue path (lowercase names joined by `.`, `[]` after an array)",
+                        fd.path
+                    ),
+                ));
+                continue;
+            }
+            if fd.category.is_empty() || !fd.category.bytes().all(|b| b.is_ascii_uppercase()) {
+                self.errors.push(here.at(
+                    at,
+                    format!(
+                        "field `{}`: a category is a code in capitals like `ADM`",
+                        fd.path
+                    ),
+                ));
+            }
+            if fd.values.as_ref().is_some_and(|v| v.is_empty()) {
+                self.errors.push(here.at(
+                    at,
+                    format!(
+                        "field `{}`: a closed list needs at least one value",
+                        fd.path
+                    ),
+                ));
+            }
+            let names = names_of(&fd.path);
+            if let Some(other) = fields.iter().find(|o| {
+                let on = names_of(&o.path);
+                let n = on.len().min(names.len());
+                on[..n] == names[..n]
+            }) {
+                let message = if other.path == fd.path {
+                    format!("field `{}` is listed twice", fd.path)
+                } else {
+                    format!(
+                        "fields `{}` and `{}` conflict: one cannot be both a value and a group",
+                        other.path, fd.path
+                    )
+                };
+                self.errors.push(here.at(at, message));
+                continue;
+            }
+            fields.push(CatalogueField {
+                path: fd.path.clone(),
+                category: fd.category.clone(),
+                class: fd.class,
+                kind: fd.kind,
+                values: fd.values.clone(),
+                note: fd.note.clone(),
+            });
+        }
+        if fields.is_empty() && self.errors.len() == before {
+            self.errors.push(here.at(
+                start,
+                format!("message type `{}` has no fields", def.message_type),
+            ));
+        }
+        if def.aggregate {
+            for p in [
+                "periode",
+                "dimensies[]",
+                "cellen[].categorie",
+                "cellen[].aantal",
+            ] {
+                if !fields.iter().any(|f| f.path == p) {
+                    self.errors.push(here.at(
+                        start,
+                        format!(
+                            "aggregate message type `{}` lacks field `{p}`",
+                            def.message_type
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.errors.len() > before {
+            return;
+        }
+        let mut order = BTreeMap::new();
+        for f in &fields {
+            let mut acc = String::new();
+            for seg in f.path.split('.') {
+                let name = seg.strip_suffix("[]").unwrap_or(seg);
+                let key = if acc.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{acc}.{name}")
+                };
+                let next = order.len();
+                order.entry(key).or_insert(next);
+                if !acc.is_empty() {
+                    acc.push('.');
+                }
+                acc.push_str(seg);
+            }
+        }
+        self.catalogues.insert(
+            def.message_type.clone(),
+            MessageCatalogue {
+                message_type: def.message_type.clone(),
+                aggregate: def.aggregate,
+                description: def.description.clone(),
+                fields,
+                file: file.to_owned(),
+                line: line_of(text, start),
+                order,
+            },
+        );
+    }
+
+    fn flow(&mut self, file: &str, text: &str, f: &toml::Spanned<model::FlowDef>) {
+        let here = Here { file, text };
+        let start = f.span().start;
+        let d = f.get_ref();
+        let before = self.errors.len();
+        let mut err = |at: usize, m: String| self.errors.push(here.at(at, m));
+
+        if d.id.trim().is_empty() || d.name.trim().is_empty() {
+            err(start, "a flow needs an `id` and a `name`".into());
+        }
+        if d.from.is_empty() || d.to.is_empty() {
+            err(
+                start,
+                format!("flow {}: `from` and `to` each need at least one role", d.id),
+            );
+        }
+        if !valid_name(&d.purpose) {
+            err(
+                start,
+                format!(
+                    "flow {}: `purpose` is a lowercase name like `overstap-po-vo`",
+                    d.id
+                ),
+            );
+        }
+        if !GROUNDS.contains(&d.legal_basis.ground.as_str()) {
+            err(
+                start,
+                format!(
+                    "flow {}: legal_basis.ground must be one of {} (AVG art. 6 lid 1)",
+                    d.id,
+                    GROUNDS.join(", ")
+                ),
+            );
+        }
+        if d.legal_basis.article.trim().is_empty() {
+            err(
+                start,
+                format!(
+                    "flow {}: legal_basis.article must cite the Dutch article",
+                    d.id
+                ),
+            );
+        }
+        if d.retention.days == 0 || d.retention.text.trim().is_empty() {
+            err(
+                start,
+                format!(
+                    "flow {}: retention needs `days` (at least 1) and `text`",
+                    d.id
+                ),
+            );
+        }
+        if d.subject == SubjectDelivery::AsIs
+            && d.subject_basis
+                .as_deref()
+                .is_none_or(|s| s.trim().is_empty())
+        {
+            err(
+                start,
+                format!(
+                    "flow {}: subject = \"as-is\" needs `subject_basis`, the article that allows the PGN/BSN here (UAVG art. 46)",
+                    d.id
+                ),
+            );
+        }
+        let catalogue = self.catalogues.get(&d.message);
+        let catalogue = match catalogue {
+            Some(c) => Some(c.clone()),
+            None => {
+                self.errors.push(here.at(
+                    start,
+                    format!(
+                        "flow {}: message type `{}` has no catalogue",
+                        d.id, d.message
+                    ),
+                ));
+                None
+            }
+        };
+        let mut err = |at: usize, m: String| self.errors.push(here.at(at, m));
+
+        let agreement = d.agreement.as_ref().and_then(|a| {
+            let from = date_of(&a.valid_from);
+            let until = date_of(&a.valid_until);
+            if from.is_none() {
+                err(
+                    a.valid_from.span().start,
+                    "valid_from must be a plain date like 2026-01-01".into(),
+                );
+            }
+            if until.is_none() {
+                err(
+                    a.valid_until.span().start,
+                    "valid_until must be a plain date like 2027-12-31".into(),
+                );
+            }
+            if a.id.trim().is_empty() || a.signatories.is_empty() {
+                err(
+                    start,
+                    format!(
+                        "flow {}: an agreement needs an `id` and `signatories`",
+                        d.id
+                    ),
+                );
+            }
+            let (from, until) = (from?, until?);
+            if from > until {
+                err(
+                    a.valid_from.span().start,
+                    "valid_from is after valid_until".into(),
+                );
+            }
+            Some(Agreement {
+                id: a.id.clone(),
+                signatories: a.signatories.clone(),
+                valid_from: from,
+                valid_until: until,
+                description: a.description.clone(),
+            })
+        });
+
+        let mut rules: Vec<FieldRule> = Vec::new();
+        for r in &d.fields {
+            let at = r.span().start;
+            let rd = r.get_ref();
+            let Some(pattern) = Pattern::parse(&rd.path) else {
+                err(
+                    at,
+                    format!(
+                        "`{}` is not a field path or pattern (write `a.b`, `a[].b`, `a.*`, `a[].*` or `*`)",
+                        rd.path
+                    ),
+                );
+                continue;
+            };
+            if rules.iter().any(|o| o.pattern == pattern) {
+                err(at, format!("`{}` has two rules in this flow", rd.path));
+                continue;
+            }
+            if rd.reason.is_some() && rd.action != ActionName::Deny {
+                err(
+                    at,
+                    format!("`{}`: `reason` belongs to `deny` only", rd.path),
+                );
+            }
+            if rd.method.is_some() && rd.action != ActionName::Generalise {
+                err(
+                    at,
+                    format!("`{}`: `method` belongs to `generalise` only", rd.path),
+                );
+            }
+            if rd.band.is_some() && rd.method != Some(MethodName::NumberBand) {
+                err(
+                    at,
+                    format!("`{}`: `band` belongs to method `number-band` only", rd.path),
+                );
+            }
+            if rd.consent.is_some()
+                && !matches!(rd.action, ActionName::Generalise | ActionName::Pseudonymise)
+            {
+                err(
+                    at,
+                    format!(
+                        "`{}`: `consent = true` is for generalise/pseudonymise; use action \"consent\" instead",
+                        rd.path
+                    ),
+                );
+            }
+            let consent = rd.consent.unwrap_or(false);
+            let action = match rd.action {
+                ActionName::Allow => RuleAction::Allow,
+                ActionName::Consent => RuleAction::Consent,
+                ActionName::Pseudonymise => RuleAction::Pseudonymise { consent },
+                ActionName::Deny => match rd.reason.as_deref().map(str::trim) {
+                    Some(reason) if !reason.is_empty() => RuleAction::Deny {
+                        reason: reason.to_owned(),
+                    },
+                    _ => {
+                        err(
+                            at,
+                            format!(
+                                "`{}`: `deny` needs a `reason` (shown to the sender)",
+                                rd.path
+                            ),
+                        );
+                        continue;
+                    }
+                },
+                ActionName::Generalise => {
+                    let method = match (rd.method, rd.band) {
+                        (Some(MethodName::DateYear), _) => GeneraliseMethod::DateYear,
+                        (Some(MethodName::DateYearMonth), _) => GeneraliseMethod::DateYearMonth,
+                        (Some(MethodName::PostcodePc4), _) => GeneraliseMethod::PostcodePc4,
+                        (Some(MethodName::NumberBand), Some(b)) if b > 0 => {
+                            GeneraliseMethod::NumberBand(b)
+                        }
+                        (Some(MethodName::NumberBand), _) => {
+                            err(
+                                at,
+                                format!(
+                                    "`{}`: method `number-band` needs `band` (at least 1)",
+                                    rd.path
+                                ),
+                            );
+                            continue;
+                        }
+                        (None, _) => {
+                            err(
+                                at,
+                                format!(
+                                    "`{}`: `generalise` needs a `method` (date-year, date-year-month, postcode-pc4, number-band)",
+                                    rd.path
+                                ),
+                            );
+                            continue;
+                        }
+                    };
+                    RuleAction::Generalise { method, consent }
+                }
+            };
+            rules.push(FieldRule {
+                pattern_text: rd.path.clone(),
+                pattern,
+                action,
+                note: rd.note.clone(),
+                line: line_of(text, at),
+            });
+        }
+
+        let mut required = Vec::new();
+        for r in &d.required {
+            let at = r.span().start;
+            let rd = r.get_ref();
+            let in_catalogue = catalogue
+                .as_ref()
+                .is_some_and(|c| c.field(&rd.path).is_some());
+            if rd.path.contains('[') || !in_catalogue {
+                err(
+                    at,
+                    format!(
+                        "required field `{}` must be a catalogue field of `{}` outside any array",
+                        rd.path, d.message
+                    ),
+                );
+                continue;
+            }
+            let equals = match &rd.equals {
+                None => None,
+                Some(v) => match json_of(v) {
+                    Some(j) => Some(j),
+                    None => {
+                        err(at, format!("required field `{}`: `equals` must be a text, number or true/false", rd.path));
+                        continue;
+                    }
+                },
+            };
+            if equals.is_some() && rd.equals_receiver {
+                err(
+                    at,
+                    format!(
+                        "required field `{}`: use `equals` or `equals_receiver`, not both",
+                        rd.path
+                    ),
+                );
+                continue;
+            }
+            required.push(RequiredField {
+                path: rd.path.clone(),
+                equals,
+                equals_receiver: rd.equals_receiver,
+            });
+        }
+
+        let mut screening = Vec::new();
+        for s in &d.screening {
+            let at = s.span().start;
+            let sd = s.get_ref();
+            let field = catalogue.as_ref().and_then(|c| c.field(&sd.field));
+            match field {
+                None => err(
+                    at,
+                    format!(
+                        "screening field `{}` is not in the catalogue of `{}`",
+                        sd.field, d.message
+                    ),
+                ),
+                Some(f) if sd.field.contains('[') => err(
+                    at,
+                    format!("screening field `{}` must be outside any array", f.path),
+                ),
+                Some(_) => {}
+            }
+            if !valid_name(&sd.category) {
+                err(
+                    at,
+                    "a screening `category` is a lowercase name like `politieke-opvatting`".into(),
+                );
+            }
+            if sd.terms.is_empty() {
+                err(at, format!("screening list `{}` has no terms", sd.category));
+            }
+            for t in &sd.terms {
+                if screen::parse_term(t).is_none() {
+                    err(
+                        at,
+                        format!("screening term `{t}` has no words (a `*` may only end a word)"),
+                    );
+                }
+            }
+            screening.push(ScreenList {
+                field: sd.field.clone(),
+                category: sd.category.clone(),
+                terms: sd.terms.clone(),
+            });
+        }
+
+        let is_aggregate = catalogue.as_ref().is_some_and(|c| c.aggregate);
+        let aggregate = match (&d.aggregate, is_aggregate) {
+            (Some(a), true) => {
+                let at = a.span().start;
+                let ad = a.get_ref();
+                let mut names = BTreeSet::new();
+                for dim in &ad.dimensions {
+                    if !valid_key(&dim.name) || !names.insert(dim.name.as_str()) {
+                        err(
+                            at,
+                            format!(
+                                "aggregate dimension `{}` is not a name or is listed twice",
+                                dim.name
+                            ),
+                        );
+                    }
+                    let cell_path = format!("cellen[].{}", dim.name);
+                    if catalogue
+                        .as_ref()
+                        .and_then(|c| c.field(&cell_path))
+                        .is_none()
+                    {
+                        err(
+                            at,
+                            format!(
+                                "aggregate dimension `{}` needs catalogue field `{cell_path}`",
+                                dim.name
+                            ),
+                        );
+                    }
+                    if dim.values.as_ref().is_some_and(|v| v.is_empty()) {
+                        err(
+                            at,
+                            format!("aggregate dimension `{}`: empty list of values", dim.name),
+                        );
+                    }
+                }
+                if ad.categories.is_empty() {
+                    err(
+                        at,
+                        "aggregate: `categories` lists the allowed categories".into(),
+                    );
+                }
+                if ad.max_dimensions == 0 || ad.max_dimensions > 2 {
+                    err(
+                        at,
+                        "aggregate: max_dimensions must be 1 or 2 (at most 2 dimensions per table)"
+                            .into(),
+                    );
+                }
+                if ad.min_cell < 5 {
+                    err(at, "aggregate: min_cell must be at least 5 (cells of 1–4 are always suppressed)".into());
+                }
+                if ad.rounding == 0 {
+                    err(
+                        at,
+                        "aggregate: rounding must be at least 1 (use 5 for base 5)".into(),
+                    );
+                }
+                Some(AggregateRules {
+                    dimensions: ad
+                        .dimensions
+                        .iter()
+                        .map(|x| Dimension {
+                            name: x.name.clone(),
+                            values: x.values.clone(),
+                        })
+                        .collect(),
+                    categories: ad.categories.clone(),
+                    max_dimensions: ad.max_dimensions,
+                    min_cell: ad.min_cell,
+                    rounding: ad.rounding,
+                    secondary_suppression: ad.secondary_suppression,
+                })
+            }
+            (Some(a), false) => {
+                if catalogue.is_some() {
+                    err(
+                        a.span().start,
+                        format!(
+                            "flow {}: [flow.aggregate] needs an aggregate message type",
+                            d.id
+                        ),
+                    );
+                }
+                None
+            }
+            (None, true) => {
+                err(
+                    start,
+                    format!(
+                        "flow {}: an aggregate message type needs [flow.aggregate]",
+                        d.id
+                    ),
+                );
+                None
+            }
+            (None, false) => None,
+        };
+        if is_aggregate {
+            if !rules.is_empty() || !required.is_empty() || !screening.is_empty() {
+                err(
+                    start,
+                    format!("flow {}: an aggregate flow has no `fields`, `required` or `screening`; [flow.aggregate] decides", d.id),
+                );
+            }
+            if d.subject != SubjectDelivery::None || d.consent {
+                err(
+                    start,
+                    format!(
+                        "flow {}: an aggregate flow has subject = \"none\" and no consent",
+                        d.id
+                    ),
+                );
+            }
+        }
+
+        if self.errors.len() > before {
+            return;
+        }
+        self.flows.push(Flow {
+            id: d.id.clone(),
+            name: d.name.clone(),
+            file: file.to_owned(),
+            line: line_of(text, start),
+            senders: d.from.clone(),
+            receivers: d.to.clone(),
+            purpose: d.purpose.clone(),
+            message_type: d.message.clone(),
+            description: d.description.clone(),
+            legal_basis: LegalBasis {
+                ground: d.legal_basis.ground.clone(),
+                article: d.legal_basis.article.clone(),
+                special: d.legal_basis.special.clone(),
+            },
+            retention_days: d.retention.days,
+            retention_text: d.retention.text.clone(),
+            justification_required: d.justification == JustificationDef::Required,
+            consent: d.consent,
+            subject: d.subject,
+            subject_basis: d.subject_basis.clone(),
+            agreement,
+            required,
+            rules,
+            screening,
+            aggregate,
+        });
+    }
+
+    fn cross_checks(&mut self) {
+        for (j, b) in self.flows.iter().enumerate() {
+            for a in &self.flows[..j] {
+                if a.id == b.id {
+                    self.errors.push(PolicyError::At {
+                        file: b.file.clone(),
+                        line: b.line,
+                        message: format!("flow id {} is also used in {}", b.id, a.file),
+                    });
+                }
+                let s = b.senders.iter().find(|r| a.senders.contains(r));
+                let r = b.receivers.iter().find(|r| a.receivers.contains(r));
+                if let (true, Some(s), Some(r)) = (a.purpose == b.purpose, s, r) {
+                    self.errors.push(PolicyError::At {
+                        file: b.file.clone(),
+                        line: b.line,
+                        message: format!(
+                            "flow {} overlaps flow {} ({}): both cover {s} → {r} for purpose {}",
+                            b.id, a.id, a.file, b.purpose
+                        ),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CATALOGUE: &str = r#"
+[[message]]
+type = "rapport"
+fields = [
+  { path = "leerling.naam", category = "ADM", class = "S1" },
+  { path = "toetsen[].score", category = "TOETS", class = "S2" },
+]
+"#;
+
+    fn flow(body: &str) -> String {
+        format!(
+            r#"[flow]
+id = "T1"
+name = "test"
+from = ["school-po"]
+to = ["school-vo"]
+purpose = "test"
+message = "rapport"
+justification = "optional"
+subject = "none"
+{body}
+[flow.legal_basis]
+ground = "6.1.c"
+article = "WPO art. 42"
+
+[flow.retention]
+days = 30
+text = "30 dagen"
+"#
+        )
+    }
+
+    fn load(files: &[(&str, &str)]) -> Result<PolicySet, PolicyError> {
+        let v: Vec<(String, String)> = files
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        PolicySet::from_sources(&v)
+    }
+
+    #[test]
+    fn a_valid_set_loads_and_hashes_independently_of_file_order() {
+        let f = flow(r#"fields = [ { path = "leerling.*", action = "allow" } ]"#);
+        let a = load(&[("a.toml", CATALOGUE), ("b.toml", &f)]).unwrap();
+        let b = load(&[("b.toml", &f), ("a.toml", CATALOGUE)]).unwrap();
+        assert_eq!(a.hash(), b.hash());
+        assert_eq!(a.hash().len(), 64);
+        let c = load(&[("a.toml", CATALOGUE), ("c.toml", &f)]).unwrap();
+        assert_ne!(a.hash(), c.hash(), "the file name is part of the hash");
+        assert_eq!(a.flows().count(), 1);
+    }
+
+    #[test]
+    fn bad_toml_names_file_and_line() {
+        let bad = "[[message]]\ntype = \"x\"\nfields = [\n  { path = \"a\", category = \"ADM\" class = \"S1\" },\n]\n";
+        let e = load(&[("broken.toml", bad)]).unwrap_err();
+        match &e {
+            PolicyError::At { file, line, .. } => {
+                assert_eq!(file, "broken.toml");
+                assert_eq!(*line, 4);
+            }
+            other => panic!("expected a located error, got {other}"),
+        }
+        assert!(e.to_string().starts_with("broken.toml:4:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_line() {
+        let f = flow("justificaton = \"required\"\n");
+        let e = load(&[("a.toml", CATALOGUE), ("p.toml", &f)]).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("p.toml:10:"), "{s}");
+        assert!(s.contains("justificaton"), "{s}");
+    }
+
+    #[test]
+    fn unknown_actions_are_rejected_with_their_line() {
+        let f = flow("fields = [\n  { path = \"leerling.*\", action = \"allow\" },\n  { path = \"toetsen[].*\", action = \"alow\" },\n]\n");
+        let e = load(&[("a.toml", CATALOGUE), ("p.toml", &f)]).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("p.toml:12:"), "{s}");
+        assert!(s.contains("alow"), "{s}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_rule_line() {
+        let f = flow("fields = [\n  { path = \"leerling.*\", action = \"deny\" },\n]\n");
+        let e = load(&[("a.toml", CATALOGUE), ("p.toml", &f)]).unwrap_err();
+        assert!(e.to_string().starts_with("p.toml:11:"), "{e}");
+        assert!(e.to_string().contains("reason"), "{e}");
+
+        let f = flow("fields = [ { path = \"leerling.naam\", action = \"generalise\" } ]\n");
+        let e = load(&[("a.toml", CATALOGUE), ("p.toml", &f)]).unwrap_err();
+        assert!(e.to_string().contains("method"), "{e}");
+
+        let f = flow("fields = [ { path = \"leerling[0].naam\", action = \"allow\" } ]\n");
+        assert!(load(&[("a.toml", CATALOGUE), ("p.toml", &f)]).is_err());
+    }
+
+    #[test]
+    fn as_is_subject_needs_a_cited_basis() {
+        let f = flow("").replace("subject = \"none\"", "subject = \"as-is\"");
+        let e = load(&[("a.toml", CATALOGUE), ("p.toml", &f)]).unwrap_err();
+        assert!(e.to_string().contains("subject_basis"), "{e}");
+        let f = flow("subject_basis = \"WPO art. 178a\"\n")
+            .replace("subject = \"none\"", "subject = \"as-is\"");
+        assert!(load(&[("a.toml", CATALOGUE), ("p.toml", &f)]).is_ok());
+    }
+
+    #[test]
+    fn overlapping_flows_and_duplicate_catalogues_are_refused() {
+        let f = flow("");
+        let g = f.replace("id = \"T1\"", "id = \"T2\"");
+        let e = load(&[("a.toml", CATALOGUE), ("p.toml", &f), ("q.toml", &g)]).unwrap_err();
+        assert!(e.to_string().contains("overlaps flow T1"), "{e}");
+        let e = load(&[("a.toml", CATALOGUE), ("b.toml", CATALOGUE)]).unwrap_err();
+        assert!(e.to_string().contains("already has a catalogue"), "{e}");
+    }
+
+    #[test]
+    fn flows_need_a_known_message_type_and_catalogues_valid_paths() {
+        let f = flow("").replace("message = \"rapport\"", "message = \"onbekend\"");
+        assert!(load(&[("a.toml", CATALOGUE), ("p.toml", &f)]).is_err());
+        let c = CATALOGUE.replace("toetsen[].score", "leerling.naam.x");
+        let e = load(&[("a.toml", &c)]).unwrap_err();
+        assert!(e.to_string().contains("conflict"), "{e}");
+    }
+
+    #[test]
+    fn several_errors_are_all_reported() {
+        let e = load(&[("a.toml", "x = 1\n"), ("b.toml", "[flow\n")]).unwrap_err();
+        let all = e.errors();
+        assert_eq!(all.len(), 2, "{e}");
+        assert_eq!(all[0].location().0, Some("a.toml"));
+        assert_eq!(all[1].location().0, Some("b.toml"));
+    }
+}

@@ -1,0 +1,183 @@
+//! The policy files as written: serde structs mirroring the TOML of `policies/*.toml`.
+//!
+//! Every struct rejects unknown keys, so a misspelt key is an error with a file and line, never a
+//! silently ignored rule. Nothing here decides anything; `load` checks and compiles these into a
+//! `PolicySet`.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::domain::Role;
+
+/// One policy file: field catalogues (`[[message]]`) and/or one flow (`[flow]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PolicyFile {
+    #[serde(default)]
+    pub message: Vec<Spanned<MessageDef>>,
+    pub flow: Option<Spanned<FlowDef>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MessageDef {
+    #[serde(rename = "type")]
+    pub message_type: String,
+    #[serde(default)]
+    pub aggregate: bool,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub fields: Vec<Spanned<FieldDef>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FieldDef {
+    pub path: String,
+    pub category: String,
+    pub class: super::Class,
+    #[serde(default)]
+    pub kind: Option<super::ValueKind>,
+    #[serde(default)]
+    pub values: Option<Vec<String>>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum JustificationDef {
+    Required,
+    Optional,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FlowDef {
+    pub id: String,
+    pub name: String,
+    pub from: Vec<Role>,
+    pub to: Vec<Role>,
+    pub purpose: String,
+    pub message: String,
+    pub justification: JustificationDef,
+    #[serde(default)]
+    pub consent: bool,
+    pub subject: super::SubjectDelivery,
+    #[serde(default)]
+    pub subject_basis: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub fields: Vec<Spanned<RuleDef>>,
+    pub legal_basis: LegalBasisDef,
+    pub retention: RetentionDef,
+    #[serde(default)]
+    pub agreement: Option<AgreementDef>,
+    #[serde(default)]
+    pub required: Vec<Spanned<RequiredDef>>,
+    #[serde(default)]
+    pub screening: Vec<Spanned<ScreenDef>>,
+    #[serde(default)]
+    pub aggregate: Option<Spanned<AggregateDef>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum ActionName {
+    Allow,
+    Consent,
+    Generalise,
+    Pseudonymise,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum MethodName {
+    DateYear,
+    DateYearMonth,
+    PostcodePc4,
+    NumberBand,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RuleDef {
+    pub path: String,
+    pub action: ActionName,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub method: Option<MethodName>,
+    #[serde(default)]
+    pub band: Option<u32>,
+    #[serde(default)]
+    pub consent: Option<bool>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LegalBasisDef {
+    pub ground: String,
+    pub article: String,
+    #[serde(default)]
+    pub special: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RetentionDef {
+    pub days: u32,
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AgreementDef {
+    pub id: String,
+    pub signatories: Vec<String>,
+    pub valid_from: Spanned<toml::value::Datetime>,
+    pub valid_until: Spanned<toml::value::Datetime>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RequiredDef {
+    pub path: String,
+    #[serde(default)]
+    pub equals: Option<toml::Value>,
+    #[serde(default)]
+    pub equals_receiver: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ScreenDef {
+    pub field: String,
+    pub category: String,
+    pub terms: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AggregateDef {
+    pub dimensions: Vec<DimensionDef>,
+    pub categories: Vec<String>,
+    pub max_dimensions: usize,
+    pub min_cell: u64,
+    pub rounding: u64,
+    pub secondary_suppression: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DimensionDef {
+    pub name: String,
+    #[serde(default)]
+    pub values: Option<Vec<String>>,
+}
