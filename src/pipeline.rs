@@ -265,6 +265,16 @@ pub async fn refuse(gw: &Gateway, caller: &Caller, p: Problem, env: Option<&Enve
             .as_ref()
             .map(|s| gw.keys.subject_pseudonym(s.number()));
     }
+    let policies = gw.policy();
+    entry.policy_hash = Some(policies.hash().to_owned());
+    if let Some(env) = env {
+        let receiver_role = gw.partners.by_id(&env.to).map(|r| r.partner.role);
+        if let Some(flow) = receiver_role
+            .and_then(|role| policies.find_flow(caller.partner().role, role, &env.purpose))
+        {
+            entry.flow_id = Some(flow.id.clone());
+        }
+    }
     entry.outcome = p.code.to_owned();
     entry.detail = Some(p.detail.clone());
     match gw.writer.append_one(entry).await {

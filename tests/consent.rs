@@ -41,6 +41,17 @@ async fn p4_needs_consent_and_withdrawal_reaches_waiting_messages() {
         let r = school.post("/v1/messages", &example("P4")).await;
         assert_eq!(r.status, 403, "{}", r.text());
         assert_eq!(r.code(), "consent-required");
+        // The refusal is logged with the flow and the policy set that decided it.
+        let log = gw
+            .client("fg-obs-de-linde")
+            .get("/v1/audit/disclosures?outcome=consent-required")
+            .await;
+        assert_eq!(log.status, 200, "{}", log.text());
+        let entries = log.json()["entries"].as_array().unwrap().clone();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(entries[0]["flow_id"], "P4");
+        assert_eq!(entries[0]["policy_hash"].as_str().map(str::len), Some(64));
+        assert_eq!(entries[0]["event"], "message-refused");
 
         // A consent the law does not accept for a 10-year-old (the pupil alone) does not count.
         let r = school
