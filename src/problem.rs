@@ -15,7 +15,8 @@ pub struct Problem {
     pub code: &'static str,
     pub detail: String,
     pub retry_after: Option<u64>,
-    pub extra: Option<Value>,
+    /// Extra members (boxed: a `Problem` travels in every `Err`, keep it small).
+    pub extra: Option<Box<Value>>,
 }
 
 impl Problem {
@@ -40,7 +41,7 @@ impl Problem {
     }
 
     pub fn with_extra(mut self, extra: Value) -> Problem {
-        self.extra = Some(extra);
+        self.extra = Some(Box::new(extra));
         self
     }
 
@@ -86,7 +87,8 @@ impl Problem {
             "code": self.code,
             "detail": self.detail,
         });
-        if let (Some(Value::Object(extra)), Value::Object(map)) = (&self.extra, &mut body) {
+        if let (Some(Value::Object(extra)), Value::Object(map)) = (self.extra.as_deref(), &mut body)
+        {
             for (k, v) in extra {
                 map.entry(k.clone()).or_insert_with(|| v.clone());
             }

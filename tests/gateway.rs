@@ -140,7 +140,7 @@ async fn p1_send_fetch_ack_delivers_only_allowed_fields_and_logs_every_step() {
             );
             assert!(!delivered.iter().any(|d| d == blocked));
         }
-        assert_eq!(sent["disclosure"]["seq"].as_u64().is_some(), true);
+        assert!(sent["disclosure"]["seq"].as_u64().is_some());
         assert_eq!(sent["disclosure"]["hash"].as_str().unwrap().len(), 64);
         let id = sent["message_id"].as_str().unwrap().to_owned();
 
