@@ -137,16 +137,25 @@ async fn tls_refuses_missing_rogue_expired_revoked_and_non_client_certificates_a
             .client(partner)
             .try_request("POST", "/v1/messages", &[], Some(example("P1")))
             .await;
-        assert!(r.is_err(), "{partner} was admitted: {:?}", r.map(|r| r.status));
+        assert!(
+            r.is_err(),
+            "{partner} was admitted: {:?}",
+            r.map(|r| r.status)
+        );
         refused += 1;
     }
     // Valid certificate of the CA, but no partner: refused per request.
-    let r = gw.client("unknown-school").post("/v1/messages", &example("P1")).await;
+    let r = gw
+        .client("unknown-school")
+        .post("/v1/messages", &example("P1"))
+        .await;
     assert_eq!(r.status, 403);
     assert_eq!(r.code(), "unknown-partner");
 
     for (minor, name) in [(1u8, "TLS 1.0"), (2, "TLS 1.1")] {
-        let tcp = tokio::net::TcpStream::connect(&gw.partner_addr).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(&gw.partner_addr)
+            .await
+            .unwrap();
         let x = raw_exchange(
             tcp,
             &[&legacy_client_hello(minor)],
@@ -313,7 +322,10 @@ async fn http_bodies_framing_and_timeouts_are_enforced() {
     .await;
     assert_eq!(x.statuses.first(), Some(&413), "{}", x.text());
     assert_eq!(x.json()["code"], "body-too-large");
-    assert_eq!(refusals_logged(&gw, "obs-de-linde", "body-too-large").await, 2);
+    assert_eq!(
+        refusals_logged(&gw, "obs-de-linde", "body-too-large").await,
+        2
+    );
 
     // Content-Length and Transfer-Encoding together: the chunked framing wins, the connection is closed after
     // the one response, so bytes hidden behind the Content-Length are never read as a second request.
@@ -391,7 +403,10 @@ async fn http_bodies_framing_and_timeouts_are_enforced() {
     .await;
     assert_eq!(x.statuses.first(), Some(&408), "{}", x.text());
     assert_eq!(x.json()["code"], "body-timeout");
-    assert_eq!(refusals_logged(&gw, "obs-de-linde", "body-timeout").await, 1);
+    assert_eq!(
+        refusals_logged(&gw, "obs-de-linde", "body-timeout").await,
+        1
+    );
 
     assert_nothing_delivered(&gw).await;
 }
@@ -425,7 +440,10 @@ async fn identity_headers_are_ignored() {
     let id = r.json()["consent_id"].as_str().unwrap().to_owned();
     // Registered by the certificate's organisation, not the one the headers name.
     let lyceum = gw.client("lyceum-zuid");
-    assert_eq!(lyceum.get("/v1/consents").await.json()["consents"], json!([]));
+    assert_eq!(
+        lyceum.get("/v1/consents").await.json()["consents"],
+        json!([])
+    );
     let r = lyceum.delete(&format!("/v1/consents/{id}")).await;
     assert_eq!(r.status, 404);
     let listed = anker.get("/v1/consents").await.json();
@@ -548,28 +566,38 @@ fn json_and_domain_cases() -> Vec<(&'static str, Vec<u8>, u16, Option<&'static s
         ),
         (
             "duplicate top-level key",
-            text.replacen("\"to\": \"lyceum-zuid\",", "\"to\": \"lyceum-zuid\", \"to\": \"wijkteam-noord\",", 1)
-                .into_bytes(),
+            text.replacen(
+                "\"to\": \"lyceum-zuid\",",
+                "\"to\": \"lyceum-zuid\", \"to\": \"wijkteam-noord\",",
+                1,
+            )
+            .into_bytes(),
             400,
             Some("duplicate-key"),
         ),
         (
             "duplicate nested key",
-            text.replacen("\"roepnaam\": \"Sanne\",", "\"roepnaam\": \"Sanne\", \"roepnaam\": \"S\",", 1)
-                .into_bytes(),
+            text.replacen(
+                "\"roepnaam\": \"Sanne\",",
+                "\"roepnaam\": \"Sanne\", \"roepnaam\": \"S\",",
+                1,
+            )
+            .into_bytes(),
             400,
             Some("duplicate-key"),
         ),
         ("invalid UTF-8", invalid_utf8, 400, Some("invalid-utf8")),
         (
             "lone leading surrogate",
-            text.replacen("M. Visser", "M. \\ud800Visser", 1).into_bytes(),
+            text.replacen("M. Visser", "M. \\ud800Visser", 1)
+                .into_bytes(),
             400,
             Some("malformed-json"),
         ),
         (
             "lone trailing surrogate",
-            text.replacen("M. Visser", "M. \\udc00Visser", 1).into_bytes(),
+            text.replacen("M. Visser", "M. \\udc00Visser", 1)
+                .into_bytes(),
             400,
             Some("malformed-json"),
         ),
@@ -648,7 +676,11 @@ async fn json_and_domain_violations_are_refused_logged_and_never_delivered() {
             assert_eq!(entries.len(), entries_before + 1, "{case}");
             let (last, decoded) = entries.last().unwrap();
             assert_eq!(
-                (last.event.as_str(), last.partner.as_str(), last.outcome.as_str()),
+                (
+                    last.event.as_str(),
+                    last.partner.as_str(),
+                    last.outcome.as_str()
+                ),
                 ("message-refused", sender, got.as_str()),
                 "{case}"
             );

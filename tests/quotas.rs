@@ -58,7 +58,8 @@ async fn a_flooding_partner_is_limited_and_the_others_get_no_429() {
     // The flood: 20 requests/s, ten times the flooder's rate, for 4 seconds; three others at 2.5/s (half theirs).
     let started = Instant::now();
     let flood = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(1000 / (10 * FLOOD_RATE as u64)));
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(1000 / (10 * FLOOD_RATE as u64)));
         let (mut ok, mut limited) = (0u32, 0u32);
         for _ in 0..(40 * FLOOD_RATE) {
             tick.tick().await;
@@ -90,7 +91,9 @@ async fn a_flooding_partner_is_limited_and_the_others_get_no_429() {
                 let r = if i % 2 == 0 {
                     conn.request("GET", "/v1/inbox", &[], None).await.unwrap()
                 } else {
-                    conn.request("GET", "/v1/consents", &[], None).await.unwrap()
+                    conn.request("GET", "/v1/consents", &[], None)
+                        .await
+                        .unwrap()
                 };
                 latencies.push(t.elapsed());
                 statuses.push(r.status);
