@@ -20,12 +20,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The sending partners; the first two are primary schools, which send P1 messages once policies are present.
 const SENDERS: [&str; 4] = [
     "obs-de-linde",
     "cbs-het-anker",
     "leerplicht-gemeente",
     "wijkteam-noord",
 ];
+const P1_SENDERS: [&str; 2] = ["obs-de-linde", "cbs-het-anker"];
 const BURST: usize = 4;
 
 /// xorshift64*: reproducible random moments from a printed seed.
@@ -221,6 +223,7 @@ async fn sender(
     let client = Arc::new(Client::new(&gw_addr, partner));
     let mut rng = Rng(seed | 1);
     let mut n = 0u64;
+    let deliveries = deliveries && P1_SENDERS.contains(&partner);
     while !stop.load(Ordering::Relaxed) {
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..BURST {
