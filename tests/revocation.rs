@@ -57,8 +57,13 @@ async fn a_crl_changed_on_disk_is_picked_up_and_refuses_an_open_keep_alive_conne
     );
 
     write_valid_crl(&crl, &["cbs-het-anker"]);
+    let written = Instant::now();
     let r = until_refused(&mut conn).await;
     assert_revoked(&r);
+    eprintln!(
+        "revoked on disk -> refused on the open connection after {:?} (crl_poll_secs = 1)",
+        written.elapsed()
+    );
     // Still the same connection, and everyone else is unaffected.
     assert!(!conn.is_closed());
     let r = other.request("GET", "/v1/inbox", &[], None).await.unwrap();

@@ -100,8 +100,11 @@ pub fn checkpoint_note(data: &[u8]) {
     }
 }
 
+/// A fuzz target's check.
+pub type Check = fn(&[u8]);
+
 /// Every target by its fuzz/ name.
-pub const TARGETS: [(&str, fn(&[u8])); 4] = [
+pub const TARGETS: [(&str, Check); 4] = [
     ("envelope", envelope),
     ("log_entry", log_entry),
     ("proof_verify", proof_verify),
