@@ -204,6 +204,12 @@ async fn tls_refuses_missing_rogue_expired_revoked_and_non_client_certificates_a
 
     // Refused before identity: visible in the tracing output, never in the disclosure log.
     let stderr = gw.stderr();
+    for line in stderr
+        .lines()
+        .filter(|l| l.contains("TLS handshake refused"))
+    {
+        eprintln!("{}", line.split("refused").nth(1).unwrap_or(""));
+    }
     assert!(
         stderr.matches("TLS handshake refused").count() >= refused,
         "{refused} handshakes refused, fewer logged:\n{stderr}"
