@@ -80,7 +80,7 @@ async fn a_crl_changed_on_disk_is_picked_up_and_refuses_an_open_keep_alive_conne
         assert_revoked(&r);
     }
     assert!(
-        gw.stderr().contains("revocation list changed on disk"),
+        gw.wait_for_stderr("revocation list changed on disk", 1),
         "no reload was logged"
     );
 
@@ -227,7 +227,7 @@ async fn an_expired_crl_refuses_every_partner_with_503_unless_configured_otherwi
     match r {
         Ok(r) => assert_revoked(&r),
         Err(e) => assert!(
-            gw.stderr().contains("TLS handshake refused"),
+            gw.wait_for_stderr("TLS handshake refused", 1),
             "{e}: not refused in TLS"
         ),
     }

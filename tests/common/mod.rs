@@ -425,6 +425,21 @@ dir = "{policies}"
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// Waits (at most 10 s) until the tracing output holds `needle` at least `count` times; the gateway writes it
+    /// asynchronously, possibly after the client already saw the outcome.
+    pub fn wait_for_stderr(&self, needle: &str, count: usize) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.stderr().matches(needle).count() >= count {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn ops_get(&self, path: &str) -> (u16, String) {
         http_plain(&self.ops_addr, "GET", path)
     }
