@@ -578,6 +578,8 @@ fn json_and_domain_cases() -> Vec<(&'static str, Vec<u8>, u16, Option<&'static s
     let mut invalid_utf8 = text.clone().into_bytes();
     let at = text.find("M. Visser").unwrap() + 3;
     invalid_utf8[at] = 0xff;
+    let mut count_as_string = example_json("P7");
+    count_as_string["data"]["cellen"][0]["aantal"] = json!("12");
     let mut aggregate = example_json("P7");
     aggregate["data"]["cellen"][0]["pgn"] = json!("628194821");
     aggregate["data"]["cellen"][0]["achternaam"] = json!("Jansen");
@@ -656,6 +658,12 @@ fn json_and_domain_cases() -> Vec<(&'static str, Vec<u8>, u16, Option<&'static s
             Some("unknown-receiver"),
         ),
         ("purpose of no flow", p1_no_flow(), 403, Some("no-policy")),
+        (
+            "aggregate with a count as a string",
+            serde_json::to_vec(&count_as_string).unwrap(),
+            0,
+            None,
+        ),
         (
             "aggregate with person-level fields",
             serde_json::to_vec(&aggregate).unwrap(),
