@@ -71,6 +71,14 @@ pub struct TlsConfig {
     /// Refuse every client while the CRL is past its next update (default true).
     #[serde(default = "yes")]
     pub refuse_on_expired_crl: bool,
+    /// Seconds between checks of the CRL file's modification time; it is re-read when it changed (0: only on
+    /// SIGHUP and `POST /crl/reload`).
+    #[serde(default = "crl_poll_default")]
+    pub crl_poll_secs: u64,
+}
+
+fn crl_poll_default() -> u64 {
+    5
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -273,6 +281,7 @@ key_dir = "keys"
             cfg.storage.signing_key_path(),
             PathBuf::from("/etc/kp/keys/log-signing.key")
         );
+        assert_eq!(cfg.tls.crl_poll_secs, 5);
     }
 
     #[test]

@@ -88,7 +88,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             rx.clone(),
         )),
         tokio::spawn(crate::retention::run(gw.clone(), rx.clone())),
-        tokio::spawn(serve_ops(gw.clone(), ops_listener, rx)),
+        tokio::spawn(serve_ops(gw.clone(), ops_listener, rx.clone())),
+        tokio::spawn(watch_crl(gw.clone(), rx)),
     ];
     Ok(Running {
         partner_addr,
@@ -491,6 +492,44 @@ async fn reload_crl(State(gw): State<Arc<Gateway>>) -> Response {
             serde_json::json!({"reloaded": true, "revoked": n}),
         ),
         Err(e) => Problem::from_status(422, "crl-invalid", e).into_response(),
+    }
+}
+
+/// Re-reads the CRL file whenever its modification time or size changes, checked every `tls.crl_poll_secs`.
+/// A file that cannot be read (e.g. caught half-written) leaves the running list in force and is tried again.
+async fn watch_crl(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    let (Some(path), secs) = (gw.config.tls.crl.clone(), gw.config.tls.crl_poll_secs) else {
+        return;
+    };
+    if secs == 0 {
+        return;
+    }
+    let stamp = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut seen = stamp(&path);
+    let mut tick = tokio::time::interval(Duration::from_secs(secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = stamp(&path);
+        if now == seen {
+            continue;
+        }
+        match gw.reload_revocations() {
+            Ok(n) => {
+                seen = now;
+                tracing::info!(revoked = n, "revocation list changed on disk; reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "changed revocation list refused; the previous list stays")
+            }
+        }
     }
 }
 

@@ -1,7 +1,9 @@
-//! Fail closed: when the disclosure log cannot be written, nothing is delivered (503 + Retry-After, /readyz false),
-//! and the gateway recovers by itself once storage works again.
-//! SQLite: the database lives on a small tmpfs that is filled up (needs root to mount). PostgreSQL: the test's
-//! database stops accepting connections and the gateway's sessions are terminated.
+//! Fail closed: when the disclosure log cannot be written, nothing is delivered or recorded (503 + Retry-After,
+//! /readyz false), and the gateway recovers by itself once storage works again.
+//! SQLite: the database lives on a small tmpfs that is filled up (needs root to mount).
+//! PostgreSQL: the test's database stops accepting connections and the gateway's sessions are terminated.
+//! The workload is P1 messages (delivered with policies, refused `no-policy` by the stub: both are log entries)
+//! and consent registrations; afterwards exactly the acknowledged ones exist.
 
 mod common;
 
@@ -49,25 +51,111 @@ fn fill(dir: &std::path::Path) -> PathBuf {
     path
 }
 
-/// Sends until the gateway refuses; returns how many were accepted before that.
-async fn send_until_refused(gw: &Gateway) -> usize {
+/// What the gateway acknowledged (each one a durable log entry) before it started refusing.
+#[derive(Debug, Default)]
+struct Acknowledged {
+    /// P1 messages answered 201 (delivered; possible once the policy module decides).
+    delivered: usize,
+    /// P1 messages answered 403 `no-policy` (a logged refusal; what the policy stub answers).
+    refused: usize,
+    /// Consents answered 201.
+    consents: usize,
+}
+
+fn consent_body(n: usize) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "subject": {"pgn": "628194821"}, "purpose": "vroegsignalering", "recipient": "wijkteam-noord",
+        "categories": ["*"], "given_by": "ouder", "evidence": format!("formulier {n}"),
+        "valid_from": "2026-01-01", "valid_until": "2027-01-01"}))
+    .unwrap()
+}
+
+/// One durable write: a P1 message (even) or a consent registration (odd). `Ok(true)` when acknowledged,
+/// `Ok(false)` on 503 `audit-unavailable` with Retry-After.
+async fn write_once(c: &Client, n: usize, ack: &mut Acknowledged) -> bool {
+    let r = if n % 2 == 0 {
+        c.post("/v1/messages", &example("P1")).await
+    } else {
+        c.post("/v1/consents", &consent_body(n)).await
+    };
+    match (n % 2, r.status) {
+        (0, 201) => ack.delivered += 1,
+        (0, 403) => {
+            assert_eq!(r.code(), "no-policy");
+            ack.refused += 1
+        }
+        (1, 201) => ack.consents += 1,
+        (_, 503) => {
+            assert_eq!(r.code(), "audit-unavailable");
+            assert!(
+                r.headers.get("retry-after").is_some(),
+                "503 without Retry-After"
+            );
+            return false;
+        }
+        (_, other) => panic!("unexpected {other}: {}", r.text()),
+    }
+    true
+}
+
+/// Writes until the gateway refuses; then checks that both kinds of write are refused.
+async fn write_until_refused(gw: &Gateway, ack: &mut Acknowledged) {
     let c = gw.client("obs-de-linde");
-    for accepted in 0..2000 {
-        let r = c.post("/v1/messages", &example("P1")).await;
-        match r.status {
-            201 => continue,
-            503 => {
-                assert_eq!(r.code(), "audit-unavailable");
-                assert!(
-                    r.headers.get("retry-after").is_some(),
-                    "503 without Retry-After"
-                );
-                return accepted;
-            }
-            other => panic!("unexpected {other}: {}", r.text()),
+    for n in 0..4000 {
+        if !write_once(&c, n, ack).await {
+            assert!(
+                !write_once(&c, n + 1, ack).await,
+                "one kind of write still succeeded"
+            );
+            return;
         }
     }
-    panic!("the gateway kept accepting messages although its storage is full");
+    panic!("the gateway kept acknowledging writes although its storage is failing");
+}
+
+/// Exactly what was acknowledged is there: the receiver's messages, the consents, the logged refusals.
+async fn assert_exactly_acknowledged(gw: &Gateway, ack: &Acknowledged) {
+    assert_eq!(
+        gw.client("lyceum-zuid").inbox().await.len(),
+        ack.delivered,
+        "{ack:?}"
+    );
+    let consents = gw.client("obs-de-linde").get("/v1/consents").await.json();
+    assert_eq!(
+        consents["consents"].as_array().unwrap().len(),
+        ack.consents,
+        "{ack:?}"
+    );
+    let entries = gw.log_entries().await;
+    let count = |event: &str| entries.iter().filter(|(e, _)| e.event == event).count();
+    assert_eq!(count("message-disclosed"), ack.delivered, "{ack:?}");
+    assert_eq!(count("message-refused"), ack.refused, "{ack:?}");
+    assert_eq!(count("consent-recorded"), ack.consents, "{ack:?}");
+    let (ok, out) = gw.audit_verify();
+    assert!(ok, "{out}");
+    eprintln!("acknowledged and present: {ack:?}");
+}
+
+/// Retries a write until it is acknowledged again (at most 10 s): recovery without a restart.
+async fn until_recovered(gw: &Gateway, ack: &mut Acknowledged) {
+    let c = gw.client("obs-de-linde");
+    for n in 0..50 {
+        if write_once(&c, n, ack).await {
+            assert!(
+                write_once(&c, n + 1, ack).await,
+                "a write failed after recovery: {}",
+                gw.stderr()
+                    .lines()
+                    .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            assert_eq!(gw.ops_get("/readyz").0, 200);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("no recovery after storage came back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,26 +165,18 @@ async fn sqlite_disk_full_refuses_with_503_and_recovers_without_restart() {
     opts.database_url = Some(format!("sqlite://{}", fs.0.join("k.db").display()));
     let gw = Gateway::start_with(opts);
     let c = gw.client("obs-de-linde");
-    assert_eq!(c.post("/v1/messages", &example("P1")).await.status, 201);
+    let mut ack = Acknowledged::default();
+    assert!(write_once(&c, 0, &mut ack).await && write_once(&c, 1, &mut ack).await);
 
     let filler = fill(&fs.0);
-    let accepted = send_until_refused(&gw).await;
+    write_until_refused(&gw, &mut ack).await;
     let (status, body) = gw.ops_get("/readyz");
     assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"ready\":false"), "{body}");
 
     std::fs::remove_file(filler).unwrap();
-    let r = c.post("/v1/messages", &example("P1")).await;
-    assert_eq!(
-        r.status,
-        201,
-        "no recovery after space came back: {}",
-        r.text()
-    );
-    assert_eq!(gw.ops_get("/readyz").0, 200);
-    // Exactly the acknowledged messages were delivered: the first, those before the refusal, the last.
-    assert_eq!(gw.client("lyceum-zuid").inbox().await.len(), accepted + 2);
-    let (ok, out) = gw.audit_verify();
-    assert!(ok, "{out}");
+    until_recovered(&gw, &mut ack).await;
+    assert_exactly_acknowledged(&gw, &ack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,7 +186,8 @@ async fn postgres_unreachable_refuses_with_503_and_recovers_without_restart() {
     }
     let gw = Gateway::start(Backend::Postgres);
     let c = gw.client("obs-de-linde");
-    assert_eq!(c.post("/v1/messages", &example("P1")).await.status, 201);
+    let mut ack = Acknowledged::default();
+    assert!(write_once(&c, 0, &mut ack).await && write_once(&c, 1, &mut ack).await);
     let db = gw.pg.as_ref().unwrap().name.clone();
     let server = gw.pg.as_ref().unwrap().server.clone();
     let admin = format!("{}/postgres", server.trim_end_matches('/'));
@@ -125,20 +206,9 @@ async fn postgres_unreachable_refuses_with_503_and_recovers_without_restart() {
     psql(format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
     ));
-    let accepted = send_until_refused(&gw).await;
+    write_until_refused(&gw, &mut ack).await;
     assert_eq!(gw.ops_get("/readyz").0, 503);
     psql(format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"));
-    let mut recovered = false;
-    for _ in 0..50 {
-        if c.post("/v1/messages", &example("P1")).await.status == 201 {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    assert!(recovered, "no recovery after PostgreSQL came back");
-    assert_eq!(gw.ops_get("/readyz").0, 200);
-    assert_eq!(gw.client("lyceum-zuid").inbox().await.len(), accepted + 2);
-    let (ok, out) = gw.audit_verify();
-    assert!(ok, "{out}");
+    until_recovered(&gw, &mut ack).await;
+    assert_exactly_acknowledged(&gw, &ack).await;
 }

@@ -213,7 +213,9 @@ impl Store for $store {
 
     fn commit_batch<'a>(&'a self, batch: &'a Batch) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
+            let mut conn = self.pool.acquire().await?;
+            let result: Result<(), StoreError> = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             for e in &batch.entries {
                 sqlx::query(
                     "INSERT INTO log_entries (log_id, seq, time_ms, event, partner, organisation, sender, receiver, purpose, flow_id, subject, outcome, entry, leaf_hash, chain_hash)
@@ -276,6 +278,14 @@ impl Store for $store {
             }
             tx.commit().await?;
             Ok(())
+            }
+            .await;
+            if result.is_err() {
+                // A connection whose transaction failed part-way may still hold it (SQLite keeps its write lock
+                // when COMMIT fails on a full disk): it is closed, never handed out again.
+                let _ = conn.close().await;
+            }
+            result
         })
     }
 

@@ -108,6 +108,8 @@ pub fn backends() -> Vec<Backend> {
     v
 }
 
+pub mod pki;
+
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 pub fn unique(prefix: &str) -> String {
@@ -195,6 +197,12 @@ pub struct GatewayOptions {
     pub key_dir: Option<PathBuf>,
     /// Extra TOML lines inside `[storage]` (e.g. `signing_key = "..."`, `allow_non_durable = true`).
     pub storage_extra: String,
+    /// A partners.toml to use instead of `certs-example/partners.toml`.
+    pub partners: Option<PathBuf>,
+    /// Extra lines in the `[server]` table (e.g. `header_timeout_secs = 1`).
+    pub server_extra: String,
+    /// Extra lines in the `[tls]` table (e.g. `crl_poll_secs = 1`).
+    pub tls_extra: String,
 }
 
 impl GatewayOptions {
@@ -207,6 +215,9 @@ impl GatewayOptions {
             crl: Some(certs_dir().join("crl.pem")),
             key_dir: None,
             storage_extra: String::new(),
+            partners: None,
+            server_extra: String::new(),
+            tls_extra: String::new(),
         }
     }
 }
@@ -261,12 +272,14 @@ impl Gateway {
 listen = "127.0.0.1:0"
 ops_listen = "127.0.0.1:0"
 shutdown_grace_secs = 5
+{server_extra}
 
 [tls]
 ca = "{certs}/ca.crt"
 {crl}cert = "{certs}/gateway.crt"
 key = "{certs}/gateway.key"
-partners = "{certs}/partners.toml"
+partners = "{partners}"
+{tls_extra}
 
 [storage]
 database_url = "{database_url}"
@@ -286,6 +299,13 @@ dir = "{policies}"
             storage_extra = opts.storage_extra,
             policies = opts.policies.display(),
             extra = opts.extra_config,
+            server_extra = opts.server_extra,
+            tls_extra = opts.tls_extra,
+            partners = opts
+                .partners
+                .clone()
+                .unwrap_or_else(|| certs.join("partners.toml"))
+                .display(),
         );
         let config_path = dir.path().join("ketenpoort.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -352,6 +372,43 @@ dir = "{policies}"
     /// Starts another gateway process on the same configuration (same database and keys).
     pub fn restart(mut self) -> Gateway {
         self.stop();
+        self.respawn()
+    }
+
+    /// SIGKILL: the process dies at once, whatever it was doing.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `kill -9`, then a new process on the same configuration; returns it with the time from its start until
+    /// `/readyz` answered 200.
+    pub fn crash_restart(mut self) -> (Gateway, Duration) {
+        self.kill9();
+        let started = std::time::Instant::now();
+        let gw = self.respawn();
+        gw.wait_ready();
+        (gw, started.elapsed())
+    }
+
+    /// Polls `/readyz` until it answers 200 (panics after 60 s).
+    pub fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.ops_get("/readyz").0 == 200 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gateway never became ready: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// A new process on this gateway's configuration; the old one must have exited.
+    fn respawn(mut self) -> Gateway {
         let pg = self.pg.take();
         let dir = std::mem::replace(&mut self.dir, TempDir(PathBuf::new()));
         let mut gw = Gateway::spawn(
@@ -384,6 +441,21 @@ dir = "{policies}"
 
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Waits (at most 10 s) until the tracing output holds `needle` at least `count` times; the gateway writes it
+    /// asynchronously, possibly after the client already saw the outcome.
+    pub fn wait_for_stderr(&self, needle: &str, count: usize) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.stderr().matches(needle).count() >= count {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn ops_get(&self, path: &str) -> (u16, String) {
@@ -420,6 +492,36 @@ dir = "{policies}"
                 out.stdout
             }
         }
+    }
+
+    /// Every disclosure-log entry in the database, decoded, in (log, seq) order. Reads the database directly,
+    /// alongside the running gateway.
+    pub async fn log_entries(
+        &self,
+    ) -> Vec<(
+        ketenpoort::store::StoredEntry,
+        ketenpoort::audit::entry::LogEntry,
+    )> {
+        let store = ketenpoort::store::open(&self.database_url)
+            .await
+            .expect("open the gateway's database");
+        let mut out = Vec::new();
+        for log_id in store.log_ids().await.unwrap() {
+            let mut from = 0;
+            loop {
+                let page = store.entries(&log_id, from, 5000).await.unwrap();
+                if page.is_empty() {
+                    break;
+                }
+                from += page.len() as u64;
+                for e in page {
+                    let decoded = ketenpoort::audit::entry::LogEntry::decode(&e.bytes)
+                        .expect("a stored entry decodes");
+                    out.push((e, decoded));
+                }
+            }
+        }
+        out
     }
 
     /// Runs `ketenpoort audit verify` against this gateway's database and keys.
@@ -556,6 +658,35 @@ impl Client {
         }
     }
 
+    /// A TLS connection with this client's certificate (before any HTTP).
+    pub async fn tls(
+        &self,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+        let tcp = tokio::net::TcpStream::connect(&self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let connector = tokio_rustls::TlsConnector::from(self.config.clone());
+        connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// An HTTP/1.1 keep-alive connection: every request sent on it uses the same TLS session and TCP socket.
+    /// The client keeps TLS session tickets, so a second connection from the same `Client` resumes the session.
+    pub async fn connect(&self) -> Result<Conn, String> {
+        let tls = self.tls().await?;
+        let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Conn { sender, resumed })
+    }
+
     /// One request on a fresh connection. `Err` when TLS or the connection fails.
     pub async fn try_request(
         &self,
@@ -564,54 +695,10 @@ impl Client {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<Response, String> {
-        let tcp = tokio::net::TcpStream::connect(&self.addr)
+        self.connect()
+            .await?
+            .request(method, path, headers, body)
             .await
-            .map_err(|e| e.to_string())?;
-        let connector = tokio_rustls::TlsConnector::from(self.config.clone());
-        let tls = connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "localhost");
-        let has_body = body.is_some();
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        if has_body
-            && !headers
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        {
-            req = req.header("content-type", "application/json");
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes()
-            .to_vec();
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
     }
 
     pub async fn request(
@@ -658,6 +745,140 @@ impl Client {
                 None => return out,
             }
         }
+    }
+}
+
+/// One HTTP/1.1 keep-alive connection of a [`Client`].
+pub struct Conn {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    /// True when the TLS handshake resumed an earlier session instead of a full handshake.
+    pub resumed: bool,
+}
+
+impl Conn {
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Response, String> {
+        self.sender.ready().await.map_err(|e| e.to_string())?;
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost");
+        let has_body = body.is_some();
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if has_body
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| e.to_string())?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes()
+            .to_vec();
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// A response read off a raw connection: everything the server wrote until it closed or went quiet.
+#[derive(Debug)]
+pub struct RawExchange {
+    /// Status codes of every response found in the bytes, in order.
+    pub statuses: Vec<u16>,
+    pub bytes: Vec<u8>,
+    /// The server closed the connection (rather than the read timing out).
+    pub closed: bool,
+}
+
+impl RawExchange {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+
+    /// The body of the first response, as JSON.
+    pub fn json(&self) -> Value {
+        let text = self.text();
+        let (_, rest) = text.split_once("\r\n\r\n").expect("a header block");
+        let end = rest.find("HTTP/1.1 ").unwrap_or(rest.len());
+        serde_json::from_str(&rest[..end]).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        let text = self.text();
+        let head = text.split("\r\n\r\n").next().unwrap_or("");
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// Writes `parts` to `stream` (pausing `pause` between them), then reads until the server closes the connection
+/// or sends nothing for `quiet`.
+pub async fn raw_exchange<S>(
+    mut stream: S,
+    parts: &[&[u8]],
+    pause: Duration,
+    quiet: Duration,
+) -> RawExchange
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(pause).await;
+        }
+        if stream.write_all(part).await.is_err() || stream.flush().await.is_err() {
+            break;
+        }
+    }
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let closed = loop {
+        match tokio::time::timeout(quiet, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let statuses = text
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok())
+        .collect();
+    RawExchange {
+        statuses,
+        bytes,
+        closed,
     }
 }
 

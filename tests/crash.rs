@@ -1,0 +1,530 @@
+//! Crash safety: several partners send bursts while the gateway is killed with SIGKILL at random moments and
+//! restarted, again and again. After every restart:
+//! - every acknowledged write is in the log: consent registrations (201, with their log position), refusals
+//!   (403 `no-policy`, found by their unique purpose) and — once policies are present — messages (201);
+//! - every message a receiver fetched has a `message-disclosed` entry at the position the fetch names;
+//! - no message is delivered twice: one message id per Idempotency-Key (resends of unanswered requests use the
+//!   same key), and nothing comes back after its acknowledgement;
+//! - `ketenpoort audit verify` passes (every 10 cycles and at the end).
+//!
+//! Recovery time is measured from starting the new process until `/readyz` answers 200.
+//! `KETENPOORT_CRASH_CYCLES` (default 50) sets the cycles per backend, `KETENPOORT_CRASH_SEED` the random seed;
+//! `scripts/crash-long.sh` runs the long version.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The sending partners; the first two are primary schools, which send P1 messages once policies are present.
+const SENDERS: [&str; 4] = [
+    "obs-de-linde",
+    "cbs-het-anker",
+    "leerplicht-gemeente",
+    "wijkteam-noord",
+];
+const P1_SENDERS: [&str; 2] = ["obs-de-linde", "cbs-het-anker"];
+const BURST: usize = 4;
+
+/// xorshift64*: reproducible random moments from a printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A log position as a response names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Receipt {
+    log_id: String,
+    seq: u64,
+    hash: String,
+}
+
+impl Receipt {
+    fn from(v: &Value) -> Receipt {
+        Receipt {
+            log_id: v["log_id"].as_str().unwrap().to_owned(),
+            seq: v["seq"].as_u64().unwrap(),
+            hash: v["hash"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
+/// Everything the clients were told, across all cycles.
+#[derive(Default)]
+struct Ledger {
+    /// Consent id -> (registering partner, its receipt).
+    consents: HashMap<String, (String, Receipt)>,
+    /// Unique purposes of refusals answered 403, with the sender.
+    refusals: HashMap<String, String>,
+    /// Idempotency-Key -> message id answered 201/200.
+    sent: HashMap<String, String>,
+    /// Message id -> receipt from the 201.
+    sent_receipts: HashMap<String, Receipt>,
+    /// Keys sent without an answer (the gateway died): resent with the same key after the restart.
+    unanswered: Vec<(String, String)>,
+    /// Message id -> receipt named by the fetch, for every message a receiver got.
+    fetched: HashMap<String, Receipt>,
+    /// Idempotency-Key (carried as actor.id) -> message ids fetched for it.
+    fetched_per_key: HashMap<String, HashSet<String>>,
+    /// Messages whose acknowledgement was answered 200.
+    acked: HashSet<String>,
+    /// A message fetched again after its acknowledgement was answered.
+    fetched_after_ack: usize,
+    /// A resend answered with another message id than the first answer for its key.
+    second_ids: usize,
+}
+
+fn consent_body(n: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "subject": {"pgn": "628194821"}, "purpose": "vroegsignalering", "recipient": "wijkteam-noord",
+        "categories": ["*"], "given_by": "ouder", "evidence": format!("formulier {n}"),
+        "valid_from": "2026-01-01", "valid_until": "2027-01-01"}))
+    .unwrap()
+}
+
+fn refusal_body(purpose: &str) -> Vec<u8> {
+    let mut v = example_json("P1");
+    v["purpose"] = json!(purpose);
+    serde_json::to_vec(&v).unwrap()
+}
+
+fn delivery_body(key: &str) -> Vec<u8> {
+    let mut v = example_json("P1");
+    v["actor"]["id"] = json!(key);
+    serde_json::to_vec(&v).unwrap()
+}
+
+enum Outcome {
+    /// The gateway is gone (connection failed): stop this client.
+    Gone,
+    Answered,
+}
+
+/// One request of a burst; records what was acknowledged.
+async fn one(
+    client: &Client,
+    partner: &str,
+    tag: String,
+    n: u64,
+    kind: u64,
+    deliveries: bool,
+    ledger: &Mutex<Ledger>,
+) -> Outcome {
+    match kind {
+        0 => match client
+            .try_request("POST", "/v1/consents", &[], Some(consent_body(n)))
+            .await
+        {
+            Err(_) => Outcome::Gone,
+            Ok(r) => {
+                assert_eq!(r.status, 201, "consent: {}", r.text());
+                let v = r.json();
+                ledger.lock().unwrap().consents.insert(
+                    v["consent_id"].as_str().unwrap().to_owned(),
+                    (partner.to_owned(), Receipt::from(&v["disclosure"])),
+                );
+                Outcome::Answered
+            }
+        },
+        1 if deliveries => {
+            let key = format!("k-{tag}");
+            ledger
+                .lock()
+                .unwrap()
+                .unanswered
+                .push((partner.to_owned(), key.clone()));
+            match client
+                .try_request(
+                    "POST",
+                    "/v1/messages",
+                    &[("idempotency-key", &key)],
+                    Some(delivery_body(&key)),
+                )
+                .await
+            {
+                Err(_) => Outcome::Gone,
+                Ok(r) => {
+                    record_sent(ledger, &key, &r);
+                    Outcome::Answered
+                }
+            }
+        }
+        _ => {
+            let purpose = format!("crash-{tag}");
+            match client
+                .try_request("POST", "/v1/messages", &[], Some(refusal_body(&purpose)))
+                .await
+            {
+                Err(_) => Outcome::Gone,
+                Ok(r) => {
+                    assert_eq!(
+                        (r.status, r.code()),
+                        (403, "no-policy".to_owned()),
+                        "{}",
+                        r.text()
+                    );
+                    ledger
+                        .lock()
+                        .unwrap()
+                        .refusals
+                        .insert(purpose, partner.to_owned());
+                    Outcome::Answered
+                }
+            }
+        }
+    }
+}
+
+fn record_sent(ledger: &Mutex<Ledger>, key: &str, r: &Response) {
+    assert!(
+        r.status == 201 || r.status == 200,
+        "message: {} {}",
+        r.status,
+        r.text()
+    );
+    let v = r.json();
+    let id = v["message_id"].as_str().unwrap().to_owned();
+    let mut l = ledger.lock().unwrap();
+    l.unanswered.retain(|(_, k)| k != key);
+    match l.sent.get(key) {
+        Some(first) if *first != id => l.second_ids += 1,
+        Some(_) => {}
+        None => {
+            l.sent.insert(key.to_owned(), id.clone());
+        }
+    }
+    l.sent_receipts.insert(id, Receipt::from(&v["disclosure"]));
+}
+
+/// A sending partner: bursts of `BURST` concurrent requests until the gateway dies or `stop` is set.
+async fn sender(
+    gw_addr: String,
+    partner: &'static str,
+    cycle: usize,
+    seed: u64,
+    deliveries: bool,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<AtomicBool>,
+) {
+    let client = Arc::new(Client::new(&gw_addr, partner));
+    let mut rng = Rng(seed | 1);
+    let mut n = 0u64;
+    let deliveries = deliveries && P1_SENDERS.contains(&partner);
+    while !stop.load(Ordering::Relaxed) {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..BURST {
+            n += 1;
+            let kind = rng.below(3);
+            let tag = format!("{seed:x}-{cycle}-{partner}-{n}");
+            let (client, ledger) = (client.clone(), ledger.clone());
+            set.spawn(
+                async move { one(&client, partner, tag, n, kind, deliveries, &ledger).await },
+            );
+        }
+        let mut gone = false;
+        while let Some(r) = set.join_next().await {
+            gone |= matches!(r.unwrap(), Outcome::Gone);
+        }
+        if gone {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(20))).await;
+    }
+}
+
+/// The receiver: fetches its inbox and acknowledges what it got, until the gateway dies or `stop` is set.
+async fn receiver(gw_addr: String, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
+    let client = Client::new(&gw_addr, "lyceum-zuid");
+    loop {
+        let Ok(r) = client
+            .try_request("GET", "/v1/inbox?limit=100", &[], None)
+            .await
+        else {
+            return;
+        };
+        assert_eq!(r.status, 200, "{}", r.text());
+        let messages = r.json()["messages"].as_array().unwrap().clone();
+        {
+            let mut l = ledger.lock().unwrap();
+            for m in &messages {
+                let id = m["message_id"].as_str().unwrap().to_owned();
+                if l.acked.contains(&id) {
+                    l.fetched_after_ack += 1;
+                }
+                let key = m["actor"]["id"].as_str().unwrap_or_default().to_owned();
+                l.fetched_per_key.entry(key).or_default().insert(id.clone());
+                l.fetched.insert(id, Receipt::from(&m["disclosure"]));
+            }
+        }
+        for m in &messages {
+            let id = m["message_id"].as_str().unwrap();
+            match client
+                .try_request("POST", &format!("/v1/inbox/{id}/ack"), &[], None)
+                .await
+            {
+                Err(_) => return,
+                Ok(r) => {
+                    assert_eq!(r.status, 200, "ack: {}", r.text());
+                    ledger.lock().unwrap().acked.insert(id.to_owned());
+                }
+            }
+        }
+        if messages.is_empty() {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Resends every request that got no answer, with its key, until answered.
+async fn resend_unanswered(gw: &Gateway, ledger: &Mutex<Ledger>) {
+    let pending = std::mem::take(&mut ledger.lock().unwrap().unanswered);
+    for (partner, key) in pending {
+        let r = gw
+            .client(&partner)
+            .request(
+                "POST",
+                "/v1/messages",
+                &[("idempotency-key", &key)],
+                Some(delivery_body(&key)),
+            )
+            .await;
+        record_sent(ledger, &key, &r);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Findings {
+    acknowledged_missing: usize,
+    delivered_unlogged: usize,
+    duplicates: usize,
+}
+
+/// Compares the ledger with the log as it is in the database now.
+async fn check(gw: &Gateway, ledger: &Mutex<Ledger>) -> Findings {
+    let entries = gw.log_entries().await;
+    let by_pos: HashMap<(String, u64), (&str, String, Option<&str>)> = entries
+        .iter()
+        .map(|(e, d)| {
+            (
+                (e.log_id.clone(), e.seq),
+                (
+                    e.event.as_str(),
+                    hex::encode(e.leaf_hash),
+                    d.message_id.as_deref(),
+                ),
+            )
+        })
+        .collect();
+    let refused: HashSet<(&str, &str)> = entries
+        .iter()
+        .filter(|(e, _)| e.event == "message-refused" && e.outcome == "no-policy")
+        .filter_map(|(e, _)| Some((e.partner.as_str(), e.purpose.as_deref()?)))
+        .collect();
+    let disclosed: HashSet<&str> = entries
+        .iter()
+        .filter(|(e, _)| e.event == "message-disclosed")
+        .filter_map(|(_, d)| d.message_id.as_deref())
+        .collect();
+    let l = ledger.lock().unwrap();
+    let mut f = Findings::default();
+    let at = |r: &Receipt| by_pos.get(&(r.log_id.clone(), r.seq));
+    for (id, (_, r)) in &l.consents {
+        match at(r) {
+            Some((event, hash, _)) if *event == "consent-recorded" && *hash == r.hash => {}
+            other => {
+                eprintln!("acknowledged consent {id} missing: {other:?}");
+                f.acknowledged_missing += 1;
+            }
+        }
+    }
+    for (purpose, partner) in &l.refusals {
+        if !refused.contains(&(partner.as_str(), purpose.as_str())) {
+            eprintln!("acknowledged refusal {purpose} of {partner} missing");
+            f.acknowledged_missing += 1;
+        }
+    }
+    for (id, r) in &l.sent_receipts {
+        match at(r) {
+            Some((event, hash, Some(mid)))
+                if *event == "message-disclosed" && *hash == r.hash && *mid == id => {}
+            other => {
+                eprintln!("acknowledged message {id} missing: {other:?}");
+                f.acknowledged_missing += 1;
+            }
+        }
+    }
+    for (id, r) in &l.fetched {
+        let logged = matches!(at(r), Some((event, hash, Some(mid))) if *event == "message-disclosed" && *hash == r.hash && *mid == id);
+        if !logged || !disclosed.contains(id.as_str()) {
+            eprintln!("fetched message {id} has no disclosure entry at {r:?}");
+            f.delivered_unlogged += 1;
+        }
+    }
+    f.duplicates = l.second_ids
+        + l.fetched_after_ack
+        + l.fetched_per_key
+            .values()
+            .map(|ids| ids.len().saturating_sub(1))
+            .sum::<usize>();
+    f
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn run(backend: Backend, cycles: usize, seed: u64) {
+    let deliveries = root().join("policies").is_dir();
+    if !deliveries {
+        eprintln!(
+            "SKIPPED delivery variant of the crash test: no policies/ (policy module not merged); \
+             consents and refusals only"
+        );
+    }
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut rng = Rng(seed);
+    let mut gw = Gateway::start(backend);
+    gw.wait_ready();
+    let mut recoveries = Vec::new();
+    let started = Instant::now();
+    for cycle in 0..=cycles {
+        let last = cycle == cycles;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for (i, partner) in SENDERS.into_iter().enumerate() {
+            tasks.push(tokio::spawn(sender(
+                gw.partner_addr.clone(),
+                partner,
+                cycle,
+                seed ^ ((cycle as u64) << 8) ^ i as u64,
+                deliveries,
+                ledger.clone(),
+                stop.clone(),
+            )));
+        }
+        if deliveries {
+            tasks.push(tokio::spawn(receiver(
+                gw.partner_addr.clone(),
+                ledger.clone(),
+                stop.clone(),
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50 + rng.below(550))).await;
+        if last {
+            // A clean end: let everyone finish, resend what is unanswered, drain the inbox.
+            stop.store(true, Ordering::Relaxed);
+            for t in tasks {
+                t.await.unwrap();
+            }
+            if deliveries {
+                resend_unanswered(&gw, &ledger).await;
+                receiver(gw.partner_addr.clone(), ledger.clone(), stop.clone()).await;
+            }
+            break;
+        }
+        let (next, recovery) = tokio::task::spawn_blocking(move || gw.crash_restart())
+            .await
+            .unwrap();
+        gw = next;
+        recoveries.push(recovery);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        if deliveries {
+            resend_unanswered(&gw, &ledger).await;
+        }
+        let f = check(&gw, &ledger).await;
+        assert_eq!(
+            (f.acknowledged_missing, f.delivered_unlogged, f.duplicates),
+            (0, 0, 0),
+            "cycle {cycle} (seed {seed:#x}): {f:?}"
+        );
+        if cycle % 10 == 9 {
+            let (ok, out) = gw.audit_verify();
+            assert!(ok, "cycle {cycle} (seed {seed:#x}): {out}");
+        }
+    }
+    let f = check(&gw, &ledger).await;
+    let (ok, out) = gw.audit_verify();
+    let l = ledger.lock().unwrap();
+    let lost = l
+        .sent
+        .values()
+        .filter(|id| !l.fetched.contains_key(*id))
+        .count();
+    recoveries.sort();
+    eprintln!(
+        "crash[{backend:?}] seed {seed:#x}: {cycles} kill -9 cycles in {:.0} s; acknowledged: {} consents, {} refusals, \
+         {} messages ({} fetched, {} acked); acknowledged-but-missing {}, delivered-but-unlogged {}, duplicates {}, \
+         sent-but-never-fetched {lost}; audit verify {}; recovery p50 {:?} p99 {:?} max {:?}\n{}",
+        started.elapsed().as_secs_f64(),
+        l.consents.len(),
+        l.refusals.len(),
+        l.sent.len(),
+        l.fetched.len(),
+        l.acked.len(),
+        f.acknowledged_missing,
+        f.delivered_unlogged,
+        f.duplicates,
+        if ok { "ok" } else { "FAILED" },
+        percentile(&recoveries, 0.5),
+        percentile(&recoveries, 0.99),
+        recoveries.last().unwrap(),
+        out.trim()
+    );
+    assert!(ok, "{out}");
+    assert_eq!(
+        (
+            f.acknowledged_missing,
+            f.delivered_unlogged,
+            f.duplicates,
+            lost
+        ),
+        (0, 0, 0, 0)
+    );
+    assert!(
+        !l.consents.is_empty() && !l.refusals.is_empty(),
+        "the workload acknowledged nothing"
+    );
+    if deliveries {
+        assert!(!l.sent.is_empty(), "no message was acknowledged");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_loses_no_acknowledged_entry_and_delivers_nothing_twice() {
+    let cycles = std::env::var("KETENPOORT_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let seed = std::env::var("KETENPOORT_CRASH_SEED")
+        .ok()
+        .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    for backend in backends() {
+        run(backend, cycles, seed).await;
+    }
+}
