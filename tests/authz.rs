@@ -118,9 +118,31 @@ fn canaries_at(v: &Value, path: String, out: &mut Vec<(String, String)>) {
 }
 
 /// `path` is `d` or lies inside it, for some `d` in `list`.
+/// `loopbaan[0].groep` → `loopbaan[].groep`: the gateway reports leaf paths with indices, canaries are per catalogue path.
+fn without_indices(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push('[');
+            }
+            ']' => {
+                in_index = false;
+                out.push(']');
+            }
+            c if in_index && c.is_ascii_digit() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn covered(path: &str, list: &[String]) -> bool {
     list.iter().any(|d| {
-        let d = d.trim_start_matches("data.");
+        let d = without_indices(d.trim_start_matches("data."));
+        let d = d.as_str();
         path == d || path.starts_with(&format!("{d}.")) || path.starts_with(&format!("{d}[]"))
     })
 }
