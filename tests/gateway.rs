@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 
 fn paths(v: &Value) -> Vec<String> {
     v.as_array()
@@ -399,6 +400,194 @@ async fn graceful_shutdown_keeps_the_log_and_a_restart_continues_it() {
         assert_eq!(r.status, 201);
         assert!(r.json()["disclosure"]["seq"].as_u64().unwrap() > first_seq);
         assert_eq!(gw.client("lyceum-zuid").inbox().await.len(), 2);
+        let (ok, out) = gw.audit_verify();
+        assert!(ok, "{out}");
+    }
+}
+
+/// A P1 send written by hand on a TLS connection, with `Connection: close`, split in two: the headers and the
+/// first half of the body, then the rest.
+fn p1_request_parts() -> (Vec<u8>, Vec<u8>) {
+    let body = example("P1");
+    let mut first = format!(
+        "POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    let half = body.len() / 2;
+    first.extend_from_slice(&body[..half]);
+    (first, body[half..].to_vec())
+}
+
+/// What the gateway wrote on one connection: nothing at all (`Ok(None)`: no answer), or exactly one complete
+/// HTTP/1.1 response (`Ok(Some((status, body)))`: a status line, headers, a Content-Length and that many body
+/// bytes of JSON). Anything else — a truncated body, a torn header block, trailing bytes — is `Err`.
+fn complete_response(bytes: &[u8]) -> Result<Option<(u16, Value)>, String> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no complete header block: {text:?}"))?;
+    let status: u16 = head
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status line: {head:?}"))?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .ok_or_else(|| format!("no Content-Length: {head:?}"))?;
+    if body.len() != length {
+        return Err(format!(
+            "status {status}: Content-Length {length} but {} body bytes",
+            body.len()
+        ));
+    }
+    let json =
+        serde_json::from_str(body).map_err(|e| format!("status {status}: body not JSON ({e})"))?;
+    Ok(Some((status, json)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_sends_in_flight_answers_each_completely_and_every_201_survives_a_restart() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+    const BURST: usize = 150;
+    const SLOW: usize = 3;
+    for backend in backends() {
+        let mut gw = Gateway::start(backend);
+        let (first, rest) = p1_request_parts();
+        let client = Arc::new(gw.client("obs-de-linde"));
+
+        // Requests certainly in flight at SIGTERM: headers and half of the body sent, the rest still to come.
+        let mut slow = Vec::new();
+        for _ in 0..SLOW {
+            let mut tls = client.tls().await.unwrap();
+            tls.write_all(&first).await.unwrap();
+            tls.flush().await.unwrap();
+            slow.push(tls);
+        }
+        // A burst of concurrent sends, each on its own connection, under way when the signal comes.
+        let answered = Arc::new(AtomicUsize::new(0));
+        let burst: Vec<_> = (0..BURST)
+            .map(|_| {
+                let client = client.clone();
+                let answered = answered.clone();
+                let whole: Vec<u8> = [first.clone(), rest.clone()].concat();
+                tokio::spawn(async move {
+                    let out = match client.tls().await {
+                        // Refused at TCP or TLS: no answer.
+                        Err(_) => Vec::new(),
+                        Ok(tls) => {
+                            raw_exchange(tls, &[&whole], Duration::ZERO, Duration::from_secs(30))
+                                .await
+                                .bytes
+                        }
+                    };
+                    if !out.is_empty() {
+                        answered.fetch_add(1, Ordering::SeqCst);
+                    }
+                    (out, Instant::now())
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while answered.load(Ordering::SeqCst) < 5 {
+            assert!(
+                Instant::now() < deadline,
+                "no sends answered: {}",
+                gw.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let term_at = Instant::now();
+        unsafe_kill(gw.child.id(), "TERM");
+        // The in-flight requests finish their bodies after the signal.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut slow_results = Vec::new();
+        for tls in slow {
+            slow_results
+                .push(raw_exchange(tls, &[&rest], Duration::ZERO, Duration::from_secs(30)).await);
+        }
+        let mut results = Vec::new();
+        for t in burst {
+            results.push(t.await.unwrap());
+        }
+        // The process exits by itself, successfully, within the grace period (5 s) and some slack.
+        let exit_deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = gw.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < exit_deadline, "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            status.success(),
+            "exit after SIGTERM: {status}\n{}",
+            gw.stderr()
+        );
+
+        let mut created = BTreeSet::new();
+        for (i, x) in slow_results.iter().enumerate() {
+            let (status, body) = complete_response(&x.bytes)
+                .unwrap_or_else(|e| panic!("in-flight send {i}: {e}"))
+                .unwrap_or_else(|| panic!("in-flight send {i} got no answer"));
+            assert_eq!(status, 201, "in-flight send {i}: {body}");
+            created.insert(body["message_id"].as_str().unwrap().to_owned());
+        }
+        let (mut unanswered, mut after_term) = (0, 0);
+        for (i, (bytes, at)) in results.iter().enumerate() {
+            match complete_response(bytes).unwrap_or_else(|e| panic!("send {i}: {e}")) {
+                None => unanswered += 1,
+                Some((status, body)) => {
+                    assert_eq!(status, 201, "send {i}: {body}");
+                    assert!(body["disclosure"]["hash"].is_string(), "send {i}: {body}");
+                    assert!(created.insert(body["message_id"].as_str().unwrap().to_owned()));
+                    if *at > term_at {
+                        after_term += 1;
+                    }
+                }
+            }
+        }
+        eprintln!(
+            "{backend:?}: {} of {BURST} burst sends answered ({after_term} after SIGTERM), {unanswered} refused",
+            BURST - unanswered
+        );
+
+        // After a restart: every 201 is a disclosure in the log and a message in the inbox, and nothing was
+        // delivered that was not answered.
+        let gw = gw.restart();
+        let disclosed: BTreeSet<String> = gw
+            .log_entries()
+            .await
+            .iter()
+            .filter(|(_, e)| e.event().as_str() == "message-disclosed")
+            .filter_map(|(_, e)| e.message_id.clone())
+            .collect();
+        assert_eq!(disclosed, created, "the log's disclosures are not the 201s");
+        let inbox: BTreeSet<String> = gw
+            .client("lyceum-zuid")
+            .inbox()
+            .await
+            .iter()
+            .map(|m| m["message_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(inbox, created, "the inbox is not the 201s");
+        let r = gw
+            .client("obs-de-linde")
+            .post("/v1/messages", &example("P1"))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
         let (ok, out) = gw.audit_verify();
         assert!(ok, "{out}");
     }
