@@ -99,6 +99,12 @@ async fn fetch_page(
     for row in &rows {
         let (message, withdrawn) = open_message(gw, row, today).await?;
         let mut entry = gw.entry_for(caller, EventKind::MessageFetched);
+        gw.describe_stored_flow(
+            &mut entry,
+            &row.msg.sender,
+            &row.msg.receiver,
+            &row.msg.purpose,
+        );
         entry.message_id = Some(row.msg.id.clone());
         entry.sender = Some(row.msg.sender.clone());
         entry.receiver = Some(row.msg.receiver.clone());
@@ -209,6 +215,12 @@ pub async fn ack(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Probl
             return Err(Problem::not_found("no message with this id in your inbox"));
         };
         let mut entry = gw.entry_for(caller, EventKind::MessageAcknowledged);
+        gw.describe_stored_flow(
+            &mut entry,
+            &row.msg.sender,
+            &row.msg.receiver,
+            &row.msg.purpose,
+        );
         entry.message_id = Some(row.msg.id.clone());
         entry.sender = Some(row.msg.sender.clone());
         entry.receiver = Some(row.msg.receiver.clone());

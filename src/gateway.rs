@@ -107,10 +107,7 @@ impl Gateway {
             metrics: Metrics::default(),
             in_flight: Mutex::new(HashSet::new()),
         });
-        let mut entry = LogEntry::new(EventKind::PolicyLoaded);
-        entry.partner = "gateway".into();
-        entry.organisation = "gateway".into();
-        entry.policy_hash = Some(gw.policy().hash().to_owned());
+        let mut entry = gw.gateway_entry(EventKind::PolicyLoaded);
         entry.detail = Some("start-up".into());
         gw.writer
             .append_one(entry)
@@ -167,13 +164,47 @@ impl Gateway {
         Ok(n)
     }
 
-    /// A log entry with the caller's identity filled in.
+    /// A log entry with the caller's identity and the hash of the running policy set filled in.
+    /// (A disclosure overwrites the hash with the one of the set that decided it.)
     pub fn entry_for(&self, caller: &Caller, event: EventKind) -> LogEntry {
         let mut e = LogEntry::new(event);
         e.partner = caller.id().to_owned();
         e.organisation = caller.partner().organisation_id().to_owned();
         e.cert_fingerprint = caller.fingerprint.clone();
+        e.policy_hash = Some(self.policy().hash().to_owned());
         e
+    }
+
+    /// A log entry the gateway makes on its own behalf (start-up, reload, retention), with the hash of the
+    /// running policy set.
+    pub fn gateway_entry(&self, event: EventKind) -> LogEntry {
+        let mut e = LogEntry::new(event);
+        e.partner = "gateway".into();
+        e.organisation = "gateway".into();
+        e.policy_hash = Some(self.policy().hash().to_owned());
+        e
+    }
+
+    /// Fills in the flow of a stored message (sender role, receiver role, purpose) in the running policy set:
+    /// its id, the policy hash and the flow's agreement. Left as it is when the partners or the flow are gone.
+    pub fn describe_stored_flow(
+        &self,
+        e: &mut LogEntry,
+        sender: &str,
+        receiver: &str,
+        purpose: &str,
+    ) {
+        let (Some(s), Some(r)) = (self.partners.by_id(sender), self.partners.by_id(receiver))
+        else {
+            return;
+        };
+        let policies = self.policy();
+        e.receiver_role = Some(r.partner.role.as_str().to_owned());
+        e.policy_hash = Some(policies.hash().to_owned());
+        if let Some(flow) = policies.find_flow(s.partner.role, r.partner.role, purpose) {
+            e.flow_id = Some(flow.id.clone());
+            e.agreement_id = flow.agreement.as_ref().map(|a| a.id.clone());
+        }
     }
 
     pub fn gauges(&self) -> Gauges {

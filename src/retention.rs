@@ -4,7 +4,7 @@
 //! never disappears unrecorded. Log entries themselves are never purged (they hold no payload values), which is
 //! why purging never breaks verification. The task must never delete anything without its log entry.
 
-use crate::audit::entry::{EventKind, LogEntry};
+use crate::audit::entry::EventKind;
 use crate::audit::writer::{now_ms, AuditError};
 use crate::gateway::Gateway;
 use crate::store::{Mutation, StoreError};
@@ -59,9 +59,8 @@ pub async fn sweep(gw: &Gateway, now_ms: i64) -> Result<usize, RetentionError> {
         let mut mutations = Vec::with_capacity(n);
         for row in expired {
             let m = row.msg;
-            let mut e = LogEntry::new(EventKind::PayloadPurged);
-            e.partner = "gateway".into();
-            e.organisation = "gateway".into();
+            let mut e = gw.gateway_entry(EventKind::PayloadPurged);
+            gw.describe_stored_flow(&mut e, &m.sender, &m.receiver, &m.purpose);
             e.message_id = Some(m.id.clone());
             e.sender = Some(m.sender);
             e.receiver = Some(m.receiver);
