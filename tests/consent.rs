@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use ketenpoort::audit::entry::{EventKind, LogEntry};
 use serde_json::{json, Value};
 
 fn consent(recipient: &str, purpose: &str, given_by: &str) -> Value {
@@ -128,10 +129,75 @@ async fn p4_needs_consent_and_withdrawal_reaches_waiting_messages() {
         // A second message waits in the mailbox while the consent is withdrawn.
         let r = school.post("/v1/messages", &example("P4")).await;
         assert_eq!(r.status, 201);
+        let waiting = r.json();
+        let waiting_id = waiting["message_id"].as_str().unwrap().to_owned();
         let r = school.delete(&format!("/v1/consents/{consent_id}")).await;
         assert_eq!(r.status, 200, "{}", r.text());
+        // The withdrawal is a log entry naming the consent, the pupil only as pseudonym.
+        let withdrawn: Vec<LogEntry> = gw
+            .log_entries()
+            .await
+            .into_iter()
+            .map(|(_, e)| e)
+            .filter(|e| e.event() == EventKind::ConsentWithdrawn)
+            .collect();
+        assert_eq!(withdrawn.len(), 1, "{withdrawn:?}");
+        assert_eq!(withdrawn[0].consents, [consent_id.clone()]);
+        assert_eq!(withdrawn[0].partner, "obs-de-linde");
+        assert_eq!(withdrawn[0].purpose.as_deref(), Some("vroegsignalering"));
+        assert_eq!(withdrawn[0].receiver.as_deref(), Some("wijkteam-noord"));
+        assert_eq!(withdrawn[0].outcome, "ok");
+        let recorded = gw
+            .log_entries()
+            .await
+            .into_iter()
+            .map(|(_, e)| e)
+            .find(|e| e.event() == EventKind::ConsentRecorded && e.consents == [consent_id.clone()])
+            .expect("a consent-recorded entry");
+        assert!(recorded.subject.is_some());
+        assert_eq!(withdrawn[0].subject, recorded.subject);
+        assert_ne!(withdrawn[0].subject.as_deref(), Some("121547280"));
         let inbox = wijkteam.inbox().await;
         assert_eq!(inbox.len(), 1);
+        // Its fetch entry lists every consent-only field that was not delivered, with the withdrawal as reason.
+        let fetched: Vec<LogEntry> = gw
+            .log_entries()
+            .await
+            .into_iter()
+            .map(|(_, e)| e)
+            .filter(|e| {
+                e.event() == EventKind::MessageFetched
+                    && e.message_id.as_deref() == Some(&*waiting_id)
+            })
+            .collect();
+        assert_eq!(fetched.len(), 1, "{fetched:?}");
+        let mut withheld: Vec<&str> = fetched[0]
+            .withheld
+            .iter()
+            .map(|w| w.field.as_str())
+            .collect();
+        withheld.sort();
+        let mut consent_only: Vec<&str> = waiting["delivered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        consent_only.sort();
+        assert!(
+            consent_only.contains(&"leerling.voornamen"),
+            "{consent_only:?}"
+        );
+        assert_eq!(withheld, consent_only, "{:?}", fetched[0]);
+        assert!(
+            fetched[0]
+                .withheld
+                .iter()
+                .all(|w| w.reason == "consent-withdrawn"),
+            "{:?}",
+            fetched[0].withheld
+        );
+        assert_eq!(fetched[0].flow_id.as_deref(), Some("P4"));
         let data = &inbox[0]["data"];
         assert!(
             !has_path(data, &["leerling", "voornamen"]),

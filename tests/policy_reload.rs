@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use ketenpoort::audit::entry::{EventKind, LogEntry};
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -15,6 +16,24 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// The disclosure entry of one message.
+async fn disclosure_of(gw: &Gateway, message_id: &str) -> LogEntry {
+    let mut found: Vec<LogEntry> = gw
+        .log_entries()
+        .await
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| {
+            e.event() == EventKind::MessageDisclosed && e.message_id.as_deref() == Some(message_id)
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.remove(0)
+}
+
+/// A broken policy file is refused by `POST /policies/reload` and by SIGHUP; the error is logged (naming the file)
+/// and counted in `/metrics`, and the next disclosure still records the running set's hash. A good set then
+/// replaces it, and the next disclosure records the new hash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_policies_never_replace_good_ones() {
     let dir = TempDir::new("kp-policies-");
@@ -56,6 +75,29 @@ async fn bad_policies_never_replace_good_ones() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(failures, "ketenpoort_policy_reload_failures_total 2");
+    // Both refusals are logged with the error, naming the file; the disclosure made meanwhile records the
+    // running (old) set, and no policy-loaded entry names a set that never ran.
+    assert!(
+        gw.wait_for_stderr("policy reload refused", 2),
+        "the refused reloads were not logged: {}",
+        gw.stderr()
+    );
+    let refused_lines: Vec<String> = gw
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("policy reload refused"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(refused_lines.len(), 2, "{refused_lines:?}");
+    for l in &refused_lines {
+        assert!(
+            l.contains("zz-broken.toml"),
+            "the logged error does not name the file: {l}"
+        );
+    }
+    let first_id = r.json()["message_id"].as_str().unwrap().to_owned();
+    let disclosed = disclosure_of(&gw, &first_id).await;
+    assert_eq!(disclosed.policy_hash.as_deref(), Some(&*hash_before));
 
     // Remove the broken file and drop P1's flow: the reload is accepted and P1 is no longer allowed.
     std::fs::remove_file(dir.path().join("zz-broken.toml")).unwrap();
@@ -75,10 +117,27 @@ async fn bad_policies_never_replace_good_ones() {
     let (status, body) = gw.ops_post("/policies/reload");
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_ne!(v["policy_hash"].as_str().unwrap(), hash_before);
+    let hash_after = v["policy_hash"].as_str().unwrap().to_owned();
+    assert_ne!(hash_after, hash_before);
     let r = c.post("/v1/messages", &example("P1")).await;
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(r.code(), "no-policy");
+    // The next disclosure records the new set's hash.
+    let r = gw
+        .client("lyceum-zuid")
+        .post("/v1/messages", &example("P2"))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let next = disclosure_of(&gw, r.json()["message_id"].as_str().unwrap()).await;
+    assert_eq!(next.policy_hash.as_deref(), Some(&*hash_after));
+    let loaded: Vec<Option<String>> = gw
+        .log_entries()
+        .await
+        .into_iter()
+        .filter(|(_, e)| e.event() == EventKind::PolicyLoaded)
+        .map(|(_, e)| e.policy_hash)
+        .collect();
+    assert_eq!(loaded, [Some(hash_before.clone()), Some(hash_after)]);
     let (ok, out) = gw.audit_verify();
     assert!(ok, "{out}");
 }
