@@ -574,6 +574,176 @@ async fn a_privacy_officer_sees_only_entries_of_its_own_organisation_and_the_ope
     }
 }
 
+const PUPIL_P3: &str = "507529170";
+
+/// Sends `example_name` from `sender`, lets the receiver fetch and acknowledge it; returns the message id.
+async fn deliver_fetch_ack(
+    gw: &Gateway,
+    sender: &str,
+    example_name: &str,
+    receiver: &str,
+) -> String {
+    let r = gw
+        .client(sender)
+        .post("/v1/messages", &example(example_name))
+        .await;
+    assert_eq!(r.status, 201, "{example_name}: {}", r.text());
+    let id = r.json()["message_id"].as_str().unwrap().to_owned();
+    let rc = gw.client(receiver);
+    let inbox = rc.inbox().await;
+    assert!(
+        inbox.iter().any(|m| m["message_id"] == id.as_str()),
+        "{example_name} not in the inbox of {receiver}"
+    );
+    let r = rc.post(&format!("/v1/inbox/{id}/ack"), b"").await;
+    assert_eq!(r.status, 200, "{example_name} ack: {}", r.text());
+    id
+}
+
+/// The events an FG's disclosure query shows about one message, in log order.
+fn events_of(v: &Value, message_id: &str) -> Vec<String> {
+    v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["message_id"] == message_id)
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+const DELIVERED: [&str; 3] = [
+    "message-disclosed",
+    "message-fetched",
+    "message-acknowledged",
+];
+
+/// Scoping with real deliveries (not only refusals and consents): P1 De Linde → Lyceum Zuid, P3 Lyceum Zuid →
+/// Leerplicht and P4 De Linde → Wijkteam Noord, each fetched and acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privacy_officers_see_the_deliveries_fetches_and_acks_of_their_own_organisation_only() {
+    let canaries = canaries();
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        let p1 = deliver_fetch_ack(&gw, "obs-de-linde", "P1", "lyceum-zuid").await;
+        let p3 = deliver_fetch_ack(&gw, "lyceum-zuid", "P3", "leerplicht-gemeente").await;
+        consent(
+            &gw,
+            "obs-de-linde",
+            PUPIL_P4,
+            "vroegsignalering",
+            "wijkteam-noord",
+        )
+        .await;
+        let p4 = deliver_fetch_ack(&gw, "obs-de-linde", "P4", "wijkteam-noord").await;
+
+        let lyceum = disclosures(&gw, "fg-lyceum-zuid", "").await;
+        assert_eq!(lyceum["scope"], "lyceum-zuid");
+        assert_eq!(events_of(&lyceum, &p1), DELIVERED, "P1 for fg-lyceum-zuid");
+        assert_eq!(events_of(&lyceum, &p3), DELIVERED, "P3 for fg-lyceum-zuid");
+        assert_eq!(
+            events_of(&lyceum, &p4),
+            Vec::<String>::new(),
+            "P4 shown to fg-lyceum-zuid"
+        );
+        for e in lyceum["entries"].as_array().unwrap() {
+            assert!(
+                ["organisation", "sender", "receiver"]
+                    .iter()
+                    .any(|k| e[k] == "lyceum-zuid"),
+                "fg-lyceum-zuid sees an entry without lyceum-zuid: {e}"
+            );
+            assert!(
+                e["receiver"] != "wijkteam-noord" && e["organisation"] != "wijkteam-noord",
+                "{e}"
+            );
+        }
+        // What the disclosure entry tells the FG: flow, receiver, legal basis and the delivered field paths.
+        let p3_disclosed = lyceum["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["message_id"] == p3.as_str() && e["event"] == "message-disclosed")
+            .unwrap();
+        assert_eq!(p3_disclosed["flow_id"], "P3");
+        assert_eq!(p3_disclosed["receiver"], "leerplicht-gemeente");
+        assert!(!p3_disclosed["legal_basis"].as_str().unwrap().is_empty());
+        let delivered: Vec<&str> = p3_disclosed["delivered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap())
+            .collect();
+        assert!(delivered.contains(&"verzuim.soort"), "{delivered:?}");
+        assert!(
+            !delivered.iter().any(|d| d.starts_with("toetsen")),
+            "{delivered:?}"
+        );
+        assert_absent(
+            serde_json::to_string(&lyceum).unwrap().as_bytes(),
+            &canaries,
+            "an FG's disclosure list",
+        );
+
+        // By pupil: the P3 pupil's entries for the lyceum's FG, nothing for De Linde's.
+        // (Fetch and ack entries carry no subject pseudonym today, so the pupil filter finds the disclosure.)
+        let by_pupil = disclosures(&gw, "fg-lyceum-zuid", &format!("pgn={PUPIL_P3}")).await;
+        assert!(
+            events_of(&by_pupil, &p3).contains(&"message-disclosed".to_owned()),
+            "{by_pupil}"
+        );
+        let linde_p3 = disclosures(&gw, "fg-obs-de-linde", &format!("pgn={PUPIL_P3}")).await;
+        assert_eq!(events_of(&linde_p3, &p3), Vec::<String>::new());
+
+        let linde = disclosures(&gw, "fg-obs-de-linde", "").await;
+        assert_eq!(events_of(&linde, &p1), DELIVERED, "P1 for fg-obs-de-linde");
+        assert_eq!(events_of(&linde, &p4), DELIVERED, "P4 for fg-obs-de-linde");
+        assert_eq!(
+            events_of(&linde, &p3),
+            Vec::<String>::new(),
+            "P3 shown to fg-obs-de-linde"
+        );
+
+        let all = disclosures(&gw, "fg-operator", "").await;
+        assert_eq!(all["scope"], "all");
+        for (name, id) in [("P1", &p1), ("P3", &p3), ("P4", &p4)] {
+            assert_eq!(events_of(&all, id), DELIVERED, "{name} for fg-operator");
+        }
+
+        // The art. 15 report of the P3 pupil: the lyceum's FG sees the disclosure to leerplicht with its fields,
+        // De Linde's FG sees none.
+        let r = gw
+            .client("fg-lyceum-zuid")
+            .get(&format!("/v1/audit/subjects/{PUPIL_P3}"))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_absent(&r.body, &canaries, "the art. 15 report");
+        let report = r.json();
+        let ds = report["disclosures"].as_array().unwrap();
+        assert_eq!(ds.len(), 1, "{report}");
+        assert_eq!(ds[0]["recipient"], "leerplicht-gemeente");
+        assert_eq!(ds[0]["purpose"], "verzuimmelding");
+        assert!(ds[0]["fields_delivered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "verzuim.soort"));
+        let r = gw
+            .client("fg-obs-de-linde")
+            .get(&format!("/v1/audit/subjects/{PUPIL_P3}"))
+            .await;
+        assert_eq!(r.json()["disclosures"], json!([]));
+        let r = gw
+            .client("fg-lyceum-zuid")
+            .get(&format!("/v1/audit/subjects/{PUPIL_P4}"))
+            .await;
+        assert_eq!(
+            r.json()["disclosures"],
+            json!([]),
+            "P4 in the lyceum's report"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disclosure_filters_paging_csv_and_the_logging_of_every_audit_query() {
     for backend in backends() {
