@@ -676,3 +676,33 @@ async fn every_entry_records_the_policy_hash_and_fetch_and_ack_the_flow() {
         assert!(ok, "{out}");
     }
 }
+
+/// A payload purged at its flow's retention limit: the `payload-purged` entry names the message's flow and the
+/// policy hash. The message is sent through the binary; the sweep runs in-process on the same database and keys
+/// (after the binary stopped) with a clock ten years ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_purge_entries_record_the_messages_flow() {
+    for backend in backends() {
+        let mut gw = Gateway::start(backend);
+        let hash = running_policy_hash(&gw);
+        let r = gw
+            .client("lyceum-zuid")
+            .post("/v1/messages", &example("P3"))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let id = r.json()["message_id"].as_str().unwrap().to_owned();
+        gw.stop();
+
+        let config = ketenpoort::config::Config::load(&gw.config_path).unwrap();
+        let (inner, _writer) = ketenpoort::gateway::Gateway::start(config).await.unwrap();
+        let later = ketenpoort::audit::writer::now_ms() + 10 * 365 * 86_400_000;
+        assert_eq!(
+            ketenpoort::retention::sweep(&inner, later).await.unwrap(),
+            1
+        );
+        let e = entry_about(&gw, EventKind::PayloadPurged, &id).await;
+        assert_eq!(e.flow_id.as_deref(), Some("P3"), "{e:?}");
+        assert_eq!(e.policy_hash.as_deref(), Some(&*hash), "{e:?}");
+        assert_eq!(e.receiver.as_deref(), Some("leerplicht-gemeente"));
+    }
+}
