@@ -142,7 +142,7 @@ async fn p4_needs_consent_and_withdrawal_reaches_waiting_messages() {
             .filter(|e| e.event() == EventKind::ConsentWithdrawn)
             .collect();
         assert_eq!(withdrawn.len(), 1, "{withdrawn:?}");
-        assert_eq!(withdrawn[0].consents, [consent_id.clone()]);
+        assert_eq!(withdrawn[0].consents, std::slice::from_ref(&consent_id));
         assert_eq!(withdrawn[0].partner, "obs-de-linde");
         assert_eq!(withdrawn[0].purpose.as_deref(), Some("vroegsignalering"));
         assert_eq!(withdrawn[0].receiver.as_deref(), Some("wijkteam-noord"));
