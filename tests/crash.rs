@@ -1,7 +1,7 @@
 //! Crash safety: several partners send bursts while the gateway is killed with SIGKILL at random moments and
 //! restarted, again and again. After every restart:
 //! - every acknowledged write is in the log: consent registrations (201, with their log position), refusals
-//!   (403 `no-policy`, found by their unique purpose) and — once policies are present — messages (201);
+//!   (403 `no-policy`, found by their unique purpose) and P1 messages (201, with an Idempotency-Key);
 //! - every message a receiver fetched has a `message-disclosed` entry at the position the fetch names;
 //! - no message is delivered twice: one message id per Idempotency-Key (resends of unanswered requests use the
 //!   same key), and nothing comes back after its acknowledgement;
@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The sending partners; the first two are primary schools, which send P1 messages once policies are present.
+/// The sending partners; the first two are primary schools, which also send P1 messages to lyceum-zuid.
 const SENDERS: [&str; 4] = [
     "obs-de-linde",
     "cbs-het-anker",
@@ -121,7 +121,7 @@ async fn one(
     tag: String,
     n: u64,
     kind: u64,
-    deliveries: bool,
+    sends_p1: bool,
     ledger: &Mutex<Ledger>,
 ) -> Outcome {
     match kind {
@@ -140,7 +140,7 @@ async fn one(
                 Outcome::Answered
             }
         },
-        1 if deliveries => {
+        1 if sends_p1 => {
             let key = format!("k-{tag}");
             ledger
                 .lock()
@@ -216,14 +216,13 @@ async fn sender(
     partner: &'static str,
     cycle: usize,
     seed: u64,
-    deliveries: bool,
     ledger: Arc<Mutex<Ledger>>,
     stop: Arc<AtomicBool>,
 ) {
     let client = Arc::new(Client::new(&gw_addr, partner));
     let mut rng = Rng(seed | 1);
     let mut n = 0u64;
-    let deliveries = deliveries && P1_SENDERS.contains(&partner);
+    let sends_p1 = P1_SENDERS.contains(&partner);
     while !stop.load(Ordering::Relaxed) {
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..BURST {
@@ -231,9 +230,7 @@ async fn sender(
             let kind = rng.below(3);
             let tag = format!("{seed:x}-{cycle}-{partner}-{n}");
             let (client, ledger) = (client.clone(), ledger.clone());
-            set.spawn(
-                async move { one(&client, partner, tag, n, kind, deliveries, &ledger).await },
-            );
+            set.spawn(async move { one(&client, partner, tag, n, kind, sends_p1, &ledger).await });
         }
         let mut gone = false;
         while let Some(r) = set.join_next().await {
@@ -391,13 +388,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn run(backend: Backend, cycles: usize, seed: u64) {
-    let deliveries = root().join("policies").is_dir();
-    if !deliveries {
-        eprintln!(
-            "SKIPPED delivery variant of the crash test: no policies/ (policy module not merged); \
-             consents and refusals only"
-        );
-    }
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let mut rng = Rng(seed);
     let mut gw = Gateway::start(backend);
@@ -414,18 +404,15 @@ async fn run(backend: Backend, cycles: usize, seed: u64) {
                 partner,
                 cycle,
                 seed ^ ((cycle as u64) << 8) ^ i as u64,
-                deliveries,
                 ledger.clone(),
                 stop.clone(),
             )));
         }
-        if deliveries {
-            tasks.push(tokio::spawn(receiver(
-                gw.partner_addr.clone(),
-                ledger.clone(),
-                stop.clone(),
-            )));
-        }
+        tasks.push(tokio::spawn(receiver(
+            gw.partner_addr.clone(),
+            ledger.clone(),
+            stop.clone(),
+        )));
         tokio::time::sleep(Duration::from_millis(50 + rng.below(550))).await;
         if last {
             // A clean end: let everyone finish, resend what is unanswered, drain the inbox.
@@ -433,10 +420,8 @@ async fn run(backend: Backend, cycles: usize, seed: u64) {
             for t in tasks {
                 t.await.unwrap();
             }
-            if deliveries {
-                resend_unanswered(&gw, &ledger).await;
-                receiver(gw.partner_addr.clone(), ledger.clone(), stop.clone()).await;
-            }
+            resend_unanswered(&gw, &ledger).await;
+            receiver(gw.partner_addr.clone(), ledger.clone(), stop.clone()).await;
             break;
         }
         let (next, recovery) = tokio::task::spawn_blocking(move || gw.crash_restart())
@@ -447,9 +432,7 @@ async fn run(backend: Backend, cycles: usize, seed: u64) {
         for t in tasks {
             t.await.unwrap();
         }
-        if deliveries {
-            resend_unanswered(&gw, &ledger).await;
-        }
+        resend_unanswered(&gw, &ledger).await;
         let f = check(&gw, &ledger).await;
         assert_eq!(
             (f.acknowledged_missing, f.delivered_unlogged, f.duplicates),
@@ -503,9 +486,7 @@ async fn run(backend: Backend, cycles: usize, seed: u64) {
         !l.consents.is_empty() && !l.refusals.is_empty(),
         "the workload acknowledged nothing"
     );
-    if deliveries {
-        assert!(!l.sent.is_empty(), "no message was acknowledged");
-    }
+    assert!(!l.sent.is_empty(), "no message was acknowledged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
