@@ -1,6 +1,7 @@
 //! The fuzz targets on stable: every seed in `fuzz/corpus/<target>/` is replayed through the target's checks
 //! (`tests/fuzz_checks/`, the same code `cargo +nightly fuzz run <target>` runs), then a bounded random-mutation
-//! run (bit flips, byte edits, splices, JSON tokens) starting from those seeds.
+//! run (bit flips, byte edits, splices, JSON tokens) starting from those seeds: 20 000 inputs per target, 1 000 for
+//! `policy_load` (each input loads the whole policy language twice, about 4 ms in a debug build).
 //!
 //! `KETENPOORT_FUZZ_SECS=N` runs the mutation stage for N seconds per target instead of a fixed number of inputs
 //! (a long run on a machine without nightly); `KETENPOORT_FUZZ_SEED` (hex) repeats a run.
@@ -81,6 +82,15 @@ const TOKENS: &[&[u8]] = &[
     b"\"event\"",
     b"\n",
     b"\xe2\x80\x94",
+    b"[flow]",
+    b"[[message]]",
+    b" = ",
+    b"\"*\"",
+    b"[].",
+    b".*",
+    b"\"consent\"",
+    b"\"aantal\"",
+    b"\"cellen\"",
 ];
 
 fn mutate(rng: &mut Rng, input: &[u8], seeds: &[(PathBuf, Vec<u8>)]) -> Vec<u8> {
@@ -131,6 +141,14 @@ fn mutate(rng: &mut Rng, input: &[u8], seeds: &[(PathBuf, Vec<u8>)]) -> Vec<u8> 
     v
 }
 
+/// Mutated inputs per target when `KETENPOORT_FUZZ_SECS` is not set.
+fn default_runs(target: &str) -> u64 {
+    match target {
+        "policy_load" => 1_000,
+        _ => 20_000,
+    }
+}
+
 #[test]
 fn random_mutations_of_the_seeds_never_panic() {
     let secs: Option<u64> = std::env::var("KETENPOORT_FUZZ_SECS")
@@ -148,7 +166,7 @@ fn random_mutations_of_the_seeds_never_panic() {
         loop {
             let done = match secs {
                 Some(s) => started.elapsed() >= Duration::from_secs(s),
-                None => runs >= 20_000,
+                None => runs >= default_runs(target),
             };
             if done {
                 break;
@@ -170,4 +188,95 @@ fn random_mutations_of_the_seeds_never_panic() {
             started.elapsed().as_secs_f64()
         );
     }
+}
+
+/// The seeds reach the code they are for: every shipped policy file is in the `policy_load` corpus unchanged and
+/// loads beside the catalogue, every `bad-*` seed there is refused; the `field_filter` seeds of the examples are
+/// the examples unchanged and get fields delivered (a corpus of inputs that all fail to parse would fuzz nothing).
+#[test]
+fn seed_corpora_reach_the_code_they_target() {
+    use ketenpoort::policy::PolicySet;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let seeds = corpus("policy_load");
+    let seed = |name: &str| {
+        seeds
+            .iter()
+            .find(|(p, _)| p.file_name().unwrap() == name)
+            .map(|(_, b)| String::from_utf8(b.clone()).unwrap())
+    };
+    let catalogue = std::fs::read_to_string(root.join("policies/catalogue.toml")).unwrap();
+    let mut shipped = 0;
+    for entry in std::fs::read_dir(root.join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            seed(&name).as_deref(),
+            Some(text.as_str()),
+            "fuzz/corpus/policy_load/{name} differs from policies/{name}: copy it again"
+        );
+        let files = [
+            ("catalogue.toml".to_owned(), catalogue.clone()),
+            (format!("x-{name}"), text),
+        ];
+        if name != "catalogue.toml" {
+            let set = PolicySet::from_sources(&files)
+                .unwrap_or_else(|e| panic!("policies/{name} beside the catalogue: {e}"));
+            assert_eq!(set.flows().count(), 1, "{name}");
+        }
+        shipped += 1;
+    }
+    assert!(shipped >= 8, "only {shipped} policy files");
+    let mut bad = 0;
+    for (path, bytes) in &seeds {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        if !name.starts_with("bad-") {
+            continue;
+        }
+        let files = [
+            ("catalogue.toml".to_owned(), catalogue.clone()),
+            (
+                "fuzz.toml".to_owned(),
+                String::from_utf8_lossy(bytes).into_owned(),
+            ),
+        ];
+        assert!(
+            PolicySet::from_sources(&files).is_err(),
+            "{name} is meant to be refused and loads"
+        );
+        bad += 1;
+    }
+    assert!(bad >= 5, "only {bad} broken policy seeds");
+
+    let set = PolicySet::load_dir(&root.join("policies")).unwrap();
+    let mut decided = 0;
+    for (path, bytes) in corpus("field_filter") {
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let Some(id) = name.strip_suffix(".json").and_then(|n| n.split('-').next()) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let example = std::fs::read(root.join("examples").join(&name)).ok();
+        if example.is_none() || set.flows().all(|f| f.id != id) {
+            continue;
+        }
+        assert_eq!(
+            example.as_deref(),
+            Some(bytes.as_slice()),
+            "fuzz/corpus/field_filter/{name} differs from examples/{name}"
+        );
+        assert!(v["data"].is_object(), "{name}");
+        assert!(
+            fuzz_checks::field_filter_delivered(&bytes) > 0,
+            "{name}: no flow delivers any field of it"
+        );
+        decided += 1;
+    }
+    assert_eq!(
+        decided, 7,
+        "the seven examples P1–P7 are field_filter seeds"
+    );
 }

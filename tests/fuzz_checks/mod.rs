@@ -9,6 +9,12 @@ use ketenpoort::audit::merkle::{
     consistency_proof, consistency_proof_ranges, inclusion_proof, inclusion_proof_ranges,
     leaf_hash, root_of, verify_consistency, verify_inclusion, Hash,
 };
+use ketenpoort::domain::{ConsentRecord, GivenBy, Partner, Role, SubjectId, SubjectKind};
+use ketenpoort::policy::{
+    check_sources, decide, explain, strip_paths, DecisionRequest, FieldAction, PolicySet,
+};
+use serde_json::Value;
+use std::sync::OnceLock;
 
 /// The envelope stage: any panic is a bug; every refusal is a 400 or 422 with a stable code.
 pub fn envelope(data: &[u8]) {
@@ -100,13 +106,156 @@ pub fn checkpoint_note(data: &[u8]) {
     }
 }
 
+/// The shipped catalogue, beside which `policy_load` also loads its input.
+const CATALOGUE: &str = include_str!("../../policies/catalogue.toml");
+
+/// The policy loader: arbitrary text, alone or beside the shipped catalogue, loads or is refused with errors
+/// that each name the file; never a panic. A set that loads hashes to 64 hex digits, explains every flow and its
+/// check findings that are errors name a line.
+pub fn policy_load(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for files in [
+        vec![("fuzz.toml".to_owned(), text.to_owned())],
+        vec![
+            ("catalogue.toml".to_owned(), CATALOGUE.to_owned()),
+            ("fuzz.toml".to_owned(), text.to_owned()),
+        ],
+    ] {
+        match PolicySet::from_sources(&files) {
+            Ok(set) => {
+                assert_eq!(set.hash().len(), 64);
+                for flow in set.flows() {
+                    let (from, to) = (flow.senders[0], flow.receivers[0]);
+                    assert!(explain(&set, from, to, &flow.purpose).is_ok());
+                }
+                let _ = explain(&set, Role::SchoolPo, Role::Wijkteam, "x");
+                assert!(check_sources(&files)
+                    .iter()
+                    .all(|f| !f.is_error() || f.line.is_some()));
+            }
+            Err(e) => {
+                for err in e.errors() {
+                    assert!(err.location().0.is_some(), "error without a file: {err}");
+                }
+                assert!(!e.to_string().is_empty());
+            }
+        }
+    }
+}
+
+/// The shipped policies (`policies/` of the repository), loaded once.
+fn shipped_policies() -> &'static PolicySet {
+    static SET: OnceLock<PolicySet> = OnceLock::new();
+    SET.get_or_init(|| {
+        // CARGO_MANIFEST_DIR is the repository for `cargo test` and `fuzz/` for cargo-fuzz.
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = [here.join("policies"), here.join("../policies")]
+            .into_iter()
+            .find(|d| d.join("catalogue.toml").is_file())
+            .expect("policies/ next to the crate");
+        PolicySet::load_dir(&dir).expect("the shipped policies load")
+    })
+}
+
+fn fuzz_partner(id: &str, role: Role) -> Partner {
+    Partner {
+        id: id.to_owned(),
+        name: id.to_owned(),
+        role,
+        oin: "00000001800000000001".to_owned(),
+        organisation: None,
+    }
+}
+
+/// The field filter with the shipped policies: arbitrary JSON (an envelope's `data`, or the value itself) for
+/// every flow, with and without a consent for everything: never a panic; what is delivered is catalogued, named
+/// by the flow with a delivering action, and carries the consent where the flow or rule needs one.
+pub fn field_filter(bytes: &[u8]) {
+    field_filter_delivered(bytes);
+}
+
+/// `field_filter`, returning how many decisions (flow × consent set) delivered at least one field.
+pub fn field_filter_delivered(bytes: &[u8]) -> usize {
+    let Ok(mut data) = serde_json::from_slice::<Value>(bytes) else {
+        return 0;
+    };
+    let mut delivering = 0;
+    if let Some(inner) = data.get("data").cloned() {
+        data = inner;
+    }
+    let policies = shipped_policies();
+    let today = time::Date::from_calendar_date(2026, time::Month::June, 1).unwrap();
+    let subject = SubjectId::new(SubjectKind::Pgn, "628194821").unwrap();
+    for flow in policies.flows() {
+        let sender = fuzz_partner("leerplicht-gemeente", flow.senders[0]);
+        let receiver = fuzz_partner("swv-vo-zuid", flow.receivers[0]);
+        let all = ConsentRecord {
+            consent_id: "c1".into(),
+            registered_by: sender.id.clone(),
+            purpose: flow.purpose.clone(),
+            recipient: receiver.id.clone(),
+            categories: vec!["*".into()],
+            given_by: GivenBy::OuderEnJongere,
+            valid_from: today,
+            valid_until: today,
+            withdrawn: false,
+        };
+        for consents in [vec![], vec![all]] {
+            let req = DecisionRequest {
+                sender: &sender,
+                receiver: &receiver,
+                message_type: &flow.message_type,
+                purpose: &flow.purpose,
+                subject: flow.aggregate.is_none().then_some(&subject),
+                justification: Some("Fuzzing: noodzakelijk en niets lichters volstaat."),
+                data: &data,
+                consents: &consents,
+                today,
+                pseudonym_key: b"fuzz",
+            };
+            let Ok(d) = decide(policies, &req) else {
+                continue;
+            };
+            let cat = policies.catalogue(&flow.message_type).unwrap();
+            if d.fields.iter().any(|f| f.action.is_delivered()) {
+                delivering += 1;
+            }
+            for f in d.fields.iter().filter(|f| f.action.is_delivered()) {
+                let path = f
+                    .catalogue_path
+                    .as_deref()
+                    .expect("delivered fields are catalogued");
+                assert!(cat.field(path).is_some());
+                if flow.aggregate.is_none() {
+                    let rule = flow.rule_for(path).expect("delivered fields are named");
+                    assert!(rule.action.delivers());
+                    if flow.consent || rule.action.needs_consent() {
+                        assert_eq!(f.consent_id.as_deref(), Some("c1"));
+                    }
+                }
+                if f.action == FieldAction::Delivered {
+                    assert!(d.delivered.is_object());
+                }
+            }
+            let mut delivered = d.delivered.clone();
+            let paths: Vec<String> = d.consent_dependent().into_iter().map(|(p, _)| p).collect();
+            strip_paths(&mut delivered, &paths);
+        }
+    }
+    delivering
+}
+
 /// A fuzz target's check.
 pub type Check = fn(&[u8]);
 
 /// Every target by its fuzz/ name.
-pub const TARGETS: [(&str, Check); 4] = [
+pub const TARGETS: [(&str, Check); 6] = [
     ("envelope", envelope),
     ("log_entry", log_entry),
     ("proof_verify", proof_verify),
     ("checkpoint_note", checkpoint_note),
+    ("policy_load", policy_load),
+    ("field_filter", field_filter),
 ];
