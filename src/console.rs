@@ -160,7 +160,7 @@ table { border-collapse:collapse; width:100%; margin:.4rem 0 1rem; font-size:.9r
 th, td { border-bottom:1px solid var(--line); padding:.35rem .5rem; text-align:left; vertical-align:top; }
 th { background:var(--band); font-weight:600; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; }
-code, .mono { font-family: "DejaVu Sans Mono", "Liberation Mono", monospace; font-size:.82rem; word-break:break-all; }
+code, .mono { font-family: "DejaVu Sans Mono", "Liberation Mono", monospace; font-size:.82rem; overflow-wrap:anywhere; }
 form.filters { display:grid; grid-template-columns:repeat(auto-fill, minmax(12rem, 1fr)); gap:.5rem 1rem; background:var(--band); padding:.8rem 1rem; border:1px solid var(--line); }
 form.filters label, form.single label { display:flex; flex-direction:column; font-size:.82rem; color:var(--muted); }
 input, select { font:inherit; padding:.3rem .4rem; border:1px solid #9aa4ae; border-radius:3px; background:#fff; color:var(--ink); }
@@ -176,7 +176,7 @@ form.single { display:flex; gap:1rem; align-items:end; background:var(--band); p
 .tag { display:inline-block; padding:0 .35rem; border-radius:3px; background:var(--band); border:1px solid var(--line); font-size:.8rem; white-space:nowrap; }
 .tag.refused { border-color:#e3a7a3; background:#fdf0ef; }
 .tag.disclosed { border-color:#9fd0ab; background:#eef8f0; }
-pre { background:var(--band); border:1px solid var(--line); padding:.6rem .8rem; overflow:auto; font-size:.82rem; }
+pre { background:var(--band); border:1px solid var(--line); padding:.6rem .8rem; overflow:auto; font-size:.82rem; white-space:pre-wrap; overflow-wrap:anywhere; }
 ul.fields { margin:0; padding-left:1.1rem; }
 footer { color:var(--muted); font-size:.8rem; padding:0 1.5rem 1.5rem; }
 @media print {
@@ -384,7 +384,12 @@ fn fields_list(fields: &[String]) -> String {
     }
     let mut out = String::from("<ul class=\"fields\">");
     for f in fields {
-        let _ = write!(out, "<li><code>{}</code></li>", esc(f));
+        // A narrow column breaks a path after a dot, not inside a name.
+        let _ = write!(
+            out,
+            "<li><code>{}</code></li>",
+            esc(f).replace('.', ".<wbr>")
+        );
     }
     out.push_str("</ul>");
     out

@@ -12,6 +12,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const LYCEUM_PUPIL: &str = "507529170";
+/// The pupil of the P4 example (De Linde → Wijkteam Noord).
+const OTHER_PUPIL: &str = "121547280";
+/// Values of the P3 example's pupil: the log and the console hold field names, never these.
+const P3_VALUES: [&str; 4] = ["Yilmaz", "Emre", "0687654321", "vaak ziek op maandag"];
 
 fn run(program: &str, args: &[&str]) {
     let out = Command::new(program)
@@ -162,6 +166,64 @@ async fn refused(gw: &Gateway, sender: &str, example_name: &str, purpose: &str) 
     assert_eq!(r.status, 403, "{}", r.text());
 }
 
+/// The text of one reference flow's section of the policy page (`<h3>P1: ...` up to the next heading).
+fn flow_section<'a>(dom: &'a str, flow: &str) -> &'a str {
+    let start = dom
+        .find(&format!("<h3>{flow}:"))
+        .unwrap_or_else(|| panic!("beleid: no section for {flow}"));
+    let rest = &dom[start + 4..];
+    let end = rest.find("<h3>").unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// The action column of `field`'s line in a flow's explanation (whitespace collapsed), e.g. `deliver`.
+fn field_line(section: &str, field: &str) -> String {
+    section
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{field} ")))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| panic!("beleid: no line for {field} in\n{section}"))
+}
+
+/// The policy page shows P1's and P4's field actions as `policy explain` gives them.
+fn check_policy_field_actions(dom: &str) {
+    let cases: [(&str, &str, &str); 9] = [
+        ("P1", "leerling.achternaam", "ADM S1 deliver"),
+        ("P1", "diagnoses[].categorie", "DIAG S4 deliver"),
+        ("P1", "diagnoses[].omschrijving", "DIAG S4 withhold"),
+        ("P1", "jeugdhulp.inhoud", "JH S4 withhold"),
+        (
+            "P1",
+            "bijlagen[].inhoud",
+            "ATT S4 deliver with consent (ATT)",
+        ),
+        (
+            "P4",
+            "leerling.geboortedatum",
+            "generalise date-year with consent (ADM)",
+        ),
+        (
+            "P4",
+            "verzuim.uren_3mnd",
+            "generalise number-band-10 with consent (VZ)",
+        ),
+        ("P4", "ondersteuning.opp", "BEG S3 withhold"),
+        ("P4", "cognitief.iq_totaal", "COG S3 withhold"),
+    ];
+    for (flow, field, action) in cases {
+        let line = field_line(flow_section(dom, flow), field);
+        assert!(
+            line.starts_with(&format!("{field} ")) && line.contains(action),
+            "beleid {flow}: {field} should read '{action}': {line}"
+        );
+    }
+    // Each flow's section ends with the default deny.
+    for flow in ["P1", "P4"] {
+        let line = field_line(flow_section(dom, flow), "(any other field)");
+        assert!(line.contains("withhold"), "beleid {flow}: {line}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_pages_in_chromium_show_the_lyceum_fg_only_its_own_organisation() {
     let needed = [
@@ -173,6 +235,7 @@ async fn console_pages_in_chromium_show_the_lyceum_fg_only_its_own_organisation(
     if !needed.iter().all(|(p, why)| require_program(p, why)) {
         return;
     }
+    let canaries = canaries();
     let gw = Gateway::start(Backend::Sqlite);
     refused(&gw, "lyceum-zuid", "P3", "test-alleen-lyceum-zuid").await;
     refused(&gw, "obs-de-linde", "P4", "test-alleen-de-linde").await;
@@ -190,6 +253,60 @@ async fn console_pages_in_chromium_show_the_lyceum_fg_only_its_own_organisation(
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let consent_id = r.json()["consent_id"].as_str().unwrap().to_owned();
+    // A real disclosure about the same pupil: P3 Lyceum Zuid → Leerplicht, fetched and acknowledged.
+    assert_eq!(
+        example_json("P3")["subject"]["pgn"],
+        LYCEUM_PUPIL,
+        "the P3 example is about the pupil the console test searches"
+    );
+    let r = gw
+        .client("lyceum-zuid")
+        .post("/v1/messages", &example("P3"))
+        .await;
+    assert_eq!(r.status, 201, "P3: {}", r.text());
+    let p3 = r.json();
+    let p3_id = p3["message_id"].as_str().unwrap().to_owned();
+    assert!(p3["delivered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d == "verzuim.soort"));
+    let leerplicht = gw.client("leerplicht-gemeente");
+    assert_eq!(leerplicht.inbox().await.len(), 1);
+    let r = leerplicht
+        .post(&format!("/v1/inbox/{p3_id}/ack"), b"")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Another organisation's real delivery, which the lyceum's FG must not see.
+    let r = gw
+        .client("obs-de-linde")
+        .post_json(
+            "/v1/consents",
+            &json!({
+                "subject": {"pgn": OTHER_PUPIL}, "purpose": "vroegsignalering", "recipient": "wijkteam-noord",
+                "categories": ["*"], "given_by": "ouder", "evidence": "toestemmingsformulier, leerlingdossier",
+                "valid_from": "2026-01-01", "valid_until": "2030-07-31"
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = gw
+        .client("obs-de-linde")
+        .post("/v1/messages", &example("P4"))
+        .await;
+    assert_eq!(r.status, 201, "P4: {}", r.text());
+    let p4_id = r.json()["message_id"].as_str().unwrap().to_owned();
+    // The operator's FG sees it (so its absence from the lyceum FG's pages below means something).
+    let r = gw
+        .client("fg-operator")
+        .get("/v1/audit/disclosures?flow=P4&event=message-disclosed")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["message_id"] == p4_id.as_str()));
 
     let port = gw.partner_addr.rsplit(':').next().unwrap().to_owned();
     let origin = format!("https://localhost:{port}");
@@ -198,57 +315,91 @@ async fn console_pages_in_chromium_show_the_lyceum_fg_only_its_own_organisation(
     let shots = root().join("target/console-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
 
-    let pages: [(&str, String, &[&str], &[&str]); 6] = [
+    let pages: Vec<(&str, String, Vec<&str>, Vec<&str>)> = vec![
         (
             "overzicht",
             "/console/".into(),
-            &[
+            vec![
                 "Functionaris gegevensbescherming Lyceum Zuid",
                 "inzage in verstrekkingen van Lyceum Zuid",
                 "Inzageverzoek leerling",
             ],
-            &[],
+            vec![],
         ),
         (
             "verstrekkingen",
             "/console/verstrekkingen".into(),
-            &[
+            vec![
                 "test-alleen-lyceum-zuid",
                 "test-linde-naar-lyceum",
                 "toestemming vastgelegd",
                 "geweigerd",
+                "verstrekt",
+                "opgehaald",
+                "ontvangst bevestigd",
+                "Leerplicht Gemeente Voorbeeld",
             ],
-            &["test-alleen-de-linde"],
+            // (The filter form names every partner and suggests purposes, so look at table cells.)
+            vec![
+                "test-alleen-de-linde",
+                "vroegsignalering<br>",
+                "→ Wijkteam Noord</td>",
+                "flow P4<",
+            ],
         ),
         (
             "verstrekkingen-gefilterd",
             "/console/verstrekkingen?event=message-refused&partner=obs-de-linde".into(),
-            &["test-linde-naar-lyceum"],
-            &["test-alleen-de-linde", "test-alleen-lyceum-zuid"],
+            vec!["test-linde-naar-lyceum"],
+            vec![
+                "test-alleen-de-linde",
+                "test-alleen-lyceum-zuid",
+                "verzuimmelding",
+            ],
         ),
         (
             "leerling",
             format!("/console/leerling?pgn={LYCEUM_PUPIL}"),
-            &[
+            vec![
                 "Ontvangers",
                 "Toestemmingen",
                 consent_id.as_str(),
                 "test-alleen-lyceum-zuid",
                 "Afdrukbare versie",
+                // The P3 disclosure with its fields.
+                "Leerplicht Gemeente Voorbeeld",
+                "Leerplicht",
+                "verzuimmelding",
+                "flow P3",
+                "Leerplichtwet 1969 art. 21 en 21a",
+                "<code>verzuim.<wbr>soort</code>",
+                "<code>leerling.<wbr>achternaam</code>",
+                "<code>melder.<wbr>naam</code>",
             ],
-            &["test-alleen-de-linde"],
+            vec![
+                "test-alleen-de-linde",
+                "Er zijn geen gegevens over deze leerling verstrekt",
+                "<code>toetsen",
+                "<code>diagnoses",
+            ],
         ),
         (
             "integriteit",
             "/console/integriteit".into(),
-            &["In orde", "handtekeningen gecontroleerd", "deze gateway"],
-            &["NIET IN ORDE"],
+            vec!["In orde", "handtekeningen gecontroleerd", "deze gateway"],
+            vec!["NIET IN ORDE"],
         ),
         (
             "beleid",
             "/console/beleid".into(),
-            &["Referentieflows", "P4:", "vroegsignalering", "<pre"],
-            &[],
+            vec![
+                "Referentieflows",
+                "<h3>P1:",
+                "<h3>P4:",
+                "vroegsignalering",
+                "<pre",
+            ],
+            vec![],
         ),
     ];
     for (name, path, present, absent) in &pages {
@@ -259,13 +410,20 @@ async fn console_pages_in_chromium_show_the_lyceum_fg_only_its_own_organisation(
             dom.contains("<html lang=\"nl\">"),
             "{name}: not the console page:\n{dom}"
         );
-        for text in *present {
+        for text in present {
             assert!(dom.contains(text), "{name}: '{text}' missing:\n{dom}");
         }
-        for text in *absent {
+        for text in absent {
             assert!(!dom.contains(text), "{name}: '{text}' shown:\n{dom}");
         }
         assert!(!dom.contains("<script"), "{name}: a script on the page");
+        assert_absent(dom.as_bytes(), &canaries, name);
+        for value in P3_VALUES {
+            assert!(!dom.contains(value), "{name}: a pupil value on the page");
+        }
+        if *name == "beleid" {
+            check_policy_field_actions(&dom);
+        }
     }
 
     // The browser's visits are audit queries in the log (the pupil only as pseudonym).
