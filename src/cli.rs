@@ -132,7 +132,16 @@ pub fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
 }
 
 pub fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    main_from(std::env::args_os())
+}
+
+/// `main` with the arguments given (the first is the program name); the benchmark tool runs the gateway this way.
+pub fn main_from<I, T>(args: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -224,8 +224,8 @@ impl Gateway {
     pub async fn ready(&self) -> Result<(), String> {
         self.store.ping().await.map_err(|e| e.to_string())?;
         if !self.writer.is_healthy() {
-            // A ping succeeded: let the writer prove it with a real commit.
-            self.writer.flush().await;
+            // A ping succeeded: let the writer prove it with a write that needs fresh space.
+            self.writer.probe().await;
             if !self.writer.is_healthy() {
                 return Err("the disclosure log cannot be written".into());
             }

@@ -210,6 +210,8 @@ async fn read_body(
             format!("the request body exceeds {max} bytes"),
         )
     };
+    let unreadable =
+        || Problem::bad_request("body-unreadable", "the request body could not be read");
     if let Some(len) = headers.get(header::CONTENT_LENGTH) {
         let len: u64 = len
             .to_str()
@@ -219,24 +221,55 @@ async fn read_body(
                 Problem::bad_request("invalid-content-length", "Content-Length is not a number")
             })?;
         if len > max as u64 {
+            drain_refused(body, max);
             return Err(too_large());
         }
     }
-    let limited = http_body_util::Limited::new(body, max);
     let deadline = Duration::from_secs(gw.config.server.body_timeout_secs);
-    match tokio::time::timeout(deadline, limited.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Ok(Err(_)) => Err(Problem::bad_request(
-            "body-unreadable",
-            "the request body could not be read",
-        )),
+    let read = async move {
+        let mut body = body;
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map_err(|_| unreadable())?.into_data() else {
+                continue;
+            };
+            if buf.len() + data.len() > max {
+                drain_refused(body, max);
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&data);
+        }
+        Ok(buf.freeze())
+    };
+    match tokio::time::timeout(deadline, read).await {
+        Ok(result) => result,
         Err(_) => Err(Problem::new(
             StatusCode::REQUEST_TIMEOUT,
             "body-timeout",
             "the request body did not arrive in time",
         )),
     }
+}
+
+/// After a body is refused as too large, a task reads and discards what the client is still sending (at most three
+/// times the limit, for at most two seconds) while the 413 goes out, so an HTTP/1.1 client that writes its whole body
+/// before reading gets the problem instead of a connection reset. Nothing of it is kept.
+fn drain_refused(mut body: Body, max: usize) {
+    let budget = max.saturating_mul(3);
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let mut seen = 0usize;
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Some(d) = frame.data_ref() {
+                    seen += d.len();
+                    if seen > budget {
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+    });
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {

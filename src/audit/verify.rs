@@ -4,14 +4,15 @@
 //! repairs. Entries are streamed in pages so memory stays flat on large logs.
 
 use super::checkpoint::{verify_checkpoint, SignedCheckpoint};
-use super::entry::LogEntry;
+use super::entry::{LogEntry, ENTRY_VERSION};
 use super::merkle::{leaf_hash, Frontier, Hash};
 use super::writer::chain_hash;
-use crate::store::{DynStore, StoreError};
+use crate::store::{DynStore, LogRow, StoreError};
 use std::fmt;
 use std::time::Instant;
 
-const PAGE: usize = 20_000;
+/// Entries per page read; small enough that reading, hashing and walking overlap, large enough to amortise a read.
+const PAGE: usize = 4_096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogReport {
@@ -139,7 +140,15 @@ pub async fn verify_log(
         seq: 0,
         next_cp: 0,
         checkpoints_checked: 0,
+        prefix: Vec::new(),
+        prefix_len: 0,
     };
+    walk.prefix = format!(
+        "{{\"v\":{ENTRY_VERSION},\"log_id\":{},\"seq\":",
+        serde_json::to_string(log_id).unwrap_or_default()
+    )
+    .into_bytes();
+    walk.prefix_len = walk.prefix.len();
     let mut bad = walk.read(store, None).await?;
     // Read after the entries: on a live log it may already cover entries appended since.
     let state = if bad.is_none() {
@@ -187,48 +196,110 @@ struct Walk<'a> {
     seq: u64,
     next_cp: usize,
     checkpoints_checked: u64,
+    /// `{"v":1,"log_id":"<id>","seq":` followed by the sequence number being checked.
+    prefix: Vec<u8>,
+    prefix_len: usize,
 }
 
 impl Walk<'_> {
     /// Checks stored entries from `self.seq` on, up to `until` (exclusive) or the last one stored.
-    /// Returns the first problem found.
+    /// Returns the first problem found. The next page is read while the current one is hashed.
     async fn read(
         &mut self,
         store: &DynStore,
         until: Option<u64>,
     ) -> Result<Option<(u64, String)>, StoreError> {
-        loop {
-            let want = match until {
-                Some(u) if self.seq >= u => return Ok(None),
-                Some(u) => (u - self.seq).min(PAGE as u64) as usize,
-                None => PAGE,
-            };
-            let page = store.entries(self.log_id, self.seq, want).await?;
-            if page.is_empty() {
-                return Ok(None);
-            }
-            for e in &page {
-                if let Some(why) = self.check(e) {
-                    return Ok(Some(why));
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<LogRow>, StoreError>>(2);
+        let reader = {
+            let store = store.clone();
+            let log_id = self.log_id.to_owned();
+            let mut next = self.seq;
+            tokio::spawn(async move {
+                loop {
+                    let want = match until {
+                        Some(u) if next >= u => return,
+                        Some(u) => (u - next).min(PAGE as u64) as usize,
+                        None => PAGE,
+                    };
+                    let page = store.log_rows(&log_id, next, want).await;
+                    let done = match &page {
+                        Ok(p) if p.is_empty() => true,
+                        Ok(p) => {
+                            next = p.last().map(|r| r.seq + 1).unwrap_or(next);
+                            false
+                        }
+                        Err(_) => true,
+                    };
+                    if tx.send(page).await.is_err() || done {
+                        return;
+                    }
+                }
+            })
+        };
+        // Leaf hashes of a page are computed on a blocking thread while the next page is read and the previous
+        // one is walked: reading, hashing and walking use both cores.
+        let (htx, mut hrx) =
+            tokio::sync::mpsc::channel::<Result<(Vec<LogRow>, Vec<Hash>), StoreError>>(2);
+        let hasher = tokio::spawn(async move {
+            while let Some(page) = rx.recv().await {
+                let hashed = match page {
+                    Ok(page) => tokio::task::spawn_blocking(move || {
+                        let leaves: Vec<Hash> = page.iter().map(|r| leaf_hash(&r.bytes)).collect();
+                        (page, leaves)
+                    })
+                    .await
+                    .map_err(|e| StoreError::Unavailable(format!("log hasher stopped: {e}"))),
+                    Err(e) => Err(e),
+                };
+                if htx.send(hashed).await.is_err() {
+                    return;
                 }
             }
+        });
+        let mut result = Ok(None);
+        while let Some(page) = hrx.recv().await {
+            let (page, leaves) = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            if page.is_empty() {
+                break;
+            }
+            if let Some(bad) = page
+                .iter()
+                .zip(&leaves)
+                .find_map(|(row, leaf)| self.check(row, leaf))
+            {
+                result = Ok(Some(bad));
+                break;
+            }
         }
+        drop(hrx);
+        let _ = hasher.await;
+        let _ = reader.await;
+        result
     }
 
-    fn check(&mut self, e: &crate::store::StoredEntry) -> Option<(u64, String)> {
+    /// `leaf` is the leaf hash recomputed from `e.bytes`.
+    fn check(&mut self, e: &LogRow, leaf: &Hash) -> Option<(u64, String)> {
         let seq = self.seq;
         let bad = |why: String| Some((seq, why));
         if e.seq != seq {
             return bad(format!("entry missing: next stored entry is {}", e.seq));
         }
-        let leaf = leaf_hash(&e.bytes);
+        let leaf = *leaf;
         if leaf != e.leaf_hash {
             return bad("entry content does not match its leaf hash (altered)".into());
         }
-        match LogEntry::decode(&e.bytes) {
-            Ok(d) if d.seq == seq && d.log_id == self.log_id => {}
-            Ok(_) => return bad("entry names another position (reordered or copied)".into()),
-            Err(_) => return bad("entry cannot be decoded".into()),
+        if !self.names_its_position(&e.bytes, seq) {
+            match LogEntry::decode(&e.bytes) {
+                Ok(d) if d.seq == seq && d.log_id == self.log_id => {}
+                Ok(_) => return bad("entry names another position (reordered or copied)".into()),
+                Err(_) => return bad("entry cannot be decoded".into()),
+            }
         }
         self.chain = chain_hash(&self.chain, &leaf);
         if self.chain != e.chain_hash {
@@ -250,6 +321,15 @@ impl Walk<'_> {
             self.next_cp += 1;
         }
         None
+    }
+
+    /// Whether the bytes start as the canonical encoding of an entry at this log and position does
+    /// (`{"v":1,"log_id":...,"seq":N,`): the fast path; anything else is decoded in full.
+    fn names_its_position(&mut self, bytes: &[u8], seq: u64) -> bool {
+        use std::io::Write;
+        self.prefix.truncate(self.prefix_len);
+        let _ = write!(self.prefix, "{seq},");
+        bytes.starts_with(&self.prefix)
     }
 }
 
@@ -295,4 +375,42 @@ pub fn read_public_key(path: &std::path::Path) -> Result<[u8; 32], std::io::Erro
             "public key is not 32 bytes",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::entry::EventKind;
+
+    #[test]
+    fn the_fast_position_check_matches_the_canonical_encoding_only_at_its_own_position() {
+        let mut e = LogEntry::new(EventKind::MessageDisclosed);
+        e.log_id = "ketenpoort-0a1b2c".into();
+        e.seq = 42;
+        let bytes = e.encode();
+        let checkpoints = Vec::new();
+        let prefix = format!(
+            "{{\"v\":{ENTRY_VERSION},\"log_id\":{},\"seq\":",
+            serde_json::to_string(&e.log_id).unwrap()
+        )
+        .into_bytes();
+        let mut walk = Walk {
+            log_id: "ketenpoort-0a1b2c",
+            checkpoints: &checkpoints,
+            trusted_keys: &[],
+            frontier: Frontier::new(),
+            chain: [0; 32],
+            seq: 0,
+            next_cp: 0,
+            checkpoints_checked: 0,
+            prefix_len: prefix.len(),
+            prefix,
+        };
+        assert!(walk.names_its_position(&bytes, 42));
+        assert!(!walk.names_its_position(&bytes, 4));
+        assert!(!walk.names_its_position(&bytes, 420));
+        let mut other = e.clone();
+        other.log_id = "ketenpoort-ffffff".into();
+        assert!(!walk.names_its_position(&other.encode(), 42));
+    }
 }

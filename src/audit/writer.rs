@@ -49,6 +49,8 @@ struct Job {
 enum Command {
     Append(Job),
     Flush(oneshot::Sender<()>),
+    /// Test the storage with `Store::probe_write`; healthy again only if it succeeds.
+    Probe(oneshot::Sender<()>),
 }
 
 /// Counters the metrics endpoint reads.
@@ -152,6 +154,14 @@ impl LogWriter {
         }
     }
 
+    /// After a failure: asks the writer to prove the storage can take a real write again (`Store::probe_write`).
+    pub async fn probe(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Probe(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     pub fn is_healthy(&self) -> bool {
         self.stats.healthy.load(Ordering::Relaxed)
     }
@@ -241,12 +251,14 @@ impl Worker {
             let mut jobs = Vec::new();
             let mut flushes = Vec::new();
             let mut count = 0;
+            let mut probes = Vec::new();
             let mut push = |cmd: Command, jobs: &mut Vec<Job>, count: &mut usize| match cmd {
                 Command::Append(job) => {
                     *count += job.entries.len();
                     jobs.push(job);
                 }
                 Command::Flush(done) => flushes.push(done),
+                Command::Probe(done) => probes.push(done),
             };
             push(first, &mut jobs, &mut count);
             while count < self.batch_max {
@@ -261,6 +273,18 @@ impl Worker {
             }
             for done in flushes {
                 let _ = done.send(());
+            }
+            if !probes.is_empty() {
+                match self.store.probe_write().await {
+                    Ok(()) => self.stats.healthy.store(true, Ordering::Relaxed),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "storage readiness probe failed");
+                        self.fail();
+                    }
+                }
+                for done in probes {
+                    let _ = done.send(());
+                }
             }
         }
         if self.state.size > self.state.checkpointed {
@@ -418,7 +442,10 @@ impl Worker {
                     .commit_micros
                     .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 self.stats.size.store(size, Ordering::Relaxed);
-                self.stats.healthy.store(true, Ordering::Relaxed);
+                // A commit without entries (checkpoint or state only) is too small to prove the storage is back.
+                if n > 0 {
+                    self.stats.healthy.store(true, Ordering::Relaxed);
+                }
                 self.state.size = size;
                 self.state.frontier = frontier;
                 self.state.chain_head = chain;

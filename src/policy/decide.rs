@@ -223,15 +223,24 @@ type SortKey = Vec<(u8, usize, String)>;
 pub(super) fn sort_key(catalogue: &MessageCatalogue, segs: &[Seg]) -> SortKey {
     let mut out = Vec::with_capacity(segs.len());
     let mut known = true;
-    for (i, s) in segs.iter().enumerate() {
+    // The catalogue path of `segs[..=i]`, grown one segment at a time.
+    let mut prefix = String::new();
+    for s in segs.iter() {
         match s {
-            Seg::Index(n) => out.push((0, *n, String::new())),
+            Seg::Index(n) => {
+                prefix.push_str("[]");
+                out.push((0, *n, String::new()))
+            }
             Seg::Key(k) => {
-                let rank = if known {
-                    path::catalogue_path(&segs[..=i]).and_then(|p| catalogue.rank(&p))
+                if known && path::valid_key(k) {
+                    if !prefix.is_empty() {
+                        prefix.push('.');
+                    }
+                    prefix.push_str(k);
                 } else {
-                    None
-                };
+                    known = false;
+                }
+                let rank = if known { catalogue.rank(&prefix) } else { None };
                 match rank {
                     Some(r) => out.push((0, r, String::new())),
                     None => {

@@ -22,9 +22,15 @@ fn policies() -> &'static PolicySet {
 }
 
 fn example(name: &str) -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/examples")
-        .join(name);
+    // ../shared/examples when it is beside the checkout, else the copies committed in examples/.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let shared = root.join("../shared/examples");
+    let dir = if shared.is_dir() {
+        shared
+    } else {
+        root.join("examples")
+    };
+    let p = dir.join(name);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).unwrap()
 }

@@ -378,10 +378,15 @@ impl Builder {
                 message_type: def.message_type.clone(),
                 aggregate: def.aggregate,
                 description: def.description.clone(),
-                fields,
                 file: file.to_owned(),
                 line: line_of(text, start),
                 order,
+                by_path: fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (f.path.clone(), i))
+                    .collect(),
+                fields,
             },
         );
     }

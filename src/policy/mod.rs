@@ -138,11 +138,13 @@ pub struct MessageCatalogue {
     pub line: usize,
     /// Each catalogue path and every prefix of one, in order of first appearance.
     order: BTreeMap<String, usize>,
+    /// Index into `fields` by path.
+    by_path: std::collections::HashMap<String, usize>,
 }
 
 impl MessageCatalogue {
     pub fn field(&self, path: &str) -> Option<&CatalogueField> {
-        self.fields.iter().find(|f| f.path == path)
+        self.by_path.get(path).map(|&i| &self.fields[i])
     }
 
     fn rank(&self, prefix: &str) -> Option<usize> {

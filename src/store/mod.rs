@@ -70,6 +70,15 @@ pub struct StoredEntry {
     pub chain_hash: Hash,
 }
 
+/// The part of a stored entry `audit verify` recomputes: its position, bytes and stored hashes.
+#[derive(Debug, Clone)]
+pub struct LogRow {
+    pub seq: u64,
+    pub bytes: Vec<u8>,
+    pub leaf_hash: Hash,
+    pub chain_hash: Hash,
+}
+
 /// What the log writer persists to continue without recomputing anything at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogState {
@@ -203,6 +212,9 @@ pub trait Store: Send + Sync + 'static {
     /// Fails unless every commit is flushed to stable storage before it returns.
     fn check_durability(&self) -> StoreFuture<'_, ()>;
     fn ping(&self) -> StoreFuture<'_, ()>;
+    /// Commits (and removes in the same transaction) a row of `PROBE_BYTES`, so readiness after a storage failure
+    /// rests on a write that needs fresh space, not on a tiny commit that free pages or WAL slack can absorb.
+    fn probe_write(&self) -> StoreFuture<'_, ()>;
 
     fn load_log_state<'a>(&'a self, log_id: &'a str) -> StoreFuture<'a, Option<LogState>>;
     /// One transaction: entries, mutations, the new log state and an optional checkpoint.
@@ -215,6 +227,14 @@ pub trait Store: Send + Sync + 'static {
         from: u64,
         limit: usize,
     ) -> StoreFuture<'a, Vec<StoredEntry>>;
+    /// Position, bytes and hashes of one log's entries with `seq` in `[from, from + limit)`, in order (for
+    /// `audit verify`, which needs nothing else).
+    fn log_rows<'a>(
+        &'a self,
+        log_id: &'a str,
+        from: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<LogRow>>;
     /// Leaf hashes of one log for `seq` in `[0, size)`.
     fn leaf_hashes<'a>(&'a self, log_id: &'a str, size: u64) -> StoreFuture<'a, Vec<Hash>>;
     fn checkpoints<'a>(
@@ -250,6 +270,9 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// Size of the readiness probe's row: more than a full batch of ordinary messages needs.
+pub const PROBE_BYTES: usize = 256 * 1024;
 
 /// Opens the backend named by the URL scheme and runs its migrations.
 pub async fn open(url: &str) -> Result<DynStore, StoreError> {

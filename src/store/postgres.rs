@@ -48,6 +48,15 @@ impl PgStore {
         Ok(PgStore { pool, defaults })
     }
 
+    async fn scan_log_rows(
+        &self,
+        log_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<super::LogRow>, StoreError> {
+        sqlx_log_rows(&self.pool, log_id, from, limit).await
+    }
+
     async fn durability(&self) -> Result<(), StoreError> {
         let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
             .fetch_one(&self.pool)

@@ -68,6 +68,37 @@ fn consent_from_row(row: &$row) -> Result<StoredConsent, StoreError> {
 }
 
 const MESSAGE_COLUMNS: &str = "pos, id, sender, receiver, message_type, purpose, sealed, consent_paths, created_ms, expires_ms, log_id, seq, leaf_hash, fetch_count";
+/// `Store::log_rows` through sqlx (PostgreSQL; SQLite falls back to it for a database that is not a file).
+#[allow(dead_code)]
+async fn sqlx_log_rows(
+    pool: &sqlx::Pool<$db>,
+    log_id: &str,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<LogRow>, StoreError> {
+    let rows: Vec<(i64, Vec<u8>, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        "SELECT seq, entry, leaf_hash, chain_hash FROM log_entries WHERE log_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+    )
+    .bind(log_id)
+    .bind(from as i64)
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(seq, bytes, leaf, chain)| {
+            Ok(LogRow {
+                seq: seq as u64,
+                bytes,
+                leaf_hash: to_hash(&leaf)?,
+                chain_hash: to_hash(&chain)?,
+            })
+        })
+        .collect()
+}
+
+/// Rows per multi-row INSERT (15 bind parameters a log row: far below SQLite's and PostgreSQL's limits).
+const ROWS_PER_INSERT: usize = 64;
+
 const ENTRY_COLUMNS: &str = "log_id, seq, time_ms, event, partner, organisation, sender, receiver, purpose, flow_id, subject, outcome, entry, leaf_hash, chain_hash";
 
 /// Locks a mailbox row for this transaction and returns its fetch count; `Conflict` when the row is gone or
@@ -191,6 +222,39 @@ impl Store for $store {
         })
     }
 
+    fn probe_write(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            // Incompressible text (a hash chain in hex), so no backend can store it in less than its size.
+            let mut note = String::with_capacity(PROBE_BYTES);
+            let mut h = ring::digest::digest(&ring::digest::SHA256, b"ketenpoort probe");
+            while note.len() < PROBE_BYTES {
+                note.push_str(&hex::encode(h.as_ref()));
+                h = ring::digest::digest(&ring::digest::SHA256, h.as_ref());
+            }
+            let mut conn = self.pool.acquire().await?;
+            let result: Result<(), StoreError> = async {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                sqlx::query(
+                    "INSERT INTO checkpoints (log_id, tree_size, time_ms, note) VALUES ('~readiness-probe', -1, 0, $1)",
+                )
+                .bind(&note)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM checkpoints WHERE log_id = '~readiness-probe'")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            .await;
+            if result.is_err() {
+                // As in commit_batch: a connection whose transaction failed part-way is never handed out again.
+                let _ = conn.close().await;
+            }
+            result
+        })
+    }
+
     fn load_log_state<'a>(&'a self, log_id: &'a str) -> StoreFuture<'a, Option<LogState>> {
         Box::pin(async move {
             let row = sqlx::query(
@@ -216,31 +280,64 @@ impl Store for $store {
             let mut conn = self.pool.acquire().await?;
             let result: Result<(), StoreError> = async {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            for e in &batch.entries {
-                sqlx::query(
-                    "INSERT INTO log_entries (log_id, seq, time_ms, event, partner, organisation, sender, receiver, purpose, flow_id, subject, outcome, entry, leaf_hash, chain_hash)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                )
-                .bind(&e.log_id)
-                .bind(e.seq as i64)
-                .bind(e.time_ms)
-                .bind(&e.event)
-                .bind(&e.partner)
-                .bind(&e.organisation)
-                .bind(&e.sender)
-                .bind(&e.receiver)
-                .bind(&e.purpose)
-                .bind(&e.flow_id)
-                .bind(&e.subject)
-                .bind(&e.outcome)
-                .bind(&e.bytes)
-                .bind(&e.leaf_hash[..])
-                .bind(&e.chain_hash[..])
-                .execute(&mut *tx)
-                .await?;
+            // Multi-row inserts: one statement per chunk instead of one per row (on PostgreSQL one round trip).
+            for chunk in batch.entries.chunks(ROWS_PER_INSERT) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO log_entries (log_id, seq, time_ms, event, partner, organisation, sender, receiver, purpose, flow_id, subject, outcome, entry, leaf_hash, chain_hash) ",
+                );
+                qb.push_values(chunk, |mut row, e| {
+                    row.push_bind(&e.log_id)
+                        .push_bind(e.seq as i64)
+                        .push_bind(e.time_ms)
+                        .push_bind(&e.event)
+                        .push_bind(&e.partner)
+                        .push_bind(&e.organisation)
+                        .push_bind(&e.sender)
+                        .push_bind(&e.receiver)
+                        .push_bind(&e.purpose)
+                        .push_bind(&e.flow_id)
+                        .push_bind(&e.subject)
+                        .push_bind(&e.outcome)
+                        .push_bind(&e.bytes)
+                        .push_bind(&e.leaf_hash[..])
+                        .push_bind(&e.chain_hash[..]);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            // New mailbox rows first, also multi-row (no other mutation of a batch can refer to a row that is
+            // inserted in the same batch: a fetch or ack needs a committed message), then the rest in order.
+            let new_messages: Vec<&NewMessage> = batch
+                .mutations
+                .iter()
+                .filter_map(|m| match m {
+                    Mutation::InsertMessage(msg) => Some(&**msg),
+                    _ => None,
+                })
+                .collect();
+            for chunk in new_messages.chunks(ROWS_PER_INSERT) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO messages (id, sender, receiver, message_type, purpose, sealed, consent_paths, created_ms, expires_ms, log_id, seq, leaf_hash) ",
+                );
+                qb.push_values(chunk, |mut row, msg| {
+                    row.push_bind(&msg.id)
+                        .push_bind(&msg.sender)
+                        .push_bind(&msg.receiver)
+                        .push_bind(&msg.message_type)
+                        .push_bind(&msg.purpose)
+                        .push_bind(&msg.sealed)
+                        .push_bind(&msg.consent_paths)
+                        .push_bind(msg.created_ms)
+                        .push_bind(msg.expires_ms)
+                        .push_bind(&msg.log_id)
+                        .push_bind(msg.seq as i64)
+                        .push_bind(&msg.leaf_hash[..]);
+                });
+                qb.build().execute(&mut *tx).await?;
             }
             for m in &batch.mutations {
-                apply(&mut tx, m).await?;
+                if !matches!(m, Mutation::InsertMessage(_)) {
+                    apply(&mut tx, m).await?;
+                }
             }
             let s = &batch.state;
             let previous = s.size.checked_sub(batch.entries.len() as u64).ok_or_else(|| {
@@ -317,6 +414,15 @@ impl Store for $store {
                 .await?;
             rows.iter().map(entry_from_row).collect()
         })
+    }
+
+    fn log_rows<'a>(
+        &'a self,
+        log_id: &'a str,
+        from: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<LogRow>> {
+        Box::pin(self.scan_log_rows(log_id, from, limit))
     }
 
     fn leaf_hashes<'a>(&'a self, log_id: &'a str, size: u64) -> StoreFuture<'a, Vec<Hash>> {

@@ -1,0 +1,746 @@
+//! `ketenpoort-bench`: the side-by-side benchmark of BENCHMARKS.md.
+//!
+//! One run starts baseline A (bare hyper + tokio-rustls echo with the gateway's client-certificate verification)
+//! and the gateway (SQLite, and PostgreSQL when `KETENPOORT_TEST_POSTGRES` is set) as child processes, drives them
+//! with the load generator of `load.rs`, measures the storage floor with the gateway's own rows, and writes the
+//! report into BENCHMARKS.md between its markers. It asserts nothing about speed: it measures and reports.
+
+// The same allocator as the `ketenpoort` binary, for the servers this binary runs (baseline and gateway alike).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod baseline;
+mod floor;
+mod load;
+mod report;
+mod servers;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use load::{Identity, Outcome, Spec, Window};
+use report::{Report, Row};
+use servers::{GatewaySetup, RssSampler, Server};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(
+    name = "ketenpoort-bench",
+    about = "Side-by-side benchmark of ketenpoort (see BENCHMARKS.md)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Every scenario; writes the report into BENCHMARKS.md (or --out).
+    All(RunArgs),
+    /// A short run of every scenario (seconds each, a small log) to check the tool works; writes no report
+    /// unless --out is given.
+    Smoke(RunArgs),
+    /// Only the P1 keep-alive load on a fresh SQLite gateway, announced with its pid after a pause, to attach a
+    /// profiler (`perf record -p PID`).
+    Profile(RunArgs),
+    /// Baseline A on its own (used by `all`; prints its address on stdout).
+    Baseline {
+        #[arg(long)]
+        certs: PathBuf,
+    },
+    /// The gateway's own command line (`ketenpoort ...`), as the `ketenpoort` binary runs it.
+    #[command(disable_help_flag = true)]
+    Ketenpoort {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// Seconds measured per scenario (after a 1 s warm-up).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Report file (its text between the bench markers is replaced).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Concurrent keep-alive connections for the max-rate scenarios.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Entries in the log for `audit verify` and start-up.
+    #[arg(long)]
+    log_entries: Option<u64>,
+    /// PostgreSQL server URL (default: $KETENPOORT_TEST_POSTGRES; PostgreSQL rows are skipped without it).
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Repository root (certs-example/, policies/, examples/).
+    #[arg(long)]
+    root: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Baseline { certs } => baseline::run(&certs),
+        Cmd::Ketenpoort { args } => {
+            ketenpoort::cli::main_from(std::iter::once("ketenpoort".to_owned()).chain(args))
+        }
+        Cmd::All(args) => run(args, false),
+        Cmd::Smoke(args) => run(args, true),
+        Cmd::Profile(args) => profile(args),
+    }
+}
+
+struct Plan {
+    duration: Duration,
+    warmup: Duration,
+    conns: usize,
+    log_entries: u64,
+    smoke: bool,
+}
+
+fn run(args: RunArgs, smoke: bool) -> anyhow::Result<()> {
+    raise_fd_limit();
+    let root = args
+        .root
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let plan = Plan {
+        duration: Duration::from_secs_f64(args.duration.unwrap_or(if smoke { 1.0 } else { 10.0 })),
+        warmup: Duration::from_secs_f64(if smoke { 0.3 } else { 1.0 }),
+        conns: args.connections,
+        log_entries: args
+            .log_entries
+            .unwrap_or(if smoke { 20_000 } else { 1_000_000 }),
+        smoke,
+    };
+    let postgres = args
+        .postgres
+        .clone()
+        .or_else(|| std::env::var("KETENPOORT_TEST_POSTGRES").ok())
+        .filter(|s| !s.is_empty());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(run_all(&root, &plan, postgres.as_deref()))?;
+    let text = report.render();
+    println!("{text}");
+    let out = args
+        .out
+        .clone()
+        .or_else(|| (!smoke).then(|| root.join("BENCHMARKS.md")));
+    if let Some(out) = out {
+        report::write_between_markers(&out, &text)?;
+        eprintln!("report written to {}", out.display());
+    }
+    Ok(())
+}
+
+fn profile(args: RunArgs) -> anyhow::Result<()> {
+    raise_fd_limit();
+    let root = args
+        .root
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let work = std::env::temp_dir().join(format!("ketenpoort-profile-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(async {
+        let certs = root.join("certs-example");
+        let setup = GatewaySetup {
+            dir: work.clone(),
+            database_url: format!("sqlite://{}", work.join("ketenpoort.db").display()),
+            key_dir: work.join("keys"),
+            certs: certs.clone(),
+            policies: root.join("policies"),
+            batch_max: 512,
+        };
+        let gw = servers::spawn_gateway(&setup, "ketenpoort (SQLite)")?;
+        println!("gateway pid {}", gw.pid());
+        let p1 = example(&root, "P1-overstap-po-vo.json")?;
+        let window = Window::starting_in(
+            Duration::from_secs(2),
+            Duration::from_secs(1),
+            Duration::from_secs_f64(args.duration.unwrap_or(10.0)),
+        );
+        let senders = ids(&certs, P1_SENDERS)?;
+        let spec = Spec::post("/v1/messages", p1, &[201]);
+        let out = match std::env::var("KETENPOORT_BENCH_RATE")
+            .ok()
+            .and_then(|r| r.parse().ok())
+        {
+            Some(rate) => load::open_loop(gw.addr, &senders, spec, rate, 64, window).await?,
+            None => load::closed_loop(gw.addr, &senders, spec, args.connections, window).await?,
+        };
+        println!(
+            "P1 keep-alive: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, errors {} {:?}",
+            out.rate(),
+            out.quantile_ms(0.5),
+            out.quantile_ms(0.99),
+            out.errors,
+            out.first_error
+        );
+        anyhow::Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max.min(65536);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+struct Ctx<'a> {
+    plan: &'a Plan,
+    root: &'a Path,
+    certs: PathBuf,
+    report: Report,
+}
+
+/// The senders of the P1 load: both primary schools of certs-example, alternating over the connections.
+const P1_SENDERS: &[&str] = &["obs-de-linde", "cbs-het-anker"];
+
+async fn run_all(root: &Path, plan: &Plan, postgres: Option<&str>) -> anyhow::Result<Report> {
+    let work = std::env::temp_dir().join(format!("ketenpoort-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let mut ctx = Ctx {
+        plan,
+        root,
+        certs: root.join("certs-example"),
+        report: Report::new(plan.smoke),
+    };
+    let result = scenarios(&mut ctx, &work, postgres).await;
+    if std::env::var_os("KETENPOORT_BENCH_KEEP").is_some() {
+        eprintln!("kept {}", work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    result?;
+    Ok(ctx.report)
+}
+
+fn example(root: &Path, name: &str) -> anyhow::Result<Bytes> {
+    let path = root.join("examples").join(name);
+    Ok(Bytes::from(
+        std::fs::read(&path).with_context(|| path.display().to_string())?,
+    ))
+}
+
+fn ids(certs: &Path, partners: &[&str]) -> anyhow::Result<Vec<Identity>> {
+    partners.iter().map(|p| Identity::load(certs, p)).collect()
+}
+
+/// Runs one measured load against one server: CPU of server and load generator over the window, peak RSS.
+async fn measure<F, Fut>(
+    ctx: &mut Ctx<'_>,
+    server: &Server,
+    scenario: &str,
+    run: F,
+) -> anyhow::Result<Outcome>
+where
+    F: FnOnce(Window) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
+{
+    let window = Window::starting_in(
+        Duration::from_millis(300),
+        ctx.plan.warmup,
+        ctx.plan.duration,
+    );
+    let pid = server.pid();
+    let me = std::process::id();
+    let sampler = RssSampler::start(pid);
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(window.measure_from.into()).await;
+        let a = (servers::cpu_micros(pid).ok(), servers::cpu_micros(me).ok());
+        tokio::time::sleep_until(window.until.into()).await;
+        let b = (servers::cpu_micros(pid).ok(), servers::cpu_micros(me).ok());
+        (a, b)
+    });
+    let outcome = run(window).await?;
+    let ((s0, c0), (s1, c1)) = cpu.await?;
+    let peak = sampler.finish();
+    let per = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) if outcome.ok > 0 => Some((b - a) as f64 / outcome.ok as f64),
+        _ => None,
+    };
+    let row = Row::from_outcome(
+        scenario,
+        &server.name,
+        &outcome,
+        per(s0, s1),
+        per(c0, c1),
+        peak,
+    );
+    eprintln!("{}", row.one_line());
+    ctx.report.rows.push(row);
+    if outcome.ok == 0 {
+        bail!(
+            "{scenario} on {}: no request succeeded ({:?})",
+            server.name,
+            outcome.first_error
+        );
+    }
+    Ok(outcome)
+}
+
+async fn scenarios(ctx: &mut Ctx<'_>, work: &Path, postgres: Option<&str>) -> anyhow::Result<()> {
+    let p1 = example(ctx.root, "P1-overstap-po-vo.json")?;
+    let p7 = example(ctx.root, "P7-telling-thuiszitters.json")?;
+    let senders = ids(&ctx.certs, P1_SENDERS)?;
+    let lyceum = Identity::load(&ctx.certs, "lyceum-zuid")?;
+    let leerplicht = ids(&ctx.certs, &["leerplicht-gemeente"])?;
+    let conns = ctx.plan.conns;
+    ctx.report.p1_bytes = p1.len();
+    ctx.report.p7_bytes = p7.len();
+
+    // Baseline A.
+    let base = servers::spawn_baseline(&ctx.certs, work)?;
+    let echo_p1 = Spec::post("/v1/messages", p1.clone(), &[200]);
+    let echo_p7 = Spec::post("/v1/messages", p7.clone(), &[200]);
+    let base_ka = measure(ctx, &base, "P1 keep-alive, max rate", |w| {
+        load::closed_loop(base.addr, &senders, echo_p1.clone(), conns, w)
+    })
+    .await?;
+    let base_nc = measure(ctx, &base, "P1, new mTLS connection per request", |w| {
+        load::new_connections(base.addr, &senders, echo_p1.clone(), 16, w)
+    })
+    .await?;
+    measure(ctx, &base, "P7 aggregate keep-alive, max rate", |w| {
+        load::closed_loop(base.addr, &leerplicht, echo_p7.clone(), conns, w)
+    })
+    .await?;
+
+    // The gateway on SQLite.
+    let sqlite_dir = work.join("sqlite");
+    std::fs::create_dir_all(&sqlite_dir)?;
+    let setup = GatewaySetup {
+        dir: sqlite_dir.clone(),
+        database_url: format!("sqlite://{}", sqlite_dir.join("ketenpoort.db").display()),
+        key_dir: sqlite_dir.join("keys"),
+        certs: ctx.certs.clone(),
+        policies: ctx.root.join("policies"),
+        batch_max: 512,
+    };
+    let gw = servers::spawn_gateway(&setup, "ketenpoort (SQLite)")?;
+    // 1,000 idle connections on each server while it is fresh (the gateway again after the load below).
+    idle(ctx, &base, &senders, &echo_p1, "fresh").await?;
+    let checkpoint = Spec::get("/v1/audit/checkpoint", &[200]);
+    idle(ctx, &gw, &senders, &checkpoint, "fresh").await?;
+    let send_p1 = Spec::post("/v1/messages", p1.clone(), &[201]);
+    let send_p7 = Spec::post("/v1/messages", p7.clone(), &[201]);
+    let before = gateway_log_counters(&gw)?;
+    let gw_ka = measure(ctx, &gw, "P1 keep-alive, max rate", |w| {
+        load::closed_loop(gw.addr, &senders, send_p1.clone(), conns, w)
+    })
+    .await?;
+    let after = gateway_log_counters(&gw)?;
+    let mean_batch = (after.entries - before.entries) / (after.batches - before.batches).max(1.0);
+    ctx.report.sqlite_mean_batch = Some(mean_batch);
+    ctx.report.durable_check = Some(format!(
+        "{} answers 201 counted in the window; the log grew by {} entries in {} batches over the whole run (warm-up included)",
+        gw_ka.ok,
+        after.entries - before.entries,
+        after.batches - before.batches
+    ));
+    if ((after.entries - before.entries) as u64) < gw_ka.ok {
+        bail!("fewer log entries than 201 answers: the log is not keeping up with deliveries");
+    }
+
+    let max = gw_ka.rate();
+    for pct in [25u32, 50, 75] {
+        let rate = max * pct as f64 / 100.0;
+        let name = format!("P1 fixed rate {pct}% of gateway max ({rate:.0}/s)");
+        measure(ctx, &gw, &name, |w| {
+            load::open_loop(gw.addr, &senders, send_p1.clone(), rate, 64, w)
+        })
+        .await?;
+        measure(ctx, &base, &name, |w| {
+            load::open_loop(base.addr, &senders, echo_p1.clone(), rate, 64, w)
+        })
+        .await?;
+    }
+    let gw_nc = measure(ctx, &gw, "P1, new mTLS connection per request", |w| {
+        load::new_connections(gw.addr, &senders, send_p1.clone(), 16, w)
+    })
+    .await?;
+    measure(ctx, &gw, "P7 aggregate keep-alive, max rate", |w| {
+        load::closed_loop(gw.addr, &leerplicht, send_p7.clone(), conns, w)
+    })
+    .await?;
+    inbox_drain(ctx, &gw, &lyceum).await?;
+    ctx.report.ratios.push((
+        "P1 keep-alive: ketenpoort (SQLite) ÷ baseline A".into(),
+        gw_ka.rate() / base_ka.rate(),
+        Some(0.35),
+    ));
+    ctx.report.ratios.push((
+        "new mTLS connection per request: ketenpoort (SQLite) ÷ baseline A".into(),
+        gw_nc.rate() / base_nc.rate(),
+        Some(0.8),
+    ));
+
+    idle(ctx, &gw, &senders, &checkpoint, "after the load above").await?;
+    base.stop();
+    gw.stop();
+
+    // Storage floor with the gateway's own rows.
+    let templates = floor::Templates::capture(&setup.database_url, "lyceum-zuid", 200).await?;
+    ctx.report.entry_bytes = templates.mean_entry_bytes();
+    ctx.report.message_bytes = templates.mean_message_bytes();
+    let mut batches = vec![1usize, 512];
+    let observed = mean_batch.round().max(1.0) as usize;
+    if !batches.contains(&observed) {
+        batches.insert(1, observed);
+    }
+    let floor_512 = storage_floors(ctx, work, "SQLite", None, &templates, &batches).await?;
+    ctx.report.ratios.push((
+        "P1 keep-alive: ketenpoort (SQLite) ÷ storage floor (SQLite, batch 512)".into(),
+        gw_ka.rate() / floor_512,
+        Some(0.8),
+    ));
+
+    // PostgreSQL.
+    match postgres {
+        Some(server) => {
+            postgres_rows(ctx, work, server, &senders, &send_p1, &templates, &batches).await?
+        }
+        None => ctx.report.notes.push(
+            "PostgreSQL rows not run: KETENPOORT_TEST_POSTGRES (or --postgres) was not set.".into(),
+        ),
+    }
+
+    // A large log: audit verify and start-up.
+    large_log(ctx, work, &templates).await?;
+    Ok(())
+}
+
+struct LogCounters {
+    batches: f64,
+    entries: f64,
+}
+
+fn gateway_log_counters(gw: &Server) -> anyhow::Result<LogCounters> {
+    let (_, text) = gw.ops_get("/metrics")?;
+    Ok(LogCounters {
+        batches: servers::metric(&text, "ketenpoort_log_batches_total").unwrap_or(0.0),
+        entries: servers::metric(&text, "ketenpoort_log_entries_total").unwrap_or(0.0),
+    })
+}
+
+async fn inbox_drain(ctx: &mut Ctx<'_>, gw: &Server, receiver: &Identity) -> anyhow::Result<()> {
+    let window = Window::starting_in(
+        Duration::from_millis(300),
+        ctx.plan.warmup,
+        ctx.plan.duration,
+    );
+    let pid = gw.pid();
+    let c0 = tokio::spawn(async move {
+        tokio::time::sleep_until(window.measure_from.into()).await;
+        let a = servers::cpu_micros(pid).ok();
+        tokio::time::sleep_until(window.until.into()).await;
+        (a, servers::cpu_micros(pid).ok())
+    });
+    let sampler = RssSampler::start(pid);
+    let (fetches, acks) = load::drain_inbox(gw.addr, receiver, 100, 16, window).await?;
+    let (a, b) = c0.await?;
+    let peak = sampler.finish();
+    let cpu = match (a, b) {
+        (Some(a), Some(b)) if acks.ok > 0 => Some((b - a) as f64 / acks.ok as f64),
+        _ => None,
+    };
+    let mut row = Row::from_outcome(
+        "inbox: fetch (pages of 100) + ack, per message",
+        &gw.name,
+        &acks,
+        cpu,
+        None,
+        peak,
+    );
+    row.note = Some(format!(
+        "{} fetches of 100 ({:.0}/s, p50 {:.1} ms, p99 {:.1} ms); latencies are the acks'; CPU per message fetched and acknowledged",
+        fetches.ok,
+        fetches.rate(),
+        fetches.quantile_ms(0.5),
+        fetches.quantile_ms(0.99)
+    ));
+    row.errors += fetches.errors;
+    eprintln!("{}", row.one_line());
+    ctx.report.rows.push(row);
+    if acks.ok == 0 {
+        bail!("inbox drain acknowledged nothing: {:?}", acks.first_error);
+    }
+    Ok(())
+}
+
+async fn idle(
+    ctx: &mut Ctx<'_>,
+    server: &Server,
+    ids: &[Identity],
+    spec: &Spec,
+    when: &str,
+) -> anyhow::Result<()> {
+    let n = if ctx.plan.smoke { 100 } else { 1000 };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = servers::rss_kib(server.pid())?;
+    let held = load::hold_idle(server.addr, ids, spec, n).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let with = servers::rss_kib(server.pid())?;
+    ctx.report.idle.push(report::Idle {
+        server: server.name.clone(),
+        when: when.to_owned(),
+        connections: held.len(),
+        rss_before_kib: before,
+        rss_with_kib: with,
+    });
+    eprintln!(
+        "idle ({when}): {} with {} connections: RSS {} KiB (before {} KiB)",
+        server.name,
+        held.len(),
+        with,
+        before
+    );
+    drop(held);
+    Ok(())
+}
+
+async fn storage_floors(
+    ctx: &mut Ctx<'_>,
+    work: &Path,
+    backend: &str,
+    pg_server: Option<&str>,
+    templates: &floor::Templates,
+    batches: &[usize],
+) -> anyhow::Result<f64> {
+    let mut at_512 = 0.0;
+    for &batch in batches {
+        let dir = work.join(format!("floor-{backend}-{batch}"));
+        std::fs::create_dir_all(&dir)?;
+        let pg = match pg_server {
+            Some(server) => Some(PgDb::create(server, &format!("floor_{batch}"))?),
+            None => None,
+        };
+        let url = match &pg {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite://{}", dir.join("floor.db").display()),
+        };
+        let store = ketenpoort::store::open(&url).await?;
+        store
+            .check_durability()
+            .await
+            .context("the storage floor runs on durable settings only")?;
+        let key =
+            ketenpoort::audit::checkpoint::SigningKey::load_or_create(&dir.join("floor.key"))?;
+        let secs = if ctx.plan.smoke {
+            0.5
+        } else if batch == 1 {
+            3.0
+        } else {
+            5.0
+        };
+        let r = floor::storage_floor(
+            &store,
+            &key,
+            "floor",
+            templates,
+            batch,
+            Duration::from_secs_f64(secs),
+        )
+        .await?;
+        drop(store);
+        eprintln!("floor {backend} batch {batch}: {:.0} messages/s", r.rate());
+        if batch == 512 {
+            at_512 = r.rate();
+        }
+        ctx.report.floors.push(report::Floor {
+            backend: backend.to_owned(),
+            batch,
+            rate: r.rate(),
+            messages: r.messages,
+        });
+        drop(pg);
+    }
+    Ok(at_512)
+}
+
+/// A database on the PostgreSQL server for one part of the run, dropped afterwards.
+struct PgDb {
+    server: String,
+    name: String,
+    url: String,
+}
+
+impl PgDb {
+    fn create(server: &str, what: &str) -> anyhow::Result<PgDb> {
+        let name = format!("ketenpoort_bench_{}_{what}", std::process::id());
+        psql(server, &format!("DROP DATABASE IF EXISTS {name}"))?;
+        psql(server, &format!("CREATE DATABASE {name}"))?;
+        Ok(PgDb {
+            server: server.to_owned(),
+            url: format!("{}/{name}", server.trim_end_matches('/')),
+            name,
+        })
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = psql(
+            &self.server,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn psql(server: &str, sql: &str) -> anyhow::Result<()> {
+    let out = std::process::Command::new("psql")
+        .arg(format!("{}/postgres", server.trim_end_matches('/')))
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .context("psql (Debian package postgresql-client) is needed for the PostgreSQL rows")?;
+    if !out.status.success() {
+        bail!("psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+async fn postgres_rows(
+    ctx: &mut Ctx<'_>,
+    work: &Path,
+    server: &str,
+    senders: &[Identity],
+    send_p1: &Spec,
+    templates: &floor::Templates,
+    batches: &[usize],
+) -> anyhow::Result<()> {
+    let dir = work.join("postgres");
+    std::fs::create_dir_all(&dir)?;
+    let db = PgDb::create(server, "gateway")?;
+    let setup = GatewaySetup {
+        dir: dir.clone(),
+        database_url: db.url.clone(),
+        key_dir: dir.join("keys"),
+        certs: ctx.certs.clone(),
+        policies: ctx.root.join("policies"),
+        batch_max: 512,
+    };
+    let gw = servers::spawn_gateway(&setup, "ketenpoort (PostgreSQL)")?;
+    let conns = ctx.plan.conns;
+    let before = gateway_log_counters(&gw)?;
+    let ka = measure(ctx, &gw, "P1 keep-alive, max rate", |w| {
+        load::closed_loop(gw.addr, senders, send_p1.clone(), conns, w)
+    })
+    .await?;
+    let after = gateway_log_counters(&gw)?;
+    ctx.report.postgres_mean_batch =
+        Some((after.entries - before.entries) / (after.batches - before.batches).max(1.0));
+    let rate = ka.rate() * 0.5;
+    measure(
+        ctx,
+        &gw,
+        &format!("P1 fixed rate 50% of gateway max ({rate:.0}/s)"),
+        |w| load::open_loop(gw.addr, senders, send_p1.clone(), rate, 64, w),
+    )
+    .await?;
+    gw.stop();
+    drop(db);
+    let floor_512 =
+        storage_floors(ctx, work, "PostgreSQL", Some(server), templates, batches).await?;
+    ctx.report.ratios.push((
+        "P1 keep-alive: ketenpoort (PostgreSQL) ÷ storage floor (PostgreSQL, batch 512)".into(),
+        ka.rate() / floor_512,
+        None,
+    ));
+    Ok(())
+}
+
+async fn large_log(
+    ctx: &mut Ctx<'_>,
+    work: &Path,
+    templates: &floor::Templates,
+) -> anyhow::Result<()> {
+    let dir = work.join("large-log");
+    std::fs::create_dir_all(&dir)?;
+    let url = format!("sqlite://{}", dir.join("ketenpoort.db").display());
+    let key_dir = dir.join("keys");
+    let n = ctx.plan.log_entries;
+    let template = ketenpoort::audit::entry::LogEntry::decode(&templates.entries[0].bytes)?;
+    eprintln!("writing a log of {n} entries ...");
+    let wrote = floor::generate_log(&url, &key_dir, &template, n).await?;
+    ctx.report.notes.push(format!(
+        "The {n}-entry log was written through the gateway's LogWriter in {:.1} s ({:.0} entries/s, jobs of 512, batch_max 4096).",
+        wrote.as_secs_f64(),
+        n as f64 / wrote.as_secs_f64()
+    ));
+
+    // audit verify, as the CLI runs it.
+    let mut verify_times = Vec::new();
+    for _ in 0..if ctx.plan.smoke { 1 } else { 3 } {
+        let started = Instant::now();
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .args([
+                "ketenpoort",
+                "audit",
+                "verify",
+                "--database-url",
+                &url,
+                "--public-key",
+            ])
+            .arg(ketenpoort::audit::checkpoint::public_key_path(
+                &key_dir.join("log-signing.key"),
+            ))
+            .output()?;
+        let took = started.elapsed();
+        if !out.status.success() {
+            bail!(
+                "audit verify failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        verify_times.push(took);
+    }
+    verify_times.sort();
+    let median = verify_times[verify_times.len() / 2];
+    ctx.report.verify = Some(report::Verify {
+        entries: n,
+        seconds: median.as_secs_f64(),
+        runs: verify_times.len(),
+    });
+
+    // Start-up to ready on that log.
+    let setup = GatewaySetup {
+        dir: dir.clone(),
+        database_url: url.clone(),
+        key_dir: key_dir.clone(),
+        certs: ctx.certs.clone(),
+        policies: ctx.root.join("policies"),
+        batch_max: 512,
+    };
+    let mut starts = Vec::new();
+    for i in 0..if ctx.plan.smoke { 1 } else { 5 } {
+        let gw = servers::spawn_gateway(&setup, &format!("startup-{i}"))?;
+        starts.push(gw.started_to_ready);
+        gw.stop();
+    }
+    starts.sort();
+    ctx.report.startup = Some(report::Startup {
+        entries: n,
+        median_ms: starts[starts.len() / 2].as_secs_f64() * 1000.0,
+        max_ms: starts.last().expect("one start").as_secs_f64() * 1000.0,
+        runs: starts.len(),
+    });
+    Ok(())
+}

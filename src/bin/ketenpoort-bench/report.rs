@@ -1,0 +1,436 @@
+//! The report: machine, versions, every measured row, the ratios and the targets, as Markdown.
+
+use crate::load::Outcome;
+use std::fmt::Write;
+use std::path::Path;
+
+pub const BEGIN: &str =
+    "<!-- ketenpoort-bench: begin (generated; edits between these markers are overwritten) -->";
+pub const END: &str = "<!-- ketenpoort-bench: end -->";
+
+pub struct Row {
+    pub scenario: String,
+    pub server: String,
+    pub errors: u64,
+    pub rate: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub server_cpu_us: Option<f64>,
+    pub client_cpu_us: Option<f64>,
+    pub peak_rss_kib: u64,
+    pub note: Option<String>,
+}
+
+impl Row {
+    pub fn from_outcome(
+        scenario: &str,
+        server: &str,
+        o: &Outcome,
+        server_cpu_us: Option<f64>,
+        client_cpu_us: Option<f64>,
+        peak_rss_kib: u64,
+    ) -> Row {
+        Row {
+            scenario: scenario.to_owned(),
+            server: server.to_owned(),
+            errors: o.errors,
+            rate: o.rate(),
+            p50: o.quantile_ms(0.5),
+            p99: o.quantile_ms(0.99),
+            p999: o.quantile_ms(0.999),
+            server_cpu_us,
+            client_cpu_us,
+            peak_rss_kib,
+            note: o.first_error.as_ref().map(|e| format!("first error: {e}")),
+        }
+    }
+
+    pub fn one_line(&self) -> String {
+        format!(
+            "{} | {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, server CPU {} µs/req, errors {}",
+            self.scenario,
+            self.server,
+            self.rate,
+            self.p50,
+            self.p99,
+            self.p999,
+            opt(self.server_cpu_us, 0),
+            self.errors
+        )
+    }
+}
+
+pub struct Floor {
+    pub backend: String,
+    pub batch: usize,
+    pub rate: f64,
+    pub messages: u64,
+}
+
+pub struct Idle {
+    pub server: String,
+    pub when: String,
+    pub connections: usize,
+    pub rss_before_kib: u64,
+    pub rss_with_kib: u64,
+}
+
+pub struct Verify {
+    pub entries: u64,
+    pub seconds: f64,
+    pub runs: usize,
+}
+
+pub struct Startup {
+    pub entries: u64,
+    pub median_ms: f64,
+    pub max_ms: f64,
+    pub runs: usize,
+}
+
+pub struct Report {
+    pub smoke: bool,
+    pub rows: Vec<Row>,
+    /// (what, ratio, target minimum)
+    pub ratios: Vec<(String, f64, Option<f64>)>,
+    pub floors: Vec<Floor>,
+    pub idle: Vec<Idle>,
+    pub verify: Option<Verify>,
+    pub startup: Option<Startup>,
+    pub notes: Vec<String>,
+    pub p1_bytes: usize,
+    pub p7_bytes: usize,
+    pub entry_bytes: usize,
+    pub message_bytes: usize,
+    pub sqlite_mean_batch: Option<f64>,
+    pub postgres_mean_batch: Option<f64>,
+    pub durable_check: Option<String>,
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map(|v| format!("{v:.digits$}"))
+        .unwrap_or_else(|| "–".into())
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**not met**"
+    }
+}
+
+impl Report {
+    pub fn new(smoke: bool) -> Report {
+        Report {
+            smoke,
+            rows: Vec::new(),
+            ratios: Vec::new(),
+            floors: Vec::new(),
+            idle: Vec::new(),
+            verify: None,
+            startup: None,
+            notes: Vec::new(),
+            p1_bytes: 0,
+            p7_bytes: 0,
+            entry_bytes: 0,
+            message_bytes: 0,
+            sqlite_mean_batch: None,
+            postgres_mean_batch: None,
+            durable_check: None,
+        }
+    }
+
+    fn ratio(&self, prefix: &str) -> Option<f64> {
+        self.ratios
+            .iter()
+            .find(|(w, _, _)| w.starts_with(prefix))
+            .map(|r| r.1)
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "{BEGIN}\n");
+        let _ = writeln!(
+            s,
+            "## Run of {}{}\n",
+            now(),
+            if self.smoke {
+                " (smoke run: too short to quote)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(s, "{}\n", machine());
+
+        let _ = writeln!(
+            s,
+            "### Targets\n\n| target | measured | verdict |\n|---|---|---|"
+        );
+        let ka_base = self.ratio("P1 keep-alive: ketenpoort (SQLite) ÷ baseline");
+        let ka_floor = self.ratio("P1 keep-alive: ketenpoort (SQLite) ÷ storage floor");
+        if let (Some(b), Some(f)) = (ka_base, ka_floor) {
+            let _ = writeln!(
+                s,
+                "| keep-alive P1 on SQLite ≥ 0.8 × storage floor and ≥ 0.35 × baseline A | {f:.2} × floor, {b:.2} × baseline A | {} |",
+                verdict(f >= 0.8 && b >= 0.35)
+            );
+        }
+        if let Some(r) = self.rows.iter().find(|r| {
+            r.server == "ketenpoort (SQLite)" && r.scenario.starts_with("P1 fixed rate 50%")
+        }) {
+            let _ = writeln!(
+                s,
+                "| p99 ≤ 10 ms at 50% of the gateway's max rate (SQLite) | p99 {:.2} ms at {:.0}/s | {} |",
+                r.p99,
+                r.rate,
+                verdict(r.p99 <= 10.0)
+            );
+        }
+        if let Some(r) = self.ratio("new mTLS connection") {
+            let _ = writeln!(
+                s,
+                "| new-connection rate ≥ 0.8 × baseline A | {r:.2} × baseline A | {} |",
+                verdict(r >= 0.8)
+            );
+        }
+        if let Some(v) = &self.verify {
+            let rate = v.entries as f64 / v.seconds;
+            let _ = writeln!(
+                s,
+                "| `audit verify` ≥ 500,000 entries/s | {rate:.0} entries/s ({} entries in {:.2} s) | {} |",
+                v.entries,
+                v.seconds,
+                verdict(rate >= 500_000.0)
+            );
+        }
+        if let Some(st) = &self.startup {
+            let _ = writeln!(
+                s,
+                "| start-up to ready ≤ 300 ms with a 1-million-entry log | median {:.0} ms, max {:.0} ms ({} entries, {} starts) | {} |",
+                st.median_ms,
+                st.max_ms,
+                st.entries,
+                st.runs,
+                verdict(st.max_ms <= 300.0 && st.entries >= 1_000_000)
+            );
+        }
+        if let Some(i) = self
+            .idle
+            .iter()
+            .find(|i| i.server.starts_with("ketenpoort"))
+        {
+            let _ = writeln!(
+                s,
+                "| ≤ 64 MiB RSS with 1,000 idle mTLS connections | {:.1} MiB with {} connections (freshly started gateway) | {} |",
+                i.rss_with_kib as f64 / 1024.0,
+                i.connections,
+                verdict(i.rss_with_kib <= 64 * 1024 && i.connections >= 1000)
+            );
+        }
+
+        let _ = writeln!(
+            s,
+            "\n### Ratios measured in this run\n\n| ratio | value | target |\n|---|---|---|"
+        );
+        for (what, v, target) in &self.ratios {
+            let _ = writeln!(
+                s,
+                "| {what} | {v:.2} | {} |",
+                target
+                    .map(|t| format!("≥ {t}"))
+                    .unwrap_or_else(|| "–".into())
+            );
+        }
+
+        let _ = writeln!(
+            s,
+            "\n### Requests\n\nRates are answers with the expected status per second inside the measured window; latencies \
+             from the client's send (fixed-rate rows: from the scheduled send time); CPU is the server process's \
+             (and the load generator's) user + system time in the window ÷ requests; RSS is the server's peak.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| scenario | server | requests/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req | load-gen CPU µs/req | peak RSS MiB | errors |\n|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for r in &self.rows {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {} |",
+                r.scenario,
+                r.server,
+                r.rate,
+                r.p50,
+                r.p99,
+                r.p999,
+                opt(r.server_cpu_us, 0),
+                opt(r.client_cpu_us, 0),
+                r.peak_rss_kib as f64 / 1024.0,
+                r.errors
+            );
+        }
+        for r in self.rows.iter().filter(|r| r.note.is_some()) {
+            let _ = writeln!(
+                s,
+                "\n- {} / {}: {}",
+                r.scenario,
+                r.server,
+                r.note.as_deref().unwrap_or_default()
+            );
+        }
+
+        let _ = writeln!(
+            s,
+            "\n### Storage floor\n\nThe gateway's own rows (mean log entry {} bytes, mean sealed mailbox payload {} bytes, \
+             copied from the SQLite run), one log entry + one mailbox row per message, log state and a signed \
+             checkpoint per second, committed through `Store::commit_batch` with the gateway's durability settings.\n",
+            self.entry_bytes, self.message_bytes
+        );
+        let _ = writeln!(
+            s,
+            "| backend | batch | messages/s | messages |\n|---|---|---|---|"
+        );
+        for f in &self.floors {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.0} | {} |",
+                f.backend, f.batch, f.rate, f.messages
+            );
+        }
+        if let Some(b) = self.sqlite_mean_batch {
+            let _ = writeln!(
+                s,
+                "\nMean batch the gateway's log writer committed during P1 keep-alive: {b:.1} entries (SQLite){}.",
+                self.postgres_mean_batch
+                    .map(|p| format!(", {p:.1} entries (PostgreSQL)"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(d) = &self.durable_check {
+            let _ = writeln!(s, "Durability check of the SQLite P1 keep-alive row: {d}.");
+        }
+
+        let _ = writeln!(s, "\n### Idle connections\n\n| server | when | connections | RSS before | RSS with connections | per connection |\n|---|---|---|---|---|---|");
+        for i in &self.idle {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.1} KiB |",
+                i.server,
+                i.when,
+                i.connections,
+                i.rss_before_kib as f64 / 1024.0,
+                i.rss_with_kib as f64 / 1024.0,
+                (i.rss_with_kib.saturating_sub(i.rss_before_kib)) as f64
+                    / i.connections.max(1) as f64
+            );
+        }
+        if let Some(v) = &self.verify {
+            let _ = writeln!(
+                s,
+                "\n### Large log\n\n- `ketenpoort audit verify` over {} entries: median of {} runs {:.2} s = {:.0} entries/s (process start, reading, recomputing every leaf hash, the Merkle tree, the hash chain and every signed checkpoint).",
+                v.entries,
+                v.runs,
+                v.seconds,
+                v.entries as f64 / v.seconds
+            );
+        }
+        if let Some(st) = &self.startup {
+            let _ = writeln!(
+                s,
+                "- `ketenpoort serve` on that log, process spawn → first `/readyz` 200: median {:.0} ms, max {:.0} ms over {} starts.",
+                st.median_ms, st.max_ms, st.runs
+            );
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "- {n}");
+        }
+        let _ = writeln!(
+            s,
+            "\nBodies: P1 envelope {} bytes (`examples/P1-overstap-po-vo.json`), P7 {} bytes.\n\n{END}",
+            self.p1_bytes, self.p7_bytes
+        );
+        s
+    }
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map(|kib| format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let rustc = std::process::Command::new("rustc")
+        .arg("-V")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let lock = include_str!("../../../Cargo.lock");
+    let version = |name: &str| {
+        let needle = format!("name = \"{name}\"\nversion = \"");
+        lock.find(&needle)
+            .map(|i| {
+                let rest = &lock[i + needle.len()..];
+                rest[..rest.find('"').unwrap_or(0)].to_owned()
+            })
+            .unwrap_or_else(|| "?".into())
+    };
+    let crates = [
+        "hyper",
+        "rustls",
+        "tokio",
+        "sqlx",
+        "libsqlite3-sys",
+        "ring",
+        "axum",
+    ]
+    .iter()
+    .map(|c| format!("{c} {}", version(c)))
+    .collect::<Vec<_>>()
+    .join(", ");
+    format!(
+        "Machine: {cpu}, {cores} cores, {mem}, Linux {}; {rustc}; ketenpoort {} ({}); {crates}.",
+        kernel.trim(),
+        env!("CARGO_PKG_VERSION"),
+        if cfg!(debug_assertions) {
+            "debug build"
+        } else {
+            "release build"
+        }
+    )
+}
+
+/// Replaces the text between the markers in `path` (or appends it, creating the file if needed).
+pub fn write_between_markers(path: &Path, block: &str) -> std::io::Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(a), Some(b)) if b > a => {
+            format!("{}{}{}", &old[..a], block.trim_end(), &old[b + END.len()..])
+        }
+        _ => format!("{old}{}{block}", if old.is_empty() { "" } else { "\n" }),
+    };
+    std::fs::write(path, new)
+}
