@@ -140,6 +140,10 @@ async fn proof_log(gw: &Gateway, log_id: Option<String>) -> Result<(String, u64,
     Ok((log_id, state.size, checkpointed))
 }
 
+/// One proof at a time: a proof reads every leaf hash up to its tree size (O(n)), and any partner may ask for one, so
+/// they must never take more than one core from message processing.
+static PROOFS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 async fn leaves(gw: &Gateway, log_id: &str, size: u64) -> Result<Vec<Hash>, Problem> {
     let leaves = gw
         .store
@@ -189,6 +193,7 @@ async fn get_inclusion(
             "index {index} is not below tree_size {tree_size}"
         )));
     }
+    let _one_at_a_time = PROOFS.acquire().await.map_err(|_| Problem::internal())?;
     let leaves = leaves(&gw, &log_id, tree_size).await?;
     let (proof, root, leaf) = tokio::task::spawn_blocking(move || {
         let proof = merkle::inclusion_proof(&leaves, index);
@@ -240,6 +245,7 @@ async fn get_consistency(
             "from must be at least 1 and not larger than to",
         ));
     }
+    let _one_at_a_time = PROOFS.acquire().await.map_err(|_| Problem::internal())?;
     let leaves = leaves(&gw, &log_id, to).await?;
     let (proof, from_root, to_root) = tokio::task::spawn_blocking(move || {
         (

@@ -57,6 +57,14 @@ impl PgStore {
         sqlx_log_rows(&self.pool, log_id, from, limit).await
     }
 
+    async fn scan_leaf_hashes(
+        &self,
+        log_id: &str,
+        size: u64,
+    ) -> Result<Vec<super::Hash>, StoreError> {
+        sqlx_leaf_hashes(&self.pool, log_id, size).await
+    }
+
     async fn durability(&self) -> Result<(), StoreError> {
         let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
             .fetch_one(&self.pool)

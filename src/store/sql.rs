@@ -96,6 +96,23 @@ async fn sqlx_log_rows(
         .collect()
 }
 
+/// `Store::leaf_hashes` through sqlx (PostgreSQL; SQLite falls back to it for a database that is not a file).
+#[allow(dead_code)]
+async fn sqlx_leaf_hashes(
+    pool: &sqlx::Pool<$db>,
+    log_id: &str,
+    size: u64,
+) -> Result<Vec<Hash>, StoreError> {
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT leaf_hash FROM log_entries WHERE log_id = $1 AND seq < $2 ORDER BY seq",
+    )
+    .bind(log_id)
+    .bind(size as i64)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|h| to_hash(h)).collect()
+}
+
 /// Rows per multi-row INSERT (15 bind parameters a log row: far below SQLite's and PostgreSQL's limits).
 const ROWS_PER_INSERT: usize = 64;
 
@@ -426,16 +443,7 @@ impl Store for $store {
     }
 
     fn leaf_hashes<'a>(&'a self, log_id: &'a str, size: u64) -> StoreFuture<'a, Vec<Hash>> {
-        Box::pin(async move {
-            let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-                "SELECT leaf_hash FROM log_entries WHERE log_id = $1 AND seq < $2 ORDER BY seq",
-            )
-            .bind(log_id)
-            .bind(size as i64)
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter().map(|h| to_hash(h)).collect()
-        })
+        Box::pin(self.scan_leaf_hashes(log_id, size))
     }
 
     fn checkpoints<'a>(

@@ -91,6 +91,22 @@ impl SqliteStore {
 impl SqliteStore {
     pub const BACKEND: &'static str = "sqlite";
 
+    /// `Store::leaf_hashes` for proofs: the same rusqlite reader as `scan_log_rows`.
+    async fn scan_leaf_hashes(
+        &self,
+        log_id: &str,
+        size: u64,
+    ) -> Result<Vec<super::Hash>, StoreError> {
+        if !self.path.is_file() {
+            return sqlx_leaf_hashes(&self.pool, log_id, size).await;
+        }
+        let path = self.path.clone();
+        let log_id = log_id.to_owned();
+        tokio::task::spawn_blocking(move || read_leaf_hashes(&path, &log_id, size))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("log reader stopped: {e}")))?
+    }
+
     /// `Store::log_rows` for `audit verify`: read with rusqlite on a blocking thread, on the same bundled SQLite,
     /// because sqlx hands rows one by one from its worker thread (about 10 µs a row; BENCHMARKS.md).
     async fn scan_log_rows(
@@ -132,19 +148,31 @@ impl SqliteStore {
     }
 }
 
-fn read_log_rows(
+fn read_leaf_hashes(
     path: &std::path::Path,
     log_id: &str,
-    from: u64,
-    limit: usize,
-) -> Result<Vec<super::LogRow>, StoreError> {
+    size: u64,
+) -> Result<Vec<super::Hash>, StoreError> {
+    let unavailable = |e: rusqlite::Error| StoreError::Unavailable(e.to_string());
+    let conn = open_reader(path)?;
+    let mut stmt = conn
+        .prepare("SELECT leaf_hash FROM log_entries WHERE log_id = ?1 AND seq < ?2 ORDER BY seq")
+        .map_err(unavailable)?;
+    let mut rows = stmt.query((log_id, size as i64)).map_err(unavailable)?;
+    let mut out = Vec::with_capacity(size.min(1 << 24) as usize);
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        let v = r.get_ref(0).map_err(unavailable)?;
+        let b = v
+            .as_blob()
+            .map_err(|_| StoreError::Corrupt("leaf hash column is not a blob".into()))?;
+        out.push(super::to_hash(b)?);
+    }
+    Ok(out)
+}
+
+fn open_reader(path: &std::path::Path) -> Result<rusqlite::Connection, StoreError> {
     use rusqlite::OpenFlags;
     let unavailable = |e: rusqlite::Error| StoreError::Unavailable(e.to_string());
-    let blob = |v: rusqlite::types::ValueRef<'_>| -> Result<Vec<u8>, StoreError> {
-        v.as_blob()
-            .map(<[u8]>::to_vec)
-            .map_err(|_| StoreError::Corrupt("log entry column is not a blob".into()))
-    };
     let conn = rusqlite::Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -152,6 +180,22 @@ fn read_log_rows(
     .map_err(unavailable)?;
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(unavailable)?;
+    Ok(conn)
+}
+
+fn read_log_rows(
+    path: &std::path::Path,
+    log_id: &str,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<super::LogRow>, StoreError> {
+    let unavailable = |e: rusqlite::Error| StoreError::Unavailable(e.to_string());
+    let blob = |v: rusqlite::types::ValueRef<'_>| -> Result<Vec<u8>, StoreError> {
+        v.as_blob()
+            .map(<[u8]>::to_vec)
+            .map_err(|_| StoreError::Corrupt("log entry column is not a blob".into()))
+    };
+    let conn = open_reader(path)?;
     let mut stmt = conn
         .prepare(
             "SELECT seq, entry, leaf_hash, chain_hash FROM log_entries WHERE log_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
