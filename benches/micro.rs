@@ -132,6 +132,7 @@ fn next_batch(chain: &Chain, n: usize, sealed: &[u8]) -> (Batch, Chain) {
             receiver: "lyceum-zuid".into(),
             message_type: "onderwijskundig-rapport".into(),
             purpose: "overstap-po-vo".into(),
+            subject: None,
             sealed: sealed.to_vec(),
             consent_paths: "[]".into(),
             created_ms: time_ms,

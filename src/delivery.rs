@@ -106,6 +106,7 @@ async fn fetch_page(
             &row.msg.purpose,
         );
         entry.message_id = Some(row.msg.id.clone());
+        entry.subject = row.msg.subject.clone();
         entry.sender = Some(row.msg.sender.clone());
         entry.receiver = Some(row.msg.receiver.clone());
         entry.message_type = Some(row.msg.message_type.clone());
@@ -222,6 +223,7 @@ pub async fn ack(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Probl
             &row.msg.purpose,
         );
         entry.message_id = Some(row.msg.id.clone());
+        entry.subject = row.msg.subject.clone();
         entry.sender = Some(row.msg.sender.clone());
         entry.receiver = Some(row.msg.receiver.clone());
         entry.message_type = Some(row.msg.message_type.clone());

@@ -149,7 +149,7 @@ pub async fn send(
     let mut entry = gw.entry_for(caller, EventKind::MessageDisclosed);
     describe_message(&mut entry, &env, &receiver.partner);
     entry.message_id = Some(message_id.clone());
-    entry.subject = subject_key;
+    entry.subject = subject_key.clone();
     apply_decision(&mut entry, &decision);
     entry.payload_digest = Some(payload_digest);
     let consent_paths: Vec<(String, String)> = decision.consent_dependent();
@@ -176,6 +176,7 @@ pub async fn send(
         receiver: receiver.partner.id.clone(),
         message_type: env.message_type.clone(),
         purpose: env.purpose.clone(),
+        subject: subject_key,
         sealed,
         consent_paths: serde_json::to_string(&consent_paths).map_err(|_| Problem::internal())?,
         created_ms,

@@ -62,6 +62,7 @@ pub async fn sweep(gw: &Gateway, now_ms: i64) -> Result<usize, RetentionError> {
             let mut e = gw.gateway_entry(EventKind::PayloadPurged);
             gw.describe_stored_flow(&mut e, &m.sender, &m.receiver, &m.purpose);
             e.message_id = Some(m.id.clone());
+            e.subject = m.subject;
             e.sender = Some(m.sender);
             e.receiver = Some(m.receiver);
             e.message_type = Some(m.message_type);

@@ -117,6 +117,7 @@ async fn deliver(url: &str, key_dir: &Path, receiver: &str, n: usize) -> Vec<Str
                 receiver,
                 message_type: "onderwijskundig-rapport".into(),
                 purpose: "overstap".into(),
+                subject: None,
                 sealed,
                 consent_paths: "[]".into(),
                 created_ms,

@@ -114,6 +114,15 @@ impl Log {
     }
 }
 
+/// Every mailbox row read back carries the pseudonym it was written with.
+async fn page_subjects_round_trip(s: &DynStore, receiver: &str) -> bool {
+    s.inbox(receiver, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .all(|m| m.msg.subject.as_deref() == Some(format!("pseudonym-{}", m.msg.id).as_str()))
+}
+
 fn message(id: &str, receiver: &str, created_ms: i64) -> NewMessage {
     NewMessage {
         id: id.into(),
@@ -121,6 +130,7 @@ fn message(id: &str, receiver: &str, created_ms: i64) -> NewMessage {
         receiver: receiver.into(),
         message_type: "onderwijskundig-rapport".into(),
         purpose: "overstap".into(),
+        subject: Some(format!("pseudonym-{id}")),
         sealed: format!("sealed-{id}").into_bytes(),
         consent_paths: "[]".into(),
         created_ms,
@@ -355,6 +365,11 @@ async fn inbox_pages_in_arrival_order_per_receiver() {
         assert_eq!(seen, expected, "{backend:?}");
         let row = s.message("m01").await.unwrap().unwrap();
         assert_eq!(row.msg.sealed, b"sealed-m01".to_vec());
+        assert_eq!(row.msg.subject.as_deref(), Some("pseudonym-m01"));
+        assert!(
+            page_subjects_round_trip(s, "lyceum-zuid").await,
+            "{backend:?}"
+        );
         assert_eq!(row.msg.created_ms, 99);
         assert_eq!(row.msg.leaf_hash, hash("msg", 0));
         assert_eq!(row.fetch_count, 0);

@@ -96,6 +96,8 @@ pub struct NewMessage {
     pub receiver: String,
     pub message_type: String,
     pub purpose: String,
+    /// Keyed pseudonym of the pupil (as in the log), `None` for aggregates.
+    pub subject: Option<String>,
     pub sealed: Vec<u8>,
     /// JSON list of `[leaf path, consent id]` pairs re-checked when the message is fetched.
     pub consent_paths: String,

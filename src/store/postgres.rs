@@ -24,13 +24,22 @@ pub struct PgStore {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "pupil pseudonym on mailbox rows".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0002_message_subject.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 impl PgStore {

@@ -39,6 +39,7 @@ fn message_from_row(row: &$row) -> Result<StoredMessage, StoreError> {
             receiver: row.try_get("receiver")?,
             message_type: row.try_get("message_type")?,
             purpose: row.try_get("purpose")?,
+            subject: row.try_get("subject")?,
             sealed: row.try_get("sealed")?,
             consent_paths: row.try_get("consent_paths")?,
             created_ms: row.try_get("created_ms")?,
@@ -67,7 +68,7 @@ fn consent_from_row(row: &$row) -> Result<StoredConsent, StoreError> {
     })
 }
 
-const MESSAGE_COLUMNS: &str = "pos, id, sender, receiver, message_type, purpose, sealed, consent_paths, created_ms, expires_ms, log_id, seq, leaf_hash, fetch_count";
+const MESSAGE_COLUMNS: &str = "pos, id, sender, receiver, message_type, purpose, subject, sealed, consent_paths, created_ms, expires_ms, log_id, seq, leaf_hash, fetch_count";
 /// `Store::log_rows` through sqlx (PostgreSQL; SQLite falls back to it for a database that is not a file).
 #[allow(dead_code)]
 async fn sqlx_log_rows(
@@ -333,7 +334,7 @@ impl Store for $store {
                 .collect();
             for chunk in new_messages.chunks(ROWS_PER_INSERT) {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO messages (id, sender, receiver, message_type, purpose, sealed, consent_paths, created_ms, expires_ms, log_id, seq, leaf_hash) ",
+                    "INSERT INTO messages (id, sender, receiver, message_type, purpose, subject, sealed, consent_paths, created_ms, expires_ms, log_id, seq, leaf_hash) ",
                 );
                 qb.push_values(chunk, |mut row, msg| {
                     row.push_bind(&msg.id)
@@ -341,6 +342,7 @@ impl Store for $store {
                         .push_bind(&msg.receiver)
                         .push_bind(&msg.message_type)
                         .push_bind(&msg.purpose)
+                        .push_bind(&msg.subject)
                         .push_bind(&msg.sealed)
                         .push_bind(&msg.consent_paths)
                         .push_bind(msg.created_ms)

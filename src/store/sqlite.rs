@@ -47,6 +47,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/sqlite/0002_log_entries_rowid.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            "pupil pseudonym on mailbox rows".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0003_message_subject.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
