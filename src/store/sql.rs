@@ -70,7 +70,6 @@ fn consent_from_row(row: &$row) -> Result<StoredConsent, StoreError> {
 
 const MESSAGE_COLUMNS: &str = "pos, id, sender, receiver, message_type, purpose, subject, sealed, consent_paths, created_ms, expires_ms, log_id, seq, leaf_hash, fetch_count";
 /// `Store::log_rows` through sqlx (PostgreSQL; SQLite falls back to it for a database that is not a file).
-#[allow(dead_code)]
 async fn sqlx_log_rows(
     pool: &sqlx::Pool<$db>,
     log_id: &str,
@@ -98,7 +97,6 @@ async fn sqlx_log_rows(
 }
 
 /// `Store::leaf_hashes` through sqlx (PostgreSQL; SQLite falls back to it for a database that is not a file).
-#[allow(dead_code)]
 async fn sqlx_leaf_hashes(
     pool: &sqlx::Pool<$db>,
     log_id: &str,
@@ -112,6 +110,18 @@ async fn sqlx_leaf_hashes(
     .fetch_all(pool)
     .await?;
     rows.iter().map(|h| to_hash(h)).collect()
+}
+
+/// A connection whose transaction failed part-way may still hold it (SQLite keeps its write lock when COMMIT fails
+/// on a full disk): it is closed, never handed out again.
+async fn retire_if_failed(
+    conn: sqlx::pool::PoolConnection<$db>,
+    result: Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    if result.is_err() {
+        let _ = conn.close().await;
+    }
+    result
 }
 
 /// Rows per multi-row INSERT (15 bind parameters a log row: far below SQLite's and PostgreSQL's limits).
@@ -265,11 +275,7 @@ impl Store for $store {
                 Ok(())
             }
             .await;
-            if result.is_err() {
-                // As in commit_batch: a connection whose transaction failed part-way is never handed out again.
-                let _ = conn.close().await;
-            }
-            result
+            retire_if_failed(conn, result).await
         })
     }
 
@@ -396,12 +402,7 @@ impl Store for $store {
             Ok(())
             }
             .await;
-            if result.is_err() {
-                // A connection whose transaction failed part-way may still hold it (SQLite keeps its write lock
-                // when COMMIT fails on a full disk): it is closed, never handed out again.
-                let _ = conn.close().await;
-            }
-            result
+            retire_if_failed(conn, result).await
         })
     }
 

@@ -98,20 +98,34 @@ impl SqliteStore {
 impl SqliteStore {
     pub const BACKEND: &'static str = "sqlite";
 
+    /// Whether the bulk readers can open the database file with rusqlite (not for an in-memory database).
+    fn file_backed(&self) -> bool {
+        self.path.is_file()
+    }
+
+    /// Runs a rusqlite read of the database file on a blocking thread.
+    async fn read_blocking<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&std::path::Path) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || read(&path))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("log reader stopped: {e}")))?
+    }
+
     /// `Store::leaf_hashes` for proofs: the same rusqlite reader as `scan_log_rows`.
     async fn scan_leaf_hashes(
         &self,
         log_id: &str,
         size: u64,
     ) -> Result<Vec<super::Hash>, StoreError> {
-        if !self.path.is_file() {
+        if !self.file_backed() {
             return sqlx_leaf_hashes(&self.pool, log_id, size).await;
         }
-        let path = self.path.clone();
         let log_id = log_id.to_owned();
-        tokio::task::spawn_blocking(move || read_leaf_hashes(&path, &log_id, size))
+        self.read_blocking(move |path| read_leaf_hashes(path, &log_id, size))
             .await
-            .map_err(|e| StoreError::Unavailable(format!("log reader stopped: {e}")))?
     }
 
     /// `Store::log_rows` for `audit verify`: read with rusqlite on a blocking thread, on the same bundled SQLite,
@@ -122,14 +136,12 @@ impl SqliteStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<super::LogRow>, StoreError> {
-        if !self.path.is_file() {
+        if !self.file_backed() {
             return sqlx_log_rows(&self.pool, log_id, from, limit).await;
         }
-        let path = self.path.clone();
         let log_id = log_id.to_owned();
-        tokio::task::spawn_blocking(move || read_log_rows(&path, &log_id, from, limit))
+        self.read_blocking(move |path| read_log_rows(path, &log_id, from, limit))
             .await
-            .map_err(|e| StoreError::Unavailable(format!("log reader stopped: {e}")))?
     }
 
     async fn durability(&self) -> Result<(), StoreError> {
