@@ -225,29 +225,59 @@ async fn open_all(addr: SocketAddr, ids: &[Identity], conns: usize) -> anyhow::R
     Ok(out)
 }
 
-/// Keep-alive connections, each sending its next request as soon as the previous answer arrived.
-pub async fn closed_loop(
-    addr: SocketAddr,
-    ids: &[Identity],
+/// When a keep-alive worker sends its next request.
+#[derive(Clone)]
+enum Schedule {
+    /// As soon as the previous answer arrived (closed loop).
+    AsSoonAsAnswered,
+    /// Request `i` is due at `start + i × interval`, `i` shared by all workers (open loop).
+    Fixed {
+        start: Instant,
+        interval: Duration,
+        next: Arc<AtomicU64>,
+    },
+}
+
+impl Schedule {
+    /// The time the next request is due (and its latency counts from), or `None` once the window is over.
+    async fn next_due(&self, until: Instant) -> Option<Instant> {
+        let due = match self {
+            Schedule::AsSoonAsAnswered => Instant::now(),
+            Schedule::Fixed {
+                start,
+                interval,
+                next,
+            } => *start + interval.mul_f64(next.fetch_add(1, Ordering::Relaxed) as f64),
+        };
+        if due >= until {
+            return None;
+        }
+        if matches!(self, Schedule::Fixed { .. }) {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        Some(due)
+    }
+}
+
+/// Runs one worker per keep-alive connection until the window is over.
+async fn keep_alive_workers(
+    conns: Vec<Conn>,
     spec: Spec,
-    conns: usize,
+    schedule: Schedule,
     window: Window,
 ) -> anyhow::Result<Outcome> {
     let spec = Arc::new(spec);
     let mut tasks = Vec::new();
-    for mut conn in open_all(addr, ids, conns).await? {
+    for mut conn in conns {
         let spec = spec.clone();
+        let schedule = schedule.clone();
         tasks.push(tokio::spawn(async move {
             let mut out = Outcome::new(window.duration());
-            loop {
-                let t0 = Instant::now();
-                if t0 >= window.until {
-                    break;
-                }
+            while let Some(due) = schedule.next_due(window.until).await {
                 let r = conn.send(&spec, false).await;
                 let failed = r.is_err();
-                if t0 >= window.measure_from {
-                    out.record(t0, &r, &spec);
+                if due >= window.measure_from {
+                    out.record(due, &r, &spec);
                 }
                 if failed {
                     break;
@@ -257,6 +287,18 @@ pub async fn closed_loop(
         }));
     }
     collect(tasks, window).await
+}
+
+/// Keep-alive connections, each sending its next request as soon as the previous answer arrived.
+pub async fn closed_loop(
+    addr: SocketAddr,
+    ids: &[Identity],
+    spec: Spec,
+    conns: usize,
+    window: Window,
+) -> anyhow::Result<Outcome> {
+    let opened = open_all(addr, ids, conns).await?;
+    keep_alive_workers(opened, spec, Schedule::AsSoonAsAnswered, window).await
 }
 
 /// A fixed request rate spread over `conns` keep-alive connections; latency counts from the scheduled time.
@@ -271,38 +313,14 @@ pub async fn open_loop(
     if rate <= 0.0 {
         bail!("rate must be positive");
     }
-    let spec = Arc::new(spec);
-    let next = Arc::new(AtomicU64::new(0));
     let opened = open_all(addr, ids, conns).await?;
-    let start = Instant::now();
     // The schedule starts where the warm-up starts; the window keeps its length.
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let mut tasks = Vec::new();
-    for mut conn in opened {
-        let spec = spec.clone();
-        let next = next.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut out = Outcome::new(window.duration());
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let due = start + interval.mul_f64(i as f64);
-                if due >= window.until {
-                    break;
-                }
-                tokio::time::sleep_until(due.into()).await;
-                let r = conn.send(&spec, false).await;
-                let failed = r.is_err();
-                if due >= window.measure_from {
-                    out.record(due, &r, &spec);
-                }
-                if failed {
-                    break;
-                }
-            }
-            out
-        }));
-    }
-    collect(tasks, window).await
+    let schedule = Schedule::Fixed {
+        start: Instant::now(),
+        interval: Duration::from_secs_f64(1.0 / rate),
+        next: Arc::new(AtomicU64::new(0)),
+    };
+    keep_alive_workers(opened, spec, schedule, window).await
 }
 
 /// Every request on a new TCP + TLS connection with a full handshake (no resumption), then `Connection: close`.

@@ -243,6 +243,51 @@ fn ids(certs: &Path, partners: &[&str]) -> anyhow::Result<Vec<Identity>> {
     partners.iter().map(|p| Identity::load(certs, p)).collect()
 }
 
+impl Ctx<'_> {
+    /// The next measured window: set-up, warm-up, then the measured duration.
+    fn window(&self) -> Window {
+        Window::starting_in(
+            Duration::from_millis(300),
+            self.plan.warmup,
+            self.plan.duration,
+        )
+    }
+}
+
+/// CPU time of a server and of this load generator over a window, and the server's peak RSS.
+struct Sampling {
+    cpu: tokio::task::JoinHandle<[(Option<u64>, Option<u64>); 2]>,
+    rss: RssSampler,
+}
+
+impl Sampling {
+    fn start(pid: u32, window: Window) -> Sampling {
+        let me = std::process::id();
+        let cpu = tokio::spawn(async move {
+            let read = || (servers::cpu_micros(pid).ok(), servers::cpu_micros(me).ok());
+            tokio::time::sleep_until(window.measure_from.into()).await;
+            let a = read();
+            tokio::time::sleep_until(window.until.into()).await;
+            [a, read()]
+        });
+        Sampling {
+            cpu,
+            rss: RssSampler::start(pid),
+        }
+    }
+
+    /// (server CPU µs per request, load-generator CPU µs per request, peak RSS KiB) for `requests` in the window.
+    async fn finish(self, requests: u64) -> anyhow::Result<(Option<f64>, Option<f64>, u64)> {
+        let [(s0, c0), (s1, c1)] = self.cpu.await?;
+        let peak = self.rss.finish();
+        let per = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) if requests > 0 => Some((b - a) as f64 / requests as f64),
+            _ => None,
+        };
+        Ok((per(s0, s1), per(c0, c1), peak))
+    }
+}
+
 /// Runs one measured load against one server: CPU of server and load generator over the window, peak RSS.
 async fn measure<F, Fut>(
     ctx: &mut Ctx<'_>,
@@ -254,34 +299,16 @@ where
     F: FnOnce(Window) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
 {
-    let window = Window::starting_in(
-        Duration::from_millis(300),
-        ctx.plan.warmup,
-        ctx.plan.duration,
-    );
-    let pid = server.pid();
-    let me = std::process::id();
-    let sampler = RssSampler::start(pid);
-    let cpu = tokio::spawn(async move {
-        tokio::time::sleep_until(window.measure_from.into()).await;
-        let a = (servers::cpu_micros(pid).ok(), servers::cpu_micros(me).ok());
-        tokio::time::sleep_until(window.until.into()).await;
-        let b = (servers::cpu_micros(pid).ok(), servers::cpu_micros(me).ok());
-        (a, b)
-    });
+    let window = ctx.window();
+    let sampling = Sampling::start(server.pid(), window);
     let outcome = run(window).await?;
-    let ((s0, c0), (s1, c1)) = cpu.await?;
-    let peak = sampler.finish();
-    let per = |a: Option<u64>, b: Option<u64>| match (a, b) {
-        (Some(a), Some(b)) if outcome.ok > 0 => Some((b - a) as f64 / outcome.ok as f64),
-        _ => None,
-    };
+    let (server_cpu, client_cpu, peak) = sampling.finish(outcome.ok).await?;
     let row = Row::from_outcome(
         scenario,
         &server.name,
         &outcome,
-        per(s0, s1),
-        per(c0, c1),
+        server_cpu,
+        client_cpu,
         peak,
     );
     eprintln!("{}", row.one_line());
@@ -441,26 +468,10 @@ fn gateway_log_counters(gw: &Server) -> anyhow::Result<LogCounters> {
 }
 
 async fn inbox_drain(ctx: &mut Ctx<'_>, gw: &Server, receiver: &Identity) -> anyhow::Result<()> {
-    let window = Window::starting_in(
-        Duration::from_millis(300),
-        ctx.plan.warmup,
-        ctx.plan.duration,
-    );
-    let pid = gw.pid();
-    let c0 = tokio::spawn(async move {
-        tokio::time::sleep_until(window.measure_from.into()).await;
-        let a = servers::cpu_micros(pid).ok();
-        tokio::time::sleep_until(window.until.into()).await;
-        (a, servers::cpu_micros(pid).ok())
-    });
-    let sampler = RssSampler::start(pid);
+    let window = ctx.window();
+    let sampling = Sampling::start(gw.pid(), window);
     let (fetches, acks) = load::drain_inbox(gw.addr, receiver, 100, 16, window).await?;
-    let (a, b) = c0.await?;
-    let peak = sampler.finish();
-    let cpu = match (a, b) {
-        (Some(a), Some(b)) if acks.ok > 0 => Some((b - a) as f64 / acks.ok as f64),
-        _ => None,
-    };
+    let (cpu, _, peak) = sampling.finish(acks.ok).await?;
     let mut row = Row::from_outcome(
         "inbox: fetch (pages of 100) + ack, per message",
         &gw.name,
