@@ -200,12 +200,15 @@ fn bench_commit_batch(c: &mut Criterion) {
                 total
             })
         });
-        let stored = rt
-            .block_on(store.load_log_state(LOG_ID))
-            .expect("load log state")
-            .expect("log state");
-        assert_eq!(stored.size, chain.size);
-        assert_eq!(stored.frontier, chain.frontier.to_bytes());
+        // Nothing to check for a size a benchmark filter left out.
+        if chain.size > 0 {
+            let stored = rt
+                .block_on(store.load_log_state(LOG_ID))
+                .expect("load log state")
+                .expect("log state");
+            assert_eq!(stored.size, chain.size);
+            assert_eq!(stored.frontier, chain.frontier.to_bytes());
+        }
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -74,6 +74,14 @@ impl PgStore {
         sqlx_leaf_hashes(&self.pool, log_id, size).await
     }
 
+    async fn write_batch(&self, batch: &super::Batch) -> Result<(), StoreError> {
+        sqlx_commit_batch(&self.pool, batch).await
+    }
+
+    async fn write_probe(&self) -> Result<(), StoreError> {
+        sqlx_probe_write(&self.pool).await
+    }
+
     async fn durability(&self) -> Result<(), StoreError> {
         let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
             .fetch_one(&self.pool)

@@ -2,8 +2,15 @@
 //! parameters, which SQLite and PostgreSQL both accept. Backends differ only in how they connect and check durability,
 //! and in the row-lock clause appended to claim statements (`$lock`: PostgreSQL `FOR UPDATE SKIP LOCKED`; SQLite
 //! none, its write transaction already excludes every other writer).
+//!
+//! Writes (`commit_batch`, `probe_write`) go through an inherent `write_batch` / `write_probe` of each backend:
+//! PostgreSQL (and SQLite in memory) run `sqlx_commit_batch` / `sqlx_probe_write` below; a file-backed SQLite store
+//! runs the same statements (the `*_SQL` constants) on its own rusqlite writer connection (see `sqlite`). Statements
+//! that rusqlite also executes number their parameters `$1`, `$2`, ... in order of first appearance, because
+//! rusqlite binds them by position (checked by a test in `sqlite`).
 
-/// Implements `Store` for a backend type with `pool`, `BACKEND` and `async fn durability(&self)`.
+/// Implements `Store` for a backend type with `pool`, `BACKEND`, `async fn durability(&self)`,
+/// `async fn write_batch(&self, &Batch)` and `async fn write_probe(&self)`.
 macro_rules! sql_store {
     ($store:ty, $db:ty, $row:ty, $lock:literal) => {
         use $crate::store::*;
@@ -124,15 +131,48 @@ async fn retire_if_failed(
     result
 }
 
-/// Rows per multi-row INSERT (15 bind parameters a log row: far below SQLite's and PostgreSQL's limits).
+/// Rows per multi-row INSERT through sqlx (15 bind parameters a log row: far below SQLite's and PostgreSQL's limits).
 const ROWS_PER_INSERT: usize = 64;
 
 const ENTRY_COLUMNS: &str = "log_id, seq, time_ms, event, partner, organisation, sender, receiver, purpose, flow_id, subject, outcome, entry, leaf_hash, chain_hash";
 
+/// The columns a new mailbox row is inserted with, in `NewMessage` field order (`pos`, `fetch_count` default).
+const NEW_MESSAGE_COLUMNS: &str = "id, sender, receiver, message_type, purpose, subject, sealed, consent_paths, created_ms, expires_ms, log_id, seq, leaf_hash";
+
+/// Locks a mailbox row (`$lock`) and reads its fetch count.
+const CLAIM_SQL: &str = concat!("SELECT fetch_count FROM messages WHERE id = $1", $lock);
+const DELETE_MESSAGE_SQL: &str = "DELETE FROM messages WHERE id = $1";
+const COUNT_FETCH_SQL: &str = "UPDATE messages SET fetch_count = fetch_count + 1 WHERE id = $1";
+const INSERT_IDEMPOTENCY_SQL: &str = "INSERT INTO idempotency (sender, key, body_hash, status, response, log_id, seq, leaf_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const INSERT_CONSENT_SQL: &str = "INSERT INTO consents (id, registered_by, subject, purpose, recipient, categories, given_by, evidence, valid_from, valid_until, created_ms, withdrawn_ms) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+const WITHDRAW_CONSENT_SQL: &str = "UPDATE consents SET withdrawn_ms = $1 WHERE id = $2 AND withdrawn_ms IS NULL";
+/// The log state compare-and-set: `$5` is the size the batch continues from; no row changed means another
+/// writer appended first.
+const SET_LOG_STATE_SQL: &str = "INSERT INTO log_state (log_id, size, frontier, chain_head) VALUES ($1, $2, $3, $4) \
+    ON CONFLICT (log_id) DO UPDATE SET size = excluded.size, frontier = excluded.frontier, chain_head = excluded.chain_head \
+    WHERE log_state.size = $5";
+const INSERT_CHECKPOINT_SQL: &str = "INSERT INTO checkpoints (log_id, tree_size, time_ms, note) VALUES ($1, $2, $3, $4) \
+    ON CONFLICT (log_id, tree_size) DO NOTHING";
+const PROBE_INSERT_SQL: &str = "INSERT INTO checkpoints (log_id, tree_size, time_ms, note) VALUES ('~readiness-probe', -1, 0, $1)";
+const PROBE_DELETE_SQL: &str = "DELETE FROM checkpoints WHERE log_id = '~readiness-probe'";
+
+/// The readiness probe's row: `PROBE_BYTES` of incompressible text (a hash chain in hex), so no backend can
+/// store it in less than its size.
+fn probe_note() -> String {
+    let mut note = String::with_capacity(PROBE_BYTES);
+    let mut h = ring::digest::digest(&ring::digest::SHA256, b"ketenpoort probe");
+    while note.len() < PROBE_BYTES {
+        note.push_str(&hex::encode(h.as_ref()));
+        h = ring::digest::digest(&ring::digest::SHA256, h.as_ref());
+    }
+    note
+}
+
 /// Locks a mailbox row for this transaction and returns its fetch count; `Conflict` when the row is gone or
 /// another transaction holds it.
 async fn claim(tx: &mut sqlx::Transaction<'_, $db>, id: &str) -> Result<i64, StoreError> {
-    sqlx::query_scalar(concat!("SELECT fetch_count FROM messages WHERE id = $1", $lock))
+    sqlx::query_scalar(CLAIM_SQL)
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?
@@ -168,7 +208,7 @@ async fn apply(
         }
         Mutation::DeleteMessage { id } => {
             claim(tx, id).await?;
-            sqlx::query("DELETE FROM messages WHERE id = $1")
+            sqlx::query(DELETE_MESSAGE_SQL)
                 .bind(id)
                 .execute(&mut **tx)
                 .await?;
@@ -180,58 +220,167 @@ async fn apply(
                         "message was fetched concurrently".into(),
                     ));
                 }
-                sqlx::query("UPDATE messages SET fetch_count = fetch_count + 1 WHERE id = $1")
+                sqlx::query(COUNT_FETCH_SQL)
                     .bind(id)
                     .execute(&mut **tx)
                     .await?;
             }
         }
         Mutation::InsertIdempotency(r) => {
-            sqlx::query(
-                "INSERT INTO idempotency (sender, key, body_hash, status, response, log_id, seq, leaf_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&r.sender)
-            .bind(&r.key)
-            .bind(&r.body_hash)
-            .bind(r.status as i64)
-            .bind(&r.response)
-            .bind(&r.log_id)
-            .bind(r.seq as i64)
-            .bind(&r.leaf_hash[..])
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query(INSERT_IDEMPOTENCY_SQL)
+                .bind(&r.sender)
+                .bind(&r.key)
+                .bind(&r.body_hash)
+                .bind(r.status as i64)
+                .bind(&r.response)
+                .bind(&r.log_id)
+                .bind(r.seq as i64)
+                .bind(&r.leaf_hash[..])
+                .execute(&mut **tx)
+                .await?;
         }
         Mutation::InsertConsent(c) => {
-            sqlx::query(
-                "INSERT INTO consents (id, registered_by, subject, purpose, recipient, categories, given_by, evidence, valid_from, valid_until, created_ms, withdrawn_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&c.id)
-            .bind(&c.registered_by)
-            .bind(&c.subject)
-            .bind(&c.purpose)
-            .bind(&c.recipient)
-            .bind(&c.categories)
-            .bind(&c.given_by)
-            .bind(&c.evidence)
-            .bind(&c.valid_from)
-            .bind(&c.valid_until)
-            .bind(c.created_ms)
-            .bind(c.withdrawn_ms)
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query(INSERT_CONSENT_SQL)
+                .bind(&c.id)
+                .bind(&c.registered_by)
+                .bind(&c.subject)
+                .bind(&c.purpose)
+                .bind(&c.recipient)
+                .bind(&c.categories)
+                .bind(&c.given_by)
+                .bind(&c.evidence)
+                .bind(&c.valid_from)
+                .bind(&c.valid_until)
+                .bind(c.created_ms)
+                .bind(c.withdrawn_ms)
+                .execute(&mut **tx)
+                .await?;
         }
         Mutation::WithdrawConsent { id, at_ms } => {
-            sqlx::query(
-                "UPDATE consents SET withdrawn_ms = $2 WHERE id = $1 AND withdrawn_ms IS NULL",
-            )
-            .bind(id)
-            .bind(at_ms)
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query(WITHDRAW_CONSENT_SQL)
+                .bind(at_ms)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
         }
     }
     Ok(())
+}
+
+/// `Store::probe_write` through sqlx (PostgreSQL; SQLite for a database that is not a file): commits and removes a
+/// row of `PROBE_BYTES` in one transaction.
+async fn sqlx_probe_write(pool: &sqlx::Pool<$db>) -> Result<(), StoreError> {
+    let note = probe_note();
+    let mut conn = pool.acquire().await?;
+    let result: Result<(), StoreError> = async {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::query(PROBE_INSERT_SQL)
+            .bind(&note)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(PROBE_DELETE_SQL).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    retire_if_failed(conn, result).await
+}
+
+/// `Store::commit_batch` through sqlx (PostgreSQL; SQLite for a database that is not a file).
+async fn sqlx_commit_batch(pool: &sqlx::Pool<$db>, batch: &Batch) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    let result: Result<(), StoreError> = async {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        // Multi-row inserts: one statement per chunk instead of one per row (on PostgreSQL one round trip).
+        for chunk in batch.entries.chunks(ROWS_PER_INSERT) {
+            let mut qb =
+                sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO log_entries ({ENTRY_COLUMNS}) "));
+            qb.push_values(chunk, |mut row, e| {
+                row.push_bind(&e.log_id)
+                    .push_bind(e.seq as i64)
+                    .push_bind(e.time_ms)
+                    .push_bind(&e.event)
+                    .push_bind(&e.partner)
+                    .push_bind(&e.organisation)
+                    .push_bind(&e.sender)
+                    .push_bind(&e.receiver)
+                    .push_bind(&e.purpose)
+                    .push_bind(&e.flow_id)
+                    .push_bind(&e.subject)
+                    .push_bind(&e.outcome)
+                    .push_bind(&e.bytes)
+                    .push_bind(&e.leaf_hash[..])
+                    .push_bind(&e.chain_hash[..]);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        // New mailbox rows first, also multi-row (no other mutation of a batch can refer to a row that is
+        // inserted in the same batch: a fetch or ack needs a committed message), then the rest in order.
+        let new_messages: Vec<&NewMessage> = batch
+            .mutations
+            .iter()
+            .filter_map(|m| match m {
+                Mutation::InsertMessage(msg) => Some(&**msg),
+                _ => None,
+            })
+            .collect();
+        for chunk in new_messages.chunks(ROWS_PER_INSERT) {
+            let mut qb =
+                sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO messages ({NEW_MESSAGE_COLUMNS}) "));
+            qb.push_values(chunk, |mut row, msg| {
+                row.push_bind(&msg.id)
+                    .push_bind(&msg.sender)
+                    .push_bind(&msg.receiver)
+                    .push_bind(&msg.message_type)
+                    .push_bind(&msg.purpose)
+                    .push_bind(&msg.subject)
+                    .push_bind(&msg.sealed)
+                    .push_bind(&msg.consent_paths)
+                    .push_bind(msg.created_ms)
+                    .push_bind(msg.expires_ms)
+                    .push_bind(&msg.log_id)
+                    .push_bind(msg.seq as i64)
+                    .push_bind(&msg.leaf_hash[..]);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        for m in &batch.mutations {
+            if !matches!(m, Mutation::InsertMessage(_)) {
+                apply(&mut tx, m).await?;
+            }
+        }
+        let s = &batch.state;
+        let previous = s.size.checked_sub(batch.entries.len() as u64).ok_or_else(|| {
+            StoreError::Corrupt("log state smaller than the batch".into())
+        })?;
+        let updated = sqlx::query(SET_LOG_STATE_SQL)
+            .bind(&s.log_id)
+            .bind(s.size as i64)
+            .bind(&s.frontier)
+            .bind(&s.chain_head[..])
+            .bind(previous as i64)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if updated != 1 {
+            return Err(StoreError::Conflict(
+                "another writer appended to this log".into(),
+            ));
+        }
+        if let Some(cp) = &batch.checkpoint {
+            sqlx::query(INSERT_CHECKPOINT_SQL)
+                .bind(&cp.log_id)
+                .bind(cp.tree_size as i64)
+                .bind(cp.time_ms)
+                .bind(&cp.note)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    retire_if_failed(conn, result).await
 }
 
 impl Store for $store {
@@ -251,32 +400,7 @@ impl Store for $store {
     }
 
     fn probe_write(&self) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            // Incompressible text (a hash chain in hex), so no backend can store it in less than its size.
-            let mut note = String::with_capacity(PROBE_BYTES);
-            let mut h = ring::digest::digest(&ring::digest::SHA256, b"ketenpoort probe");
-            while note.len() < PROBE_BYTES {
-                note.push_str(&hex::encode(h.as_ref()));
-                h = ring::digest::digest(&ring::digest::SHA256, h.as_ref());
-            }
-            let mut conn = self.pool.acquire().await?;
-            let result: Result<(), StoreError> = async {
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                sqlx::query(
-                    "INSERT INTO checkpoints (log_id, tree_size, time_ms, note) VALUES ('~readiness-probe', -1, 0, $1)",
-                )
-                .bind(&note)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("DELETE FROM checkpoints WHERE log_id = '~readiness-probe'")
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(())
-            }
-            .await;
-            retire_if_failed(conn, result).await
-        })
+        Box::pin(self.write_probe())
     }
 
     fn load_log_state<'a>(&'a self, log_id: &'a str) -> StoreFuture<'a, Option<LogState>> {
@@ -300,110 +424,7 @@ impl Store for $store {
     }
 
     fn commit_batch<'a>(&'a self, batch: &'a Batch) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let mut conn = self.pool.acquire().await?;
-            let result: Result<(), StoreError> = async {
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            // Multi-row inserts: one statement per chunk instead of one per row (on PostgreSQL one round trip).
-            for chunk in batch.entries.chunks(ROWS_PER_INSERT) {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO log_entries (log_id, seq, time_ms, event, partner, organisation, sender, receiver, purpose, flow_id, subject, outcome, entry, leaf_hash, chain_hash) ",
-                );
-                qb.push_values(chunk, |mut row, e| {
-                    row.push_bind(&e.log_id)
-                        .push_bind(e.seq as i64)
-                        .push_bind(e.time_ms)
-                        .push_bind(&e.event)
-                        .push_bind(&e.partner)
-                        .push_bind(&e.organisation)
-                        .push_bind(&e.sender)
-                        .push_bind(&e.receiver)
-                        .push_bind(&e.purpose)
-                        .push_bind(&e.flow_id)
-                        .push_bind(&e.subject)
-                        .push_bind(&e.outcome)
-                        .push_bind(&e.bytes)
-                        .push_bind(&e.leaf_hash[..])
-                        .push_bind(&e.chain_hash[..]);
-                });
-                qb.build().execute(&mut *tx).await?;
-            }
-            // New mailbox rows first, also multi-row (no other mutation of a batch can refer to a row that is
-            // inserted in the same batch: a fetch or ack needs a committed message), then the rest in order.
-            let new_messages: Vec<&NewMessage> = batch
-                .mutations
-                .iter()
-                .filter_map(|m| match m {
-                    Mutation::InsertMessage(msg) => Some(&**msg),
-                    _ => None,
-                })
-                .collect();
-            for chunk in new_messages.chunks(ROWS_PER_INSERT) {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO messages (id, sender, receiver, message_type, purpose, subject, sealed, consent_paths, created_ms, expires_ms, log_id, seq, leaf_hash) ",
-                );
-                qb.push_values(chunk, |mut row, msg| {
-                    row.push_bind(&msg.id)
-                        .push_bind(&msg.sender)
-                        .push_bind(&msg.receiver)
-                        .push_bind(&msg.message_type)
-                        .push_bind(&msg.purpose)
-                        .push_bind(&msg.subject)
-                        .push_bind(&msg.sealed)
-                        .push_bind(&msg.consent_paths)
-                        .push_bind(msg.created_ms)
-                        .push_bind(msg.expires_ms)
-                        .push_bind(&msg.log_id)
-                        .push_bind(msg.seq as i64)
-                        .push_bind(&msg.leaf_hash[..]);
-                });
-                qb.build().execute(&mut *tx).await?;
-            }
-            for m in &batch.mutations {
-                if !matches!(m, Mutation::InsertMessage(_)) {
-                    apply(&mut tx, m).await?;
-                }
-            }
-            let s = &batch.state;
-            let previous = s.size.checked_sub(batch.entries.len() as u64).ok_or_else(|| {
-                StoreError::Corrupt("log state smaller than the batch".into())
-            })?;
-            let updated = sqlx::query(
-                "INSERT INTO log_state (log_id, size, frontier, chain_head) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (log_id) DO UPDATE SET size = excluded.size, frontier = excluded.frontier, chain_head = excluded.chain_head
-                 WHERE log_state.size = $5",
-            )
-            .bind(&s.log_id)
-            .bind(s.size as i64)
-            .bind(&s.frontier)
-            .bind(&s.chain_head[..])
-            .bind(previous as i64)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated != 1 {
-                return Err(StoreError::Conflict(
-                    "another writer appended to this log".into(),
-                ));
-            }
-            if let Some(cp) = &batch.checkpoint {
-                sqlx::query(
-                    "INSERT INTO checkpoints (log_id, tree_size, time_ms, note) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (log_id, tree_size) DO NOTHING",
-                )
-                .bind(&cp.log_id)
-                .bind(cp.tree_size as i64)
-                .bind(cp.time_ms)
-                .bind(&cp.note)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(())
-            }
-            .await;
-            retire_if_failed(conn, result).await
-        })
+        Box::pin(self.write_batch(batch))
     }
 
     fn log_ids(&self) -> StoreFuture<'_, Vec<String>> {
