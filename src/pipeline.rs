@@ -132,12 +132,16 @@ pub async fn send(
 
     // Phase: seal the delivered payload for the receiver's mailbox.
     let message_id = new_id();
-    let stored = json!({
-        "subject": decision.subject,
-        "actor": {"id": env.actor.id, "name": env.actor.name, "function": env.actor.function},
-        "justification": env.justification,
-        "data": decision.delivered,
-    });
+    let stored = StoredPayload {
+        subject: &decision.subject,
+        actor: StoredActor {
+            id: &env.actor.id,
+            name: &env.actor.name,
+            function: &env.actor.function,
+        },
+        justification: &env.justification,
+        data: &decision.delivered,
+    };
     let plaintext = serde_json::to_vec(&stored).map_err(|_| Problem::internal())?;
     let payload_digest = hex::encode(digest::digest(&digest::SHA256, &plaintext));
     let sealed = gw
@@ -155,17 +159,12 @@ pub async fn send(
     let consent_paths: Vec<(String, String)> = decision.consent_dependent();
     let created_ms = now_ms();
     let retention_ms = i64::from(decision.retention_days.max(1)) * 86_400_000;
-    let delivered = decision.delivered_paths();
-    let withheld: Vec<Value> = decision
-        .withheld()
-        .into_iter()
-        .map(|(field, reason)| json!({"field": field, "reason": reason}))
-        .collect();
+    // The sender is told exactly what the log entry records.
     let mut response = json!({
         "message_id": message_id,
         "flow": decision.flow_id,
-        "delivered": delivered,
-        "withheld": withheld,
+        "delivered": &entry.delivered,
+        "withheld": &entry.withheld,
     });
     if !decision.suppressed_cells.is_empty() {
         response["suppressed_cells"] = json!(decision.suppressed_cells);
@@ -240,6 +239,23 @@ fn replay(prev: IdempotencyRecord, body_hash: &str) -> Result<Sent, Problem> {
         status: StatusCode::OK,
         body,
     })
+}
+
+/// What the receiver's mailbox row holds (sealed): serialised straight from the decision, without copying the
+/// delivered tree into another `Value` first.
+#[derive(serde::Serialize)]
+struct StoredPayload<'a> {
+    subject: &'a Option<Value>,
+    actor: StoredActor<'a>,
+    justification: &'a Option<String>,
+    data: &'a Value,
+}
+
+#[derive(serde::Serialize)]
+struct StoredActor<'a> {
+    id: &'a str,
+    name: &'a str,
+    function: &'a str,
 }
 
 pub fn disclosure_json(r: &Receipt) -> Value {

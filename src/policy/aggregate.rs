@@ -44,9 +44,9 @@ fn short_code(v: &Value) -> Option<&str> {
 fn key_path(prefix: &str, key: &str) -> String {
     let mut segs = vec![];
     if !prefix.is_empty() {
-        segs.push(Seg::Key(prefix.to_owned()));
+        segs.push(Seg::key(prefix));
     }
-    segs.push(Seg::Key(key.to_owned()));
+    segs.push(Seg::key(key));
     path::render(&segs)
 }
 
@@ -243,7 +243,7 @@ pub(super) fn decide(
     );
     let method = format!("round-base-{}", rules.rounding);
 
-    let key = |k: &str| Seg::Key(k.to_owned());
+    let key = Seg::key;
     d.fields.push(outcome(
         catalogue,
         &[key("periode")],

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::path::{self, Seg};
+use super::path;
 use super::transform::{self, pseudonym, pseudonym_input, receiver_key};
 use super::{
     aggregate, codes, screen, Decision, FieldAction, FieldOutcome, Flow, MessageCatalogue,
@@ -216,44 +216,6 @@ fn check_screening(flow: &Flow, req: &DecisionRequest) -> Result<(), Refusal> {
     ))
 }
 
-/// Sort key that puts leaves in catalogue order (unknown keys last, by name) and array elements
-/// by index, so the result does not depend on the key order of the input.
-type SortKey = Vec<(u8, usize, String)>;
-
-pub(super) fn sort_key(catalogue: &MessageCatalogue, segs: &[Seg]) -> SortKey {
-    let mut out = Vec::with_capacity(segs.len());
-    let mut known = true;
-    // The catalogue path of `segs[..=i]`, grown one segment at a time.
-    let mut prefix = String::new();
-    for s in segs.iter() {
-        match s {
-            Seg::Index(n) => {
-                prefix.push_str("[]");
-                out.push((0, *n, String::new()))
-            }
-            Seg::Key(k) => {
-                if known && path::valid_key(k) {
-                    if !prefix.is_empty() {
-                        prefix.push('.');
-                    }
-                    prefix.push_str(k);
-                } else {
-                    known = false;
-                }
-                let rank = if known { catalogue.rank(&prefix) } else { None };
-                match rank {
-                    Some(r) => out.push((0, r, String::new())),
-                    None => {
-                        known = false;
-                        out.push((1, 0, k.clone()));
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
 fn decide_record(
     mut d: Decision,
     flow: &Flow,
@@ -292,16 +254,24 @@ fn decide_record(
     check_screening(flow, req)?;
 
     let key = receiver_key(req.pseudonym_key, req.receiver.organisation_id());
-    let mut leaves: Vec<(SortKey, FieldOutcome, Vec<Seg>, Option<Value>)> = Vec::new();
-    path::for_each_leaf(req.data, &mut |segs, value| {
-        let (outcome, out) = decide_leaf(flow, catalogue, &consents, &key, segs, value);
-        leaves.push((sort_key(catalogue, segs), outcome, segs.to_vec(), out));
-    });
-    leaves.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut walk = Walk {
+        flow,
+        catalogue,
+        consents: &consents,
+        key: &key,
+        concrete: String::with_capacity(64),
+        cat: String::with_capacity(64),
+        fields: Vec::with_capacity(64),
+    };
+    let delivered = walk
+        .value(req.data, true, true)
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    d.fields = walk.fields;
 
-    let special_delivered = leaves
+    let special_delivered = d
+        .fields
         .iter()
-        .any(|(_, o, _, _)| o.action.is_delivered() && o.class.is_some_and(|c| c.is_special()));
+        .any(|o| o.action.is_delivered() && o.class.is_some_and(|c| c.is_special()));
     if (flow.justification_required || special_delivered) && !justification_ok(req.justification) {
         let why = if flow.justification_required {
             format!("flow {} requires a justification", flow.id)
@@ -318,18 +288,11 @@ fn decide_record(
         ));
     }
 
-    let mut delivered = Value::Object(Map::new());
     let mut used: Vec<String> = Vec::new();
-    for (_, outcome, segs, out) in leaves {
-        if let Some(v) = out {
-            path::insert(&mut delivered, &segs, v);
+    for c in d.fields.iter().filter_map(|o| o.consent_id.as_ref()) {
+        if !used.contains(c) {
+            used.push(c.clone());
         }
-        if let Some(c) = &outcome.consent_id {
-            if !used.contains(c) {
-                used.push(c.clone());
-            }
-        }
-        d.fields.push(outcome);
     }
     if flow.consent {
         if let Some(c) = consents.first() {
@@ -363,18 +326,123 @@ fn decide_record(
     Ok(d)
 }
 
+/// One walk over the message's `data`: every leaf is decided (`decide_leaf`) and what is delivered is built on the
+/// way back up. Children are visited in catalogue order (known keys by catalogue position, unknown keys after them
+/// by name, array elements by index), so `fields` and the delivered tree do not depend on the key order of the
+/// input. Array positions are kept: an element with nothing delivered becomes `null` (trailing ones are dropped).
+struct Walk<'p, 'c> {
+    flow: &'p Flow,
+    catalogue: &'p MessageCatalogue,
+    consents: &'p [&'c ConsentRecord],
+    key: &'p ring::hmac::Key,
+    /// The concrete path of the current node as reported (`toetsen[0].score`).
+    concrete: String,
+    /// Its catalogue path (`toetsen[].score`), meaningful while every key fits the grammar.
+    cat: String,
+    fields: Vec<FieldOutcome>,
+}
+
+impl Walk<'_, '_> {
+    /// `valid`: every key so far fits the catalogue grammar; `known`: every prefix so far is in the catalogue.
+    fn value(&mut self, v: &Value, valid: bool, known: bool) -> Option<Value> {
+        match v {
+            Value::Object(m) => {
+                let mut children: Vec<(Option<usize>, &str, &Value)> = Vec::with_capacity(m.len());
+                for (k, child) in m {
+                    let rank = if known && path::valid_key(k) {
+                        let mark = self.cat.len();
+                        self.push_cat(k);
+                        let r = self.catalogue.rank(&self.cat);
+                        self.cat.truncate(mark);
+                        r
+                    } else {
+                        None
+                    };
+                    children.push((rank, k, child));
+                }
+                // Known keys by rank, then unknown ones by name.
+                children.sort_by(|a, b| match (a.0, b.0) {
+                    (Some(x), Some(y)) => x.cmp(&y),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => a.1.cmp(b.1),
+                });
+                let mut out = Map::new();
+                for (rank, k, child) in children {
+                    let (concrete_mark, cat_mark) = (self.concrete.len(), self.cat.len());
+                    let key_valid = path::valid_key(k);
+                    if !self.concrete.is_empty() {
+                        self.concrete.push('.');
+                    }
+                    self.concrete
+                        .push_str(if key_valid { k } else { path::INVALID_KEY });
+                    let child_valid = valid && key_valid;
+                    if child_valid {
+                        self.push_cat(k);
+                    }
+                    let delivered = self.value(child, child_valid, known && rank.is_some());
+                    self.concrete.truncate(concrete_mark);
+                    self.cat.truncate(cat_mark);
+                    if let Some(d) = delivered {
+                        out.insert(k.to_owned(), d);
+                    }
+                }
+                (!out.is_empty()).then_some(Value::Object(out))
+            }
+            Value::Array(a) => {
+                let mut out: Vec<Value> = Vec::new();
+                for (i, child) in a.iter().enumerate() {
+                    let (concrete_mark, cat_mark) = (self.concrete.len(), self.cat.len());
+                    use std::fmt::Write;
+                    let _ = write!(self.concrete, "[{i}]");
+                    self.cat.push_str("[]");
+                    let delivered = self.value(child, valid, known);
+                    self.concrete.truncate(concrete_mark);
+                    self.cat.truncate(cat_mark);
+                    if let Some(d) = delivered {
+                        out.resize(i, Value::Null);
+                        out.push(d);
+                    }
+                }
+                (!out.is_empty()).then_some(Value::Array(out))
+            }
+            leaf => {
+                let (outcome, out) = decide_leaf(
+                    self.flow,
+                    self.catalogue,
+                    self.consents,
+                    self.key,
+                    self.concrete.clone(),
+                    valid.then(|| self.cat.clone()),
+                    leaf,
+                );
+                self.fields.push(outcome);
+                out
+            }
+        }
+    }
+
+    fn push_cat(&mut self, k: &str) {
+        if !self.cat.is_empty() {
+            self.cat.push('.');
+        }
+        self.cat.push_str(k);
+    }
+}
+
 fn decide_leaf(
     flow: &Flow,
     catalogue: &MessageCatalogue,
     consents: &[&ConsentRecord],
     key: &ring::hmac::Key,
-    segs: &[Seg],
+    path: String,
+    cat_path: Option<String>,
     value: &Value,
 ) -> (FieldOutcome, Option<Value>) {
-    let cat_path = path::catalogue_path(segs);
+    let found = cat_path.as_deref().and_then(|p| catalogue.field_at(p));
     let mut outcome = FieldOutcome {
-        path: path::render(segs),
-        catalogue_path: cat_path.clone(),
+        path,
+        catalogue_path: cat_path,
         action: FieldAction::Withheld {
             reason: WithheldReason::NotInCatalogue,
         },
@@ -386,12 +454,12 @@ fn decide_leaf(
         o.action = FieldAction::Withheld { reason };
         (o, None)
     };
-    let Some(field) = cat_path.as_deref().and_then(|p| catalogue.field(p)) else {
+    let Some((index, field)) = found else {
         return (outcome, None);
     };
     outcome.category = Some(field.category.clone());
     outcome.class = Some(field.class);
-    let Some(rule) = flow.rule_for(&field.path) else {
+    let Some(rule) = flow.rule_for_field(index) else {
         return withhold(outcome, WithheldReason::NotInFlow);
     };
     if let RuleAction::Deny { reason } = &rule.action {

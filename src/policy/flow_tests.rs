@@ -500,6 +500,51 @@ fn p1_unknown_and_malformed_fields_are_withheld_without_echoing_them() {
 }
 
 #[test]
+fn p1_array_positions_and_catalogue_order_are_kept_in_what_is_delivered() {
+    let mut env = example("P1-overstap-po-vo.json");
+    let data = env["data"].as_object_mut().unwrap();
+    // Element 0 has nothing deliverable, element 1 has; a trailing element with nothing deliverable is dropped.
+    data["toetsen"] = json!([
+        {"onbekend": "CANARY-T0"},
+        {"score": "2F", "naam": "eindtoets"},
+        {"onbekend": "CANARY-T2"}
+    ]);
+    // Keys out of catalogue order, and an unknown key before known ones.
+    data["advies"] = json!({"zzz": "CANARY-ADV", "wensen_leerling": "vwo", "schooladvies": "havo"});
+    let d = run_env(&env, "obs-de-linde", &[], P1_TODAY).unwrap();
+    assert_accounted(&d, &env);
+    assert_eq!(
+        d.delivered["toetsen"],
+        json!([null, {"naam": "eindtoets", "score": "2F"}])
+    );
+    let advies: Vec<&String> = d.delivered["advies"].as_object().unwrap().keys().collect();
+    assert_eq!(advies, ["schooladvies", "wensen_leerling"]);
+    let order: Vec<&str> = d
+        .fields
+        .iter()
+        .map(|f| f.path.as_str())
+        .filter(|p| p.starts_with("toetsen") || p.starts_with("advies"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "toetsen[0].onbekend",
+            "toetsen[1].naam",
+            "toetsen[1].score",
+            "toetsen[2].onbekend",
+            "advies.schooladvies",
+            "advies.wensen_leerling",
+            "advies.zzz",
+        ]
+    );
+    assert_withheld(
+        &d,
+        &["toetsen[0].onbekend", "toetsen[2].onbekend", "advies.zzz"],
+        "not-in-catalogue",
+    );
+}
+
+#[test]
 fn p1_other_routes_types_and_subjects_are_refused() {
     let env = example("P1-overstap-po-vo.json");
     // Same purpose to another po-school, or from a vo-school: no flow.

@@ -354,7 +354,7 @@ impl Builder {
         if self.errors.len() > before {
             return;
         }
-        let mut order = BTreeMap::new();
+        let mut order = std::collections::HashMap::new();
         for f in &fields {
             let mut acc = String::new();
             for seg in f.path.split('.') {
@@ -851,10 +851,26 @@ impl Builder {
             subject_basis: d.subject_basis.clone(),
             agreement,
             required,
+            field_rules: Vec::new(),
             rules,
             screening,
             aggregate,
         });
+        let flow = self.flows.last_mut().expect("just pushed");
+        if let Some(catalogue) = self.catalogues.get(&flow.message_type) {
+            flow.field_rules = catalogue
+                .fields
+                .iter()
+                .map(|f| {
+                    flow.rules
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.pattern.matches(&f.path))
+                        .max_by_key(|(_, r)| r.pattern.specificity())
+                        .map(|(i, _)| i)
+                })
+                .collect();
+        }
     }
 
     fn cross_checks(&mut self) {

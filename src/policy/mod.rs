@@ -137,7 +137,7 @@ pub struct MessageCatalogue {
     pub file: String,
     pub line: usize,
     /// Each catalogue path and every prefix of one, in order of first appearance.
-    order: BTreeMap<String, usize>,
+    order: std::collections::HashMap<String, usize>,
     /// Index into `fields` by path.
     by_path: std::collections::HashMap<String, usize>,
 }
@@ -145,6 +145,11 @@ pub struct MessageCatalogue {
 impl MessageCatalogue {
     pub fn field(&self, path: &str) -> Option<&CatalogueField> {
         self.by_path.get(path).map(|&i| &self.fields[i])
+    }
+
+    /// The field and its position in `fields` (the index `Flow::rule_for_field` takes).
+    pub fn field_at(&self, path: &str) -> Option<(usize, &CatalogueField)> {
+        self.by_path.get(path).map(|&i| (i, &self.fields[i]))
     }
 
     fn rank(&self, prefix: &str) -> Option<usize> {
@@ -334,6 +339,9 @@ pub struct Flow {
     pub rules: Vec<FieldRule>,
     pub screening: Vec<ScreenList>,
     pub aggregate: Option<AggregateRules>,
+    /// `rule_for` of every field of the flow's catalogue, resolved once at load: position in `rules` per
+    /// position in `MessageCatalogue::fields`.
+    pub(super) field_rules: Vec<Option<usize>>,
 }
 
 impl Flow {
@@ -343,6 +351,15 @@ impl Flow {
             .iter()
             .filter(|r| r.pattern.matches(catalogue_path))
             .max_by_key(|r| r.pattern.specificity())
+    }
+
+    /// `rule_for` the catalogue field at `index` (see `MessageCatalogue::field_at`), without matching patterns.
+    pub fn rule_for_field(&self, index: usize) -> Option<&FieldRule> {
+        self.field_rules
+            .get(index)
+            .copied()
+            .flatten()
+            .map(|i| &self.rules[i])
     }
 
     pub fn matches(&self, sender: Role, receiver: Role, purpose: &str) -> bool {

@@ -4,17 +4,27 @@
 //! A key that does not fit the catalogue grammar is never echoed: keys are how a sender names a
 //! field, but a careless sender could put a name in one, so such keys render as `<invalid-key>`.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+#[cfg(test)]
+use serde_json::Map;
+use serde_json::Value;
 
 /// Longest key the catalogue grammar accepts.
 const MAX_KEY_LEN: usize = 64;
 pub(super) const INVALID_KEY: &str = "<invalid-key>";
 
-/// One step of a concrete path.
+/// One step of a concrete path; keys borrow from the document (or the path text) they were read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Seg {
-    Key(String),
+pub(super) enum Seg<'a> {
+    Key(Cow<'a, str>),
     Index(usize),
+}
+
+impl<'a> Seg<'a> {
+    pub(super) fn key(k: &'a str) -> Seg<'a> {
+        Seg::Key(Cow::Borrowed(k))
+    }
 }
 
 pub(super) fn valid_key(k: &str) -> bool {
@@ -117,7 +127,7 @@ pub(super) fn render(segs: &[Seg]) -> String {
 }
 
 /// Parses a concrete path as rendered by `render`; `None` for anything else.
-pub(super) fn parse_concrete(p: &str) -> Option<Vec<Seg>> {
+pub(super) fn parse_concrete(p: &str) -> Option<Vec<Seg<'_>>> {
     let mut segs = Vec::new();
     for part in p.split('.') {
         let (name, mut rest) = match part.find('[') {
@@ -127,7 +137,7 @@ pub(super) fn parse_concrete(p: &str) -> Option<Vec<Seg>> {
         if !valid_key(name) {
             return None;
         }
-        segs.push(Seg::Key(name.to_owned()));
+        segs.push(Seg::key(name));
         while !rest.is_empty() {
             let inner = rest.strip_prefix('[')?;
             let close = inner.find(']')?;
@@ -140,12 +150,13 @@ pub(super) fn parse_concrete(p: &str) -> Option<Vec<Seg>> {
 }
 
 /// Calls `f` for every leaf (scalar) of `v` with its path. Empty objects and arrays have no leaves.
-pub(super) fn for_each_leaf(v: &Value, f: &mut dyn FnMut(&[Seg], &Value)) {
-    fn walk(v: &Value, segs: &mut Vec<Seg>, f: &mut dyn FnMut(&[Seg], &Value)) {
+#[cfg(test)]
+pub(super) fn for_each_leaf<'v>(v: &'v Value, f: &mut dyn FnMut(&[Seg<'v>], &'v Value)) {
+    fn walk<'v>(v: &'v Value, segs: &mut Vec<Seg<'v>>, f: &mut dyn FnMut(&[Seg<'v>], &'v Value)) {
         match v {
             Value::Object(m) => {
                 for (k, child) in m {
-                    segs.push(Seg::Key(k.clone()));
+                    segs.push(Seg::key(k));
                     walk(child, segs, f);
                     segs.pop();
                 }
@@ -171,6 +182,7 @@ pub(super) fn get_dotted<'v>(v: &'v Value, path: &str) -> Option<&'v Value> {
 
 /// Inserts `leaf` at `segs` inside `root` (an object), creating objects and arrays on the way.
 /// Array positions are kept: elements not (yet) filled are `null`.
+#[cfg(test)]
 pub(super) fn insert(root: &mut Value, segs: &[Seg], leaf: Value) {
     let Some((first, rest)) = segs.split_first() else {
         *root = leaf;
@@ -190,7 +202,10 @@ pub(super) fn insert(root: &mut Value, segs: &[Seg], leaf: Value) {
                 *root = Value::Object(Map::new());
             }
             let Value::Object(m) = root else { return };
-            m.entry(k.clone()).or_insert_with(empty)
+            if !m.contains_key(k.as_ref()) {
+                m.insert(k.as_ref().to_owned(), empty());
+            }
+            m.get_mut(k.as_ref()).expect("inserted above")
         }
         Seg::Index(i) => {
             if !root.is_array() {
@@ -228,11 +243,11 @@ pub(super) fn remove(root: &mut Value, segs: &[Seg]) {
         match (first, cur) {
             (Seg::Key(k), Value::Object(m)) => {
                 if rest.is_empty() {
-                    m.shift_remove(k);
-                } else if let Some(child) = m.get_mut(k) {
+                    m.shift_remove(k.as_ref());
+                } else if let Some(child) = m.get_mut(k.as_ref()) {
                     go(child, rest);
                     if is_hollow(child) {
-                        m.shift_remove(k);
+                        m.shift_remove(k.as_ref());
                     }
                 }
             }

@@ -42,7 +42,8 @@ enum Cmd {
     /// unless --out is given.
     Smoke(RunArgs),
     /// Only the P1 keep-alive load on a fresh SQLite gateway, announced with its pid after a pause, to attach a
-    /// profiler (`perf record -p PID`).
+    /// profiler (`perf record -p PID`). `KETENPOORT_BENCH_RATE=N`: open loop at N/s instead;
+    /// `KETENPOORT_BENCH_IDLE=1`: hold the 1,000 idle connections instead, to inspect memory.
     Profile(RunArgs),
     /// Baseline A on its own (used by `all`; prints its address on stdout).
     Baseline {
@@ -167,6 +168,21 @@ fn profile(args: RunArgs) -> anyhow::Result<()> {
             Duration::from_secs_f64(args.duration.unwrap_or(10.0)),
         );
         let senders = ids(&certs, P1_SENDERS)?;
+        if std::env::var_os("KETENPOORT_BENCH_IDLE").is_some() {
+            // Memory instead of load: the idle scenario on the fresh gateway, held 30 s to inspect /proc/PID/smaps.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let before = servers::rss_kib(gw.pid())?;
+            let checkpoint = Spec::get("/v1/audit/checkpoint", &[200]);
+            let held = load::hold_idle(gw.addr, &senders, &checkpoint, 1000).await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let with = servers::rss_kib(gw.pid())?;
+            println!(
+                "idle: {} connections, RSS {before} KiB before, {with} KiB with them; holding 30 s",
+                held.len()
+            );
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return anyhow::Ok(());
+        }
         let spec = Spec::post("/v1/messages", p1, &[201]);
         let out = match std::env::var("KETENPOORT_BENCH_RATE")
             .ok()
