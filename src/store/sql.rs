@@ -186,26 +186,8 @@ async fn apply(
     m: &Mutation,
 ) -> Result<(), StoreError> {
     match m {
-        Mutation::InsertMessage(msg) => {
-            sqlx::query(
-                "INSERT INTO messages (id, sender, receiver, message_type, purpose, sealed, consent_paths, created_ms, expires_ms, log_id, seq, leaf_hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&msg.id)
-            .bind(&msg.sender)
-            .bind(&msg.receiver)
-            .bind(&msg.message_type)
-            .bind(&msg.purpose)
-            .bind(&msg.sealed)
-            .bind(&msg.consent_paths)
-            .bind(msg.created_ms)
-            .bind(msg.expires_ms)
-            .bind(&msg.log_id)
-            .bind(msg.seq as i64)
-            .bind(&msg.leaf_hash[..])
-            .execute(&mut **tx)
-            .await?;
-        }
+        // New mailbox rows go in with the batch's multi-row statement before any other mutation.
+        Mutation::InsertMessage(_) => {}
         Mutation::DeleteMessage { id } => {
             claim(tx, id).await?;
             sqlx::query(DELETE_MESSAGE_SQL)

@@ -322,14 +322,7 @@ impl Writer {
 }
 
 fn open_writer(path: &std::path::Path) -> Result<rusqlite::Connection, StoreError> {
-    use rusqlite::OpenFlags;
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(db_error)?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(db_error)?;
+    let conn = open_reader(path)?;
     // The pool's settings (`SqliteStore::open`); `check_durability` reads them back.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0; PRAGMA foreign_keys = ON;",
@@ -589,6 +582,8 @@ fn read_leaf_hashes(
     Ok(out)
 }
 
+/// A rusqlite connection to the database file with the pool's busy timeout (the bulk readers use it as it is; the
+/// writer sets its pragmas on top).
 fn open_reader(path: &std::path::Path) -> Result<rusqlite::Connection, StoreError> {
     use rusqlite::OpenFlags;
     let unavailable = |e: rusqlite::Error| StoreError::Unavailable(e.to_string());
