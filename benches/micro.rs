@@ -192,7 +192,7 @@ fn bench_commit_batch(c: &mut Criterion) {
                 for _ in 0..iters {
                     let (batch, after) = next_batch(&chain, n, &sealed);
                     let started = Instant::now();
-                    rt.block_on(store.commit_batch(&batch))
+                    rt.block_on(store.commit_batch(std::sync::Arc::new(batch)))
                         .expect("commit_batch");
                     total += started.elapsed();
                     chain = after;

@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -47,15 +46,7 @@ fn overrides(dir: &Path, database_url: &str, policies: &Path) -> Vec<String> {
 /// Waits for the start-up line on stdout (`ketenpoort listening partner=... ops=...`); `Err(exit status)` when
 /// the process exits instead.
 fn wait_listening(child: &mut Child) -> Result<String, Option<ExitStatus>> {
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(line)) = lines.next() {
-            let _ = tx.send(line);
-        }
-        for _ in lines {}
-    });
+    let rx = first_stdout_line(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {

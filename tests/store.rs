@@ -9,6 +9,7 @@ use ketenpoort::store::{
     self, Batch, DynStore, EntryFilter, IdempotencyRecord, LogState, Mutation, NewMessage,
     StoreError, StoredCheckpoint, StoredConsent, StoredEntry,
 };
+use std::sync::Arc;
 
 /// An opened store and what keeps its database alive.
 struct Opened {
@@ -108,8 +109,9 @@ impl Log {
     }
 
     async fn commit(&mut self, store: &DynStore, batch: Batch) -> Result<(), StoreError> {
-        store.commit_batch(&batch).await?;
-        self.size = batch.state.size;
+        let size = batch.state.size;
+        store.commit_batch(Arc::new(batch)).await?;
+        self.size = size;
         Ok(())
     }
 }
@@ -260,7 +262,7 @@ async fn a_failing_batch_leaves_nothing_behind() {
             time_ms: 2_000,
             note: "stale".into(),
         });
-        assert!(is_conflict(s.commit_batch(&checkpoint_only).await));
+        assert!(is_conflict(s.commit_batch(Arc::new(checkpoint_only)).await));
 
         assert_eq!(s.entries("log-a", 0, 100).await.unwrap().len(), 2);
         assert_eq!(s.load_log_state("log-a").await.unwrap(), state_before);

@@ -432,8 +432,9 @@ impl Worker {
             },
             checkpoint,
         };
+        let batch = std::sync::Arc::new(batch);
         let started = Instant::now();
-        match self.store.commit_batch(&batch).await {
+        match self.store.commit_batch(batch.clone()).await {
             Ok(()) => {
                 let n = batch.entries.len() as u64;
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);

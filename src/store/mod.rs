@@ -220,7 +220,8 @@ pub trait Store: Send + Sync + 'static {
 
     fn load_log_state<'a>(&'a self, log_id: &'a str) -> StoreFuture<'a, Option<LogState>>;
     /// One transaction: entries, mutations, the new log state and an optional checkpoint.
-    fn commit_batch<'a>(&'a self, batch: &'a Batch) -> StoreFuture<'a, ()>;
+    /// Shared, not borrowed: a backend may hand the batch to a thread of its own without copying it.
+    fn commit_batch(&self, batch: Arc<Batch>) -> StoreFuture<'_, ()>;
     fn log_ids(&self) -> StoreFuture<'_, Vec<String>>;
     /// Entries of one log with `seq` in `[from, from + limit)`, in order.
     fn entries<'a>(
@@ -287,6 +288,26 @@ pub async fn open(url: &str) -> Result<DynStore, StoreError> {
             "unsupported database URL scheme".into(),
         ))
     }
+}
+
+/// A backend's migrations, `(version, description, SQL)` in order, as plain SQL run once each.
+fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
+    use sqlx::migrate::{Migration, MigrationType};
+    use sqlx::SqlSafeStr;
+    sqlx::migrate::Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 pub(crate) fn to_hash(bytes: &[u8]) -> Result<Hash, StoreError> {

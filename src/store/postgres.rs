@@ -11,9 +11,9 @@
 //! is the only way past this check, and even then this gateway's own commits stay synchronous.
 
 use super::StoreError;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, SqlSafeStr};
+use sqlx::{ConnectOptions, Connection};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -24,20 +24,16 @@ pub struct PgStore {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![
-        Migration::new(
+    super::migrator(&[
+        (
             1,
-            "init".into(),
-            MigrationType::Simple,
-            include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
-            false,
+            "init",
+            include_str!("../../migrations/postgres/0001_init.sql"),
         ),
-        Migration::new(
+        (
             2,
-            "pupil pseudonym on mailbox rows".into(),
-            MigrationType::Simple,
-            include_str!("../../migrations/postgres/0002_message_subject.sql").into_sql_str(),
-            false,
+            "pupil pseudonym on mailbox rows",
+            include_str!("../../migrations/postgres/0002_message_subject.sql"),
         ),
     ])
 }
@@ -74,8 +70,8 @@ impl PgStore {
         sqlx_leaf_hashes(&self.pool, log_id, size).await
     }
 
-    async fn write_batch(&self, batch: &super::Batch) -> Result<(), StoreError> {
-        sqlx_commit_batch(&self.pool, batch).await
+    async fn write_batch(&self, batch: std::sync::Arc<super::Batch>) -> Result<(), StoreError> {
+        sqlx_commit_batch(&self.pool, &batch).await
     }
 
     async fn write_probe(&self) -> Result<(), StoreError> {

@@ -10,7 +10,7 @@
 //! rusqlite binds them by position (checked by a test in `sqlite`).
 
 /// Implements `Store` for a backend type with `pool`, `BACKEND`, `async fn durability(&self)`,
-/// `async fn write_batch(&self, &Batch)` and `async fn write_probe(&self)`.
+/// `async fn write_batch(&self, Arc<Batch>)` and `async fn write_probe(&self)`.
 macro_rules! sql_store {
     ($store:ty, $db:ty, $row:ty, $lock:literal) => {
         use $crate::store::*;
@@ -327,9 +327,7 @@ async fn sqlx_commit_batch(pool: &sqlx::Pool<$db>, batch: &Batch) -> Result<(), 
             qb.build().execute(&mut *tx).await?;
         }
         for m in &batch.mutations {
-            if !matches!(m, Mutation::InsertMessage(_)) {
-                apply(&mut tx, m).await?;
-            }
+            apply(&mut tx, m).await?;
         }
         let s = &batch.state;
         let previous = s.size.checked_sub(batch.entries.len() as u64).ok_or_else(|| {
@@ -405,7 +403,7 @@ impl Store for $store {
         })
     }
 
-    fn commit_batch<'a>(&'a self, batch: &'a Batch) -> StoreFuture<'a, ()> {
+    fn commit_batch(&self, batch: std::sync::Arc<Batch>) -> StoreFuture<'_, ()> {
         Box::pin(self.write_batch(batch))
     }
 

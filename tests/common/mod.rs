@@ -330,15 +330,7 @@ dir = "{policies}"
             .stderr(stderr)
             .spawn()
             .expect("start ketenpoort");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
+        let rx = first_stdout_line(&mut child);
         let line = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(l) => l,
             Err(_) => {
@@ -890,4 +882,19 @@ pub fn assert_absent(haystack: &[u8], needles: &[String], place: &str) {
             "{n} leaked into {place}"
         );
     }
+}
+
+/// The first line a child writes on its (piped) stdout, delivered on the returned channel; the rest of its output is
+/// read and discarded so the child never blocks on a full pipe.
+pub fn first_stdout_line(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        for _ in lines {}
+    });
+    rx
 }

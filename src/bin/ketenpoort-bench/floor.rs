@@ -124,7 +124,7 @@ pub async fn storage_floor(
             }
         });
         store
-            .commit_batch(&Batch {
+            .commit_batch(std::sync::Arc::new(Batch {
                 entries,
                 mutations,
                 state: LogState {
@@ -134,7 +134,7 @@ pub async fn storage_floor(
                     chain_head: chain,
                 },
                 checkpoint,
-            })
+            }))
             .await?;
     }
     Ok(FloorResult {
