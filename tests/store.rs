@@ -578,7 +578,48 @@ async fn consents_are_listed_by_subject_and_registrar_and_withdrawn_once() {
             "the first withdrawal stands"
         );
         assert_eq!(s.consent("c2").await.unwrap().unwrap().withdrawn_ms, None);
+        // Every column as written, through the lookup the gateway makes per message.
+        let mut c1_withdrawn = c1.clone();
+        c1_withdrawn.withdrawn_ms = Some(500);
+        assert_eq!(
+            s.consents_for_subject("pupil-1").await.unwrap(),
+            vec![c2.clone(), c1_withdrawn],
+            "{backend:?}"
+        );
+        assert!(s.consents_for_subject("pupil-9").await.unwrap().is_empty());
     }
+}
+
+/// Under continuous writes (with readers in between, as the gateway's consent lookups are) the SQLite WAL is copied
+/// back and started again from its beginning, so it stays far smaller than what was written through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_wal_restarts_under_continuous_writes() {
+    let db = open(Backend::Sqlite).await;
+    let s = &db.store;
+    let mut log = Log::new("log-wal");
+    let wal = db._dir.path().join("store.db-wal");
+    let started = std::time::Instant::now();
+    let mut written = 0u64;
+    let mut largest_wal = 0u64;
+    while started.elapsed() < std::time::Duration::from_millis(3_500) {
+        let mut batch = log.batch(32, 1, Vec::new());
+        for (i, e) in batch.entries.iter_mut().enumerate() {
+            e.bytes = vec![b'x' ^ (i as u8); 4_000];
+            written += e.bytes.len() as u64;
+        }
+        log.commit(s, batch).await.unwrap();
+        s.consents_for_subject("pupil-1").await.unwrap();
+        largest_wal = largest_wal.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+    }
+    let at_end = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        written > 40 << 20,
+        "the test wrote only {written} bytes; it needs more than the WAL bound below to mean anything"
+    );
+    assert!(
+        at_end < written / 2,
+        "WAL is {at_end} bytes after {written} bytes written (largest seen {largest_wal}): it did not restart"
+    );
 }
 
 #[tokio::test]

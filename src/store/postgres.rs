@@ -62,6 +62,13 @@ impl PgStore {
         sqlx_log_rows(&self.pool, log_id, from, limit).await
     }
 
+    async fn find_consents_for_subject(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<super::StoredConsent>, StoreError> {
+        sqlx_consents_for_subject(&self.pool, subject).await
+    }
+
     async fn scan_leaf_hashes(
         &self,
         log_id: &str,

@@ -103,6 +103,18 @@ async fn sqlx_log_rows(
         .collect()
 }
 
+/// `Store::consents_for_subject` through sqlx (PostgreSQL; SQLite falls back to it for a database that is not a file).
+async fn sqlx_consents_for_subject(
+    pool: &sqlx::Pool<$db>,
+    subject: &str,
+) -> Result<Vec<StoredConsent>, StoreError> {
+    let rows = sqlx::query(CONSENTS_FOR_SUBJECT_SQL)
+        .bind(subject)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(consent_from_row).collect()
+}
+
 /// `Store::leaf_hashes` through sqlx (PostgreSQL; SQLite falls back to it for a database that is not a file).
 async fn sqlx_leaf_hashes(
     pool: &sqlx::Pool<$db>,
@@ -146,6 +158,7 @@ const COUNT_FETCH_SQL: &str = "UPDATE messages SET fetch_count = fetch_count + 1
 const INSERT_IDEMPOTENCY_SQL: &str = "INSERT INTO idempotency (sender, key, body_hash, status, response, log_id, seq, leaf_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const INSERT_CONSENT_SQL: &str = "INSERT INTO consents (id, registered_by, subject, purpose, recipient, categories, given_by, evidence, valid_from, valid_until, created_ms, withdrawn_ms) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+const CONSENTS_FOR_SUBJECT_SQL: &str = "SELECT id, registered_by, subject, purpose, recipient, categories, given_by, evidence, valid_from, valid_until, created_ms, withdrawn_ms FROM consents WHERE subject = $1 ORDER BY created_ms";
 const WITHDRAW_CONSENT_SQL: &str = "UPDATE consents SET withdrawn_ms = $1 WHERE id = $2 AND withdrawn_ms IS NULL";
 /// The log state compare-and-set: `$5` is the size the batch continues from; no row changed means another
 /// writer appended first.
@@ -616,13 +629,7 @@ impl Store for $store {
         &'a self,
         subject: &'a str,
     ) -> StoreFuture<'a, Vec<StoredConsent>> {
-        Box::pin(async move {
-            let rows = sqlx::query("SELECT * FROM consents WHERE subject = $1 ORDER BY created_ms")
-                .bind(subject)
-                .fetch_all(&self.pool)
-                .await?;
-            rows.iter().map(consent_from_row).collect()
-        })
+        Box::pin(self.find_consents_for_subject(subject))
     }
 
     fn consents_registered_by<'a>(

@@ -30,19 +30,28 @@ pub struct SqliteStore {
     path: std::path::PathBuf,
     /// The write connection of a file-backed database; `None` in memory (writes go through the pool).
     writer: Option<Arc<Writer>>,
+    /// Read connections for the per-message consent lookup of a file-backed database; `None` in memory.
+    readers: Option<Readers>,
     /// The background WAL checkpointer; stops when the store is dropped.
     _checkpointer: Checkpointer,
 }
 
-/// How often the WAL is copied back into the database file. Commits never do it themselves
-/// (`wal_autocheckpoint = 0`), so no request waits for a checkpoint's copy and fsync.
+/// How often the WAL is copied back into the database file (`Writer::checkpoint_pass`). Commits never do it
+/// themselves (`wal_autocheckpoint = 0`), so no request waits for a checkpoint's copy and fsync.
 const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
-struct Checkpointer(tokio::task::JoinHandle<()>);
+/// A checkpoint pass this short left little behind: the rest is copied with the writer held (`checkpoint_pass`).
+const FINISH_AFTER: Duration = Duration::from_millis(5);
+/// Passes of one tick without the writer held, at most.
+const CHECKPOINT_PASSES: usize = 4;
+
+struct Checkpointer(Option<tokio::task::JoinHandle<()>>);
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -93,25 +102,24 @@ impl SqliteStore {
         } else {
             None
         };
-        let checkpoints = pool.clone();
-        let checkpointer = Checkpointer(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(WAL_CHECKPOINT_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                // PASSIVE: copies what no reader still needs, never blocks the writer or readers.
-                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&checkpoints)
-                    .await
-                {
-                    tracing::debug!(error = %e, "WAL checkpoint failed; retried at the next tick");
+        // An in-memory database has no WAL to copy back.
+        let checkpointer = Checkpointer(writer.clone().map(|writer| {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(WAL_CHECKPOINT_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let w = Arc::clone(&writer);
+                    let _ = tokio::task::spawn_blocking(move || w.checkpoint_pass()).await;
                 }
-            }
+            })
         }));
+        let readers = writer.as_ref().map(|_| Readers::new(path.clone()));
         Ok(SqliteStore {
             pool,
             path,
             writer,
+            readers,
             _checkpointer: checkpointer,
         })
     }
@@ -148,6 +156,22 @@ impl SqliteStore {
         let log_id = log_id.to_owned();
         self.read_blocking(move |path| read_leaf_hashes(path, &log_id, size))
             .await
+    }
+
+    /// `Store::consents_for_subject`, once per message with a subject: a point read of an indexed table on one of
+    /// the store's rusqlite readers, run where the caller is (see `Readers`). When the reader cannot answer at once
+    /// (SQLite busy, e.g. while another connection recovers the WAL), the lookup goes through the sqlx pool instead,
+    /// which waits up to the full busy timeout without holding a runtime thread.
+    async fn find_consents_for_subject(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<super::StoredConsent>, StoreError> {
+        if let Some(readers) = &self.readers {
+            if let Some(found) = readers.consents_for_subject(subject) {
+                return found;
+            }
+        }
+        sqlx_consents_for_subject(&self.pool, subject).await
     }
 
     /// `Store::log_rows` for `audit verify`: read with rusqlite on a blocking thread, on the same bundled SQLite,
@@ -236,11 +260,14 @@ fn require_durable(which: &str, sync: i64, mode: &str) -> Result<(), StoreError>
     Ok(())
 }
 
-/// The store's one write connection (rusqlite), used from one blocking thread at a time.
+/// The store's one write connection (rusqlite), used from one blocking thread at a time, and the WAL checkpointer
+/// that works beside it.
 struct Writer {
     path: std::path::PathBuf,
     /// `None` after a failed transaction retired the connection; the next write opens a fresh one.
     conn: Mutex<Option<rusqlite::Connection>>,
+    /// The background checkpointer's own connection (`checkpoint_pass`); opened on its first pass.
+    checkpointer: Mutex<Option<rusqlite::Connection>>,
 }
 
 /// A failed write, and whether its connection must not be used again.
@@ -267,7 +294,64 @@ impl Writer {
         Ok(Writer {
             path,
             conn: Mutex::new(Some(conn)),
+            checkpointer: Mutex::new(None),
         })
+    }
+
+    /// One pass of the background checkpointer (blocking): a PASSIVE checkpoint beside the writer, which copies what
+    /// no reader still needs and blocks nobody. Under continuous load such a pass never copies the frames written
+    /// while it ran, and SQLite starts the WAL again from its beginning only when a write transaction begins on a
+    /// completely copied WAL: without more, the WAL grows without bound (hundreds of MB in one benchmark run) and
+    /// every commit appends to fresh file pages (page-cache allocation and zeroing, ext4 block allocation). So when
+    /// a pass was short (`FINISH_AFTER`: it left only what was written in those few milliseconds), or after
+    /// `CHECKPOINT_PASSES`, the rest is copied with the writer held between two batches, and the next batch restarts
+    /// the WAL. A failed pass changes nothing committed; the next one goes on.
+    fn checkpoint_pass(&self) {
+        let mut slot = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let conn = match &mut *slot {
+            Some(conn) => conn,
+            None => match open_reader(&self.path) {
+                Ok(conn) => slot.insert(conn),
+                Err(e) => {
+                    tracing::debug!(error = %e, "WAL checkpointer cannot open the database; retried later");
+                    return;
+                }
+            },
+        };
+        let passive = |conn: &rusqlite::Connection| {
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", (), |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+        };
+        // Passes back to back, each copying what was written during the one before, until one is short; then the
+        // rest with the writer held (after the last pass even if none was short, so the WAL restarts under any load).
+        for _ in 0..CHECKPOINT_PASSES {
+            let started = std::time::Instant::now();
+            if let Err(e) = passive(conn) {
+                tracing::debug!(error = %e, "WAL checkpoint failed; retried at the next tick");
+                *slot = None;
+                return;
+            }
+            if started.elapsed() <= FINISH_AFTER {
+                break;
+            }
+        }
+        // No write is in progress while the guard is held.
+        let _writing = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(e) = passive(conn) {
+            tracing::debug!(error = %e, "WAL checkpoint failed; retried at the next tick");
+            *slot = None;
+        }
     }
 
     /// Runs `write` on the writer connection on a blocking thread (opening a connection if a failure retired
@@ -315,7 +399,7 @@ fn open_writer(path: &std::path::Path) -> Result<rusqlite::Connection, StoreErro
     let conn = open_reader(path)?;
     // The pool's settings (`SqliteStore::open`); `check_durability` reads them back.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0; PRAGMA foreign_keys = ON;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 33554432; PRAGMA foreign_keys = ON;",
     )
     .map_err(db_error)?;
     conn.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
@@ -587,6 +671,91 @@ fn open_reader(path: &std::path::Path) -> Result<rusqlite::Connection, StoreErro
     Ok(conn)
 }
 
+/// Idle read connections for the consent lookup, each with its prepared statement cached.
+///
+/// The lookup runs on the calling (runtime) thread, not on a blocking thread: it is one indexed point read of a
+/// small table whose pages are in SQLite's and the OS's cache, microseconds like taking a lock, and the hop to a
+/// worker thread and back (sqlx's SQLite driver, or `spawn_blocking`) cost more than the read itself (~12 % of the
+/// gateway's CPU per P1 message, BENCHMARKS.md). In WAL mode a reader never waits for the writer; it can only be
+/// busy while another connection recovers or restarts the WAL, so its busy timeout is short and a busy reader hands
+/// the lookup to the sqlx pool (`find_consents_for_subject`).
+struct Readers {
+    path: std::path::PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+/// Read connections kept open (the runtime has one thread per core; more callers open and close their own).
+const IDLE_READERS: usize = 4;
+/// How long a consent reader waits for a busy database before handing the lookup over.
+const READER_BUSY_TIMEOUT: Duration = Duration::from_millis(20);
+
+impl Readers {
+    fn new(path: std::path::PathBuf) -> Readers {
+        Readers {
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The consent rows of one pupil pseudonym, or `None` when the reader could not answer (to be asked elsewhere).
+    fn consents_for_subject(
+        &self,
+        subject: &str,
+    ) -> Option<Result<Vec<super::StoredConsent>, StoreError>> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => {
+                let conn = open_reader(&self.path).ok()?;
+                conn.busy_timeout(READER_BUSY_TIMEOUT).ok()?;
+                conn
+            }
+        };
+        match read_consents(&conn, subject) {
+            Ok(rows) => {
+                let mut idle = self
+                    .idle
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if idle.len() < IDLE_READERS {
+                    idle.push(conn);
+                }
+                Some(Ok(rows))
+            }
+            // The connection is closed (whatever state it is in) and the lookup goes elsewhere.
+            Err(_) => None,
+        }
+    }
+}
+
+fn read_consents(
+    conn: &rusqlite::Connection,
+    subject: &str,
+) -> rusqlite::Result<Vec<super::StoredConsent>> {
+    let mut stmt = conn.prepare_cached(CONSENTS_FOR_SUBJECT_SQL)?;
+    let rows = stmt.query_map([subject], |r| {
+        Ok(super::StoredConsent {
+            id: r.get(0)?,
+            registered_by: r.get(1)?,
+            subject: r.get(2)?,
+            purpose: r.get(3)?,
+            recipient: r.get(4)?,
+            categories: r.get(5)?,
+            given_by: r.get(6)?,
+            evidence: r.get(7)?,
+            valid_from: r.get(8)?,
+            valid_until: r.get(9)?,
+            created_ms: r.get(10)?,
+            withdrawn_ms: r.get(11)?,
+        })
+    })?;
+    rows.collect()
+}
+
 fn read_log_rows(
     path: &std::path::Path,
     log_id: &str,
@@ -594,12 +763,16 @@ fn read_log_rows(
     limit: usize,
 ) -> Result<Vec<super::LogRow>, StoreError> {
     let unavailable = |e: rusqlite::Error| StoreError::Unavailable(e.to_string());
-    let blob = |v: rusqlite::types::ValueRef<'_>| -> Result<Vec<u8>, StoreError> {
+    fn blob(v: rusqlite::types::ValueRef<'_>) -> Result<&[u8], StoreError> {
         v.as_blob()
-            .map(<[u8]>::to_vec)
             .map_err(|_| StoreError::Corrupt("log entry column is not a blob".into()))
-    };
+    }
     let conn = open_reader(path)?;
+    // Pages of the file are read through a memory map (up to SQLite's limit, 2 GB; the rest with read calls):
+    // no read system call and no copy of every 4 KB page. The log is append-only, so the file never shrinks
+    // under the map.
+    conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)
+        .map_err(unavailable)?;
     let mut stmt = conn
         .prepare(
             "SELECT seq, entry, leaf_hash, chain_hash FROM log_entries WHERE log_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
@@ -613,13 +786,17 @@ fn read_log_rows(
         let seq: i64 = r.get(0).map_err(unavailable)?;
         out.push(super::LogRow {
             seq: seq as u64,
-            bytes: blob(r.get_ref(1).map_err(unavailable)?)?,
-            leaf_hash: super::to_hash(&blob(r.get_ref(2).map_err(unavailable)?)?)?,
-            chain_hash: super::to_hash(&blob(r.get_ref(3).map_err(unavailable)?)?)?,
+            bytes: blob(r.get_ref(1).map_err(unavailable)?)?.to_vec(),
+            leaf_hash: super::to_hash(blob(r.get_ref(2).map_err(unavailable)?)?)?,
+            chain_hash: super::to_hash(blob(r.get_ref(3).map_err(unavailable)?)?)?,
         });
     }
     Ok(out)
 }
+
+/// `mmap_size` of the bulk log reader: SQLite's compile-time maximum (`SQLITE_MAX_MMAP_SIZE`; larger values are
+/// capped to it).
+const READER_MMAP_BYTES: i64 = 0x7fff_0000;
 
 super::sql::sql_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
 
