@@ -19,10 +19,10 @@ use ring::digest;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// The outcome the HTTP layer turns into a response.
+/// The outcome the HTTP layer turns into a response: the status and the JSON body, serialised.
 pub struct Sent {
     pub status: StatusCode,
-    pub body: Value,
+    pub body: Vec<u8>,
 }
 
 pub async fn send(
@@ -32,9 +32,9 @@ pub async fn send(
     body: &[u8],
 ) -> Result<Sent, Problem> {
     // Phase: idempotency. A resend with the same key and body returns the first result.
-    let body_hash = hex::encode(digest::digest(&digest::SHA256, body));
-    let _guard = match idempotency_key {
-        Some(key) => {
+    let body_hash = idempotency_key.map(|_| hex::encode(digest::digest(&digest::SHA256, body)));
+    let _guard = match (idempotency_key, &body_hash) {
+        (Some(key), Some(body_hash)) => {
             if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(refuse(
                     gw,
@@ -60,11 +60,11 @@ pub async fn send(
                 .await
                 .map_err(|_| Problem::audit_unavailable())?
             {
-                return replay(prev, &body_hash);
+                return replay(prev, body_hash);
             }
             Some(claim)
         }
-        None => None,
+        _ => None,
     };
 
     // Phase: envelope.
@@ -160,15 +160,14 @@ pub async fn send(
     let created_ms = now_ms();
     let retention_ms = i64::from(decision.retention_days.max(1)) * 86_400_000;
     // The sender is told exactly what the log entry records.
-    let mut response = json!({
-        "message_id": message_id,
-        "flow": decision.flow_id,
-        "delivered": &entry.delivered,
-        "withheld": &entry.withheld,
-    });
-    if !decision.suppressed_cells.is_empty() {
-        response["suppressed_cells"] = json!(decision.suppressed_cells);
-    }
+    let response = serde_json::to_vec(&SentBody {
+        message_id: &message_id,
+        flow: &decision.flow_id,
+        delivered: &entry.delivered,
+        withheld: &entry.withheld,
+        suppressed_cells: &decision.suppressed_cells,
+    })
+    .map_err(|_| Problem::internal())?;
     let mut mutations = vec![Mutation::InsertMessage(Box::new(NewMessage {
         id: message_id.clone(),
         sender: caller.id().to_owned(),
@@ -184,13 +183,13 @@ pub async fn send(
         seq: 0,
         leaf_hash: [0; 32],
     }))];
-    if let Some(key) = idempotency_key {
+    if let (Some(key), Some(body_hash)) = (idempotency_key, &body_hash) {
         mutations.push(Mutation::InsertIdempotency(IdempotencyRecord {
             sender: caller.id().to_owned(),
             key: key.to_owned(),
             body_hash: body_hash.clone(),
             status: 201,
-            response: serde_json::to_vec(&response).map_err(|_| Problem::internal())?,
+            response: response.clone(),
             log_id: String::new(),
             seq: 0,
             leaf_hash: [0; 32],
@@ -200,11 +199,11 @@ pub async fn send(
         Ok(r) => r,
         Err(err) => {
             // Another instance committed the same Idempotency-Key first: answer with its result.
-            if let (crate::audit::writer::AuditError::Conflict(_), Some(key)) =
-                (&err, idempotency_key)
+            if let (crate::audit::writer::AuditError::Conflict(_), Some(key), Some(body_hash)) =
+                (&err, idempotency_key, &body_hash)
             {
                 if let Ok(Some(prev)) = gw.store.idempotency(caller.id(), key).await {
-                    return replay(prev, &body_hash);
+                    return replay(prev, body_hash);
                 }
             }
             gw.metrics.refusal("audit-unavailable");
@@ -213,11 +212,35 @@ pub async fn send(
     };
     let receipt = receipts.first().ok_or_else(Problem::internal)?;
     gw.metrics.disclosure(&decision.flow_id);
-    response["disclosure"] = disclosure_json(receipt);
     Ok(Sent {
         status: StatusCode::CREATED,
-        body: response,
+        body: with_disclosure(response, receipt)?,
     })
+}
+
+/// The 201 body of `POST /v1/messages` without its `disclosure` member (what an Idempotency-Key record keeps).
+#[derive(serde::Serialize)]
+struct SentBody<'a> {
+    message_id: &'a str,
+    flow: &'a str,
+    delivered: &'a [String],
+    withheld: &'a [WithheldField],
+    #[serde(skip_serializing_if = "<[usize]>::is_empty")]
+    suppressed_cells: &'a [usize],
+}
+
+/// A serialised JSON object with `"disclosure": {log_id, seq, hash}` added as its last member.
+fn with_disclosure(mut body: Vec<u8>, r: &Receipt) -> Result<Vec<u8>, Problem> {
+    if body.pop() != Some(b'}') {
+        return Err(Problem::internal());
+    }
+    if body.len() > 1 {
+        body.push(b',');
+    }
+    body.extend_from_slice(b"\"disclosure\":");
+    serde_json::to_writer(&mut body, &disclosure_json(r)).map_err(|_| Problem::internal())?;
+    body.push(b'}');
+    Ok(body)
 }
 
 fn replay(prev: IdempotencyRecord, body_hash: &str) -> Result<Sent, Problem> {
@@ -228,16 +251,14 @@ fn replay(prev: IdempotencyRecord, body_hash: &str) -> Result<Sent, Problem> {
             "this Idempotency-Key was used before with a different body",
         ));
     }
-    let mut body: Value =
-        serde_json::from_slice(&prev.response).map_err(|_| Problem::internal())?;
-    body["disclosure"] = disclosure_json(&Receipt {
+    let receipt = Receipt {
         log_id: prev.log_id,
         seq: prev.seq,
         leaf_hash: prev.leaf_hash,
-    });
+    };
     Ok(Sent {
         status: StatusCode::OK,
-        body,
+        body: with_disclosure(prev.response, &receipt)?,
     })
 }
 

@@ -296,7 +296,12 @@ async fn post_message(
         None => None,
     };
     let sent = pipeline::send(&gw, &caller, key, &body).await?;
-    Ok(json_response(sent.status, sent.body))
+    Ok((
+        sent.status,
+        [(header::CONTENT_TYPE, "application/json")],
+        sent.body,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
