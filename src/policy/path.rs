@@ -118,12 +118,28 @@ pub(super) fn render(segs: &[Seg]) -> String {
             }
             Seg::Index(i) => {
                 out.push('[');
-                out.push_str(&i.to_string());
+                push_index(&mut out, *i);
                 out.push(']');
             }
         }
     }
     out
+}
+
+/// Appends `i` in decimal (as `to_string` would), without a temporary string.
+pub(super) fn push_index(out: &mut String, i: usize) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut n = i;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(buf[at..].iter().map(|&b| char::from(b)));
 }
 
 /// Parses a concrete path as rendered by `render`; `None` for anything else.
@@ -330,6 +346,15 @@ mod tests {
         assert_eq!(render(&odd), INVALID_KEY);
         assert_eq!(catalogue_path(&odd), None);
         assert_eq!(parse_concrete("a[x]"), None);
+    }
+
+    #[test]
+    fn indices_render_in_decimal() {
+        for i in [0, 7, 10, 99, 100, 12345, usize::MAX] {
+            let mut s = String::from("x");
+            push_index(&mut s, i);
+            assert_eq!(s, format!("x{i}"));
+        }
     }
 
     #[test]

@@ -5,31 +5,50 @@
 //! so two receivers never get the same pseudonym for the same pupil or value and cannot link.
 //! Functions here return `None` for a value they cannot handle; they never report the value.
 
+use std::borrow::Cow;
+
 use ring::hmac;
 use serde_json::Value;
 
 use super::{GeneraliseMethod, ValueKind};
 
-const DATE: &[time::format_description::FormatItem<'static>] =
-    time::macros::format_description!("[year]-[month]-[day]");
-
+/// `YYYY-MM-DD`, a date of the calendar; exactly what `time::Date::parse` with `[year]-[month]-[day]` accepts for a string of ten
+/// bytes (a sign before the year would make it longer), without its format machinery.
 pub(super) fn parse_date(v: &Value) -> Option<time::Date> {
-    let s = v.as_str()?;
-    if s.len() != 10 {
+    let b = v.as_str()?.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    time::Date::parse(s, DATE).ok()
+    let num = |digits: &[u8]| {
+        digits.iter().try_fold(0u16, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u16::from(d - b'0'))
+        })
+    };
+    let year = num(&b[..4])?;
+    let month = time::Month::try_from(u8::try_from(num(&b[5..7])?).ok()?).ok()?;
+    let day = u8::try_from(num(&b[8..])?).ok()?;
+    time::Date::from_calendar_date(i32::from(year), month, day).ok()
 }
 
-/// `1234AB` / `1234 ab` → `1234`; `None` if not a Dutch postcode.
-fn pc4(v: &Value) -> Option<String> {
-    let s: String = v.as_str()?.chars().filter(|c| *c != ' ').collect();
-    let b = s.as_bytes();
-    let ok = b.len() == 6
+/// The four digits of a Dutch postcode (`1234AB`, `1234 ab`; spaces anywhere are ignored); `None` if not one.
+fn pc4(v: &Value) -> Option<[u8; 4]> {
+    let mut b = [0u8; 6];
+    let mut n = 0;
+    for &c in v.as_str()?.as_bytes() {
+        if c == b' ' {
+            continue;
+        }
+        if n == b.len() {
+            return None;
+        }
+        b[n] = c;
+        n += 1;
+    }
+    let ok = n == 6
         && b[0] != b'0'
         && b[..4].iter().all(u8::is_ascii_digit)
         && b[4..].iter().all(u8::is_ascii_alphabetic);
-    ok.then(|| s[..4].to_owned())
+    ok.then(|| [b[0], b[1], b[2], b[3]])
 }
 
 pub(super) fn kind_ok(kind: Option<ValueKind>, v: &Value) -> bool {
@@ -58,7 +77,9 @@ pub(super) fn generalise(method: GeneraliseMethod, v: &Value) -> Option<Value> {
         }
         GeneraliseMethod::DateYearMonth => parse_date(v)
             .map(|d| Value::String(format!("{:04}-{:02}", d.year(), u8::from(d.month())))),
-        GeneraliseMethod::PostcodePc4 => pc4(v).map(Value::String),
+        GeneraliseMethod::PostcodePc4 => {
+            pc4(v).map(|d| Value::String(d.iter().map(|&c| char::from(c)).collect()))
+        }
         GeneraliseMethod::NumberBand(band) => {
             let n = v.as_f64()?;
             if !n.is_finite() || !(0.0..1e15).contains(&n) {
@@ -88,10 +109,10 @@ pub(super) fn pseudonym(key: &hmac::Key, domain: &str, value: &str) -> String {
 }
 
 /// The text a field value is pseudonymised from: the string itself, or the JSON of other scalars.
-pub(super) fn pseudonym_input(v: &Value) -> String {
+pub(super) fn pseudonym_input(v: &Value) -> Cow<'_, str> {
     match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
@@ -99,6 +120,9 @@ pub(super) fn pseudonym_input(v: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    const DATE: &[time::format_description::FormatItem<'static>] =
+        time::macros::format_description!("[year]-[month]-[day]");
 
     #[test]
     fn dates_generalise_to_year_and_month() {
@@ -119,6 +143,60 @@ mod tests {
     }
 
     #[test]
+    fn dates_parse_as_the_time_format_does() {
+        let mut samples: Vec<String> = [
+            "2014-03-02",
+            "2024-02-29",
+            "2023-02-29",
+            "2026-02-30",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-01-00",
+            "2026-12-31",
+            "2026-04-31",
+            "0000-01-01",
+            "9999-12-31",
+            "2014-3-02",
+            "2014-03-2",
+            "+2014-03-02",
+            "+201-03-02",
+            "-201-03-02",
+            "2014/03/02",
+            "2014-03-02 ",
+            " 2014-03-02",
+            "2014-03-0a",
+            "20140-3-02",
+            "2014--3-02",
+            "2014-03-+2",
+            "1900-02-29",
+            "2000-02-29",
+            "２０１４-03-02",
+            "",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for y in ["1999", "2000", "2001", "2100"] {
+            for m in 0..=13 {
+                for d in 0..=32 {
+                    samples.push(format!("{y}-{m:02}-{d:02}"));
+                }
+            }
+        }
+        // The former definition: ten bytes, then the `time` format.
+        let reference = |s: &str| {
+            if s.len() != 10 {
+                return None;
+            }
+            time::Date::parse(s, DATE).ok()
+        };
+        for s in &samples {
+            assert_eq!(parse_date(&json!(s)), reference(s), "{s:?}");
+        }
+        assert_eq!(parse_date(&json!(20140302)), None);
+    }
+
+    #[test]
     fn postcodes_keep_four_digits() {
         assert_eq!(
             generalise(GeneraliseMethod::PostcodePc4, &json!("3011 ab")),
@@ -132,6 +210,15 @@ mod tests {
             generalise(GeneraliseMethod::PostcodePc4, &json!("30112")),
             None
         );
+        assert_eq!(
+            generalise(GeneraliseMethod::PostcodePc4, &json!(" 30 11 A B ")),
+            Some(json!("3011"))
+        );
+        for bad in [
+            "3011ABC", "3011A", "301AB", "3011 1B", "3011ÄB", "30１1AB", "",
+        ] {
+            assert!(!kind_ok(Some(ValueKind::Postcode), &json!(bad)), "{bad}");
+        }
     }
 
     #[test]
