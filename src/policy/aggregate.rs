@@ -244,13 +244,14 @@ pub(super) fn decide(
     let method = format!("round-base-{}", rules.rounding);
 
     let key = Seg::key;
-    d.fields.push(outcome(
+    let mut fields = Vec::new();
+    fields.push(outcome(
         catalogue,
         &[key("periode")],
         FieldAction::Delivered,
     ));
     for i in 0..dims.len() {
-        d.fields.push(outcome(
+        fields.push(outcome(
             catalogue,
             &[key("dimensies"), Seg::Index(i)],
             FieldAction::Delivered,
@@ -261,14 +262,14 @@ pub(super) fn decide(
         let mut m = Map::new();
         for (name, v) in dims.iter().zip(c) {
             m.insert((*name).to_owned(), Value::String(v.clone()));
-            d.fields.push(outcome(
+            fields.push(outcome(
                 catalogue,
                 &[key("cellen"), Seg::Index(i), key(name)],
                 FieldAction::Delivered,
             ));
         }
         m.insert("categorie".into(), Value::String(c[dims.len()].clone()));
-        d.fields.push(outcome(
+        fields.push(outcome(
             catalogue,
             &[key("cellen"), Seg::Index(i), key("categorie")],
             FieldAction::Delivered,
@@ -276,7 +277,7 @@ pub(super) fn decide(
         let count_segs = [key("cellen"), Seg::Index(i), key("aantal")];
         if suppressed[i] {
             m.insert("aantal".into(), Value::Null);
-            d.fields.push(outcome(
+            fields.push(outcome(
                 catalogue,
                 &count_segs,
                 FieldAction::Withheld {
@@ -289,7 +290,7 @@ pub(super) fn decide(
                 "aantal".into(),
                 Value::from(round_to(counts[i], rules.rounding)),
             );
-            d.fields.push(outcome(
+            fields.push(outcome(
                 catalogue,
                 &count_segs,
                 FieldAction::Generalised {
@@ -311,6 +312,7 @@ pub(super) fn decide(
     );
     delivered.insert("cellen".into(), Value::Array(out_cells));
     d.delivered = Value::Object(delivered);
+    d.fields = fields.into();
     Ok(d)
 }
 

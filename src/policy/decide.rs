@@ -3,13 +3,14 @@
 //! Pure: no I/O, no clock (the caller passes `today`), no randomness. Refusal details and withheld
 //! reasons name rules, field paths and categories; they never contain a value from the message.
 
+use ring::hmac;
 use serde_json::{Map, Value};
 
-use super::path;
+use super::path::{self, Seg};
 use super::transform::{self, pseudonym, pseudonym_input, receiver_key};
 use super::{
-    aggregate, codes, screen, Decision, FieldAction, FieldOutcome, Flow, MessageCatalogue,
-    PolicySet, Refusal, RuleAction, SubjectDelivery, WithheldReason, MIN_JUSTIFICATION_CHARS,
+    aggregate, codes, screen, Compact, Decision, Fields, Flow, Leaf, LeafAction, MessageCatalogue,
+    PathTree, PolicySet, Refusal, RuleAction, SubjectDelivery, Why, MIN_JUSTIFICATION_CHARS, NONE,
 };
 use crate::domain::{ConsentRecord, GivenBy, Partner, SubjectId};
 
@@ -92,12 +93,12 @@ pub fn decide(policy: &PolicySet, req: &DecisionRequest) -> Result<Decision, Ref
         flow_id: flow.id.clone(),
         flow_name: flow.name.clone(),
         policy_hash: policy.hash().to_owned(),
-        legal_basis: flow.legal_basis.to_string(),
+        legal_basis: flow.legal_basis_text.clone(),
         retention_days: flow.retention_days,
         agreement_id: flow.agreement.as_ref().map(|a| a.id.clone()),
         subject: None,
         delivered: Value::Object(Map::new()),
-        fields: Vec::new(),
+        fields: Fields::default(),
         consents_used: Vec::new(),
         suppressed_cells: Vec::new(),
     };
@@ -253,25 +254,31 @@ fn decide_record(
     check_required(flow, req)?;
     check_screening(flow, req)?;
 
-    let key = receiver_key(req.pseudonym_key, req.receiver.organisation_id());
     let mut walk = Walk {
         flow,
         catalogue,
+        tree: &catalogue.tree,
         consents: &consents,
-        key: &key,
-        concrete: String::with_capacity(64),
-        cat: String::with_capacity(64),
-        fields: Vec::with_capacity(64),
+        secret: req.pseudonym_key,
+        organisation: req.receiver.organisation_id(),
+        key: None,
+        segs: Vec::with_capacity(8),
+        children: Vec::with_capacity(32),
+        leaves: Vec::with_capacity(64),
+        indices: Vec::new(),
+        other: Vec::new(),
+        consent_slots: vec![NONE; consents.len()],
+        consent_ids: Vec::new(),
     };
     let delivered = walk
-        .value(req.data, true, true)
+        .value(req.data, Some(PathTree::ROOT))
         .unwrap_or_else(|| Value::Object(Map::new()));
-    d.fields = walk.fields;
 
-    let special_delivered = d
-        .fields
-        .iter()
-        .any(|o| o.action.is_delivered() && o.class.is_some_and(|c| c.is_special()));
+    let special_delivered = walk.leaves.iter().any(|l| {
+        l.action.is_delivered()
+            && l.field != NONE
+            && catalogue.fields[l.field as usize].class.is_special()
+    });
     if (flow.justification_required || special_delivered) && !justification_ok(req.justification) {
         let why = if flow.justification_required {
             format!("flow {} requires a justification", flow.id)
@@ -289,7 +296,7 @@ fn decide_record(
     }
 
     let mut used: Vec<String> = Vec::new();
-    for c in d.fields.iter().filter_map(|o| o.consent_id.as_ref()) {
+    for c in &walk.consent_ids {
         if !used.contains(c) {
             used.push(c.clone());
         }
@@ -306,7 +313,7 @@ fn decide_record(
     d.delivered = delivered;
     d.subject = match flow.subject {
         SubjectDelivery::AsIs => {
-            let mut m = Map::new();
+            let mut m = Map::with_capacity(1);
             m.insert(
                 subject.kind().as_str().to_owned(),
                 Value::String(subject.number().to_owned()),
@@ -314,193 +321,192 @@ fn decide_record(
             Some(Value::Object(m))
         }
         SubjectDelivery::Pseudonymise => {
-            let mut m = Map::new();
+            let mut m = Map::with_capacity(1);
             m.insert(
                 "pseudonym".to_owned(),
-                Value::String(pseudonym(&key, "subject", subject.number())),
+                Value::String(pseudonym(walk.key(), "subject", subject.number())),
             );
             Some(Value::Object(m))
         }
         SubjectDelivery::None => None,
     };
+    d.fields = Fields::compact(Compact {
+        table: flow.table.clone(),
+        leaves: walk.leaves,
+        indices: walk.indices,
+        other: walk.other,
+        consent_ids: walk.consent_ids,
+    });
     Ok(d)
 }
 
-/// One walk over the message's `data`: every leaf is decided (`decide_leaf`) and what is delivered is built on the
+/// One walk over the message's `data`: every leaf is decided (`Walk::leaf`) and what is delivered is built on the
 /// way back up. Children are visited in catalogue order (known keys by catalogue position, unknown keys after them
 /// by name, array elements by index), so `fields` and the delivered tree do not depend on the key order of the
 /// input. Array positions are kept: an element with nothing delivered becomes `null` (trailing ones are dropped).
-struct Walk<'p, 'c> {
+///
+/// Keys are resolved through the catalogue's `PathTree`, and outcomes are recorded as indexes (`Leaf`): strings
+/// are made only for what is delivered and for leaves outside the catalogue.
+struct Walk<'p, 'c, 'v> {
     flow: &'p Flow,
     catalogue: &'p MessageCatalogue,
+    tree: &'p PathTree,
     consents: &'p [&'c ConsentRecord],
-    key: &'p ring::hmac::Key,
-    /// The concrete path of the current node as reported (`toetsen[0].score`).
-    concrete: String,
-    /// Its catalogue path (`toetsen[].score`), meaningful while every key fits the grammar.
-    cat: String,
-    fields: Vec<FieldOutcome>,
+    secret: &'p [u8],
+    organisation: &'p str,
+    /// The receiver's pseudonym key, derived when first needed.
+    key: Option<hmac::Key>,
+    /// The path of the current node.
+    segs: Vec<Seg<'v>>,
+    /// The children of the objects being visited, each object's after its parent's: (tree node, key, value).
+    children: Vec<(Option<usize>, &'v str, &'v Value)>,
+    leaves: Vec<Leaf>,
+    indices: Vec<usize>,
+    other: Vec<(String, Option<String>)>,
+    /// Per usable consent, its position in `consent_ids` once a delivered leaf rests on it.
+    consent_slots: Vec<u32>,
+    consent_ids: Vec<String>,
 }
 
-impl Walk<'_, '_> {
-    /// `valid`: every key so far fits the catalogue grammar; `known`: every prefix so far is in the catalogue.
-    fn value(&mut self, v: &Value, valid: bool, known: bool) -> Option<Value> {
+impl<'v> Walk<'_, '_, 'v> {
+    fn key(&mut self) -> &hmac::Key {
+        let (secret, organisation) = (self.secret, self.organisation);
+        self.key
+            .get_or_insert_with(|| receiver_key(secret, organisation))
+    }
+
+    /// `node`: the catalogue tree node of this value's path, if the path is in the tree.
+    fn value(&mut self, v: &'v Value, node: Option<usize>) -> Option<Value> {
         match v {
             Value::Object(m) => {
-                let mut children: Vec<(Option<usize>, &str, &Value)> = Vec::with_capacity(m.len());
+                let start = self.children.len();
+                let tree = self.tree;
                 for (k, child) in m {
-                    let rank = if known && path::valid_key(k) {
-                        let mark = self.cat.len();
-                        self.push_cat(k);
-                        let r = self.catalogue.rank(&self.cat);
-                        self.cat.truncate(mark);
-                        r
-                    } else {
-                        None
-                    };
-                    children.push((rank, k, child));
+                    let n = node.and_then(|n| tree.key(n, k));
+                    self.children.push((n, k.as_str(), child));
                 }
-                // Known keys by rank, then unknown ones by name.
-                children.sort_by(|a, b| match (a.0, b.0) {
-                    (Some(x), Some(y)) => x.cmp(&y),
+                let end = self.children.len();
+                // Known keys by rank, then unknown ones by name (keys are unique: no two compare equal).
+                self.children[start..end].sort_unstable_by(|a, b| match (a.0, b.0) {
+                    (Some(x), Some(y)) => tree.rank(x).cmp(&tree.rank(y)),
                     (Some(_), None) => std::cmp::Ordering::Less,
                     (None, Some(_)) => std::cmp::Ordering::Greater,
                     (None, None) => a.1.cmp(b.1),
                 });
-                let mut out = Map::new();
-                for (rank, k, child) in children {
-                    let (concrete_mark, cat_mark) = (self.concrete.len(), self.cat.len());
-                    let key_valid = path::valid_key(k);
-                    if !self.concrete.is_empty() {
-                        self.concrete.push('.');
-                    }
-                    self.concrete
-                        .push_str(if key_valid { k } else { path::INVALID_KEY });
-                    let child_valid = valid && key_valid;
-                    if child_valid {
-                        self.push_cat(k);
-                    }
-                    let delivered = self.value(child, child_valid, known && rank.is_some());
-                    self.concrete.truncate(concrete_mark);
-                    self.cat.truncate(cat_mark);
+                let mut out: Option<Map<String, Value>> = None;
+                for i in start..end {
+                    let (n, k, child) = self.children[i];
+                    self.segs.push(Seg::key(k));
+                    let delivered = self.value(child, n);
+                    self.segs.pop();
                     if let Some(d) = delivered {
-                        out.insert(k.to_owned(), d);
+                        out.get_or_insert_with(|| Map::with_capacity(end - i))
+                            .insert(k.to_owned(), d);
                     }
                 }
-                (!out.is_empty()).then_some(Value::Object(out))
+                self.children.truncate(start);
+                out.map(Value::Object)
             }
             Value::Array(a) => {
-                let mut out: Vec<Value> = Vec::new();
+                let n = node.and_then(|n| self.tree.array(n));
+                let mut out: Option<Vec<Value>> = None;
                 for (i, child) in a.iter().enumerate() {
-                    let (concrete_mark, cat_mark) = (self.concrete.len(), self.cat.len());
-                    use std::fmt::Write;
-                    let _ = write!(self.concrete, "[{i}]");
-                    self.cat.push_str("[]");
-                    let delivered = self.value(child, valid, known);
-                    self.concrete.truncate(concrete_mark);
-                    self.cat.truncate(cat_mark);
+                    self.segs.push(Seg::Index(i));
+                    let delivered = self.value(child, n);
+                    self.segs.pop();
                     if let Some(d) = delivered {
+                        let out = out.get_or_insert_with(|| Vec::with_capacity(a.len()));
                         out.resize(i, Value::Null);
                         out.push(d);
                     }
                 }
-                (!out.is_empty()).then_some(Value::Array(out))
+                out.map(Value::Array)
             }
-            leaf => {
-                let (outcome, out) = decide_leaf(
-                    self.flow,
-                    self.catalogue,
-                    self.consents,
-                    self.key,
-                    self.concrete.clone(),
-                    valid.then(|| self.cat.clone()),
-                    leaf,
-                );
-                self.fields.push(outcome);
-                out
-            }
+            leaf => self.leaf(leaf, node.and_then(|n| self.tree.field(n))),
         }
     }
 
-    fn push_cat(&mut self, k: &str) {
-        if !self.cat.is_empty() {
-            self.cat.push('.');
-        }
-        self.cat.push_str(k);
+    /// Decides one leaf (`field`: its catalogue field) and returns what is delivered of it.
+    fn leaf(&mut self, value: &Value, field: Option<usize>) -> Option<Value> {
+        let Some(index) = field else {
+            self.leaves.push(Leaf {
+                field: NONE,
+                at: self.other.len(),
+                consent: NONE,
+                action: LeafAction::Withheld(Why::NotInCatalogue),
+            });
+            self.other
+                .push((path::render(&self.segs), path::catalogue_path(&self.segs)));
+            return None;
+        };
+        let at = self.indices.len();
+        self.indices
+            .extend(self.segs.iter().filter_map(|s| match s {
+                Seg::Index(i) => Some(*i),
+                Seg::Key(_) => None,
+            }));
+        let (action, consent, out) = self.decide_leaf(index, value);
+        self.leaves.push(Leaf {
+            field: index as u32,
+            at,
+            consent,
+            action,
+        });
+        out
     }
-}
 
-fn decide_leaf(
-    flow: &Flow,
-    catalogue: &MessageCatalogue,
-    consents: &[&ConsentRecord],
-    key: &ring::hmac::Key,
-    path: String,
-    cat_path: Option<String>,
-    value: &Value,
-) -> (FieldOutcome, Option<Value>) {
-    let found = cat_path.as_deref().and_then(|p| catalogue.field_at(p));
-    let mut outcome = FieldOutcome {
-        path,
-        catalogue_path: cat_path,
-        action: FieldAction::Withheld {
-            reason: WithheldReason::NotInCatalogue,
-        },
-        category: None,
-        class: None,
-        consent_id: None,
-    };
-    let withhold = |mut o: FieldOutcome, reason| {
-        o.action = FieldAction::Withheld { reason };
-        (o, None)
-    };
-    let Some((index, field)) = found else {
-        return (outcome, None);
-    };
-    outcome.category = Some(field.category.clone());
-    outcome.class = Some(field.class);
-    let Some(rule) = flow.rule_for_field(index) else {
-        return withhold(outcome, WithheldReason::NotInFlow);
-    };
-    if let RuleAction::Deny { reason } = &rule.action {
-        return withhold(outcome, WithheldReason::Denied(reason.clone()));
-    }
-    if !transform::kind_ok(field.kind, value) {
-        return withhold(outcome, WithheldReason::InvalidValue);
-    }
-    if let Some(list) = &field.values {
-        if !transform::in_closed_list(list, value) {
-            return withhold(outcome, WithheldReason::NotInClosedList);
+    fn decide_leaf(&mut self, index: usize, value: &Value) -> (LeafAction, u32, Option<Value>) {
+        let withhold = |why| (LeafAction::Withheld(why), NONE, None);
+        let (flow, field) = (self.flow, &self.catalogue.fields[index]);
+        let Some(rule) = flow.rule_for_field(index) else {
+            return withhold(Why::NotInFlow);
+        };
+        if let RuleAction::Deny { .. } = rule.action {
+            return withhold(Why::Denied);
         }
-    }
-    if flow.consent || rule.action.needs_consent() {
-        match consents.iter().find(|c| c.covers_category(&field.category)) {
-            Some(c) => outcome.consent_id = Some(c.consent_id.clone()),
-            None => return withhold(outcome, WithheldReason::ConsentMissing),
+        if !transform::kind_ok(field.kind, value) {
+            return withhold(Why::InvalidValue);
         }
-    }
-    let (action, out) = match &rule.action {
-        RuleAction::Allow | RuleAction::Consent => (FieldAction::Delivered, value.clone()),
-        RuleAction::Generalise { method, .. } => match transform::generalise(*method, value) {
-            Some(v) => (
-                FieldAction::Generalised {
-                    method: method.name(),
-                },
-                v,
+        if let Some(list) = &field.values {
+            if !transform::in_closed_list(list, value) {
+                return withhold(Why::NotInClosedList);
+            }
+        }
+        let mut consent = None;
+        if flow.consent || rule.action.needs_consent() {
+            match self
+                .consents
+                .iter()
+                .position(|c| c.covers_category(&field.category))
+            {
+                Some(j) => consent = Some(j),
+                None => return withhold(Why::ConsentMissing),
+            }
+        }
+        let (action, out) = match &rule.action {
+            RuleAction::Allow | RuleAction::Consent => (LeafAction::Delivered, value.clone()),
+            RuleAction::Generalise { method, .. } => match transform::generalise(*method, value) {
+                Some(v) => (LeafAction::Generalised(*method), v),
+                None => return withhold(Why::InvalidValue),
+            },
+            RuleAction::Pseudonymise { .. } => (
+                LeafAction::Pseudonymised,
+                Value::String(pseudonym(self.key(), "field", &pseudonym_input(value))),
             ),
-            None => {
-                outcome.consent_id = None;
-                return withhold(outcome, WithheldReason::InvalidValue);
-            }
-        },
-        RuleAction::Pseudonymise { .. } => (
-            FieldAction::Pseudonymised,
-            Value::String(pseudonym(key, "field", &pseudonym_input(value))),
-        ),
-        RuleAction::Deny { .. } => unreachable!("handled above"),
-    };
-    outcome.action = action;
-    (outcome, Some(out))
+            RuleAction::Deny { .. } => return withhold(Why::Denied),
+        };
+        let consent = consent.map_or(NONE, |j| self.consent_slot(j));
+        (action, consent, Some(out))
+    }
+
+    /// The position in `consent_ids` of usable consent `j`.
+    fn consent_slot(&mut self, j: usize) -> u32 {
+        if self.consent_slots[j] == NONE {
+            self.consent_slots[j] = self.consent_ids.len() as u32;
+            self.consent_ids.push(self.consents[j].consent_id.clone());
+        }
+        self.consent_slots[j]
+    }
 }
 
 #[cfg(test)]
@@ -529,6 +535,125 @@ mod tests {
         assert!(!consent_fits_age(Ouder, Some(16)));
         assert!(!consent_fits_age(OuderEnJongere, Some(17)));
         assert!(consent_fits_age(Jongere, None));
+    }
+
+    /// `Decision`'s methods read the compact outcomes; they must say what the `FieldOutcome`s say, whose paths
+    /// must be those of the input.
+    #[test]
+    fn methods_agree_with_the_field_outcomes() {
+        use super::super::FieldAction;
+        use crate::domain::{Partner, SubjectId, SubjectKind};
+        use serde_json::json;
+
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let set = PolicySet::load_dir(&root.join("policies")).unwrap();
+        let partner = |id: &str, role| Partner {
+            id: id.into(),
+            name: id.into(),
+            role,
+            oin: "00000001800000000001".into(),
+            organisation: None,
+        };
+        let mut decided = 0;
+        for entry in std::fs::read_dir(root.join("examples")).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let env: Value = serde_json::from_str(&text).unwrap();
+            let Some(flow) = set.flows().find(|f| env["purpose"] == f.purpose.as_str()) else {
+                continue;
+            };
+            let sender = partner("afzender", flow.senders[0]);
+            let receiver = partner(env["to"].as_str().unwrap(), flow.receivers[0]);
+            let subject = env["subject"]["pgn"]
+                .as_str()
+                .map(|n| SubjectId::new(SubjectKind::Pgn, n).unwrap());
+            let consents: Vec<ConsentRecord> =
+                [GivenBy::Ouder, GivenBy::OuderEnJongere, GivenBy::Jongere]
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, given_by)| ConsentRecord {
+                        consent_id: format!("c{i}"),
+                        registered_by: "afzender".into(),
+                        purpose: flow.purpose.clone(),
+                        recipient: receiver.id.clone(),
+                        categories: vec!["*".into()],
+                        given_by,
+                        valid_from: time::macros::date!(2026 - 01 - 01),
+                        valid_until: time::macros::date!(2027 - 07 - 31),
+                        withdrawn: false,
+                    })
+                    .collect();
+            // Also with keys outside the catalogue, a key outside its grammar and longer arrays.
+            let mut odd = env["data"].clone();
+            if let Some(m) = odd.as_object_mut() {
+                for v in m.values_mut() {
+                    if let Value::Array(a) = v {
+                        if let Some(first) = a.first().cloned() {
+                            a.extend([Value::Null, first, json!({"onbekend": 1})]);
+                        }
+                    }
+                }
+                m.insert("Odd Key".into(), json!("x"));
+                m.insert("onbekend".into(), json!({"a": [1, {"b": true}]}));
+            }
+            for data in [&env["data"], &odd] {
+                for consents in [&consents[..], &[]] {
+                    let req = DecisionRequest {
+                        sender: &sender,
+                        receiver: &receiver,
+                        message_type: env["type"].as_str().unwrap(),
+                        purpose: &flow.purpose,
+                        subject: subject.as_ref(),
+                        justification: env["justification"].as_str(),
+                        data,
+                        consents,
+                        today: time::macros::date!(2026 - 03 - 15),
+                        pseudonym_key: b"test",
+                    };
+                    let Ok(d) = decide(&set, &req) else { continue };
+                    decided += 1;
+                    let f = &d.fields;
+                    let delivered: Vec<String> = f
+                        .iter()
+                        .filter(|o| o.action.is_delivered())
+                        .map(|o| o.path.clone())
+                        .collect();
+                    assert_eq!(d.delivered_paths(), delivered);
+                    let withheld: Vec<(String, String)> = f
+                        .iter()
+                        .filter_map(|o| match &o.action {
+                            FieldAction::Withheld { reason } => {
+                                Some((o.path.clone(), reason.to_string()))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    assert_eq!(d.withheld(), withheld);
+                    let dependent: Vec<(String, String)> = f
+                        .iter()
+                        .filter(|o| o.action.is_delivered())
+                        .filter_map(|o| Some((o.path.clone(), o.consent_id.clone()?)))
+                        .collect();
+                    assert_eq!(d.consent_dependent(), dependent);
+                    for o in f.iter() {
+                        if o.path.contains(path::INVALID_KEY) {
+                            continue;
+                        }
+                        let pointer: String = path::parse_concrete(&o.path)
+                            .unwrap()
+                            .iter()
+                            .map(|s| match s {
+                                Seg::Key(k) => format!("/{k}"),
+                                Seg::Index(i) => format!("/{i}"),
+                            })
+                            .collect();
+                        assert!(data.pointer(&pointer).is_some(), "{}", o.path);
+                        let cp = path::catalogue_path(&path::parse_concrete(&o.path).unwrap());
+                        assert_eq!(o.catalogue_path, cp, "{}", o.path);
+                    }
+                }
+            }
+        }
+        assert!(decided >= 8, "only {decided} decisions");
     }
 
     #[test]

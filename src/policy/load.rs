@@ -12,9 +12,9 @@ use ring::digest;
 use super::model::{self, ActionName, JustificationDef, MethodName, PolicyFile};
 use super::path::{valid_catalogue_path, valid_key, Pattern};
 use super::{
-    screen, AggregateRules, Agreement, CatalogueField, Dimension, FieldRule, Flow,
-    GeneraliseMethod, LegalBasis, MessageCatalogue, PolicySet, RequiredField, RuleAction,
-    ScreenList, SubjectDelivery,
+    screen, AggregateRules, Agreement, CatalogueField, Dimension, FieldRule, FieldTable, Flow,
+    GeneraliseMethod, LegalBasis, MessageCatalogue, PathTree, PolicySet, RequiredField, RuleAction,
+    ScreenList, SubjectDelivery, TableField,
 };
 
 /// AVG art. 6 lid 1 grounds a flow may cite.
@@ -354,24 +354,6 @@ impl Builder {
         if self.errors.len() > before {
             return;
         }
-        let mut order = std::collections::HashMap::new();
-        for f in &fields {
-            let mut acc = String::new();
-            for seg in f.path.split('.') {
-                let name = seg.strip_suffix("[]").unwrap_or(seg);
-                let key = if acc.is_empty() {
-                    name.to_owned()
-                } else {
-                    format!("{acc}.{name}")
-                };
-                let next = order.len();
-                order.entry(key).or_insert(next);
-                if !acc.is_empty() {
-                    acc.push('.');
-                }
-                acc.push_str(seg);
-            }
-        }
         self.catalogues.insert(
             def.message_type.clone(),
             MessageCatalogue {
@@ -380,7 +362,7 @@ impl Builder {
                 description: def.description.clone(),
                 file: file.to_owned(),
                 line: line_of(text, start),
-                order,
+                tree: PathTree::build(&fields),
                 by_path: fields
                     .iter()
                     .enumerate()
@@ -828,6 +810,11 @@ impl Builder {
         if self.errors.len() > before {
             return;
         }
+        let legal_basis = LegalBasis {
+            ground: d.legal_basis.ground.clone(),
+            article: d.legal_basis.article.clone(),
+            special: d.legal_basis.special.clone(),
+        };
         self.flows.push(Flow {
             id: d.id.clone(),
             name: d.name.clone(),
@@ -838,11 +825,8 @@ impl Builder {
             purpose: d.purpose.clone(),
             message_type: d.message.clone(),
             description: d.description.clone(),
-            legal_basis: LegalBasis {
-                ground: d.legal_basis.ground.clone(),
-                article: d.legal_basis.article.clone(),
-                special: d.legal_basis.special.clone(),
-            },
+            legal_basis_text: legal_basis.to_string(),
+            legal_basis,
             retention_days: d.retention.days,
             retention_text: d.retention.text.clone(),
             justification_required: d.justification == JustificationDef::Required,
@@ -852,6 +836,7 @@ impl Builder {
             agreement,
             required,
             field_rules: Vec::new(),
+            table: Default::default(),
             rules,
             screening,
             aggregate,
@@ -870,6 +855,21 @@ impl Builder {
                         .map(|(i, _)| i)
                 })
                 .collect();
+            let fields = catalogue
+                .fields
+                .iter()
+                .zip(&flow.field_rules)
+                .map(|(f, rule)| TableField {
+                    path: f.path.clone(),
+                    category: f.category.clone(),
+                    class: f.class,
+                    denied: match rule.map(|i| &flow.rules[i].action) {
+                        Some(RuleAction::Deny { reason }) => Some(reason.clone()),
+                        _ => None,
+                    },
+                })
+                .collect();
+            flow.table = std::sync::Arc::new(FieldTable { fields });
         }
     }
 

@@ -25,6 +25,7 @@ mod flow_tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 
@@ -136,8 +137,8 @@ pub struct MessageCatalogue {
     pub fields: Vec<CatalogueField>,
     pub file: String,
     pub line: usize,
-    /// Each catalogue path and every prefix of one, in order of first appearance.
-    order: std::collections::HashMap<String, usize>,
+    /// The catalogue paths as a tree of steps, for the decision's walk over `data`.
+    tree: PathTree,
     /// Index into `fields` by path.
     by_path: std::collections::HashMap<String, usize>,
 }
@@ -151,9 +152,102 @@ impl MessageCatalogue {
     pub fn field_at(&self, path: &str) -> Option<(usize, &CatalogueField)> {
         self.by_path.get(path).map(|&i| (i, &self.fields[i]))
     }
+}
 
-    fn rank(&self, prefix: &str) -> Option<usize> {
-        self.order.get(prefix).copied()
+/// The catalogue paths as a tree of steps (a key, or `[]` into an array), built at load so the decision resolves
+/// each key of `data` by a search among its siblings: no path strings and no hashing per key. Node 0 is `data`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct PathTree {
+    nodes: Vec<PathNode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct PathNode {
+    /// The key steps below this node, sorted by `by_length` of the key.
+    keys: Vec<(Box<str>, usize)>,
+    /// The `[]` step below this node.
+    array: Option<usize>,
+    /// Position of this (key-ended) path among every catalogue path and prefix, in order of first appearance:
+    /// the order in which the decision lists a node's children.
+    rank: usize,
+    /// The catalogue field whose path ends here (index into `MessageCatalogue::fields`).
+    field: Option<usize>,
+}
+
+/// Shorter keys first, then by bytes: most comparisons of a search are then one of lengths.
+fn by_length(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
+}
+
+impl PathTree {
+    pub(super) const ROOT: usize = 0;
+
+    /// The tree of `fields`' paths (each one valid, see `path::valid_catalogue_path`).
+    pub(super) fn build(fields: &[CatalogueField]) -> PathTree {
+        let mut t = PathTree {
+            nodes: vec![PathNode::default()],
+        };
+        let mut next_rank = 0;
+        for (i, f) in fields.iter().enumerate() {
+            let mut cur = PathTree::ROOT;
+            for seg in f.path.split('.') {
+                let (name, array) = match seg.strip_suffix("[]") {
+                    Some(name) => (name, true),
+                    None => (seg, false),
+                };
+                cur = match t.key(cur, name) {
+                    Some(n) => n,
+                    None => {
+                        let n = t.nodes.len();
+                        t.nodes.push(PathNode {
+                            rank: next_rank,
+                            ..PathNode::default()
+                        });
+                        next_rank += 1;
+                        let keys = &mut t.nodes[cur].keys;
+                        let at = keys.partition_point(|(k, _)| by_length(k, name).is_lt());
+                        keys.insert(at, (name.into(), n));
+                        n
+                    }
+                };
+                if array {
+                    cur = match t.nodes[cur].array {
+                        Some(n) => n,
+                        None => {
+                            let n = t.nodes.len();
+                            t.nodes.push(PathNode::default());
+                            t.nodes[cur].array = Some(n);
+                            n
+                        }
+                    };
+                }
+            }
+            t.nodes[cur].field = Some(i);
+        }
+        t
+    }
+
+    /// The node below `node` by key `k`.
+    pub(super) fn key(&self, node: usize, k: &str) -> Option<usize> {
+        let keys = &self.nodes[node].keys;
+        keys.binary_search_by(|(x, _)| by_length(x, k))
+            .ok()
+            .map(|i| keys[i].1)
+    }
+
+    /// The node below `node` by `[]`.
+    pub(super) fn array(&self, node: usize) -> Option<usize> {
+        self.nodes[node].array
+    }
+
+    pub(super) fn rank(&self, node: usize) -> usize {
+        self.nodes[node].rank
+    }
+
+    pub(super) fn field(&self, node: usize) -> Option<usize> {
+        self.nodes[node].field
     }
 }
 
@@ -342,6 +436,26 @@ pub struct Flow {
     /// `rule_for` of every field of the flow's catalogue, resolved once at load: position in `rules` per
     /// position in `MessageCatalogue::fields`.
     pub(super) field_rules: Vec<Option<usize>>,
+    /// What a decision's outcomes refer to instead of copying it per leaf, built at load.
+    pub(super) table: Arc<FieldTable>,
+    /// `legal_basis` as text (its `Display`), as every decision of the flow reports it.
+    pub(super) legal_basis_text: String,
+}
+
+/// Per field of a flow's catalogue (same positions as `MessageCatalogue::fields`), what a `FieldOutcome` of it
+/// says: shared by all decisions of the flow, so a decision keeps indexes and makes strings only when asked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct FieldTable {
+    pub(super) fields: Vec<TableField>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct TableField {
+    pub(super) path: String,
+    pub(super) category: String,
+    pub(super) class: Class,
+    /// The reason of the flow's rule for the field when that rule is a `deny`.
+    pub(super) denied: Option<String>,
 }
 
 impl Flow {
@@ -434,11 +548,10 @@ impl WithheldReason {
             WithheldReason::Suppressed => "suppressed",
         }
     }
-}
 
-impl fmt::Display for WithheldReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = match self {
+    /// The human text of `Display` (after `code: `).
+    pub fn text(&self) -> &str {
+        match self {
             WithheldReason::Denied(reason) => reason.as_str(),
             WithheldReason::NotInFlow => "the flow does not name this field",
             WithheldReason::NotInCatalogue => {
@@ -450,9 +563,23 @@ impl fmt::Display for WithheldReason {
             }
             WithheldReason::InvalidValue => "the value is not of the catalogue's kind",
             WithheldReason::Suppressed => "small cell suppressed (disclosure control)",
-        };
-        write!(f, "{}: {}", self.code(), text)
+        }
     }
+}
+
+impl fmt::Display for WithheldReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code(), self.text())
+    }
+}
+
+/// `code: text`, as `WithheldReason`'s `Display`.
+fn reason_line(code: &str, text: &str) -> String {
+    let mut s = String::with_capacity(code.len() + 2 + text.len());
+    s.push_str(code);
+    s.push_str(": ");
+    s.push_str(text);
+    s
 }
 
 /// What happened to one leaf of the message.
@@ -483,6 +610,205 @@ pub struct FieldOutcome {
     pub consent_id: Option<String>,
 }
 
+/// The outcomes of a decision, one per leaf of the input, in catalogue order: a slice of `FieldOutcome`s (it
+/// derefs to `[FieldOutcome]`). A record decision keeps them as indexes into its flow's `FieldTable`, and makes
+/// the `FieldOutcome`s (their strings) only on first use; `Decision`'s methods read the indexes directly.
+#[derive(Clone, Default)]
+pub struct Fields {
+    compact: Option<Compact>,
+    full: OnceLock<Vec<FieldOutcome>>,
+}
+
+/// `Leaf::field` / `Leaf::consent` when there is none.
+pub(super) const NONE: u32 = u32::MAX;
+
+/// The outcomes of a record decision as indexes.
+#[derive(Clone)]
+pub(super) struct Compact {
+    pub(super) table: Arc<FieldTable>,
+    pub(super) leaves: Vec<Leaf>,
+    /// The array indices of the catalogued leaves, one per `[]` of their catalogue path.
+    pub(super) indices: Vec<usize>,
+    /// Leaves outside the catalogue: (concrete path, catalogue path).
+    pub(super) other: Vec<(String, Option<String>)>,
+    /// The consents delivered leaves rest on.
+    pub(super) consent_ids: Vec<String>,
+}
+
+/// One leaf of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Leaf {
+    /// Its catalogue field (index into `FieldTable::fields`), or `NONE`.
+    pub(super) field: u32,
+    /// Catalogued: where its array indices start in `Compact::indices`; otherwise its position in `Compact::other`.
+    pub(super) at: usize,
+    /// Index into `Compact::consent_ids`, or `NONE`.
+    pub(super) consent: u32,
+    pub(super) action: LeafAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LeafAction {
+    Delivered,
+    Generalised(GeneraliseMethod),
+    Pseudonymised,
+    Withheld(Why),
+}
+
+impl LeafAction {
+    pub(super) fn is_delivered(self) -> bool {
+        !matches!(self, LeafAction::Withheld(_))
+    }
+}
+
+/// `WithheldReason` of a record leaf; `Denied`'s reason is the field's `TableField::denied`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Why {
+    Denied,
+    NotInFlow,
+    NotInCatalogue,
+    ConsentMissing,
+    NotInClosedList,
+    InvalidValue,
+}
+
+impl Why {
+    /// The reason, except `Denied` (which needs the field's text).
+    fn plain(self) -> Option<WithheldReason> {
+        match self {
+            Why::Denied => None,
+            Why::NotInFlow => Some(WithheldReason::NotInFlow),
+            Why::NotInCatalogue => Some(WithheldReason::NotInCatalogue),
+            Why::ConsentMissing => Some(WithheldReason::ConsentMissing),
+            Why::NotInClosedList => Some(WithheldReason::NotInClosedList),
+            Why::InvalidValue => Some(WithheldReason::InvalidValue),
+        }
+    }
+}
+
+impl Compact {
+    fn table_field(&self, l: &Leaf) -> Option<&TableField> {
+        (l.field != NONE).then(|| &self.table.fields[l.field as usize])
+    }
+
+    /// The concrete path of `l` (`toetsen[0].score`).
+    fn path(&self, l: &Leaf) -> String {
+        let Some(f) = self.table_field(l) else {
+            return self.other[l.at].0.clone();
+        };
+        let mut indices = self.indices[l.at..].iter();
+        let mut out = String::with_capacity(f.path.len() + 8);
+        let mut rest = f.path.as_str();
+        while let Some(p) = rest.find("[]") {
+            out.push_str(&rest[..p]);
+            out.push('[');
+            path::push_index(&mut out, indices.next().copied().unwrap_or(0));
+            out.push(']');
+            rest = &rest[p + 2..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn consent_id(&self, l: &Leaf) -> Option<&String> {
+        (l.consent != NONE).then(|| &self.consent_ids[l.consent as usize])
+    }
+
+    /// `code: text` of a withheld leaf.
+    fn reason_line(&self, l: &Leaf, why: Why) -> String {
+        match why.plain() {
+            Some(r) => reason_line(r.code(), r.text()),
+            None => reason_line(
+                "deny",
+                self.table_field(l)
+                    .and_then(|f| f.denied.as_deref())
+                    .unwrap_or(""),
+            ),
+        }
+    }
+
+    fn outcome(&self, l: &Leaf) -> FieldOutcome {
+        let f = self.table_field(l);
+        let action = match l.action {
+            LeafAction::Delivered => FieldAction::Delivered,
+            LeafAction::Generalised(method) => FieldAction::Generalised {
+                method: method.name(),
+            },
+            LeafAction::Pseudonymised => FieldAction::Pseudonymised,
+            LeafAction::Withheld(why) => FieldAction::Withheld {
+                reason: why.plain().unwrap_or_else(|| {
+                    WithheldReason::Denied(f.and_then(|f| f.denied.clone()).unwrap_or_default())
+                }),
+            },
+        };
+        FieldOutcome {
+            path: self.path(l),
+            catalogue_path: match f {
+                Some(f) => Some(f.path.clone()),
+                None => self.other[l.at].1.clone(),
+            },
+            action,
+            category: f.map(|f| f.category.clone()),
+            class: f.map(|f| f.class),
+            consent_id: self.consent_id(l).cloned(),
+        }
+    }
+}
+
+impl Fields {
+    pub(super) fn compact(c: Compact) -> Fields {
+        Fields {
+            compact: Some(c),
+            full: OnceLock::new(),
+        }
+    }
+
+    pub fn as_slice(&self) -> &[FieldOutcome] {
+        self.full.get_or_init(|| match &self.compact {
+            Some(c) => c.leaves.iter().map(|l| c.outcome(l)).collect(),
+            None => Vec::new(),
+        })
+    }
+}
+
+impl From<Vec<FieldOutcome>> for Fields {
+    fn from(v: Vec<FieldOutcome>) -> Fields {
+        Fields {
+            compact: None,
+            full: OnceLock::from(v),
+        }
+    }
+}
+
+impl std::ops::Deref for Fields {
+    type Target = [FieldOutcome];
+
+    fn deref(&self) -> &[FieldOutcome] {
+        self.as_slice()
+    }
+}
+
+impl<'a> IntoIterator for &'a Fields {
+    type Item = &'a FieldOutcome;
+    type IntoIter = std::slice::Iter<'a, FieldOutcome>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
+impl PartialEq for Fields {
+    fn eq(&self, other: &Fields) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl fmt::Debug for Fields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
 /// The policy's decision about one message. `Debug` never shows the delivered values.
 #[derive(Clone, PartialEq)]
 pub struct Decision {
@@ -497,7 +823,7 @@ pub struct Decision {
     /// The data object the receiver gets.
     pub delivered: serde_json::Value,
     /// One entry per leaf of the input, in catalogue order.
-    pub fields: Vec<FieldOutcome>,
+    pub fields: Fields,
     pub consents_used: Vec<String>,
     /// Aggregates: indices into `cellen` of the suppressed cells.
     pub suppressed_cells: Vec<usize>,
@@ -521,6 +847,14 @@ impl fmt::Debug for Decision {
 impl Decision {
     /// Concrete paths delivered (as is, generalised or pseudonymised).
     pub fn delivered_paths(&self) -> Vec<String> {
+        if let Some(c) = &self.fields.compact {
+            return c
+                .leaves
+                .iter()
+                .filter(|l| l.action.is_delivered())
+                .map(|l| c.path(l))
+                .collect();
+        }
         self.fields
             .iter()
             .filter(|f| f.action.is_delivered())
@@ -530,6 +864,16 @@ impl Decision {
 
     /// Concrete paths withheld, with `code: text` reasons.
     pub fn withheld(&self) -> Vec<(String, String)> {
+        if let Some(c) = &self.fields.compact {
+            return c
+                .leaves
+                .iter()
+                .filter_map(|l| match l.action {
+                    LeafAction::Withheld(why) => Some((c.path(l), c.reason_line(l, why))),
+                    _ => None,
+                })
+                .collect();
+        }
         self.fields
             .iter()
             .filter_map(|f| match &f.action {
@@ -542,6 +886,14 @@ impl Decision {
     /// (concrete path, consent id) of every delivered field that rests on a consent: at fetch
     /// time, the paths whose consent no longer holds go to `strip_paths`.
     pub fn consent_dependent(&self) -> Vec<(String, String)> {
+        if let Some(c) = &self.fields.compact {
+            return c
+                .leaves
+                .iter()
+                .filter(|l| l.action.is_delivered())
+                .filter_map(|l| c.consent_id(l).map(|id| (c.path(l), id.clone())))
+                .collect();
+        }
         self.fields
             .iter()
             .filter(|f| f.action.is_delivered())
