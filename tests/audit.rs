@@ -244,11 +244,15 @@ async fn inclusion_and_consistency_proofs_from_the_api_verify_against_signed_che
 
 /// Runs SQL statements directly against a stopped gateway's database: sqlx on the SQLite file, psql on PostgreSQL.
 async fn exec(gw: &Gateway, sql: &str) {
-    match gw.backend {
+    exec_at(gw.backend, &gw.database_url, sql).await
+}
+
+async fn exec_at(backend: Backend, database_url: &str, sql: &str) {
+    match backend {
         Backend::Sqlite => {
             let pool = sqlx::sqlite::SqlitePoolOptions::new()
                 .max_connections(1)
-                .connect(&gw.database_url)
+                .connect(database_url)
                 .await
                 .unwrap();
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
@@ -258,20 +262,18 @@ async fn exec(gw: &Gateway, sql: &str) {
             pool.close().await;
         }
         Backend::Postgres => {
-            psql(gw, sql);
+            psql_at(database_url, sql);
         }
     }
 }
 
 fn psql(gw: &Gateway, sql: &str) -> String {
+    psql_at(&gw.database_url, sql)
+}
+
+fn psql_at(database_url: &str, sql: &str) -> String {
     let out = std::process::Command::new("psql")
-        .args([
-            gw.database_url.as_str(),
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qAtc",
-            sql,
-        ])
+        .args([database_url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
         .output()
         .expect("psql");
     assert!(
@@ -1268,5 +1270,224 @@ async fn the_log_verifies_while_it_is_being_written() {
             .unwrap();
         assert!(report.ok(), "{report}");
         assert!(report.entries() > appended, "{report}");
+    }
+}
+
+// ---------------------------------------------------------------- entry encodings
+
+/// The sender's 201 keeps `withheld: [{field, reason}]`, the stored entry is version 2 with the reasons grouped,
+/// and both (and the privacy officer's view of the entry) name the same fields with the same reasons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disclosure_is_stored_as_a_version_2_entry_and_the_201_keeps_field_and_reason_per_withheld_field(
+) {
+    use ketenpoort::audit::entry::LogEntry;
+    for backend in backends() {
+        let mut gw = Gateway::start(backend);
+        let r = gw
+            .client("obs-de-linde")
+            .post("/v1/messages", &example("P1"))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let sent = r.json();
+        let withheld: Vec<(String, String)> = sent["withheld"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| {
+                let m = w.as_object().unwrap();
+                assert_eq!(m.len(), 2, "{w}");
+                (
+                    m["field"].as_str().unwrap().to_owned(),
+                    m["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert!(withheld.len() >= 2, "{sent}");
+        let seq = sent["disclosure"]["seq"].as_u64().unwrap();
+        let shown = disclosures(&gw, "fg-operator", "").await;
+        let entry = shown["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["seq"].as_u64() == Some(seq))
+            .unwrap_or_else(|| panic!("disclosure {seq} not shown: {shown}"))
+            .clone();
+        assert_eq!(
+            entry["withheld"], sent["withheld"],
+            "the privacy officer's view"
+        );
+        assert_eq!(entry["delivered"], sent["delivered"]);
+        gw.stop();
+
+        let stored = gw
+            .log_entries()
+            .await
+            .into_iter()
+            .find(|(e, _)| e.seq == seq)
+            .unwrap();
+        let text = String::from_utf8(stored.0.bytes.clone()).unwrap();
+        assert!(text.starts_with(r#"{"v":2,"#), "{text}");
+        assert!(text.contains(r#""withheld":[{"reason":"#), "{text}");
+        let first_reason = &withheld[0].1;
+        assert_eq!(
+            text.matches(&serde_json::to_string(first_reason).unwrap())
+                .count(),
+            1,
+            "a reason is stored once per group: {text}"
+        );
+        let decoded: LogEntry = stored.1;
+        let decoded_withheld: Vec<(String, String)> = decoded
+            .withheld
+            .iter()
+            .map(|w| (w.field.clone(), w.reason.clone()))
+            .collect();
+        assert_eq!(decoded_withheld, withheld);
+        assert_eq!(
+            serde_json::to_value(&decoded.delivered).unwrap(),
+            sent["delivered"]
+        );
+        assert_eq!(LogEntry::decode(&decoded.encode()).unwrap(), decoded);
+        assert_eq!(decoded.encode(), stored.0.bytes, "canonical");
+        assert_verifies(&gw, "version 2 entries");
+    }
+}
+
+/// A log written as version 1 before an upgrade and as version 2 after it verifies as stored, across several
+/// read pages; a gap at or next to a page boundary is named at its entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_of_version_1_then_version_2_entries_verifies_and_a_gap_at_a_page_boundary_is_named()
+{
+    use ketenpoort::audit::entry::{EventKind, LogEntry, WithheldField};
+    /// Entries per version: more than two of the verifier's read pages (8,192 entries) each.
+    const PER_VERSION: u64 = 17_000;
+    for backend in backends() {
+        let (_dir, _pg, config) = in_process_config(backend, "batch_max = 1000");
+        let url = config.storage.database_url.clone();
+        let running = ketenpoort::server::start(config).await.unwrap();
+        let gw = running.gateway.clone();
+        let key = gw.signing_key.public_key();
+        let entry = |v: u32, i: u64| {
+            let mut e = LogEntry::new(EventKind::MessageDisclosed);
+            e.v = v;
+            e.partner = "obs-de-linde".into();
+            e.organisation = "obs-de-linde".into();
+            e.message_id = Some(format!("m-{v}-{i}"));
+            e.delivered = ["leerling.achternaam", "leerling.voornamen", "school.brin"]
+                .map(String::from)
+                .to_vec();
+            let w = |field: &str, reason: &str| WithheldField {
+                field: field.into(),
+                reason: reason.into(),
+            };
+            e.withheld = vec![
+                w("diagnoses[0].omschrijving", "deny: alleen de categorie"),
+                w("diagnoses[0].datum", "deny: alleen de categorie"),
+                w("bijlagen[0].inhoud", "consent-missing"),
+            ];
+            e
+        };
+        for v in [1u32, 2] {
+            let mut i = 0;
+            while i < PER_VERSION {
+                let jobs: Vec<_> = (i..(i + 500).min(PER_VERSION))
+                    .map(|i| entry(v, i))
+                    .collect();
+                i += jobs.len() as u64;
+                gw.writer.append(jobs, Vec::new()).await.unwrap();
+            }
+        }
+        drop(gw);
+        running.shutdown().await;
+
+        let store = ketenpoort::store::open(&url).await.unwrap();
+        let log_id = store.log_ids().await.unwrap().remove(0);
+        let report = ketenpoort::audit::verify::verify_all(&store, &[key])
+            .await
+            .unwrap();
+        assert!(report.ok(), "{report}");
+        let size = report.entries();
+        assert!(size >= 2 * PER_VERSION, "{report}");
+        // The bytes are as each version wrote them.
+        let rows = store.log_rows(&log_id, 0, size as usize).await.unwrap();
+        // (The gateway's own entries at start-up are version 2.)
+        let first_v1 = rows
+            .iter()
+            .position(|r| r.bytes.starts_with(br#"{"v":1,"#))
+            .unwrap();
+        let first_v2 = (first_v1
+            + rows[first_v1..]
+                .iter()
+                .position(|r| r.bytes.starts_with(br#"{"v":2,"#))
+                .unwrap()) as u64;
+        assert!(first_v2 >= PER_VERSION, "{first_v2}");
+        let old = &rows[(first_v2 - 1) as usize];
+        assert!(old.bytes.starts_with(br#"{"v":1,"#));
+        let text = std::str::from_utf8(&old.bytes).unwrap();
+        assert!(
+            text.contains(r#""withheld":[{"field":"diagnoses[0].omschrijving","reason":"deny: alleen de categorie"},"#),
+            "{text}"
+        );
+        let (old_decoded, new_decoded) = (
+            LogEntry::decode(&old.bytes).unwrap(),
+            LogEntry::decode(&rows[first_v2 as usize].bytes).unwrap(),
+        );
+        assert_eq!(old_decoded.withheld, new_decoded.withheld);
+        assert_eq!(old_decoded.delivered, new_decoded.delivered);
+        assert_eq!(
+            old_decoded.encode(),
+            old.bytes,
+            "an old entry re-encodes to its stored bytes"
+        );
+        drop(rows);
+        drop(store);
+
+        // Gaps: the last entry of a page, the first of the next, the last version-1 entry, the first version-2 one.
+        for seq in [8_191u64, 8_192, 16_384, first_v2 - 1, first_v2] {
+            exec_at(
+                backend,
+                &url,
+                &format!(
+                    "CREATE TABLE kept AS SELECT * FROM log_entries WHERE seq = {seq}; DELETE FROM log_entries WHERE seq = {seq}"
+                ),
+            )
+            .await;
+            let store = ketenpoort::store::open(&url).await.unwrap();
+            let report = ketenpoort::audit::verify::verify_all(&store, &[key])
+                .await
+                .unwrap();
+            drop(store);
+            assert_eq!(
+                report.logs[0].first_bad,
+                Some((
+                    seq,
+                    format!("entry missing: next stored entry is {}", seq + 1)
+                )),
+                "{report}"
+            );
+            exec_at(
+                backend,
+                &url,
+                "INSERT INTO log_entries SELECT * FROM kept; DROP TABLE kept",
+            )
+            .await;
+        }
+        // An edited version-1 entry is caught like any other.
+        let edit = first_v2 - 2;
+        let sql = match backend {
+            Backend::Sqlite => format!(
+                "UPDATE log_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'consent-missing', 'consent-given') AS BLOB) WHERE seq = {edit}"
+            ),
+            Backend::Postgres => format!(
+                "UPDATE log_entries SET entry = convert_to(replace(convert_from(entry, 'UTF8'), 'consent-missing', 'consent-given'), 'UTF8') WHERE seq = {edit}"
+            ),
+        };
+        exec_at(backend, &url, &sql).await;
+        let store = ketenpoort::store::open(&url).await.unwrap();
+        let report = ketenpoort::audit::verify::verify_all(&store, &[key])
+            .await
+            .unwrap();
+        let (seq, why) = report.logs[0].first_bad.clone().expect("an edit is caught");
+        assert_eq!(seq, edit, "{report}");
+        assert!(why.contains("altered"), "{report}");
     }
 }

@@ -2,10 +2,28 @@
 //!
 //! An entry says who disclosed what to whom, why, under which flow, policy and consent — by field *path*
 //! and payload *digest*. It must never hold a payload value or a raw pupil identifier (only the keyed pseudonym).
+//!
+//! Stored encodings (compact JSON, members in declaration order, readable as they are):
+//! - version 1: `"delivered":["leerling.achternaam",...]`, `"withheld":[{"field":"...","reason":"..."},...]`;
+//! - version 2 (written since): the same members, with the two lists compacted losslessly and in order:
+//!   consecutive delivered paths with the same first segment as one `{"leerling":["achternaam","voornamen"]}`
+//!   (a path on its own stays a string), and consecutive withheld fields with the same reason as one
+//!   `{"reason":"...","fields":["diagnoses[0].omschrijving","diagnoses[0].datum"]}` (the reason text once).
+//!
+//! In memory both decode to the same `LogEntry` (only `v` differs); `encode` writes the layout of the entry's
+//! `v`, so an entry read back encodes to the bytes it was stored as. Stored bytes are never re-encoded: the
+//! Merkle leaf is over the bytes as stored. `LogEntry`'s own serde form (the audit API's JSON) keeps the
+//! version-1 lists.
 
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
-pub const ENTRY_VERSION: u32 = 1;
+/// The version new entries are written in.
+pub const ENTRY_VERSION: u32 = 2;
+/// The versions `decode` reads.
+pub const ENTRY_VERSIONS: [u32; 2] = [1, 2];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -94,9 +112,19 @@ pub struct LogEntry {
     /// Keyed HMAC pseudonym of the pupil; never the BSN/PGN.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub subject: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    /// Field paths delivered (stored grouped by first segment since version 2).
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        default,
+        deserialize_with = "de_delivered"
+    )]
     pub delivered: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    /// Field paths withheld, each with its reason (stored grouped by reason since version 2).
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        default,
+        deserialize_with = "de_withheld"
+    )]
     pub withheld: Vec<WithheldField>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub consents: Vec<String>,
@@ -125,19 +153,259 @@ impl LogEntry {
         self.event.unwrap_or(EventKind::MessageRefused)
     }
 
-    /// The canonical encoding the Merkle leaf is computed over: compact JSON in declaration order.
+    /// The canonical encoding the Merkle leaf is computed over: compact JSON in declaration order, in the layout
+    /// of `self.v` (version 1 for an entry read as version 1, else version 2; see the module comment).
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a log entry always serialises")
+        let mut out = Vec::with_capacity(2048);
+        let written = if self.v == 1 {
+            serde_json::to_writer(&mut out, self)
+        } else {
+            serde_json::to_writer(&mut out, &V2(self))
+        };
+        written.expect("a log entry always serialises");
+        out
     }
 
+    /// Decodes a stored entry of any version in `ENTRY_VERSIONS`.
     pub fn decode(bytes: &[u8]) -> Result<LogEntry, serde_json::Error> {
-        serde_json::from_slice(bytes)
+        let e: LogEntry = serde_json::from_slice(bytes)?;
+        if !ENTRY_VERSIONS.contains(&e.v) {
+            return Err(de::Error::custom(format_args!(
+                "unsupported log entry version {}",
+                e.v
+            )));
+        }
+        Ok(e)
     }
+}
+
+/// The version-2 layout of an entry: `LogEntry`'s members in the same order and with the same omissions, the
+/// two lists grouped.
+struct V2<'a>(&'a LogEntry);
+
+impl Serialize for V2<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        let mut m = s.serialize_struct("LogEntry", 28)?;
+        macro_rules! opt {
+            ($name:literal, $field:expr) => {
+                match &$field {
+                    Some(v) => m.serialize_field($name, v)?,
+                    None => m.skip_field($name)?,
+                }
+            };
+        }
+        m.serialize_field("v", &e.v)?;
+        m.serialize_field("log_id", &e.log_id)?;
+        m.serialize_field("seq", &e.seq)?;
+        m.serialize_field("time", &e.time)?;
+        m.serialize_field("event", &e.event)?;
+        m.serialize_field("partner", &e.partner)?;
+        m.serialize_field("organisation", &e.organisation)?;
+        m.serialize_field("cert_fingerprint", &e.cert_fingerprint)?;
+        opt!("actor", e.actor);
+        opt!("message_id", e.message_id);
+        opt!("sender", e.sender);
+        opt!("receiver", e.receiver);
+        opt!("receiver_role", e.receiver_role);
+        opt!("message_type", e.message_type);
+        opt!("purpose", e.purpose);
+        opt!("legal_basis", e.legal_basis);
+        opt!("flow_id", e.flow_id);
+        opt!("policy_hash", e.policy_hash);
+        opt!("agreement_id", e.agreement_id);
+        opt!("subject", e.subject);
+        if e.delivered.is_empty() {
+            m.skip_field("delivered")?;
+        } else {
+            m.serialize_field("delivered", &GroupedPaths(&e.delivered))?;
+        }
+        if e.withheld.is_empty() {
+            m.skip_field("withheld")?;
+        } else {
+            m.serialize_field("withheld", &GroupedReasons(&e.withheld))?;
+        }
+        if e.consents.is_empty() {
+            m.skip_field("consents")?;
+        } else {
+            m.serialize_field("consents", &e.consents)?;
+        }
+        opt!("justification", e.justification);
+        opt!("payload_digest", e.payload_digest);
+        m.serialize_field("outcome", &e.outcome)?;
+        opt!("detail", e.detail);
+        m.end()
+    }
+}
+
+/// A path's first segment and the rest (`leerling.adres.straat` -> `leerling`, `adres.straat`).
+fn first_segment(path: &str) -> Option<(&str, &str)> {
+    path.split_once('.')
+}
+
+/// The length of the run of paths at the start of `paths` that share their first segment (at least 1).
+fn segment_run(paths: &[String]) -> usize {
+    let Some((head, _)) = paths.first().and_then(|p| first_segment(p)) else {
+        return 1;
+    };
+    1 + paths[1..]
+        .iter()
+        .take_while(|p| first_segment(p).is_some_and(|(h, _)| h == head))
+        .count()
+}
+
+/// Version-2 delivered paths: a run of two or more paths with the same first segment as `{"segment":[rests]}`,
+/// any other path as its string.
+struct GroupedPaths<'a>(&'a [String]);
+
+impl Serialize for GroupedPaths<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        let mut rest = self.0;
+        while !rest.is_empty() {
+            let n = segment_run(rest);
+            let (run, tail) = rest.split_at(n);
+            if n == 1 {
+                seq.serialize_element(&run[0])?;
+            } else {
+                seq.serialize_element(&PathGroup(run))?;
+            }
+            rest = tail;
+        }
+        seq.end()
+    }
+}
+
+struct PathGroup<'a>(&'a [String]);
+
+impl Serialize for PathGroup<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let head = first_segment(&self.0[0]).map_or("", |(h, _)| h);
+        let rests: Vec<&str> = self
+            .0
+            .iter()
+            .map(|p| first_segment(p).map_or("", |(_, r)| r))
+            .collect();
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(head, &rests)?;
+        m.end()
+    }
+}
+
+/// Version-2 withheld fields: each run of consecutive fields with the same reason as `{"reason":..,"fields":[..]}`.
+struct GroupedReasons<'a>(&'a [WithheldField]);
+
+impl Serialize for GroupedReasons<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Group<'a> {
+            reason: &'a str,
+            fields: Vec<&'a str>,
+        }
+        let mut seq = s.serialize_seq(None)?;
+        let mut rest = self.0;
+        while let Some(first) = rest.first() {
+            let n = rest.iter().take_while(|w| w.reason == first.reason).count();
+            let (run, tail) = rest.split_at(n);
+            seq.serialize_element(&Group {
+                reason: &first.reason,
+                fields: run.iter().map(|w| w.field.as_str()).collect(),
+            })?;
+            rest = tail;
+        }
+        seq.end()
+    }
+}
+
+/// Delivered paths in either layout: strings (version 1, and single paths of version 2) and
+/// `{"segment":["rest",...]}` groups (version 2), expanded in order.
+fn de_delivered<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Item(Vec<String>);
+    impl<'de> Deserialize<'de> for Item {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Item, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Item;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a field path or {\"segment\": [paths under it]}")
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Item, E> {
+                    Ok(Item(vec![v.to_owned()]))
+                }
+                fn visit_string<E: de::Error>(self, v: String) -> Result<Item, E> {
+                    Ok(Item(vec![v]))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Item, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some((head, rests)) = m.next_entry::<String, Vec<String>>()? {
+                        if rests.is_empty() {
+                            return Err(de::Error::custom("an empty group of delivered paths"));
+                        }
+                        out.extend(rests.into_iter().map(|r| format!("{head}.{r}")));
+                    }
+                    if out.is_empty() {
+                        return Err(de::Error::custom("an empty group of delivered paths"));
+                    }
+                    Ok(Item(out))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+    let items: Vec<Item> = Deserialize::deserialize(d)?;
+    Ok(items.into_iter().flat_map(|i| i.0).collect())
+}
+
+/// Withheld fields in either layout: `{"field","reason"}` (version 1) or `{"reason","fields":[...]}` (version 2).
+fn de_withheld<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<WithheldField>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<WithheldField>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of withheld fields")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Item {
+                #[serde(default)]
+                field: Option<String>,
+                reason: String,
+                #[serde(default)]
+                fields: Option<Vec<String>>,
+            }
+            let mut out = Vec::new();
+            while let Some(item) = s.next_element::<Item>()? {
+                match (item.field, item.fields) {
+                    (Some(field), None) => out.push(WithheldField {
+                        field,
+                        reason: item.reason,
+                    }),
+                    (None, Some(fields)) if !fields.is_empty() => {
+                        out.extend(fields.into_iter().map(|field| WithheldField {
+                            field,
+                            reason: item.reason.clone(),
+                        }))
+                    }
+                    _ => {
+                        return Err(de::Error::custom(
+                            "a withheld item names either one field or a non-empty list of fields",
+                        ))
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(V)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A P1 disclosure entry exactly as the gateway wrote it in version 1 (2026-12-02).
+    const P1_V1: &str = r#"{"v":1,"log_id":"ketenpoort-491d339fcb82","seq":1,"time":"2026-12-02T04:06:35.776Z","event":"message-disclosed","partner":"cbs-het-anker","organisation":"cbs-het-anker","cert_fingerprint":"97915fd92c27839aca9b9318a46c94592e0d833e16f89eb5210d85a03eaaa1aa","actor":{"id":"mvisser","name":"M. Visser","function":"intern begeleider"},"message_id":"f3fd914cebf3fff2c66c4d914fbc9daa","sender":"cbs-het-anker","receiver":"lyceum-zuid","receiver_role":"school-vo","message_type":"onderwijskundig-rapport","purpose":"overstap-po-vo","legal_basis":"AVG art. 6 lid 1 sub c; WPO art. 42 (onderwijskundig rapport) jo. Besluit uitwisseling leer- en begeleidingsgegevens (Stb. 2012, 234); UAVG art. 30 (scholen: speciale begeleiding van leerlingen of bijzondere voorzieningen in verband met hun gezondheidstoestand)","flow_id":"P1","policy_hash":"295e04f202b2ceda4c28837509ffbc94e6d2c6647a1e5c8dc821a18254eb8cfb","subject":"5214d701018440ea229a55863678c66a","delivered":["leerling.achternaam","leerling.voornamen","leerling.roepnaam","leerling.geslacht","leerling.geboortedatum","leerling.adres.straat","leerling.adres.huisnummer","leerling.adres.postcode","leerling.adres.plaats","leerling.telefoon","ouders[0].naam","ouders[0].relatie","ouders[0].telefoon","ouders[0].email","school.brin","school.vestiging","school.leerjaar","aanmelding.datum","aanmelding.school","inzage.ouders_geinformeerd","inzage.datum","inzage.zienswijze","loopbaan[0].schooljaar","loopbaan[0].groep","loopbaan[0].gebeurtenis","toetsen[0].naam","toetsen[0].datum","toetsen[0].score","advies.schooladvies","advies.wensen_ouders","advies.wensen_leerling","cognitief.iq_totaal","cognitief.onderzoeksdatum","sociaal_emotioneel.beschrijving","sociaal_emotioneel.werkhouding","ondersteuning.belemmeringen","ondersteuning.arrangementen","ondersteuning.opp","diagnoses[0].categorie","thuissituatie.zorgpunt","verzuim.relatief_uren_12mnd"],"withheld":[{"field":"diagnoses[0].omschrijving","reason":"deny: alleen de categorie van een diagnose hoort in het onderwijskundig rapport"},{"field":"diagnoses[0].datum","reason":"deny: alleen de categorie van een diagnose hoort in het onderwijskundig rapport"},{"field":"thuissituatie.details","reason":"deny: alleen het zorgpunt, niet de details van de thuissituatie"},{"field":"bijlagen[0].titel","reason":"consent-missing: no valid consent covers this field's category"},{"field":"bijlagen[0].mediatype","reason":"consent-missing: no valid consent covers this field's category"},{"field":"bijlagen[0].inhoud","reason":"consent-missing: no valid consent covers this field's category"},{"field":"jeugdhulp.betrokken","reason":"deny: jeugdhulp valt onder het beroepsgeheim (Jeugdwet 7.3.11) en hoort niet in het onderwijskundig rapport"},{"field":"jeugdhulp.inhoud","reason":"deny: jeugdhulp valt onder het beroepsgeheim (Jeugdwet 7.3.11) en hoort niet in het onderwijskundig rapport"},{"field":"justitie.halt_verwijzing","reason":"deny: strafrechtelijke gegevens (AVG art. 10) horen niet in het onderwijskundig rapport"}],"justification":"Onderwijskundig rapport na aanmelding; wettelijke plicht WPO art. 42.","payload_digest":"22fc2725c7b70ea52990387d451fac3e62c900daf64661704d4848632f2a19e7","outcome":"ok"}"#;
 
     #[test]
     fn encoding_is_stable_and_round_trips() {
@@ -148,12 +416,142 @@ mod tests {
         assert_eq!(LogEntry::decode(&bytes).unwrap(), e);
         assert_eq!(bytes, LogEntry::decode(&bytes).unwrap().encode());
         let text = String::from_utf8(bytes).unwrap();
-        assert!(text.starts_with(r#"{"v":1,"#), "{text}");
+        assert!(text.starts_with(r#"{"v":2,"#), "{text}");
         assert!(text.contains(r#""event":"message-disclosed""#));
+    }
+
+    #[test]
+    fn a_version_1_entry_decodes_to_the_same_entry_as_its_version_2_encoding() {
+        let v1 = LogEntry::decode(P1_V1.as_bytes()).unwrap();
+        assert_eq!(v1.v, 1);
+        assert_eq!(v1.delivered.len(), 41);
+        assert_eq!(v1.withheld.len(), 9);
+        // Read back, a version-1 entry encodes to the bytes it was stored as.
+        assert_eq!(v1.encode(), P1_V1.as_bytes());
+
+        let mut e = v1.clone();
+        e.v = ENTRY_VERSION;
+        let bytes = e.encode();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(
+            text.starts_with(r#"{"v":2,"log_id":"ketenpoort-491d339fcb82","seq":1,"#),
+            "{text}"
+        );
+        let v2 = LogEntry::decode(&bytes).unwrap();
+        assert_eq!(v2, e);
+        assert_eq!(LogEntry { v: 1, ..v2 }, v1, "only the version differs");
+        // Canonical: decoding and encoding again gives the same bytes.
+        assert_eq!(LogEntry::decode(&bytes).unwrap().encode(), bytes);
+        // Readable as it is: each reason once, before its fields; paths under their first segment.
+        assert!(text.contains(r#""withheld":[{"reason":"deny: alleen de categorie van een diagnose hoort in het onderwijskundig rapport","fields":["diagnoses[0].omschrijving","diagnoses[0].datum"]},{"reason":"deny: alleen het zorgpunt, niet de details van de thuissituatie","fields":["thuissituatie.details"]},{"reason":"consent-missing: no valid consent covers this field's category","fields":["bijlagen[0].titel","bijlagen[0].mediatype","bijlagen[0].inhoud"]},"#), "{text}");
+        assert!(text.contains(r#""delivered":[{"leerling":["achternaam","voornamen","roepnaam","geslacht","geboortedatum","adres.straat","adres.huisnummer","adres.postcode","adres.plaats","telefoon"]},{"ouders[0]":["naam","relatie","telefoon","email"]},"#), "{text}");
+        assert!(text.contains(r#"{"ondersteuning":["belemmeringen","arrangementen","opp"]},"diagnoses[0].categorie","thuissituatie.zorgpunt","verzuim.relatief_uren_12mnd"],"#), "{text}");
+        // Every other member is as it was, in the same place.
+        let strip = |t: &str| {
+            let v: serde_json::Value = serde_json::from_str(t).unwrap();
+            let mut m = v.as_object().unwrap().clone();
+            m.remove("v");
+            m.remove("delivered");
+            m.remove("withheld");
+            m.into_iter().collect::<Vec<_>>()
+        };
+        assert_eq!(strip(text), strip(P1_V1));
+        assert!(
+            bytes.len() * 100 < P1_V1.len() * 85,
+            "{} against {}",
+            bytes.len(),
+            P1_V1.len()
+        );
+    }
+
+    #[test]
+    fn the_grouping_keeps_the_order_of_fields_and_paths() {
+        let w = |f: &str, r: &str| WithheldField {
+            field: f.into(),
+            reason: r.into(),
+        };
+        let mut e = LogEntry::new(EventKind::MessageRefused);
+        e.delivered = [
+            "a.x",
+            "b.y",
+            "a.z",
+            "a.w",
+            "top",
+            "a.",
+            ".x",
+            ".y",
+            "a..b",
+            "a.b.c",
+            "toetsen[0].naam",
+            "toetsen[1].naam",
+        ]
+        .map(String::from)
+        .to_vec();
+        e.withheld = vec![
+            w("a", "r1"),
+            w("b", "r2"),
+            w("c", "r1"),
+            w("d", "r1"),
+            w("e", ""),
+        ];
+        e.consents = vec!["c-1".into()];
+        let bytes = e.encode();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.contains(r#""delivered":["a.x","b.y",{"a":["z","w"]},"top","a.",{"":["x","y"]},{"a":[".b","b.c"]},"toetsen[0].naam","toetsen[1].naam"]"#), "{text}");
+        assert!(text.contains(r#""withheld":[{"reason":"r1","fields":["a"]},{"reason":"r2","fields":["b"]},{"reason":"r1","fields":["c","d"]},{"reason":"","fields":["e"]}]"#), "{text}");
+        let back = LogEntry::decode(&bytes).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.encode(), bytes);
+    }
+
+    #[test]
+    fn decoding_refuses_what_no_version_wrote() {
+        let decode = |members: &str| {
+            LogEntry::decode(format!(r#"{{"v":2,"log_id":"a","seq":1,"time":"t","event":"policy-loaded","partner":"","organisation":"","cert_fingerprint":"",{members}"outcome":"ok"}}"#).as_bytes())
+        };
+        assert!(decode("").is_ok());
+        assert!(decode(r#""withheld":[{"reason":"r","fields":["a"]}],"#).is_ok());
+        for bad in [
+            r#""withheld":[{"reason":"r","fields":[]}],"#,
+            r#""withheld":[{"reason":"r"}],"#,
+            r#""withheld":[{"reason":"r","field":"a","fields":["b"]}],"#,
+            r#""withheld":[{"reason":"r","fields":["a"],"value":"x"}],"#,
+            r#""withheld":[{"field":"a"}],"#,
+            r#""delivered":[{"a":[]}],"#,
+            r#""delivered":[{}],"#,
+            r#""delivered":[1],"#,
+            r#""delivered":[{"a":"b"}],"#,
+            r#""value":"x","#,
+        ] {
+            assert!(decode(bad).is_err(), "{bad}");
+        }
+        let e = LogEntry::decode(br#"{"v":3,"log_id":"a","seq":1,"time":"t","event":"policy-loaded","partner":"","organisation":"","cert_fingerprint":"","outcome":"ok"}"#);
+        assert!(e.unwrap_err().to_string().contains("version 3"));
     }
 
     #[test]
     fn unknown_members_are_refused_on_decode() {
         assert!(LogEntry::decode(br#"{"v":1,"log_id":"a","seq":1,"time":"t","event":"policy-loaded","partner":"","organisation":"","cert_fingerprint":"","outcome":"ok","value":"x"}"#).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_entry_round_trips_in_both_versions(
+            delivered in proptest::collection::vec("[ab.]{0,4}", 0..12),
+            withheld in proptest::collection::vec(("[ab.]{0,3}", "[rs]{0,2}"), 0..8),
+            v in 1u32..=2,
+        ) {
+            let mut e = LogEntry::new(EventKind::MessageDisclosed);
+            e.v = v;
+            e.delivered = delivered;
+            e.withheld = withheld
+                .into_iter()
+                .map(|(field, reason)| WithheldField { field, reason })
+                .collect();
+            let bytes = e.encode();
+            let back = LogEntry::decode(&bytes).unwrap();
+            proptest::prop_assert_eq!(&back, &e);
+            proptest::prop_assert_eq!(back.encode(), bytes);
+        }
     }
 }

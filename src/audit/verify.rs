@@ -4,15 +4,17 @@
 //! repairs. Entries are streamed in pages so memory stays flat on large logs.
 
 use super::checkpoint::{verify_checkpoint, SignedCheckpoint};
-use super::entry::{LogEntry, ENTRY_VERSION};
+use super::entry::{LogEntry, ENTRY_VERSIONS};
 use super::merkle::{leaf_hash, Frontier, Hash};
 use super::writer::chain_hash;
-use crate::store::{DynStore, LogRow, StoreError};
+use crate::store::{DynStore, StoreError};
 use std::fmt;
 use std::time::Instant;
 
 /// Entries per page read; small enough that reading, hashing and walking overlap, large enough to amortise a read.
-const PAGE: usize = 4_096;
+const PAGE: usize = 8_192;
+/// Pages read and hashed at the same time (each on a blocking thread), ahead of the walk.
+const IN_FLIGHT: usize = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogReport {
@@ -140,15 +142,8 @@ pub async fn verify_log(
         seq: 0,
         next_cp: 0,
         checkpoints_checked: 0,
-        prefix: Vec::new(),
-        prefix_len: 0,
+        prefix: PositionPrefix::new(log_id),
     };
-    walk.prefix = format!(
-        "{{\"v\":{ENTRY_VERSION},\"log_id\":{},\"seq\":",
-        serde_json::to_string(log_id).unwrap_or_default()
-    )
-    .into_bytes();
-    walk.prefix_len = walk.prefix.len();
     let mut bad = walk.read(store, None).await?;
     // Read after the entries: on a live log it may already cover entries appended since.
     let state = if bad.is_none() {
@@ -196,113 +191,180 @@ struct Walk<'a> {
     seq: u64,
     next_cp: usize,
     checkpoints_checked: u64,
-    /// `{"v":1,"log_id":"<id>","seq":` followed by the sequence number being checked.
-    prefix: Vec<u8>,
-    prefix_len: usize,
+    prefix: PositionPrefix,
+}
+
+/// One stored row after the parallel part of the checks: its leaf hash recomputed and its position read.
+struct Checked {
+    seq: u64,
+    /// Recomputed from the entry bytes.
+    leaf: Hash,
+    stored_leaf: Hash,
+    stored_chain: Hash,
+    /// The entry bytes, kept only when they do not start as the canonical encoding at `seq` does (the walk then
+    /// decodes them in full).
+    undecided: Option<Vec<u8>>,
+}
+
+/// One range of sequence numbers, read and hashed.
+struct Page {
+    rows: Vec<Checked>,
+    /// Fewer rows were stored from the range's start than were asked for: the end of the log when it was read.
+    end: bool,
+}
+
+/// `{"v":<one of ENTRY_VERSIONS>,"log_id":<id>,"seq":<seq>,`: how every entry's canonical encoding starts.
+#[derive(Clone)]
+struct PositionPrefix {
+    /// `,"log_id":<id>,"seq":`
+    tail: Vec<u8>,
+}
+
+impl PositionPrefix {
+    fn new(log_id: &str) -> PositionPrefix {
+        PositionPrefix {
+            tail: format!(
+                ",\"log_id\":{},\"seq\":",
+                serde_json::to_string(log_id).unwrap_or_default()
+            )
+            .into_bytes(),
+        }
+    }
+
+    /// Whether the bytes start as the canonical encoding of an entry at this log and position does: the fast
+    /// path; anything else is decoded in full.
+    fn names(&self, bytes: &[u8], seq: u64) -> bool {
+        let Some(rest) = bytes.strip_prefix(b"{\"v\":") else {
+            return false;
+        };
+        let Some(rest) = ENTRY_VERSIONS
+            .iter()
+            .find_map(|v| strip_decimal(rest, u64::from(*v)))
+        else {
+            return false;
+        };
+        rest.strip_prefix(self.tail.as_slice())
+            .and_then(|rest| strip_decimal(rest, seq))
+            .is_some_and(|rest| rest.first() == Some(&b','))
+    }
+}
+
+/// `bytes` after the decimal digits of `n`, if they start with them.
+fn strip_decimal(bytes: &[u8], mut n: u64) -> Option<&[u8]> {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    bytes.strip_prefix(&buf[i..])
+}
+
+/// Reads the entries with sequence numbers `from..from + want` and, on a blocking thread, recomputes their leaf
+/// hashes and reads their positions.
+async fn read_page(
+    store: DynStore,
+    log_id: String,
+    prefix: PositionPrefix,
+    from: u64,
+    want: usize,
+) -> Result<Page, StoreError> {
+    let rows = store.log_rows(&log_id, from, want).await?;
+    let end = rows.len() < want;
+    tokio::task::spawn_blocking(move || {
+        let until = from + want as u64;
+        let rows = rows
+            .into_iter()
+            .take_while(|r| r.seq < until)
+            .map(|r| Checked {
+                seq: r.seq,
+                leaf: leaf_hash(&r.bytes),
+                stored_leaf: r.leaf_hash,
+                stored_chain: r.chain_hash,
+                undecided: (!prefix.names(&r.bytes, r.seq)).then_some(r.bytes),
+            })
+            .collect();
+        Page { rows, end }
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(format!("log hasher stopped: {e}")))
 }
 
 impl Walk<'_> {
     /// Checks stored entries from `self.seq` on, up to `until` (exclusive) or the last one stored.
-    /// Returns the first problem found. The next page is read while the current one is hashed.
+    /// Returns the first problem found.
+    ///
+    /// The log is read in ranges of `PAGE` sequence numbers, `IN_FLIGHT` ranges at a time: each is read and
+    /// hashed on a blocking thread of its own (reading and hashing use every core), and the ranges are walked in
+    /// order. A range that comes back short is the end of the log as it was when read: anything after it (a
+    /// range read later, on a live log) is left for the next pass.
     async fn read(
         &mut self,
         store: &DynStore,
         until: Option<u64>,
     ) -> Result<Option<(u64, String)>, StoreError> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<LogRow>, StoreError>>(2);
-        let reader = {
-            let store = store.clone();
-            let log_id = self.log_id.to_owned();
-            let mut next = self.seq;
-            tokio::spawn(async move {
-                loop {
-                    let want = match until {
-                        Some(u) if next >= u => return,
-                        Some(u) => (u - next).min(PAGE as u64) as usize,
-                        None => PAGE,
-                    };
-                    let page = store.log_rows(&log_id, next, want).await;
-                    let done = match &page {
-                        Ok(p) if p.is_empty() => true,
-                        Ok(p) => {
-                            next = p.last().map(|r| r.seq + 1).unwrap_or(next);
-                            false
-                        }
-                        Err(_) => true,
-                    };
-                    if tx.send(page).await.is_err() || done {
-                        return;
-                    }
-                }
-            })
-        };
-        // Leaf hashes of a page are computed on a blocking thread while the next page is read and the previous
-        // one is walked: reading, hashing and walking use both cores.
-        let (htx, mut hrx) =
-            tokio::sync::mpsc::channel::<Result<(Vec<LogRow>, Vec<Hash>), StoreError>>(2);
-        let hasher = tokio::spawn(async move {
-            while let Some(page) = rx.recv().await {
-                let hashed = match page {
-                    Ok(page) => tokio::task::spawn_blocking(move || {
-                        let leaves: Vec<Hash> = page.iter().map(|r| leaf_hash(&r.bytes)).collect();
-                        (page, leaves)
-                    })
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("log hasher stopped: {e}"))),
-                    Err(e) => Err(e),
+        let mut pending = std::collections::VecDeque::new();
+        let mut next = self.seq;
+        let result = loop {
+            while pending.len() < IN_FLIGHT {
+                let want = match until {
+                    Some(u) if next >= u => break,
+                    Some(u) => (u - next).min(PAGE as u64) as usize,
+                    None => PAGE,
                 };
-                if htx.send(hashed).await.is_err() {
-                    return;
-                }
+                pending.push_back(tokio::spawn(read_page(
+                    store.clone(),
+                    self.log_id.to_owned(),
+                    self.prefix.clone(),
+                    next,
+                    want,
+                )));
+                next += want as u64;
             }
-        });
-        let mut result = Ok(None);
-        while let Some(page) = hrx.recv().await {
-            let (page, leaves) = match page {
-                Ok(p) => p,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
+            let Some(page) = pending.pop_front() else {
+                break Ok(None);
             };
-            if page.is_empty() {
-                break;
+            let page = match page.await {
+                Ok(Ok(page)) => page,
+                Ok(Err(e)) => break Err(e),
+                Err(e) => break Err(StoreError::Unavailable(format!("log reader stopped: {e}"))),
+            };
+            if let Some(bad) = page.rows.iter().find_map(|row| self.check(row)) {
+                break Ok(Some(bad));
             }
-            if let Some(bad) = page
-                .iter()
-                .zip(&leaves)
-                .find_map(|(row, leaf)| self.check(row, leaf))
-            {
-                result = Ok(Some(bad));
-                break;
+            if page.end {
+                break Ok(None);
             }
+        };
+        for p in pending {
+            p.abort();
         }
-        drop(hrx);
-        let _ = hasher.await;
-        let _ = reader.await;
         result
     }
 
-    /// `leaf` is the leaf hash recomputed from `e.bytes`.
-    fn check(&mut self, e: &LogRow, leaf: &Hash) -> Option<(u64, String)> {
+    fn check(&mut self, e: &Checked) -> Option<(u64, String)> {
         let seq = self.seq;
         let bad = |why: String| Some((seq, why));
         if e.seq != seq {
             return bad(format!("entry missing: next stored entry is {}", e.seq));
         }
-        let leaf = *leaf;
-        if leaf != e.leaf_hash {
+        let leaf = e.leaf;
+        if leaf != e.stored_leaf {
             return bad("entry content does not match its leaf hash (altered)".into());
         }
-        if !self.names_its_position(&e.bytes, seq) {
-            match LogEntry::decode(&e.bytes) {
+        if let Some(bytes) = &e.undecided {
+            match LogEntry::decode(bytes) {
                 Ok(d) if d.seq == seq && d.log_id == self.log_id => {}
                 Ok(_) => return bad("entry names another position (reordered or copied)".into()),
                 Err(_) => return bad("entry cannot be decoded".into()),
             }
         }
         self.chain = chain_hash(&self.chain, &leaf);
-        if self.chain != e.chain_hash {
+        if self.chain != e.stored_chain {
             return bad("hash chain broken (an earlier entry was removed or altered)".into());
         }
         self.frontier.push(leaf);
@@ -321,15 +383,6 @@ impl Walk<'_> {
             self.next_cp += 1;
         }
         None
-    }
-
-    /// Whether the bytes start as the canonical encoding of an entry at this log and position does
-    /// (`{"v":1,"log_id":...,"seq":N,`): the fast path; anything else is decoded in full.
-    fn names_its_position(&mut self, bytes: &[u8], seq: u64) -> bool {
-        use std::io::Write;
-        self.prefix.truncate(self.prefix_len);
-        let _ = write!(self.prefix, "{seq},");
-        bytes.starts_with(&self.prefix)
     }
 }
 
@@ -387,30 +440,26 @@ mod tests {
         let mut e = LogEntry::new(EventKind::MessageDisclosed);
         e.log_id = "ketenpoort-0a1b2c".into();
         e.seq = 42;
-        let bytes = e.encode();
-        let checkpoints = Vec::new();
-        let prefix = format!(
-            "{{\"v\":{ENTRY_VERSION},\"log_id\":{},\"seq\":",
-            serde_json::to_string(&e.log_id).unwrap()
-        )
-        .into_bytes();
-        let mut walk = Walk {
-            log_id: "ketenpoort-0a1b2c",
-            checkpoints: &checkpoints,
-            trusted_keys: &[],
-            frontier: Frontier::new(),
-            chain: [0; 32],
-            seq: 0,
-            next_cp: 0,
-            checkpoints_checked: 0,
-            prefix_len: prefix.len(),
-            prefix,
-        };
-        assert!(walk.names_its_position(&bytes, 42));
-        assert!(!walk.names_its_position(&bytes, 4));
-        assert!(!walk.names_its_position(&bytes, 420));
-        let mut other = e.clone();
-        other.log_id = "ketenpoort-ffffff".into();
-        assert!(!walk.names_its_position(&other.encode(), 42));
+        let prefix = PositionPrefix::new("ketenpoort-0a1b2c");
+        for v in ENTRY_VERSIONS {
+            e.v = v;
+            let bytes = e.encode();
+            assert!(prefix.names(&bytes, 42), "v{v}");
+            assert!(!prefix.names(&bytes, 4));
+            assert!(!prefix.names(&bytes, 420));
+            let mut other = e.clone();
+            other.log_id = "ketenpoort-ffffff".into();
+            assert!(!prefix.names(&other.encode(), 42));
+        }
+        e.seq = 0;
+        e.v = 2;
+        assert!(prefix.names(&e.encode(), 0));
+        e.seq = u64::MAX;
+        assert!(prefix.names(&e.encode(), u64::MAX));
+        // A version it does not read is decoded in full (and refused there).
+        e.v = 3;
+        assert!(!prefix.names(&e.encode(), u64::MAX));
+        e.v = 12;
+        assert!(!prefix.names(&e.encode(), u64::MAX));
     }
 }
