@@ -770,8 +770,11 @@ fn read_log_rows(
     let conn = open_reader(path)?;
     // Pages of the file are read through a memory map (up to SQLite's limit, 2 GB; the rest with read calls):
     // no read system call and no copy of every 4 KB page. The log is append-only, so the file never shrinks
-    // under the map.
+    // under the map. Each page of the log is read once, so the page cache only needs the B-tree paths: a small
+    // one is not allocated afresh (and faulted in) for every call.
     conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)
+        .map_err(unavailable)?;
+    conn.pragma_update(None, "cache_size", READER_CACHE_PAGES)
         .map_err(unavailable)?;
     let mut stmt = conn
         .prepare(
@@ -797,6 +800,8 @@ fn read_log_rows(
 /// `mmap_size` of the bulk log reader: SQLite's compile-time maximum (`SQLITE_MAX_MMAP_SIZE`; larger values are
 /// capped to it).
 const READER_MMAP_BYTES: i64 = 0x7fff_0000;
+/// `cache_size` (pages) of the bulk log reader.
+const READER_CACHE_PAGES: i64 = 64;
 
 super::sql::sql_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
 
