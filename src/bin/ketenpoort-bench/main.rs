@@ -45,6 +45,9 @@ enum Cmd {
     /// profiler (`perf record -p PID`). `KETENPOORT_BENCH_RATE=N`: open loop at N/s instead;
     /// `KETENPOORT_BENCH_IDLE=1`: hold the 1,000 idle connections instead, to inspect memory.
     Profile(RunArgs),
+    /// Only the "Large log" part of `all`: a real P1 entry from a short gateway run, the log of `--entries` copies
+    /// written through the LogWriter, `audit verify` (median of 3) and start-up; prints the figures.
+    LargeLog(LargeLogArgs),
     /// Baseline A on its own (used by `all`; prints its address on stdout).
     Baseline {
         #[arg(long)]
@@ -80,6 +83,18 @@ struct RunArgs {
     root: Option<PathBuf>,
 }
 
+#[derive(clap::Args, Clone)]
+struct LargeLogArgs {
+    /// Repository root (certs-example/, policies/, examples/).
+    #[arg(long)]
+    root: Option<PathBuf>,
+    #[arg(long, default_value_t = 1_000_000)]
+    entries: u64,
+    /// Keep the log in this directory; a log already there is verified as it is (not written again).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -90,6 +105,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::All(args) => run(args, false),
         Cmd::Smoke(args) => run(args, true),
         Cmd::Profile(args) => profile(args),
+        Cmd::LargeLog(args) => large_log_only(args),
     }
 }
 
@@ -202,6 +218,72 @@ fn profile(args: RunArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     });
     let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn large_log_only(args: LargeLogArgs) -> anyhow::Result<()> {
+    let root = args
+        .root
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let plan = Plan {
+        duration: Duration::from_secs(1),
+        warmup: Duration::from_millis(300),
+        conns: 8,
+        log_entries: args.entries,
+        smoke: false,
+    };
+    let temp = std::env::temp_dir().join(format!("ketenpoort-large-log-{}", std::process::id()));
+    let work = args.dir.clone().unwrap_or_else(|| temp.clone());
+    std::fs::create_dir_all(&work)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(async {
+        let mut ctx = Ctx {
+            plan: &plan,
+            root: &root,
+            certs: root.join("certs-example"),
+            report: Report::new(false),
+        };
+        // A short P1 run on a fresh gateway, for real disclosure entries to copy.
+        let dir = work.join("templates");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let setup = GatewaySetup {
+            dir: dir.clone(),
+            database_url: format!("sqlite://{}", dir.join("ketenpoort.db").display()),
+            key_dir: dir.join("keys"),
+            certs: ctx.certs.clone(),
+            policies: root.join("policies"),
+            batch_max: 512,
+        };
+        let gw = servers::spawn_gateway(&setup, "ketenpoort (SQLite)")?;
+        let spec = Spec::post(
+            "/v1/messages",
+            example(&root, "P1-overstap-po-vo.json")?,
+            &[201],
+        );
+        let senders = ids(&ctx.certs, P1_SENDERS)?;
+        let out = load::closed_loop(gw.addr, &senders, spec, plan.conns, ctx.window()).await?;
+        gw.stop();
+        if out.ok == 0 {
+            bail!("no P1 message succeeded ({:?})", out.first_error);
+        }
+        let templates = floor::Templates::capture(&setup.database_url, "lyceum-zuid", 20).await?;
+        println!(
+            "P1 disclosure entry: {} bytes",
+            templates.mean_entry_bytes()
+        );
+        large_log(&mut ctx, &work, &templates).await?;
+        print!("{}", ctx.report.large_log_text());
+        for n in &ctx.report.notes {
+            println!("- {n}");
+        }
+        anyhow::Ok(())
+    });
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&temp);
+    }
     result
 }
 
@@ -704,13 +786,18 @@ async fn large_log(
     let key_dir = dir.join("keys");
     let n = ctx.plan.log_entries;
     let template = ketenpoort::audit::entry::LogEntry::decode(&templates.entries[0].bytes)?;
-    eprintln!("writing a log of {n} entries ...");
-    let wrote = floor::generate_log(&url, &key_dir, &template, n).await?;
-    ctx.report.notes.push(format!(
-        "The {n}-entry log was written through the gateway's LogWriter in {:.1} s ({:.0} entries/s, jobs of 512, batch_max 4096).",
-        wrote.as_secs_f64(),
-        n as f64 / wrote.as_secs_f64()
-    ));
+    if dir.join("ketenpoort.db").exists() {
+        // `large-log --dir`: a log written by an earlier run is verified as it is.
+        eprintln!("verifying the log already in {}", dir.display());
+    } else {
+        eprintln!("writing a log of {n} entries ...");
+        let wrote = floor::generate_log(&url, &key_dir, &template, n).await?;
+        ctx.report.notes.push(format!(
+            "The {n}-entry log was written through the gateway's LogWriter in {:.1} s ({:.0} entries/s, jobs of 512, batch_max 4096).",
+            wrote.as_secs_f64(),
+            n as f64 / wrote.as_secs_f64()
+        ));
+    }
 
     // audit verify, as the CLI runs it.
     let mut verify_times = Vec::new();

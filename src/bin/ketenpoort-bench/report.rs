@@ -149,6 +149,29 @@ impl Report {
             .map(|r| r.1)
     }
 
+    /// The "Large log" section: `audit verify` and start-up on the large log.
+    pub fn large_log_text(&self) -> String {
+        let mut s = String::new();
+        if let Some(v) = &self.verify {
+            let _ = writeln!(
+                s,
+                "\n### Large log\n\n- `ketenpoort audit verify` over {} entries: median of {} runs {:.2} s = {:.0} entries/s (process start, reading, recomputing every leaf hash, the Merkle tree, the hash chain and every signed checkpoint).",
+                v.entries,
+                v.runs,
+                v.seconds,
+                v.entries as f64 / v.seconds
+            );
+        }
+        if let Some(st) = &self.startup {
+            let _ = writeln!(
+                s,
+                "- `ketenpoort serve` on that log, process spawn → first `/readyz` 200: median {:.0} ms, max {:.0} ms over {} starts.",
+                st.median_ms, st.max_ms, st.runs
+            );
+        }
+        s
+    }
+
     pub fn render(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "{BEGIN}\n");
@@ -325,23 +348,7 @@ impl Report {
                     / i.connections.max(1) as f64
             );
         }
-        if let Some(v) = &self.verify {
-            let _ = writeln!(
-                s,
-                "\n### Large log\n\n- `ketenpoort audit verify` over {} entries: median of {} runs {:.2} s = {:.0} entries/s (process start, reading, recomputing every leaf hash, the Merkle tree, the hash chain and every signed checkpoint).",
-                v.entries,
-                v.runs,
-                v.seconds,
-                v.entries as f64 / v.seconds
-            );
-        }
-        if let Some(st) = &self.startup {
-            let _ = writeln!(
-                s,
-                "- `ketenpoort serve` on that log, process spawn → first `/readyz` 200: median {:.0} ms, max {:.0} ms over {} starts.",
-                st.median_ms, st.max_ms, st.runs
-            );
-        }
+        s.push_str(&self.large_log_text());
         for n in &self.notes {
             let _ = writeln!(s, "- {n}");
         }
