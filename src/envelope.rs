@@ -435,17 +435,16 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
             };
             let key_seed = ValueSeed { section, ..self };
             key_seed.check_len::<A::Error>(&key)?;
-            if out.contains_key(&key) {
+            let serde_json::map::Entry::Vacant(slot) = out.entry(key) else {
                 return Err(self
                     .strict
                     .refuse(ViolationKind::DuplicateKey { top_level }, section));
-            }
-            let value = map.next_value_seed(ValueSeed {
+            };
+            slot.insert(map.next_value_seed(ValueSeed {
                 strict: self.strict,
                 depth,
                 section,
-            })?;
-            out.insert(key, value);
+            })?);
         }
         Ok(Value::Object(out))
     }
