@@ -381,8 +381,9 @@ impl<'v> Walk<'_, '_, 'v> {
             Value::Object(m) => {
                 let start = self.children.len();
                 let tree = self.tree;
+                let mut hint = 0;
                 for (k, child) in m {
-                    let n = node.and_then(|n| tree.key(n, k));
+                    let n = node.and_then(|n| tree.key(n, k, &mut hint));
                     self.children.push((n, k.as_str(), child));
                 }
                 let end = self.children.len();

@@ -163,8 +163,10 @@ pub(super) struct PathTree {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct PathNode {
-    /// The key steps below this node, sorted by `by_length` of the key.
+    /// The key steps below this node, in catalogue order.
     keys: Vec<(Box<str>, usize)>,
+    /// Positions in `keys`, sorted by `by_length` of the key.
+    sorted: Vec<usize>,
     /// The `[]` step below this node.
     array: Option<usize>,
     /// Position of this (key-ended) path among every catalogue path and prefix, in order of first appearance:
@@ -197,7 +199,7 @@ impl PathTree {
                     Some(name) => (name, true),
                     None => (seg, false),
                 };
-                cur = match t.key(cur, name) {
+                cur = match t.key(cur, name, &mut 0) {
                     Some(n) => n,
                     None => {
                         let n = t.nodes.len();
@@ -206,9 +208,12 @@ impl PathTree {
                             ..PathNode::default()
                         });
                         next_rank += 1;
-                        let keys = &mut t.nodes[cur].keys;
-                        let at = keys.partition_point(|(k, _)| by_length(k, name).is_lt());
-                        keys.insert(at, (name.into(), n));
+                        let node = &mut t.nodes[cur];
+                        let at = node
+                            .sorted
+                            .partition_point(|&j| by_length(&node.keys[j].0, name).is_lt());
+                        node.sorted.insert(at, node.keys.len());
+                        node.keys.push((name.into(), n));
                         n
                     }
                 };
@@ -229,12 +234,23 @@ impl PathTree {
         t
     }
 
-    /// The node below `node` by key `k`.
-    pub(super) fn key(&self, node: usize, k: &str) -> Option<usize> {
-        let keys = &self.nodes[node].keys;
-        keys.binary_search_by(|(x, _)| by_length(x, k))
-            .ok()
-            .map(|i| keys[i].1)
+    /// The node below `node` by key `k`. `hint`: where in catalogue order to look first; it is set to just after
+    /// `k`, so a sender that keeps to the catalogue's order has each key found at the first comparison.
+    pub(super) fn key(&self, node: usize, k: &str, hint: &mut usize) -> Option<usize> {
+        let n = &self.nodes[node];
+        if let Some((x, child)) = n.keys.get(*hint) {
+            if **x == *k {
+                *hint += 1;
+                return Some(*child);
+            }
+        }
+        let i = n
+            .sorted
+            .binary_search_by(|&j| by_length(&n.keys[j].0, k))
+            .ok()?;
+        let at = n.sorted[i];
+        *hint = at + 1;
+        Some(n.keys[at].1)
     }
 
     /// The node below `node` by `[]`.
@@ -931,3 +947,77 @@ impl fmt::Display for Refusal {
 }
 
 impl std::error::Error for Refusal {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_path_tree_knows_every_step_its_rank_and_field() {
+        let field = |path: &str| CatalogueField {
+            path: path.into(),
+            category: "ADM".into(),
+            class: Class::S1,
+            kind: None,
+            values: None,
+            note: None,
+        };
+        let fields: Vec<CatalogueField> = [
+            "leerling.naam",
+            "toetsen[].score",
+            "leerling.adres.postcode",
+            "dimensies[]",
+            "toetsen[].datum",
+            "a",
+        ]
+        .into_iter()
+        .map(field)
+        .collect();
+        let t = PathTree::build(&fields);
+        let walk = |steps: &[&str]| {
+            steps.iter().try_fold(PathTree::ROOT, |n, s| match *s {
+                "[]" => t.array(n),
+                k => t.key(n, k, &mut 0),
+            })
+        };
+        for (i, f) in fields.iter().enumerate() {
+            let steps: Vec<&str> = f
+                .path
+                .split('.')
+                .flat_map(|s| match s.strip_suffix("[]") {
+                    Some(k) => vec![k, "[]"],
+                    None => vec![s],
+                })
+                .collect();
+            assert_eq!(walk(&steps).and_then(|n| t.field(n)), Some(i), "{}", f.path);
+        }
+        // Ranks in order of first appearance of each key-ended prefix.
+        let rank = |steps: &[&str]| walk(steps).map(|n| t.rank(n));
+        assert_eq!(rank(&["leerling"]), Some(0));
+        assert_eq!(rank(&["leerling", "naam"]), Some(1));
+        assert_eq!(rank(&["toetsen"]), Some(2));
+        assert_eq!(rank(&["toetsen", "[]", "score"]), Some(3));
+        assert_eq!(rank(&["leerling", "adres"]), Some(4));
+        assert_eq!(rank(&["leerling", "adres", "postcode"]), Some(5));
+        assert_eq!(rank(&["dimensies"]), Some(6));
+        assert_eq!(rank(&["a"]), Some(8));
+        assert_eq!(walk(&["leerling"]).and_then(|n| t.field(n)), None);
+        assert_eq!(walk(&["toetsen", "score"]), None);
+        assert_eq!(walk(&["leerling", "[]"]), None);
+        assert_eq!(walk(&["onbekend"]), None);
+        // Any key order, with or without a good hint.
+        let root_keys = ["a", "dimensies", "toetsen", "leerling", "x"];
+        let mut hint = 0;
+        let found: Vec<Option<usize>> = root_keys
+            .iter()
+            .map(|k| t.key(PathTree::ROOT, k, &mut hint).map(|n| t.rank(n)))
+            .collect();
+        assert_eq!(found, [Some(8), Some(6), Some(2), Some(0), None]);
+        let mut hint = 0;
+        let in_order: Vec<Option<usize>> = ["leerling", "toetsen", "dimensies", "a"]
+            .iter()
+            .map(|k| t.key(PathTree::ROOT, k, &mut hint).map(|n| t.rank(n)))
+            .collect();
+        assert_eq!(in_order, [Some(0), Some(2), Some(6), Some(8)]);
+    }
+}

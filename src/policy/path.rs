@@ -192,8 +192,15 @@ pub(super) fn for_each_leaf<'v>(v: &'v Value, f: &mut dyn FnMut(&[Seg<'v>], &'v 
 
 /// The value at a dotted path without array steps (`inzage.ouders_geinformeerd`).
 pub(super) fn get_dotted<'v>(v: &'v Value, path: &str) -> Option<&'v Value> {
-    path.split('.')
-        .try_fold(v, |cur, k| cur.as_object()?.get(k))
+    path.split('.').try_fold(v, |cur, k| {
+        let m = cur.as_object()?;
+        // A small object is searched directly: cheaper than hashing the key (keys are unique).
+        if m.len() <= 8 {
+            m.iter().find(|(x, _)| x.as_str() == k).map(|(_, v)| v)
+        } else {
+            m.get(k)
+        }
+    })
 }
 
 /// Inserts `leaf` at `segs` inside `root` (an object), creating objects and arrays on the way.
@@ -346,6 +353,21 @@ mod tests {
         assert_eq!(render(&odd), INVALID_KEY);
         assert_eq!(catalogue_path(&odd), None);
         assert_eq!(parse_concrete("a[x]"), None);
+    }
+
+    #[test]
+    fn dotted_paths_find_values_in_small_and_large_objects() {
+        let mut big = serde_json::Map::new();
+        for i in 0..20 {
+            big.insert(format!("k{i}"), json!({ "x": i }));
+        }
+        let v = json!({"a": {"b": 1, "c": {"d": "e"}}, "big": big});
+        assert_eq!(get_dotted(&v, "a.b"), Some(&json!(1)));
+        assert_eq!(get_dotted(&v, "a.c.d"), Some(&json!("e")));
+        assert_eq!(get_dotted(&v, "a.x"), None);
+        assert_eq!(get_dotted(&v, "a.b.c"), None);
+        assert_eq!(get_dotted(&v, "big.k17.x"), Some(&json!(17)));
+        assert_eq!(get_dotted(&v, "big.k20"), None);
     }
 
     #[test]
