@@ -17,6 +17,10 @@ use ketenpoort::envelope::{self, Limits};
 use ketenpoort::policy::{decide, DecisionRequest, PolicySet};
 use ketenpoort::store::{self, Batch, DynStore, LogState, Mutation, NewMessage, StoredEntry};
 
+// The gateway's allocator (src/main.rs), so allocation costs here are the ones the gateway pays.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
