@@ -43,7 +43,10 @@ enum Cmd {
     Smoke(RunArgs),
     /// Only the P1 keep-alive load on a fresh SQLite gateway, announced with its pid after a pause, to attach a
     /// profiler (`perf record -p PID`). `KETENPOORT_BENCH_RATE=N`: open loop at N/s instead;
-    /// `KETENPOORT_BENCH_IDLE=1`: hold the 1,000 idle connections instead, to inspect memory.
+    /// `KETENPOORT_BENCH_IDLE=1`: hold the 1,000 idle connections instead, to inspect memory;
+    /// `KETENPOORT_BENCH_NEWCONN=1`: the new-connection load instead (`KETENPOORT_BENCH_BASELINE=1` against
+    /// baseline A, `KETENPOORT_BENCH_PATH=/v1/...` a GET of that path instead of P1, expected status
+    /// `KETENPOORT_BENCH_STATUS`, default 200), with the server's CPU per connection.
     Profile(RunArgs),
     /// Only the "Large log" part of `all`: a real P1 entry from a short gateway run, the log of `--entries` copies
     /// written through the LogWriter, `audit verify` (median of 3) and start-up; prints the figures.
@@ -175,8 +178,6 @@ fn profile(args: RunArgs) -> anyhow::Result<()> {
             policies: root.join("policies"),
             batch_max: 512,
         };
-        let gw = servers::spawn_gateway(&setup, "ketenpoort (SQLite)")?;
-        println!("gateway pid {}", gw.pid());
         let p1 = example(&root, "P1-overstap-po-vo.json")?;
         let window = Window::starting_in(
             Duration::from_secs(2),
@@ -184,6 +185,11 @@ fn profile(args: RunArgs) -> anyhow::Result<()> {
             Duration::from_secs_f64(args.duration.unwrap_or(10.0)),
         );
         let senders = ids(&certs, P1_SENDERS)?;
+        if std::env::var_os("KETENPOORT_BENCH_NEWCONN").is_some() {
+            return new_connection_profile(&setup, &senders, p1, window).await;
+        }
+        let gw = servers::spawn_gateway(&setup, "ketenpoort (SQLite)")?;
+        println!("gateway pid {}", gw.pid());
         if std::env::var_os("KETENPOORT_BENCH_IDLE").is_some() {
             // Memory instead of load: the idle scenario on the fresh gateway, held 30 s to inspect /proc/PID/smaps.
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -200,6 +206,7 @@ fn profile(args: RunArgs) -> anyhow::Result<()> {
             return anyhow::Ok(());
         }
         let spec = Spec::post("/v1/messages", p1, &[201]);
+        let sampling = Sampling::start(gw.pid(), window);
         let out = match std::env::var("KETENPOORT_BENCH_RATE")
             .ok()
             .and_then(|r| r.parse().ok())
@@ -207,11 +214,13 @@ fn profile(args: RunArgs) -> anyhow::Result<()> {
             Some(rate) => load::open_loop(gw.addr, &senders, spec, rate, 64, window).await?,
             None => load::closed_loop(gw.addr, &senders, spec, args.connections, window).await?,
         };
+        let (server_cpu, _, _) = sampling.finish(out.ok).await?;
         println!(
-            "P1 keep-alive: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, errors {} {:?}",
+            "P1 keep-alive: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, server CPU {:.0} µs/request, errors {} {:?}",
             out.rate(),
             out.quantile_ms(0.5),
             out.quantile_ms(0.99),
+            server_cpu.unwrap_or(f64::NAN),
             out.errors,
             out.first_error
         );
@@ -219,6 +228,56 @@ fn profile(args: RunArgs) -> anyhow::Result<()> {
     });
     let _ = std::fs::remove_dir_all(&work);
     result
+}
+
+/// `profile` with `KETENPOORT_BENCH_NEWCONN=1`: the new-connection scenario of `all` (16 workers, a full handshake
+/// and one request per connection) against the gateway, or against baseline A with `KETENPOORT_BENCH_BASELINE=1`.
+/// `KETENPOORT_BENCH_PATH=/v1/audit/checkpoint` sends that cheap GET instead of P1, so the connection's own cost
+/// is not hidden by the request's (`/v1/audit/proof/inclusion/x` with `KETENPOORT_BENCH_STATUS=400` is answered after
+/// the identity and quota phases without touching the store). Prints the server's CPU per connection over the measured window.
+async fn new_connection_profile(
+    setup: &GatewaySetup,
+    senders: &[Identity],
+    p1: Bytes,
+    window: Window,
+) -> anyhow::Result<()> {
+    let baseline =
+        std::env::var("KETENPOORT_BENCH_BASELINE").is_ok_and(|v| !v.is_empty() && v != "0");
+    let server = if baseline {
+        servers::spawn_baseline(&setup.certs, &setup.dir)?
+    } else {
+        servers::spawn_gateway(setup, "ketenpoort (SQLite)")?
+    };
+    println!("{} pid {}", server.name, server.pid());
+    let spec = match std::env::var("KETENPOORT_BENCH_PATH") {
+        Ok(path) => {
+            // The expected status of that GET (default 200; baseline A answers 200 to everything).
+            let status: u16 = match std::env::var("KETENPOORT_BENCH_STATUS") {
+                Ok(s) if !baseline => s.parse().context("KETENPOORT_BENCH_STATUS")?,
+                _ => 200,
+            };
+            Spec::get(&path, Box::leak(Box::new([status])))
+        }
+        Err(_) if baseline => Spec::post("/v1/messages", p1, &[200]),
+        Err(_) => Spec::post("/v1/messages", p1, &[201]),
+    };
+    let sampling = Sampling::start(server.pid(), window);
+    let out = load::new_connections(server.addr, senders, spec, 16, window).await?;
+    let (server_cpu, client_cpu, _) = sampling.finish(out.ok).await?;
+    println!(
+        "new connection per request on {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, server CPU {:.0} µs/conn, \
+         load generator {:.0} µs/conn, errors {} {:?}",
+        server.name,
+        out.rate(),
+        out.quantile_ms(0.5),
+        out.quantile_ms(0.99),
+        server_cpu.unwrap_or(f64::NAN),
+        client_cpu.unwrap_or(f64::NAN),
+        out.errors,
+        out.first_error
+    );
+    server.stop();
+    Ok(())
 }
 
 fn large_log_only(args: LargeLogArgs) -> anyhow::Result<()> {
