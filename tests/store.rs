@@ -591,17 +591,18 @@ async fn consents_are_listed_by_subject_and_registrar_and_withdrawn_once() {
 }
 
 /// Under continuous writes (with readers in between, as the gateway's consent lookups are) the SQLite WAL is copied
-/// back and started again from its beginning, so it stays far smaller than what was written through it.
+/// back and started again from its beginning once it holds 64 MiB, so it stays far smaller than what was written
+/// through it (without the restart it grows by every page written).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqlite_wal_restarts_under_continuous_writes() {
+    const MIB: u64 = 1 << 20;
     let db = open(Backend::Sqlite).await;
     let s = &db.store;
     let mut log = Log::new("log-wal");
     let wal = db._dir.path().join("store.db-wal");
-    let started = std::time::Instant::now();
     let mut written = 0u64;
     let mut largest_wal = 0u64;
-    while started.elapsed() < std::time::Duration::from_millis(3_500) {
+    while written < 320 * MIB {
         let mut batch = log.batch(32, 1, Vec::new());
         for (i, e) in batch.entries.iter_mut().enumerate() {
             e.bytes = vec![b'x' ^ (i as u8); 4_000];
@@ -613,12 +614,8 @@ async fn the_sqlite_wal_restarts_under_continuous_writes() {
     }
     let at_end = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     assert!(
-        written > 40 << 20,
-        "the test wrote only {written} bytes; it needs more than the WAL bound below to mean anything"
-    );
-    assert!(
-        at_end < written / 2,
-        "WAL is {at_end} bytes after {written} bytes written (largest seen {largest_wal}): it did not restart"
+        largest_wal < 192 * MIB,
+        "WAL reached {largest_wal} bytes ({at_end} at the end) while {written} bytes were written: it did not restart"
     );
 }
 
