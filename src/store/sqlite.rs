@@ -170,7 +170,7 @@ impl SqliteStore {
     ) -> Result<Vec<super::StoredConsent>, StoreError> {
         if let Some(readers) = &self.readers {
             if let Some(found) = readers.consents_for_subject(subject) {
-                return found;
+                return Ok(found);
             }
         }
         sqlx_consents_for_subject(&self.pool, subject).await
@@ -704,10 +704,7 @@ impl Readers {
     }
 
     /// The consent rows of one pupil pseudonym, or `None` when the reader could not answer (to be asked elsewhere).
-    fn consents_for_subject(
-        &self,
-        subject: &str,
-    ) -> Option<Result<Vec<super::StoredConsent>, StoreError>> {
+    fn consents_for_subject(&self, subject: &str) -> Option<Vec<super::StoredConsent>> {
         let idle = self
             .idle
             .lock()
@@ -730,7 +727,7 @@ impl Readers {
                 if idle.len() < IDLE_READERS {
                     idle.push(conn);
                 }
-                Some(Ok(rows))
+                Some(rows)
             }
             // The connection is closed (whatever state it is in) and the lookup goes elsewhere.
             Err(_) => None,
