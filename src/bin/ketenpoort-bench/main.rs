@@ -226,7 +226,11 @@ fn profile(args: RunArgs) -> anyhow::Result<()> {
         );
         anyhow::Ok(())
     });
-    let _ = std::fs::remove_dir_all(&work);
+    if std::env::var_os("KETENPOORT_BENCH_KEEP").is_some() {
+        eprintln!("kept {}", work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
     result
 }
 
