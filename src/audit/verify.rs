@@ -7,8 +7,9 @@ use super::checkpoint::{verify_checkpoint, SignedCheckpoint};
 use super::entry::{LogEntry, ENTRY_VERSIONS};
 use super::merkle::{leaf_hash, Frontier, Hash};
 use super::writer::chain_hash;
-use crate::store::{DynStore, StoreError};
+use crate::store::{DynStore, LogRowRef, RowVisitor, StoreError};
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Entries per page read; small enough that reading, hashing and walking overlap, large enough to amortise a read.
@@ -264,8 +265,8 @@ fn strip_decimal(bytes: &[u8], mut n: u64) -> Option<&[u8]> {
     bytes.strip_prefix(&buf[i..])
 }
 
-/// Reads the entries with sequence numbers `from..from + want` and, on a blocking thread, recomputes their leaf
-/// hashes and reads their positions.
+/// Reads the entries with sequence numbers `from..from + want`, recomputing their leaf hashes and reading their
+/// positions on the reading thread, from the bytes where the store read them (no copy unless undecided).
 async fn read_page(
     store: DynStore,
     log_id: String,
@@ -273,25 +274,34 @@ async fn read_page(
     from: u64,
     want: usize,
 ) -> Result<Page, StoreError> {
-    let rows = store.log_rows(&log_id, from, want).await?;
-    let end = rows.len() < want;
-    tokio::task::spawn_blocking(move || {
-        let until = from + want as u64;
-        let rows = rows
-            .into_iter()
-            .take_while(|r| r.seq < until)
-            .map(|r| Checked {
-                seq: r.seq,
-                leaf: leaf_hash(&r.bytes),
-                stored_leaf: r.leaf_hash,
-                stored_chain: r.chain_hash,
-                undecided: (!prefix.names(&r.bytes, r.seq)).then_some(r.bytes),
-            })
-            .collect();
-        Page { rows, end }
+    let until = from + want as u64;
+    let checked = Arc::new(Mutex::new(Vec::with_capacity(want)));
+    let into = checked.clone();
+    let visit: RowVisitor = Box::new(move |r: LogRowRef<'_>| {
+        if r.seq >= until {
+            return;
+        }
+        let row = Checked {
+            seq: r.seq,
+            leaf: leaf_hash(r.bytes),
+            stored_leaf: r.leaf_hash,
+            stored_chain: r.chain_hash,
+            undecided: (!prefix.names(r.bytes, r.seq)).then(|| r.bytes.to_vec()),
+        };
+        if let Ok(mut rows) = into.lock() {
+            rows.push(row);
+        }
+    });
+    let read = store.visit_log_rows(&log_id, from, want, visit).await?;
+    let rows = std::mem::take(
+        &mut *checked
+            .lock()
+            .map_err(|_| StoreError::Unavailable("log hasher panicked".into()))?,
+    );
+    Ok(Page {
+        rows,
+        end: read < want,
     })
-    .await
-    .map_err(|e| StoreError::Unavailable(format!("log hasher stopped: {e}")))
 }
 
 impl Walk<'_> {

@@ -58,8 +58,9 @@ impl PgStore {
         log_id: &str,
         from: u64,
         limit: usize,
-    ) -> Result<Vec<super::LogRow>, StoreError> {
-        sqlx_log_rows(&self.pool, log_id, from, limit).await
+        visit: super::RowVisitor,
+    ) -> Result<usize, StoreError> {
+        sqlx_log_rows(&self.pool, log_id, from, limit, visit).await
     }
 
     async fn find_consents_for_subject(

@@ -76,13 +76,14 @@ fn consent_from_row(row: &$row) -> Result<StoredConsent, StoreError> {
 }
 
 const MESSAGE_COLUMNS: &str = "pos, id, sender, receiver, message_type, purpose, subject, sealed, consent_paths, created_ms, expires_ms, log_id, seq, leaf_hash, fetch_count";
-/// `Store::log_rows` through sqlx (PostgreSQL; SQLite falls back to it for a database that is not a file).
+/// `Store::visit_log_rows` through sqlx (PostgreSQL; SQLite falls back to it for a database that is not a file).
 async fn sqlx_log_rows(
     pool: &sqlx::Pool<$db>,
     log_id: &str,
     from: u64,
     limit: usize,
-) -> Result<Vec<LogRow>, StoreError> {
+    mut visit: RowVisitor,
+) -> Result<usize, StoreError> {
     let rows: Vec<(i64, Vec<u8>, Vec<u8>, Vec<u8>)> = sqlx::query_as(
         "SELECT seq, entry, leaf_hash, chain_hash FROM log_entries WHERE log_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
     )
@@ -91,16 +92,15 @@ async fn sqlx_log_rows(
     .bind(limit as i64)
     .fetch_all(pool)
     .await?;
-    rows.into_iter()
-        .map(|(seq, bytes, leaf, chain)| {
-            Ok(LogRow {
-                seq: seq as u64,
-                bytes,
-                leaf_hash: to_hash(&leaf)?,
-                chain_hash: to_hash(&chain)?,
-            })
-        })
-        .collect()
+    for (seq, bytes, leaf, chain) in &rows {
+        visit(LogRowRef {
+            seq: *seq as u64,
+            bytes,
+            leaf_hash: to_hash(leaf)?,
+            chain_hash: to_hash(chain)?,
+        });
+    }
+    Ok(rows.len())
 }
 
 /// `Store::consents_for_subject` through sqlx (PostgreSQL; SQLite falls back to it for a database that is not a file).
@@ -456,7 +456,37 @@ impl Store for $store {
         from: u64,
         limit: usize,
     ) -> StoreFuture<'a, Vec<LogRow>> {
-        Box::pin(self.scan_log_rows(log_id, from, limit))
+        Box::pin(async move {
+            let rows = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let into = rows.clone();
+            let visit: RowVisitor = Box::new(move |r: LogRowRef<'_>| {
+                if let Ok(mut rows) = into.lock() {
+                    rows.push(LogRow {
+                        seq: r.seq,
+                        bytes: r.bytes.to_vec(),
+                        leaf_hash: r.leaf_hash,
+                        chain_hash: r.chain_hash,
+                    });
+                }
+            });
+            self.scan_log_rows(log_id, from, limit, visit).await?;
+            let rows = std::mem::take(
+                &mut *rows
+                    .lock()
+                    .map_err(|_| StoreError::Unavailable("log row reader panicked".into()))?,
+            );
+            Ok(rows)
+        })
+    }
+
+    fn visit_log_rows<'a>(
+        &'a self,
+        log_id: &'a str,
+        from: u64,
+        limit: usize,
+        visit: RowVisitor,
+    ) -> StoreFuture<'a, usize> {
+        Box::pin(self.scan_log_rows(log_id, from, limit, visit))
     }
 
     fn leaf_hashes<'a>(&'a self, log_id: &'a str, size: u64) -> StoreFuture<'a, Vec<Hash>> {

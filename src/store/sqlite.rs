@@ -176,19 +176,21 @@ impl SqliteStore {
         sqlx_consents_for_subject(&self.pool, subject).await
     }
 
-    /// `Store::log_rows` for `audit verify`: read with rusqlite on a blocking thread, on the same bundled SQLite,
-    /// because sqlx hands rows one by one from its worker thread (about 10 µs a row; BENCHMARKS.md).
+    /// `Store::visit_log_rows` for `audit verify`: read with rusqlite on a blocking thread, on the same bundled
+    /// SQLite, because sqlx hands rows one by one from its worker thread (about 10 µs a row; BENCHMARKS.md); each
+    /// row is lent to `visit` straight from SQLite's page (memory-mapped where the map reaches).
     async fn scan_log_rows(
         &self,
         log_id: &str,
         from: u64,
         limit: usize,
-    ) -> Result<Vec<super::LogRow>, StoreError> {
+        visit: super::RowVisitor,
+    ) -> Result<usize, StoreError> {
         if !self.file_backed() {
-            return sqlx_log_rows(&self.pool, log_id, from, limit).await;
+            return sqlx_log_rows(&self.pool, log_id, from, limit, visit).await;
         }
         let log_id = log_id.to_owned();
-        self.read_blocking(move |path| read_log_rows(path, &log_id, from, limit))
+        self.read_blocking(move |path| read_log_rows(path, &log_id, from, limit, visit))
             .await
     }
 
@@ -764,15 +766,16 @@ fn read_log_rows(
     log_id: &str,
     from: u64,
     limit: usize,
-) -> Result<Vec<super::LogRow>, StoreError> {
+    mut visit: super::RowVisitor,
+) -> Result<usize, StoreError> {
     let unavailable = |e: rusqlite::Error| StoreError::Unavailable(e.to_string());
     fn blob(v: rusqlite::types::ValueRef<'_>) -> Result<&[u8], StoreError> {
         v.as_blob()
             .map_err(|_| StoreError::Corrupt("log entry column is not a blob".into()))
     }
     let conn = open_reader(path)?;
-    // Pages of the file are read through a memory map (up to SQLite's limit, 2 GB; the rest with read calls):
-    // no read system call and no copy of every 4 KB page. The log is append-only, so the file never shrinks
+    // Pages of the file are read through a memory map (up to `READER_MMAP_BYTES`; beyond it with read calls):
+    // no read system call and no copy of every 4 KB page, and `visit` gets the entry's bytes in place. The log is append-only, so the file never shrinks
     // under the map. Each page of the log is read once, so the page cache only needs the B-tree paths: a small
     // one is not allocated afresh (and faulted in) for every call.
     conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)
@@ -787,22 +790,25 @@ fn read_log_rows(
     let mut rows = stmt
         .query((log_id, from as i64, limit as i64))
         .map_err(unavailable)?;
-    let mut out = Vec::with_capacity(limit.min(1 << 16));
+    let mut count = 0;
     while let Some(r) = rows.next().map_err(unavailable)? {
         let seq: i64 = r.get(0).map_err(unavailable)?;
-        out.push(super::LogRow {
+        visit(super::LogRowRef {
             seq: seq as u64,
-            bytes: blob(r.get_ref(1).map_err(unavailable)?)?.to_vec(),
+            bytes: blob(r.get_ref(1).map_err(unavailable)?)?,
             leaf_hash: super::to_hash(blob(r.get_ref(2).map_err(unavailable)?)?)?,
             chain_hash: super::to_hash(blob(r.get_ref(3).map_err(unavailable)?)?)?,
         });
+        count += 1;
     }
-    Ok(out)
+    Ok(count)
 }
 
-/// `mmap_size` of the bulk log reader: SQLite's compile-time maximum (`SQLITE_MAX_MMAP_SIZE`; larger values are
-/// capped to it).
-const READER_MMAP_BYTES: i64 = 0x7fff_0000;
+/// `mmap_size` of the bulk log reader, 64 GiB: the bundled SQLite's compile-time maximum (`SQLITE_MAX_MMAP_SIZE`
+/// in `.cargo/config.toml`; SQLite's own default maximum, 2 GB, covered half of a 1-million-entry log, 4.3 GB, and
+/// the rest cost a `pread` and a copy per page: ~20 % of `audit verify`'s CPU). Address space only: the kernel's page
+/// cache holds the pages either way.
+const READER_MMAP_BYTES: i64 = 1 << 36;
 /// `cache_size` (pages) of the bulk log reader.
 const READER_CACHE_PAGES: i64 = 64;
 
