@@ -430,15 +430,27 @@ mod tests {
         let same_ms: Vec<String> = (0..64).map(|_| new_id()).collect();
         for id in std::iter::once(&first).chain(&same_ms) {
             assert_eq!(id.len(), 32);
-            assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert!(id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         }
-        assert!(same_ms.iter().all(|id| id > &first), "a later id sorts after an earlier one");
+        assert!(
+            same_ms.iter().all(|id| id > &first),
+            "a later id sorts after an earlier one"
+        );
         let prefix = |id: &str| u64::from_str_radix(&id[..12], 16).unwrap();
         let now = crate::audit::writer::now_ms() as u64;
-        assert!(now - prefix(&first) < 60_000, "the prefix is the creation time in ms");
+        assert!(
+            now - prefix(&first) < 60_000,
+            "the prefix is the creation time in ms"
+        );
         let mut random: Vec<&str> = same_ms.iter().map(|id| &id[12..]).collect();
         random.sort_unstable();
         random.dedup();
-        assert_eq!(random.len(), same_ms.len(), "the random part differs between ids");
+        assert_eq!(
+            random.len(),
+            same_ms.len(),
+            "the random part differs between ids"
+        );
     }
 }
