@@ -451,7 +451,7 @@ async fn identity_headers_are_ignored() {
     let anker = gw.client("cbs-het-anker");
     let consent = json!({"subject": {"pgn": "628194821"}, "purpose": "vroegsignalering",
         "recipient": "wijkteam-noord", "categories": ["*"], "given_by": "ouder",
-        "evidence": "formulier", "valid_from": "2026-01-01", "valid_until": "2027-01-01"});
+        "evidence": "formulier", "valid_from": "2026-01-01", "valid_until": "2030-12-31"});
     let r = anker
         .request(
             "POST",

@@ -247,7 +247,7 @@ async fn console_pages_in_chromium_show_the_lyceum_fg_only_its_own_organisation(
             &json!({
                 "subject": {"pgn": LYCEUM_PUPIL}, "purpose": "verzuimmelding", "recipient": "leerplicht-gemeente",
                 "categories": ["VZM"], "given_by": "ouder-en-jongere", "evidence": "formulier 2026-14, leerlingdossier",
-                "valid_from": "2026-01-01", "valid_until": "2027-07-31"
+                "valid_from": "2026-01-01", "valid_until": "2030-07-31"
             }),
         )
         .await;

@@ -92,7 +92,7 @@ fn consent_body(n: u64) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "subject": {"pgn": "628194821"}, "purpose": "vroegsignalering", "recipient": "wijkteam-noord",
         "categories": ["*"], "given_by": "ouder", "evidence": format!("formulier {n}"),
-        "valid_from": "2026-01-01", "valid_until": "2027-01-01"}))
+        "valid_from": "2026-01-01", "valid_until": "2030-12-31"}))
     .unwrap()
 }
 
