@@ -214,6 +214,7 @@ impl Gateway {
             log_batches: s.batches.load(Ordering::Relaxed),
             log_entries: s.entries.load(Ordering::Relaxed),
             log_commit_micros: s.commit_micros.load(Ordering::Relaxed),
+            log_commit_buckets: s.commit_latency.snapshot().0,
             log_failures: s.failures.load(Ordering::Relaxed),
             log_healthy: s.healthy.load(Ordering::Relaxed),
             policy_hash: self.policy().hash().to_owned(),

@@ -17,12 +17,51 @@ pub struct Metrics {
     pub policy_reloads: AtomicU64,
 }
 
+/// Upper bounds (seconds) of the log commit latency histogram's buckets; a last bucket takes the rest.
+pub const COMMIT_BUCKETS_SECONDS: [f64; 11] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0,
+];
+
+/// A fixed-bucket latency histogram that many threads record into without a lock.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Observations per bucket (not cumulative); the last is above the last bound.
+    counts: [AtomicU64; COMMIT_BUCKETS_SECONDS.len() + 1],
+    micros: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&self, took: std::time::Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = COMMIT_BUCKETS_SECONDS
+            .iter()
+            .position(|le| seconds <= *le)
+            .unwrap_or(COMMIT_BUCKETS_SECONDS.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Observations per bucket (not cumulative) and their sum in microseconds.
+    pub fn snapshot(&self) -> (Vec<u64>, u64) {
+        (
+            self.counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            self.micros.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// Values the metrics page reads from elsewhere at render time.
 pub struct Gauges {
     pub log_size: u64,
     pub log_batches: u64,
     pub log_entries: u64,
     pub log_commit_micros: u64,
+    /// `LatencyHistogram::snapshot` of the log's commits: counts per bucket of `COMMIT_BUCKETS_SECONDS`.
+    pub log_commit_buckets: Vec<u64>,
     pub log_failures: u64,
     pub log_healthy: bool,
     pub policy_hash: String,
@@ -86,6 +125,30 @@ impl Metrics {
             g.log_entries
         );
         let _ = writeln!(out, "# HELP ketenpoort_log_append_seconds_total Time spent committing log batches.\n# TYPE ketenpoort_log_append_seconds_total counter\nketenpoort_log_append_seconds_total {:.6}", g.log_commit_micros as f64 / 1e6);
+        out.push_str("# HELP ketenpoort_log_commit_seconds Latency of each committed log batch (entries and the changes they record, durable).\n# TYPE ketenpoort_log_commit_seconds histogram\n");
+        let mut cumulative = 0;
+        for (i, n) in g.log_commit_buckets.iter().enumerate() {
+            cumulative += n;
+            match COMMIT_BUCKETS_SECONDS.get(i) {
+                Some(le) => {
+                    let _ = writeln!(
+                        out,
+                        "ketenpoort_log_commit_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "ketenpoort_log_commit_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "ketenpoort_log_commit_seconds_sum {:.6}\nketenpoort_log_commit_seconds_count {cumulative}",
+            g.log_commit_micros as f64 / 1e6
+        );
         let _ = writeln!(out, "# TYPE ketenpoort_log_append_failures_total counter\nketenpoort_log_append_failures_total {}", g.log_failures);
         let _ = writeln!(
             out,
@@ -123,6 +186,7 @@ mod tests {
             log_batches: 1,
             log_entries: 7,
             log_commit_micros: 1500,
+            log_commit_buckets: vec![0; COMMIT_BUCKETS_SECONDS.len() + 1],
             log_failures: 0,
             log_healthy: true,
             policy_hash: "abc".into(),
@@ -133,5 +197,40 @@ mod tests {
         assert!(text.contains("ketenpoort_disclosures_total{flow=\"P1\"} 1"));
         assert!(text.contains("ketenpoort_log_size 7"));
         assert!(text.contains("ketenpoort_log_append_seconds_total 0.001500"));
+    }
+
+    #[test]
+    fn commit_latencies_render_as_a_cumulative_histogram() {
+        let h = LatencyHistogram::default();
+        for us in [300, 400, 1_500, 7_000, 30_000, 9_000_000] {
+            h.observe(std::time::Duration::from_micros(us));
+        }
+        let (buckets, micros) = h.snapshot();
+        assert_eq!(buckets.len(), COMMIT_BUCKETS_SECONDS.len() + 1);
+        assert_eq!(buckets.iter().sum::<u64>(), 6);
+        let text = Metrics::default().render(&Gauges {
+            log_size: 0,
+            log_batches: 6,
+            log_entries: 6,
+            log_commit_micros: micros,
+            log_commit_buckets: buckets,
+            log_failures: 0,
+            log_healthy: true,
+            policy_hash: "abc".into(),
+        });
+        for line in [
+            "ketenpoort_log_commit_seconds_bucket{le=\"0.0005\"} 2",
+            "ketenpoort_log_commit_seconds_bucket{le=\"0.001\"} 2",
+            "ketenpoort_log_commit_seconds_bucket{le=\"0.002\"} 3",
+            "ketenpoort_log_commit_seconds_bucket{le=\"0.01\"} 4",
+            "ketenpoort_log_commit_seconds_bucket{le=\"0.02\"} 4",
+            "ketenpoort_log_commit_seconds_bucket{le=\"0.05\"} 5",
+            "ketenpoort_log_commit_seconds_bucket{le=\"5\"} 5",
+            "ketenpoort_log_commit_seconds_bucket{le=\"+Inf\"} 6",
+            "ketenpoort_log_commit_seconds_count 6",
+            "ketenpoort_log_commit_seconds_sum 9.039200",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 }

@@ -379,6 +379,17 @@ async fn ops_listener_reports_health_readiness_and_metrics() {
         metrics.contains("ketenpoort_log_append_seconds_total"),
         "{metrics}"
     );
+    // The commit that made the 201 durable is in the latency histogram (start-up entries may be too).
+    let committed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ketenpoort_log_commit_seconds_bucket{le=\"+Inf\"} "))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(committed >= 1, "{metrics}");
+    assert!(
+        metrics.contains(&format!("ketenpoort_log_commit_seconds_count {committed}")),
+        "{metrics}"
+    );
     assert_absent(metrics.as_bytes(), &canaries(), "metrics");
 }
 

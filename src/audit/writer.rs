@@ -61,6 +61,8 @@ pub struct WriterStats {
     pub failures: AtomicU64,
     /// Sum of commit latencies in microseconds.
     pub commit_micros: AtomicU64,
+    /// Each commit's latency (the stalls behind a p99: a slow sync, the WAL restart).
+    pub commit_latency: crate::metrics::LatencyHistogram,
     pub size: AtomicU64,
     pub healthy: AtomicBool,
 }
@@ -439,9 +441,11 @@ impl Worker {
                 let n = batch.entries.len() as u64;
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats.entries.fetch_add(n, Ordering::Relaxed);
+                let took = started.elapsed();
                 self.stats
                     .commit_micros
-                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+                self.stats.commit_latency.observe(took);
                 self.stats.size.store(size, Ordering::Relaxed);
                 // A commit without entries (checkpoint or state only) is too small to prove the storage is back.
                 if n > 0 {
