@@ -551,10 +551,15 @@ async fn scenarios(ctx: &mut Ctx<'_>, work: &Path, postgres: Option<&str>) -> an
     for pct in [25u32, 50, 75] {
         let rate = max * pct as f64 / 100.0;
         let name = format!("P1 fixed rate {pct}% of gateway max ({rate:.0}/s)");
+        let commits_before = commit_latencies(&gw)?;
         measure(ctx, &gw, &name, |w| {
             load::open_loop(gw.addr, &senders, send_p1.clone(), rate, 64, w)
         })
         .await?;
+        let commits = commit_latencies(&gw)?.since(&commits_before);
+        ctx.report
+            .notes
+            .push(format!("{name} / {}: {commits}", gw.name));
         measure(ctx, &base, &name, |w| {
             load::open_loop(base.addr, &senders, echo_p1.clone(), rate, 64, w)
         })
@@ -613,6 +618,65 @@ async fn scenarios(ctx: &mut Ctx<'_>, work: &Path, postgres: Option<&str>) -> an
     // A large log: audit verify and start-up.
     large_log(ctx, work, &templates).await?;
     Ok(())
+}
+
+/// The gateway's `ketenpoort_log_commit_seconds` histogram: cumulative commits per upper bound (seconds).
+struct CommitLatencies(Vec<(f64, f64)>);
+
+fn commit_latencies(gw: &Server) -> anyhow::Result<CommitLatencies> {
+    let (_, text) = gw.ops_get("/metrics")?;
+    let buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("ketenpoort_log_commit_seconds_bucket{le=\"")?;
+            let (le, n) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, n.parse().ok()?))
+        })
+        .collect();
+    if buckets.last().map(|b| b.0) != Some(f64::INFINITY) {
+        bail!("the gateway's /metrics has no ketenpoort_log_commit_seconds histogram");
+    }
+    Ok(CommitLatencies(buckets))
+}
+
+impl CommitLatencies {
+    fn since(&self, before: &CommitLatencies) -> CommitLatencies {
+        CommitLatencies(
+            self.0
+                .iter()
+                .zip(&before.0)
+                .map(|((le, n), (_, m))| (*le, n - m))
+                .collect(),
+        )
+    }
+
+    fn over(&self, seconds: f64) -> f64 {
+        let total = self.0.last().map_or(0.0, |b| b.1);
+        let within = self
+            .0
+            .iter()
+            .find(|b| b.0 == seconds)
+            .map_or(total, |b| b.1);
+        total - within
+    }
+}
+
+impl std::fmt::Display for CommitLatencies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.0} log commits (warm-up included), {:.0} longer than 5 ms, {:.0} than 10 ms, {:.0} than 50 ms (`ketenpoort_log_commit_seconds`; each holds every request that arrives meanwhile)",
+            self.0.last().map_or(0.0, |b| b.1),
+            self.over(0.005),
+            self.over(0.01),
+            self.over(0.05)
+        )
+    }
 }
 
 struct LogCounters {
