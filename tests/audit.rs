@@ -1408,7 +1408,7 @@ async fn a_log_of_version_1_then_version_2_entries_verifies_and_a_gap_at_a_page_
         let size = report.entries();
         assert!(size >= 2 * PER_VERSION, "{report}");
         // The bytes are as each version wrote them.
-        let rows = store.log_rows(&log_id, 0, size as usize).await.unwrap();
+        let rows = store.entries(&log_id, 0, size as usize).await.unwrap();
         // (The gateway's own entries at start-up are version 2.)
         let first_v1 = rows
             .iter()

@@ -70,16 +70,8 @@ pub struct StoredEntry {
     pub chain_hash: Hash,
 }
 
-/// The part of a stored entry `audit verify` recomputes: its position, bytes and stored hashes.
-#[derive(Debug, Clone)]
-pub struct LogRow {
-    pub seq: u64,
-    pub bytes: Vec<u8>,
-    pub leaf_hash: Hash,
-    pub chain_hash: Hash,
-}
-
-/// A `LogRow` as `Store::visit_log_rows` lends it: the bytes borrowed from the reader's own buffers.
+/// The part of a stored entry `audit verify` recomputes, as `Store::visit_log_rows` lends it: its position, its
+/// bytes borrowed from the reader's own buffers, and its stored hashes.
 #[derive(Debug, Clone, Copy)]
 pub struct LogRowRef<'a> {
     pub seq: u64,
@@ -242,16 +234,9 @@ pub trait Store: Send + Sync + 'static {
         from: u64,
         limit: usize,
     ) -> StoreFuture<'a, Vec<StoredEntry>>;
-    /// Position, bytes and hashes of one log's entries with `seq` in `[from, from + limit)`, in order (for
-    /// `audit verify`, which needs nothing else).
-    fn log_rows<'a>(
-        &'a self,
-        log_id: &'a str,
-        from: u64,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<LogRow>>;
-    /// The same rows as `log_rows`, each lent to `visit` in order instead of copied out; the number of rows.
-    /// `audit verify` hashes them where they were read (no copy of every entry, no second thread).
+    /// Position, bytes and hashes of one log's entries with `seq` in `[from, from + limit)`, each lent to `visit`
+    /// in order; the number of rows. `audit verify` hashes them where they were read (no copy of every entry, no
+    /// second thread) and needs nothing else.
     fn visit_log_rows<'a>(
         &'a self,
         log_id: &'a str,

@@ -450,35 +450,6 @@ impl Store for $store {
         })
     }
 
-    fn log_rows<'a>(
-        &'a self,
-        log_id: &'a str,
-        from: u64,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<LogRow>> {
-        Box::pin(async move {
-            let rows = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-            let into = rows.clone();
-            let visit: RowVisitor = Box::new(move |r: LogRowRef<'_>| {
-                if let Ok(mut rows) = into.lock() {
-                    rows.push(LogRow {
-                        seq: r.seq,
-                        bytes: r.bytes.to_vec(),
-                        leaf_hash: r.leaf_hash,
-                        chain_hash: r.chain_hash,
-                    });
-                }
-            });
-            self.scan_log_rows(log_id, from, limit, visit).await?;
-            let rows = std::mem::take(
-                &mut *rows
-                    .lock()
-                    .map_err(|_| StoreError::Unavailable("log row reader panicked".into()))?,
-            );
-            Ok(rows)
-        })
-    }
-
     fn visit_log_rows<'a>(
         &'a self,
         log_id: &'a str,
