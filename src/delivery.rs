@@ -10,6 +10,7 @@
 
 use crate::audit::entry::{EventKind, WithheldField};
 use crate::audit::writer::{AuditError, Receipt};
+use crate::domain::ConsentRecord;
 use crate::gateway::Gateway;
 use crate::identity::Caller;
 use crate::pipeline::{consent_record, disclosure_json};
@@ -97,7 +98,7 @@ async fn fetch_page(
     let mut messages = Vec::with_capacity(rows.len());
     let mut entries = Vec::with_capacity(rows.len());
     for row in &rows {
-        let (message, withdrawn) = open_message(gw, row, today).await?;
+        let (message, lapsed) = open_message(gw, row, today).await?;
         let mut entry = gw.entry_for(caller, EventKind::MessageFetched);
         gw.describe_stored_flow(
             &mut entry,
@@ -111,11 +112,11 @@ async fn fetch_page(
         entry.receiver = Some(row.msg.receiver.clone());
         entry.message_type = Some(row.msg.message_type.clone());
         entry.purpose = Some(row.msg.purpose.clone());
-        entry.withheld = withdrawn
+        entry.withheld = lapsed
             .into_iter()
-            .map(|field| WithheldField {
+            .map(|(field, reason)| WithheldField {
                 field,
-                reason: "consent-withdrawn".into(),
+                reason: reason.into(),
             })
             .collect();
         entries.push(entry);
@@ -145,11 +146,23 @@ async fn fetch_page(
 }
 
 /// Decrypts a stored message and strips consent-only fields whose consent no longer holds.
+/// Why a consent that covered a field when the message was sent no longer covers it on `today`, or `None` while it
+/// still does. A record that is gone or unreadable counts as missing: the field is withheld either way.
+fn lapse_reason(consent: Option<&ConsentRecord>, today: time::Date) -> Option<&'static str> {
+    match consent {
+        None => Some("consent-missing"),
+        Some(c) if c.withdrawn => Some("consent-withdrawn"),
+        Some(c) if today > c.valid_until => Some("consent-expired"),
+        Some(c) if today < c.valid_from => Some("consent-not-yet-valid"),
+        Some(_) => None,
+    }
+}
+
 async fn open_message(
     gw: &Gateway,
     row: &StoredMessage,
     today: time::Date,
-) -> Result<(Value, Vec<String>), Problem> {
+) -> Result<(Value, Vec<(String, &'static str)>), Problem> {
     let plain = gw
         .keys
         .open(&row.msg.sealed, row.msg.id.as_bytes())
@@ -157,31 +170,30 @@ async fn open_message(
     let mut stored: Value = serde_json::from_slice(&plain).map_err(|_| Problem::internal())?;
     let consent_paths: Vec<(String, String)> =
         serde_json::from_str(&row.msg.consent_paths).map_err(|_| Problem::internal())?;
-    let mut lapsed = Vec::new();
-    let mut checked: Vec<(String, bool)> = Vec::new();
+    let mut lapsed: Vec<(String, &'static str)> = Vec::new();
+    let mut checked: Vec<(String, Option<&'static str>)> = Vec::new();
     for (path, consent_id) in consent_paths {
-        let valid = match checked.iter().find(|(id, _)| *id == consent_id) {
-            Some((_, v)) => *v,
+        let lapse = match checked.iter().find(|(id, _)| *id == consent_id) {
+            Some((_, l)) => *l,
             None => {
                 let c = gw
                     .store
                     .consent(&consent_id)
                     .await
                     .map_err(|_| Problem::audit_unavailable())?;
-                let v = c.as_ref().and_then(consent_record).is_some_and(|r| {
-                    !r.withdrawn && r.valid_from <= today && today <= r.valid_until
-                });
-                checked.push((consent_id.clone(), v));
-                v
+                let l = lapse_reason(c.as_ref().and_then(consent_record).as_ref(), today);
+                checked.push((consent_id.clone(), l));
+                l
             }
         };
-        if !valid {
-            lapsed.push(path);
+        if let Some(reason) = lapse {
+            lapsed.push((path, reason));
         }
     }
     if !lapsed.is_empty() {
         if let Some(data) = stored.get_mut("data") {
-            policy::strip_paths(data, &lapsed);
+            let paths: Vec<String> = lapsed.iter().map(|(p, _)| p.clone()).collect();
+            policy::strip_paths(data, &paths);
         }
     }
     let m = &row.msg;
@@ -251,4 +263,52 @@ pub async fn ack(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Probl
         }));
     }
     Err(busy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lapse_reason;
+    use crate::domain::{ConsentRecord, GivenBy};
+    use time::macros::date;
+
+    fn consent(withdrawn: bool) -> ConsentRecord {
+        ConsentRecord {
+            consent_id: "c1".into(),
+            registered_by: "obs-de-linde".into(),
+            purpose: "vroegsignalering".into(),
+            recipient: "wijkteam-noord".into(),
+            categories: vec!["*".into()],
+            given_by: GivenBy::Ouder,
+            valid_from: date!(2026 - 11 - 01),
+            valid_until: date!(2027 - 07 - 31),
+            withdrawn,
+        }
+    }
+
+    #[test]
+    fn a_lapsed_consent_is_named_for_why_it_lapsed() {
+        let c = consent(false);
+        assert_eq!(lapse_reason(Some(&c), date!(2026 - 11 - 01)), None);
+        assert_eq!(lapse_reason(Some(&c), date!(2027 - 07 - 31)), None);
+        assert_eq!(
+            lapse_reason(Some(&c), date!(2027 - 08 - 01)),
+            Some("consent-expired")
+        );
+        assert_eq!(
+            lapse_reason(Some(&c), date!(2026 - 10 - 31)),
+            Some("consent-not-yet-valid")
+        );
+        assert_eq!(
+            lapse_reason(Some(&consent(true)), date!(2026 - 12 - 01)),
+            Some("consent-withdrawn")
+        );
+        assert_eq!(
+            lapse_reason(Some(&consent(true)), date!(2027 - 08 - 01)),
+            Some("consent-withdrawn")
+        );
+        assert_eq!(
+            lapse_reason(None, date!(2026 - 12 - 01)),
+            Some("consent-missing")
+        );
+    }
 }
