@@ -437,7 +437,7 @@ async fn p7_outside_its_agreement_is_no_agreement() {
         copy_dir(&root().join("policies"), dir.path());
         let p7 = dir.path().join("p7-monitoring-thuiszitters.toml");
         let original = std::fs::read_to_string(&p7).unwrap();
-        edit(&p7, "valid_until = 2027-12-31", "valid_until = 2026-06-30");
+        edit(&p7, "valid_until = 2030-12-31", "valid_until = 2026-06-30");
         let mut opts = GatewayOptions::new(backend);
         opts.policies = dir.path().to_owned();
         let gw = Gateway::start_with(opts);
