@@ -352,11 +352,7 @@ impl Worker {
         for job in jobs {
             let mut receipts = Vec::with_capacity(job.entries.len());
             for e in &job.entries {
-                let mut e = e.clone();
-                e.log_id = self.log_id.clone();
-                e.seq = seq;
-                e.time = time.clone();
-                let bytes = e.encode();
+                let bytes = e.encode_at(&self.log_id, seq, &time);
                 let leaf = leaf_hash(&bytes);
                 chain = chain_hash(&chain, &leaf);
                 frontier.push(leaf);
@@ -365,14 +361,14 @@ impl Worker {
                     seq,
                     time_ms,
                     event: e.event().as_str().to_owned(),
-                    partner: e.partner,
-                    organisation: e.organisation,
-                    sender: e.sender,
-                    receiver: e.receiver,
-                    purpose: e.purpose,
-                    flow_id: e.flow_id,
-                    subject: e.subject,
-                    outcome: e.outcome,
+                    partner: e.partner.clone(),
+                    organisation: e.organisation.clone(),
+                    sender: e.sender.clone(),
+                    receiver: e.receiver.clone(),
+                    purpose: e.purpose.clone(),
+                    flow_id: e.flow_id.clone(),
+                    subject: e.subject.clone(),
+                    outcome: e.outcome.clone(),
                     bytes,
                     leaf_hash: leaf,
                     chain_hash: chain,
