@@ -206,6 +206,7 @@ fn profile(args: RunArgs) -> anyhow::Result<()> {
             return anyhow::Ok(());
         }
         let spec = Spec::post("/v1/messages", p1, &[201]);
+        let commits_before = commit_latencies(&gw)?;
         let sampling = Sampling::start(gw.pid(), window);
         let out = match std::env::var("KETENPOORT_BENCH_RATE")
             .ok()
@@ -224,6 +225,7 @@ fn profile(args: RunArgs) -> anyhow::Result<()> {
             out.errors,
             out.first_error
         );
+        println!("{}", commit_latencies(&gw)?.since(&commits_before));
         anyhow::Ok(())
     });
     if std::env::var_os("KETENPOORT_BENCH_KEEP").is_some() {
@@ -557,9 +559,17 @@ async fn scenarios(ctx: &mut Ctx<'_>, work: &Path, postgres: Option<&str>) -> an
         })
         .await?;
         let commits = commit_latencies(&gw)?.since(&commits_before);
-        ctx.report
-            .notes
-            .push(format!("{name} / {}: {commits}", gw.name));
+        if let Some(row) = ctx
+            .report
+            .rows
+            .iter_mut()
+            .rfind(|r| r.scenario == name && r.server == gw.name)
+        {
+            row.note = Some(match row.note.take() {
+                Some(n) => format!("{n}; {commits}"),
+                None => commits.to_string(),
+            });
+        }
         measure(ctx, &base, &name, |w| {
             load::open_loop(base.addr, &senders, echo_p1.clone(), rate, 64, w)
         })
