@@ -1442,7 +1442,9 @@ async fn a_log_of_version_1_then_version_2_entries_verifies_and_a_gap_at_a_page_
         drop(store);
 
         // Gaps: the last entry of a page, the first of the next, the last version-1 entry, the first version-2 one.
-        for seq in [8_191u64, 8_192, 16_384, first_v2 - 1, first_v2] {
+        let page = ketenpoort::audit::verify::PAGE as u64;
+        assert!(2 * page < size, "{size} entries do not span three pages");
+        for seq in [page - 1, page, 2 * page, first_v2 - 1, first_v2] {
             exec_at(
                 backend,
                 &url,
