@@ -130,14 +130,29 @@ async fn bad_policies_never_replace_good_ones() {
     assert_eq!(r.status, 201, "{}", r.text());
     let next = disclosure_of(&gw, r.json()["message_id"].as_str().unwrap()).await;
     assert_eq!(next.policy_hash.as_deref(), Some(&*hash_after));
-    let loaded: Vec<Option<String>> = gw
-        .log_entries()
-        .await
-        .into_iter()
-        .filter(|(_, e)| e.event() == EventKind::PolicyLoaded)
-        .map(|(_, e)| e.policy_hash)
+    let entries = gw.log_entries().await;
+    let loaded: Vec<Option<String>> = entries
+        .iter()
+        .filter(|(_, e)| e.event() == EventKind::PolicyLoaded && e.outcome == "ok")
+        .map(|(_, e)| e.policy_hash.clone())
         .collect();
     assert_eq!(loaded, [Some(hash_before.clone()), Some(hash_after)]);
+    // Both refused reloads are in the log too: with the hash of the set that stayed, and the error naming the file.
+    let refused: Vec<_> = entries
+        .iter()
+        .filter(|(_, e)| e.event() == EventKind::PolicyLoaded && e.outcome != "ok")
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for e in refused {
+        assert_eq!(e.outcome, "policy-invalid");
+        assert_eq!(e.policy_hash.as_deref(), Some(&*hash_before));
+        let detail = e.detail.as_deref().unwrap_or_default();
+        assert!(
+            detail.starts_with("reload refused: ") && detail.contains("zz-broken.toml"),
+            "{detail}"
+        );
+    }
     let (ok, out) = gw.audit_verify();
     assert!(ok, "{out}");
 }
