@@ -145,19 +145,13 @@ async fn fetch_page(
     Ok(json!({"messages": messages, "next_cursor": next_cursor}))
 }
 
-/// Decrypts a stored message and strips consent-only fields whose consent no longer holds.
 /// Why a consent that covered a field when the message was sent no longer covers it on `today`, or `None` while it
 /// still does. A record that is gone or unreadable counts as missing: the field is withheld either way.
 fn lapse_reason(consent: Option<&ConsentRecord>, today: time::Date) -> Option<&'static str> {
-    match consent {
-        None => Some("consent-missing"),
-        Some(c) if c.withdrawn => Some("consent-withdrawn"),
-        Some(c) if today > c.valid_until => Some("consent-expired"),
-        Some(c) if today < c.valid_from => Some("consent-not-yet-valid"),
-        Some(_) => None,
-    }
+    consent.map_or(Some("consent-missing"), |c| c.lapse_on(today))
 }
 
+/// Decrypts a stored message and strips consent-only fields whose consent no longer holds.
 async fn open_message(
     gw: &Gateway,
     row: &StoredMessage,

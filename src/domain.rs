@@ -209,11 +209,23 @@ pub struct ConsentRecord {
 impl ConsentRecord {
     /// True when this record is in force on `day` for `purpose` towards `receiver`.
     pub fn applies(&self, purpose: &str, receiver: &Partner, day: time::Date) -> bool {
-        !self.withdrawn
+        self.lapse_on(day).is_none()
             && self.purpose == purpose
             && (self.recipient == receiver.id || self.recipient == receiver.role.as_str())
-            && self.valid_from <= day
-            && day <= self.valid_until
+    }
+
+    /// Why this record is not in force on `day` (`consent-withdrawn`, `consent-expired`, `consent-not-yet-valid`),
+    /// or `None` while it is.
+    pub fn lapse_on(&self, day: time::Date) -> Option<&'static str> {
+        if self.withdrawn {
+            Some("consent-withdrawn")
+        } else if day > self.valid_until {
+            Some("consent-expired")
+        } else if day < self.valid_from {
+            Some("consent-not-yet-valid")
+        } else {
+            None
+        }
     }
 
     pub fn covers_category(&self, category: &str) -> bool {

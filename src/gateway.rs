@@ -152,10 +152,8 @@ impl Gateway {
                 // set's hash (the set that stays) and the error, which names the file (policies hold no pupil data).
                 let mut entry = self.gateway_entry(EventKind::PolicyLoaded);
                 entry.outcome = "policy-invalid".into();
-                entry.detail = Some(format!(
-                    "reload refused: {}",
-                    truncated(&e.to_string(), 500)
-                ));
+                let error: String = e.to_string().chars().take(500).collect();
+                entry.detail = Some(format!("reload refused: {error}"));
                 if let Err(log) = self.writer.append_one(entry).await {
                     tracing::error!(error = %log, "the refused policy reload could not be logged");
                 }
@@ -244,16 +242,4 @@ impl Gateway {
         }
         Ok(())
     }
-}
-
-/// `text` cut to at most `max` bytes at a character boundary, with an ellipsis when cut.
-fn truncated(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
