@@ -35,6 +35,17 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
 }
 
+/// Why a policy reload left the running set in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The files do not form a valid policy set (the error names the file).
+    #[error("{0}")]
+    Invalid(String),
+    /// The new set is valid but its `policy-loaded` entry could not be written.
+    #[error("the disclosure log cannot be written; the running policies stay")]
+    LogUnavailable,
+}
+
 pub struct Gateway {
     pub config: Config,
     pub partners: PartnerDirectory,
@@ -124,8 +135,9 @@ impl Gateway {
         self.revocations.read().expect("revocation lock").clone()
     }
 
-    /// Loads the policy directory again; the running set is replaced only when the new one is valid.
-    pub async fn reload_policies(&self) -> Result<String, String> {
+    /// Loads the policy directory again; the running set is replaced only when the new one is valid and its
+    /// `policy-loaded` entry is durable (a set no entry names would decide unexplainable disclosures).
+    pub async fn reload_policies(&self) -> Result<String, ReloadError> {
         match PolicySet::load_dir(&self.config.policies.dir) {
             Ok(set) => {
                 let hash = set.hash().to_owned();
@@ -134,10 +146,13 @@ impl Gateway {
                 entry.organisation = "gateway".into();
                 entry.policy_hash = Some(hash.clone());
                 entry.detail = Some("reload".into());
-                self.writer
-                    .append_one(entry)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                if let Err(e) = self.writer.append_one(entry).await {
+                    self.metrics
+                        .policy_reload_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, "policy reload not applied: the disclosure log cannot be written");
+                    return Err(ReloadError::LogUnavailable);
+                }
                 *self.policies.write().expect("policy lock") = Arc::new(set);
                 self.metrics.policy_reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(policy_hash = %hash, "policies reloaded");
@@ -157,7 +172,7 @@ impl Gateway {
                 if let Err(log) = self.writer.append_one(entry).await {
                     tracing::error!(error = %log, "the refused policy reload could not be logged");
                 }
-                Err(e.to_string())
+                Err(ReloadError::Invalid(e.to_string()))
             }
         }
     }

@@ -5,7 +5,7 @@
 //! Nothing here parses HTTP itself (hyper does) or trusts a header for who the caller is.
 
 use crate::config::Config;
-use crate::gateway::{Gateway, StartError};
+use crate::gateway::{Gateway, ReloadError, StartError};
 use crate::identity::{self, Caller, Peer};
 use crate::problem::Problem;
 use crate::tls::{self, TlsSettings};
@@ -519,7 +519,10 @@ async fn reload_policies(State(gw): State<Arc<Gateway>>) -> Response {
             StatusCode::OK,
             serde_json::json!({"reloaded": true, "policy_hash": hash}),
         ),
-        Err(e) => Problem::from_status(422, "policy-invalid", e).into_response(),
+        Err(ReloadError::Invalid(e)) => {
+            Problem::from_status(422, "policy-invalid", e).into_response()
+        }
+        Err(ReloadError::LogUnavailable) => Problem::audit_unavailable().into_response(),
     }
 }
 

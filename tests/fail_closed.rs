@@ -115,6 +115,15 @@ async fn write_until_refused(gw: &Gateway, ack: &mut Acknowledged) {
     panic!("the gateway kept acknowledging writes although its storage is failing");
 }
 
+/// A valid policy reload while the log cannot be written is answered 503 `audit-unavailable`, not applied and
+/// not logged (`assert_exactly_acknowledged` finds no reload entry). Only where the database refuses every write:
+/// a full disk can still take an entry this small.
+fn reload_is_refused_with_503(gw: &Gateway) {
+    let (status, body) = gw.ops_post("/policies/reload");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"audit-unavailable\""), "{body}");
+}
+
 /// Exactly what was acknowledged is there: the receiver's messages, the consents, the logged refusals.
 async fn assert_exactly_acknowledged(gw: &Gateway, ack: &Acknowledged) {
     assert!(ack.delivered > 0, "no P1 was delivered: {ack:?}");
@@ -135,6 +144,11 @@ async fn assert_exactly_acknowledged(gw: &Gateway, ack: &Acknowledged) {
     assert_eq!(count("message-disclosed"), ack.delivered, "{ack:?}");
     assert_eq!(count("message-refused"), 0, "{ack:?}");
     assert_eq!(count("consent-recorded"), ack.consents, "{ack:?}");
+    let reloads = entries
+        .iter()
+        .filter(|(e, l)| e.event == "policy-loaded" && l.detail.as_deref() == Some("reload"))
+        .count();
+    assert_eq!(reloads, 0, "a reload refused with 503 left an entry");
     let (ok, out) = gw.audit_verify();
     assert!(ok, "{out}");
     eprintln!("acknowledged and present: {ack:?}");
@@ -211,6 +225,7 @@ async fn postgres_unreachable_refuses_with_503_and_recovers_without_restart() {
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
     ));
     write_until_refused(&gw, &mut ack).await;
+    reload_is_refused_with_503(&gw);
     assert_eq!(gw.ops_get("/readyz").0, 503);
     psql(format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"));
     until_recovered(&gw, &mut ack).await;
