@@ -15,7 +15,9 @@ use ketenpoort::audit::writer::chain_hash;
 use ketenpoort::domain::{Partner, Role};
 use ketenpoort::envelope::{self, Limits};
 use ketenpoort::policy::{decide, DecisionRequest, PolicySet};
-use ketenpoort::store::{self, Batch, DynStore, LogState, Mutation, NewMessage, StoredEntry};
+use ketenpoort::store::{
+    self, Batch, DynStore, LogState, Mutation, NewMessage, StoredEntry, StoredSubtree,
+};
 
 // The gateway's allocator (src/main.rs), so allocation costs here are the ones the gateway pays.
 #[global_allocator]
@@ -106,13 +108,22 @@ fn next_batch(chain: &Chain, n: usize, sealed: &[u8]) -> (Batch, Chain) {
     let mut head = chain.chain_head;
     let mut entries = Vec::with_capacity(n);
     let mut mutations = Vec::with_capacity(n);
+    let mut subtrees = Vec::new();
     let time_ms = 1_773_532_800_000 + chain.size as i64;
     for seq in chain.size..chain.size + n as u64 {
         let mut bytes = filler(seq, ENTRY_BYTES);
         bytes[..8].copy_from_slice(&seq.to_be_bytes());
         let leaf = merkle::leaf_hash(&bytes);
         head = chain_hash(&head, &leaf);
-        frontier.push(leaf);
+        frontier.push_reporting(leaf, |t, hash| {
+            if t.is_stored() {
+                subtrees.push(StoredSubtree {
+                    level: t.level,
+                    index: t.index,
+                    hash: *hash,
+                });
+            }
+        });
         entries.push(StoredEntry {
             log_id: LOG_ID.into(),
             seq,
@@ -149,6 +160,7 @@ fn next_batch(chain: &Chain, n: usize, sealed: &[u8]) -> (Batch, Chain) {
     let size = chain.size + n as u64;
     let batch = Batch {
         entries,
+        subtrees,
         mutations,
         state: LogState {
             log_id: LOG_ID.into(),

@@ -818,9 +818,10 @@ async fn integrity(
         let secs = started.elapsed().as_secs_f64();
         let verdict = match &report.first_bad {
             None => format!(
-                "<span class=\"ok\">In orde</span>: {} regels doorgerekend, {} controlepunt(en) kloppen{} <span class=\"muted\">({secs:.2} s)</span>",
+                "<span class=\"ok\">In orde</span>: {} regels doorgerekend, {} controlepunt(en) en {} opgeslagen deelboom(en) kloppen{} <span class=\"muted\">({secs:.2} s)</span>",
                 report.entries,
                 report.checkpoints_checked,
+                report.subtrees_checked,
                 if mine {
                     ", handtekeningen gecontroleerd"
                 } else {

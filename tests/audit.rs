@@ -240,6 +240,154 @@ async fn inclusion_and_consistency_proofs_from_the_api_verify_against_signed_che
     }
 }
 
+/// Sends `n` refused messages (one log entry each) from several partners at once.
+async fn fill_log(gw: &Gateway, n: usize) {
+    let senders = [
+        "lyceum-zuid",
+        "obs-de-linde",
+        "cbs-het-anker",
+        "swv-vo-zuid",
+    ];
+    let clients: Vec<std::sync::Arc<Client>> = senders
+        .iter()
+        .map(|p| std::sync::Arc::new(gw.client(p)))
+        .collect();
+    let mut set = tokio::task::JoinSet::new();
+    for (i, client) in clients.iter().enumerate() {
+        let client = client.clone();
+        let count = n / clients.len() + usize::from(i < n % clients.len());
+        set.spawn(async move {
+            let mut body = example_json("P3");
+            for k in 0..count {
+                body["purpose"] = json!(format!("test-vulling-{i}-{k}"));
+                let r = client.post_json("/v1/messages", &body).await;
+                assert_eq!(r.status, 403, "{}", r.text());
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+}
+
+/// An inclusion proof from the API for `index` at `tree_size`, checked against `root`.
+async fn inclusion_verifies(client: &Client, index: u64, tree_size: u64, root: &Hash) -> bool {
+    let r = client
+        .get(&format!(
+            "/v1/audit/proof/inclusion/{index}?tree_size={tree_size}"
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let p = r.json();
+    let leaf = hash(p["leaf_hash"].as_str().unwrap());
+    merkle::verify_inclusion(&leaf, index, tree_size, &hashes(&p["proof"]), root).is_ok()
+}
+
+/// A log long enough for stored subtrees (256 leaves and up): the writer stores each one it completes, proofs built
+/// on them verify against the signed roots; a stored subtree altered in the database makes proofs through it fail
+/// and `audit verify` name it; with the subtrees gone (a log written before they were kept) proofs are hashed from
+/// the leaves and still verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_use_stored_subtrees_and_an_altered_subtree_is_caught() {
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        fill_log(&gw, 700).await;
+        let reader = gw.client("lyceum-zuid");
+        let (_, cp) = checkpoint_covering(&reader, 700).await;
+        let (size, root) = (cp.checkpoint.tree_size, cp.checkpoint.root);
+        let stored: u64 = rows(&gw, "SELECT CAST(COUNT(*) AS TEXT) FROM log_subtrees").await[0]
+            .parse()
+            .unwrap();
+        let log_size: u64 = rows(&gw, "SELECT CAST(MAX(seq) + 1 AS TEXT) FROM log_entries").await
+            [0]
+        .parse()
+        .unwrap();
+        assert_eq!(
+            stored,
+            (merkle::STORED_LEVEL..64)
+                .map(|l| log_size >> l)
+                .sum::<u64>(),
+            "{backend:?}: one stored subtree per perfect subtree of 256 leaves and up"
+        );
+        for index in [0, 1, 255, 256, 300, 511, 512, size - 1] {
+            assert!(
+                inclusion_verifies(&reader, index, size, &root).await,
+                "{backend:?}: index {index}"
+            );
+        }
+        let r = reader
+            .get(&format!("/v1/audit/proof/consistency?from=300&to={size}"))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let c = r.json();
+        assert_eq!(c["to_root"], hex::encode(root));
+        let old_root = hash(c["from_root"].as_str().unwrap());
+        merkle::verify_consistency(300, size, &old_root, &root, &hashes(&c["proof"]))
+            .expect("consistency proof over stored subtrees");
+        let at_300 = reader
+            .get("/v1/audit/proof/inclusion/7?tree_size=300")
+            .await;
+        assert_eq!(at_300.json()["root"], c["from_root"]);
+
+        // Altered: the subtree over leaves [0, 256) no longer matches them.
+        let mut gw = gw;
+        gw.stop();
+        let hex_hash = rows(
+            &gw,
+            &format!(
+                "SELECT {} FROM log_subtrees WHERE level = 8 AND idx = 0",
+                hex_sql(&gw, "hash")
+            ),
+        )
+        .await;
+        let mut altered = hex::decode(&hex_hash[0]).unwrap();
+        altered[5] ^= 0x10;
+        exec(
+            &gw,
+            &format!(
+                "UPDATE log_subtrees SET hash = {} WHERE level = 8 AND idx = 0",
+                blob_sql(&gw, &altered)
+            ),
+        )
+        .await;
+        assert_fails_at(
+            &gw,
+            255,
+            "stored Merkle subtree (level 8, index 0) does not match the entries",
+            "altered subtree",
+        );
+        let gw = gw.restart();
+        let reader = gw.client("lyceum-zuid");
+        assert!(
+            !inclusion_verifies(&reader, 300, size, &root).await,
+            "{backend:?}: a proof through the altered subtree must not verify"
+        );
+        assert!(
+            inclusion_verifies(&reader, 600, size, &root).await,
+            "{backend:?}: a proof that does not pass the altered subtree still verifies"
+        );
+
+        // Gone, as for a log written before subtrees were stored: proofs are hashed from the leaves.
+        let mut gw = gw;
+        gw.stop();
+        exec(&gw, "DELETE FROM log_subtrees").await;
+        let (ok, out) = gw.audit_verify();
+        assert!(ok, "{out}");
+        assert!(
+            out.contains("are not stored; proofs hash those leaves"),
+            "{out}"
+        );
+        let gw = gw.restart();
+        let reader = gw.client("lyceum-zuid");
+        for index in [0, 300, size - 1] {
+            assert!(
+                inclusion_verifies(&reader, index, size, &root).await,
+                "{backend:?}: index {index} without stored subtrees"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------- tampering with the database directly
 
 /// Runs SQL statements directly against a stopped gateway's database: sqlx on the SQLite file, psql on PostgreSQL.

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use ketenpoort::store::{
     self, Batch, DynStore, EntryFilter, IdempotencyRecord, LogState, Mutation, NewMessage,
-    StoreError, StoredCheckpoint, StoredConsent, StoredEntry,
+    StoreError, StoredCheckpoint, StoredConsent, StoredEntry, StoredSubtree, SubtreeSpan,
 };
 use std::sync::Arc;
 
@@ -96,6 +96,7 @@ impl Log {
                 chain_head: hash(&format!("chain-{}", self.id), size),
             },
             entries,
+            subtrees: vec![],
             mutations,
             checkpoint: None,
         }
@@ -220,6 +221,7 @@ async fn a_failing_batch_leaves_nothing_behind() {
             time_ms: 2_000,
             note: "note-4".into(),
         });
+        dup.subtrees = vec![subtree(8, 0)];
         assert!(
             is_conflict(log.commit(s, dup).await),
             "{backend:?}: a duplicate idempotency key is a conflict"
@@ -270,6 +272,8 @@ async fn a_failing_batch_leaves_nothing_behind() {
         assert!(s.message("m2").await.unwrap().is_none());
         assert_eq!(s.message("m0").await.unwrap().unwrap().fetch_count, 0);
         assert!(s.consent("c1").await.unwrap().is_none());
+        let level_8 = [span(8, 0..u64::MAX)];
+        assert!(s.subtrees("log-a", &level_8).await.unwrap().is_empty());
         let cps = s.checkpoints("log-a", 10).await.unwrap();
         assert_eq!(cps.iter().map(|c| c.tree_size).collect::<Vec<_>>(), vec![2]);
 
@@ -781,14 +785,82 @@ async fn entries_and_leaf_hashes_return_exact_ranges_of_one_log() {
             .unwrap()
             .iter()
             .all(|e| e.log_id == "log-a"));
-        let leaves = s.leaf_hashes("log-a", 7).await.unwrap();
+        let leaves = s.leaf_hashes("log-a", 0..7).await.unwrap();
         assert_eq!(
             leaves,
             (0..7).map(|i| hash("log-a", i)).collect::<Vec<_>>(),
             "{backend:?}"
         );
-        assert!(s.leaf_hashes("log-a", 0).await.unwrap().is_empty());
-        assert_eq!(s.leaf_hashes("log-b", 100).await.unwrap().len(), 5);
+        assert_eq!(
+            s.leaf_hashes("log-a", 4..9).await.unwrap(),
+            (4..9).map(|i| hash("log-a", i)).collect::<Vec<_>>(),
+            "{backend:?}"
+        );
+        assert!(s.leaf_hashes("log-a", 0..0).await.unwrap().is_empty());
+        assert!(s.leaf_hashes("log-a", 10..20).await.unwrap().is_empty());
+        assert_eq!(s.leaf_hashes("log-b", 0..100).await.unwrap().len(), 5);
+    }
+}
+
+fn subtree(level: u8, index: u64) -> StoredSubtree {
+    StoredSubtree {
+        level,
+        index,
+        hash: hash(&format!("subtree-{level}"), index),
+    }
+}
+
+fn span(level: u8, indices: std::ops::Range<u64>) -> SubtreeSpan {
+    SubtreeSpan { level, indices }
+}
+
+#[tokio::test]
+async fn subtrees_are_stored_with_their_batch_and_read_back_per_log_level_and_index() {
+    for backend in backends() {
+        let db = open(backend).await;
+        let s = &db.store;
+        let mut a = Log::new("log-a");
+        let mut b = Log::new("log-b");
+        let mut first = a.batch(3, 1, vec![]);
+        first.subtrees = vec![subtree(8, 0), subtree(8, 1), subtree(9, 0)];
+        a.commit(s, first).await.unwrap();
+        let mut second = a.batch(2, 2, vec![]);
+        second.subtrees = vec![subtree(8, 2), subtree(8, 3), subtree(9, 1), subtree(10, 0)];
+        a.commit(s, second).await.unwrap();
+        let mut other = b.batch(1, 3, vec![]);
+        other.subtrees = vec![subtree(8, 0)];
+        other.subtrees[0].hash = [9; 32];
+        b.commit(s, other).await.unwrap();
+
+        let names =
+            |v: Vec<StoredSubtree>| v.iter().map(|t| (t.level, t.index)).collect::<Vec<_>>();
+        let every = [span(8, 0..u64::MAX), span(9, 0..u64::MAX), span(10, 0..1)];
+        let all = s.subtrees("log-a", &every).await.unwrap();
+        assert_eq!(
+            names(all.clone()),
+            vec![(8, 0), (8, 1), (8, 2), (8, 3), (9, 0), (9, 1), (10, 0)],
+            "{backend:?}"
+        );
+        assert_eq!(all[2], subtree(8, 2), "{backend:?}: hash round trip");
+        let some = [span(9, 1..2), span(8, 1..3), span(11, 0..9)];
+        assert_eq!(
+            names(s.subtrees("log-a", &some).await.unwrap()),
+            vec![(8, 1), (8, 2), (9, 1)],
+            "{backend:?}"
+        );
+        assert!(s.subtrees("log-a", &[]).await.unwrap().is_empty());
+        let first_8 = [span(8, 0..1)];
+        let theirs = s.subtrees("log-b", &first_8).await.unwrap();
+        assert_eq!(theirs.len(), 1);
+        assert_eq!(
+            theirs[0].hash, [9; 32],
+            "{backend:?}: one log's subtrees are its own"
+        );
+        // A subtree stored twice (a writer that lost track of its log) fails the whole batch.
+        let mut again = a.batch(1, 4, vec![]);
+        again.subtrees = vec![subtree(8, 3)];
+        assert!(is_conflict(a.commit(s, again).await), "{backend:?}");
+        assert_eq!(s.entries("log-a", 0, 100).await.unwrap().len(), 5);
     }
 }
 

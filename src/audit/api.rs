@@ -18,7 +18,7 @@ use crate::domain::{Role, SubjectId, SubjectKind};
 use crate::gateway::Gateway;
 use crate::identity::Caller;
 use crate::problem::Problem;
-use crate::store::{EntryFilter, StoredEntry};
+use crate::store::{EntryFilter, StoredEntry, SubtreeSpan};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -28,7 +28,7 @@ use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Most entries one disclosure page returns.
@@ -140,24 +140,60 @@ async fn proof_log(gw: &Gateway, log_id: Option<String>) -> Result<(String, u64,
     Ok((log_id, state.size, checkpointed))
 }
 
-/// One proof at a time: a proof reads every leaf hash up to its tree size (O(n)), and any partner may ask for one, so
-/// they must never take more than one core from message processing.
+/// One proof at a time: with stored subtrees a proof reads O(log n) rows, but a log written before they were kept
+/// has its older leaf hashes read in full (O(n)), and any partner may ask for one, so proofs must never take more
+/// than one core from message processing.
 static PROOFS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
-async fn leaves(gw: &Gateway, log_id: &str, size: u64) -> Result<Vec<Hash>, Problem> {
-    let leaves = gw
+/// The hashes of RFC 9162 tree nodes of one log (proof elements, roots, a leaf), in the order asked: stored
+/// subtrees where the store has them, the rest hashed from the leaf hashes below them (`merkle::ProofPlan`).
+async fn node_hashes(
+    gw: &Gateway,
+    log_id: &str,
+    ranges: &[std::ops::Range<u64>],
+) -> Result<Vec<Hash>, Problem> {
+    let plan = merkle::ProofPlan::new(ranges).ok_or_else(Problem::internal)?;
+    let spans: Vec<SubtreeSpan> = plan
+        .stored()
+        .into_iter()
+        .map(|t| SubtreeSpan {
+            level: t.level,
+            indices: t.index..t.index + 1,
+        })
+        .collect();
+    let found: HashMap<merkle::Subtree, Hash> = gw
         .store
-        .leaf_hashes(log_id, size)
+        .subtrees(log_id, &spans)
         .await
-        .map_err(|_| unreadable())?;
-    if leaves.len() as u64 != size {
-        return Err(Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "log-inconsistent",
-            "the stored log has fewer entries than its state records; run `ketenpoort audit verify`",
-        ));
+        .map_err(|_| unreadable())?
+        .into_iter()
+        .map(|t| {
+            let at = merkle::Subtree {
+                level: t.level,
+                index: t.index,
+            };
+            (at, t.hash)
+        })
+        .collect();
+    let mut leaves = merkle::LeafRuns::new();
+    for seqs in plan.leaf_reads(&found) {
+        let hashes = gw
+            .store
+            .leaf_hashes(log_id, seqs.clone())
+            .await
+            .map_err(|_| unreadable())?;
+        leaves.insert(seqs.start, hashes);
     }
-    Ok(leaves)
+    tokio::task::spawn_blocking(move || plan.hashes(&found, &leaves))
+        .await
+        .map_err(|_| Problem::internal())?
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "log-inconsistent",
+                "the stored log has fewer entries than its state records; run `ketenpoort audit verify`",
+            )
+        })
 }
 
 fn hex_all(hashes: &[Hash]) -> Vec<String> {
@@ -193,15 +229,13 @@ async fn get_inclusion(
             "index {index} is not below tree_size {tree_size}"
         )));
     }
+    let mut ranges = merkle::inclusion_proof_ranges(index, tree_size)
+        .ok_or_else(|| invalid_proof("no proof exists for this index and size"))?;
+    ranges.extend([0..tree_size, index..index + 1]);
     let _one_at_a_time = PROOFS.acquire().await.map_err(|_| Problem::internal())?;
-    let leaves = leaves(&gw, &log_id, tree_size).await?;
-    let (proof, root, leaf) = tokio::task::spawn_blocking(move || {
-        let proof = merkle::inclusion_proof(&leaves, index);
-        (proof, merkle::root_of(&leaves), leaves[index as usize])
-    })
-    .await
-    .map_err(|_| Problem::internal())?;
-    let proof = proof.ok_or_else(|| invalid_proof("no proof exists for this index and size"))?;
+    let mut proof = node_hashes(&gw, &log_id, &ranges).await?;
+    let leaf = proof.pop().ok_or_else(Problem::internal)?;
+    let root = proof.pop().ok_or_else(Problem::internal)?;
     Ok(Json(json!({
         "log_id": log_id,
         "index": index,
@@ -245,18 +279,13 @@ async fn get_consistency(
             "from must be at least 1 and not larger than to",
         ));
     }
+    let mut ranges = merkle::consistency_proof_ranges(from, to)
+        .ok_or_else(|| invalid_proof("no proof exists for these sizes"))?;
+    ranges.extend([0..from, 0..to]);
     let _one_at_a_time = PROOFS.acquire().await.map_err(|_| Problem::internal())?;
-    let leaves = leaves(&gw, &log_id, to).await?;
-    let (proof, from_root, to_root) = tokio::task::spawn_blocking(move || {
-        (
-            merkle::consistency_proof(&leaves, from),
-            merkle::root_of(&leaves[..from as usize]),
-            merkle::root_of(&leaves),
-        )
-    })
-    .await
-    .map_err(|_| Problem::internal())?;
-    let proof = proof.ok_or_else(|| invalid_proof("no proof exists for these sizes"))?;
+    let mut proof = node_hashes(&gw, &log_id, &ranges).await?;
+    let to_root = proof.pop().ok_or_else(Problem::internal)?;
+    let from_root = proof.pop().ok_or_else(Problem::internal)?;
     Ok(Json(json!({
         "log_id": log_id,
         "from": from,

@@ -13,6 +13,7 @@
 //! streaming compact range for start-up or for `audit verify`. The RFC algorithms are short.
 
 use ring::digest::{digest, Context, SHA256};
+use std::collections::HashMap;
 use std::ops::Range;
 
 pub type Hash = [u8; 32];
@@ -133,8 +134,16 @@ impl Frontier {
 
     /// Appends one leaf hash: amortised one node hash, no allocation.
     pub fn push(&mut self, leaf: Hash) {
+        self.push_reporting(leaf, |_, _| {});
+    }
+
+    /// `push`, handing every perfect subtree this leaf completes (level 1 and up, smallest first) to
+    /// `completed`: what the writer persists at `STORED_LEVEL` and above, and what `audit verify` checks.
+    #[inline]
+    pub fn push_reporting(&mut self, leaf: Hash, mut completed: impl FnMut(Subtree, &Hash)) {
         let mut carry = leaf;
         let mut s = self.size;
+        let mut level = 0u8;
         while s & 1 == 1 {
             let left = self
                 .nodes
@@ -142,6 +151,8 @@ impl Frontier {
                 .expect("frontier holds one node per set bit of its size");
             carry = node_hash(&left, &carry);
             s >>= 1;
+            level += 1;
+            completed(Subtree { level, index: s }, &carry);
         }
         self.nodes.push(carry);
         self.size += 1;
@@ -182,6 +193,152 @@ impl Frontier {
             nodes.push(chunk.try_into().ok()?);
         }
         Some(Frontier { size, nodes })
+    }
+}
+
+/// The lowest level of perfect subtrees the store keeps (256 leaves): the writer persists every one it
+/// completes at this level and above (one row per 128 entries, amortised), so a proof or a root reads
+/// O(log n) stored nodes and at most a few hundred leaf hashes instead of every leaf.
+pub const STORED_LEVEL: u8 = 8;
+
+/// The perfect subtree over leaves `[index << level, (index + 1) << level)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subtree {
+    pub level: u8,
+    pub index: u64,
+}
+
+impl Subtree {
+    pub fn leaves(&self) -> Range<u64> {
+        let start = self.index << self.level;
+        start..start + (1u64 << self.level)
+    }
+
+    pub fn is_stored(&self) -> bool {
+        self.level >= STORED_LEVEL
+    }
+}
+
+/// The perfect subtrees whose hashes make up the RFC 9162 node over `range`, left to right: one per set bit
+/// of its width, largest first (the RFC splits a node at the largest power of two below its width, so the
+/// left part is always perfect). `None` for a range that is no node of any RFC tree (empty, or its start not
+/// aligned to its largest part).
+pub fn subtrees_of(range: Range<u64>) -> Option<Vec<Subtree>> {
+    let width = range.end.checked_sub(range.start).filter(|w| *w > 0)?;
+    let top = 63 - width.leading_zeros();
+    if range.start & ((1u64 << top) - 1) != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(width.count_ones() as usize);
+    let mut start = range.start;
+    for level in (0..=top).rev() {
+        if width & (1 << level) != 0 {
+            out.push(Subtree {
+                level: level as u8,
+                index: start >> level,
+            });
+            start += 1 << level;
+        }
+    }
+    Some(out)
+}
+
+/// What the hashes of some RFC tree nodes (proof elements, roots, a leaf) need from the store, and how they
+/// are put together: stored subtrees (`STORED_LEVEL` and up) where the store has them, leaf hashes for the
+/// smaller ones and for any stored subtree it lacks (a log written before subtrees were kept). Pure: the
+/// caller reads, the plan hashes.
+#[derive(Debug, Clone)]
+pub struct ProofPlan {
+    nodes: Vec<Vec<Subtree>>,
+}
+
+/// Leaf hashes read for a plan: contiguous runs, each `(first index, hashes)`.
+#[derive(Debug, Clone, Default)]
+pub struct LeafRuns {
+    runs: Vec<(u64, Vec<Hash>)>,
+}
+
+impl LeafRuns {
+    pub fn new() -> LeafRuns {
+        LeafRuns::default()
+    }
+
+    pub fn insert(&mut self, start: u64, hashes: Vec<Hash>) {
+        let at = self.runs.partition_point(|(s, _)| *s < start);
+        self.runs.insert(at, (start, hashes));
+    }
+
+    pub fn total(&self) -> usize {
+        self.runs.iter().map(|(_, h)| h.len()).sum()
+    }
+
+    fn get(&self, range: Range<u64>) -> Option<&[Hash]> {
+        let at = self.runs.partition_point(|(s, _)| *s <= range.start);
+        let (start, hashes) = self.runs.get(at.checked_sub(1)?)?;
+        let from = usize::try_from(range.start - start).ok()?;
+        let to = usize::try_from(range.end - start).ok()?;
+        hashes.get(from..to)
+    }
+}
+
+impl ProofPlan {
+    /// `None` if a range is no RFC tree node.
+    pub fn new(ranges: &[Range<u64>]) -> Option<ProofPlan> {
+        let nodes = ranges
+            .iter()
+            .map(|r| subtrees_of(r.clone()))
+            .collect::<Option<Vec<_>>>()?;
+        Some(ProofPlan { nodes })
+    }
+
+    /// The stored subtrees to look up, each once, in order.
+    pub fn stored(&self) -> Vec<Subtree> {
+        let mut out: Vec<Subtree> = self
+            .nodes
+            .iter()
+            .flatten()
+            .filter(|t| t.is_stored())
+            .copied()
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The leaf ranges to read, merged where they touch, given the stored subtrees that were `found`.
+    pub fn leaf_reads(&self, found: &HashMap<Subtree, Hash>) -> Vec<Range<u64>> {
+        let mut wanted: Vec<Range<u64>> = self
+            .nodes
+            .iter()
+            .flatten()
+            .filter(|t| !found.contains_key(t))
+            .map(Subtree::leaves)
+            .collect();
+        wanted.sort_unstable_by_key(|r| (r.start, r.end));
+        let mut merged: Vec<Range<u64>> = Vec::with_capacity(wanted.len());
+        for r in wanted {
+            match merged.last_mut() {
+                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+                _ => merged.push(r),
+            }
+        }
+        merged
+    }
+
+    /// The hash of every planned range, in the order given to `new`; `None` if `leaves` lacks a leaf that
+    /// `leaf_reads` asked for (the store returned fewer rows than its state records).
+    pub fn hashes(&self, found: &HashMap<Subtree, Hash>, leaves: &LeafRuns) -> Option<Vec<Hash>> {
+        self.nodes
+            .iter()
+            .map(|parts| {
+                let mut hashes = parts.iter().rev().map(|t| match found.get(t) {
+                    Some(h) => Some(*h),
+                    None => leaves.get(t.leaves()).map(subtree_root),
+                });
+                let last = hashes.next()??;
+                hashes.try_fold(last, |acc, left| Some(node_hash(&left?, &acc)))
+            })
+            .collect()
     }
 }
 
@@ -885,6 +1042,198 @@ mod tests {
         max.extend_from_slice(&u64::MAX.to_be_bytes());
         max.extend_from_slice(&[7; 32 * 64]);
         assert_eq!(Frontier::from_bytes(&max).map(|f| f.size()), Some(u64::MAX));
+    }
+
+    /// Every perfect subtree the leaves complete, as the writer persists them: level and hash.
+    fn stored_subtrees(l: &[Hash]) -> HashMap<Subtree, Hash> {
+        let mut f = Frontier::new();
+        let mut out = HashMap::new();
+        for leaf in l {
+            f.push_reporting(*leaf, |t, h| {
+                if t.is_stored() {
+                    out.insert(t, *h);
+                }
+            });
+        }
+        out
+    }
+
+    /// Runs a plan the way the API does: look up stored subtrees in `store`, read the leaves it then asks for.
+    fn run_plan(
+        ranges: &[Range<u64>],
+        l: &[Hash],
+        store: &HashMap<Subtree, Hash>,
+    ) -> (Vec<Hash>, usize) {
+        let plan = ProofPlan::new(ranges).expect("RFC tree nodes");
+        let found: HashMap<Subtree, Hash> = plan
+            .stored()
+            .into_iter()
+            .filter_map(|t| store.get(&t).map(|h| (t, *h)))
+            .collect();
+        let mut leaves = LeafRuns::new();
+        for r in plan.leaf_reads(&found) {
+            leaves.insert(r.start, l[r.start as usize..r.end as usize].to_vec());
+        }
+        let read = leaves.total();
+        (plan.hashes(&found, &leaves).expect("leaves read"), read)
+    }
+
+    #[test]
+    fn push_reporting_names_every_perfect_subtree_once_with_its_hash() {
+        let l = leaves(1_100);
+        let mut f = Frontier::new();
+        let mut seen = Vec::new();
+        for leaf in &l {
+            f.push_reporting(*leaf, |t, h| seen.push((t, *h)));
+        }
+        let mut expected = Vec::new();
+        for level in 1..=10u8 {
+            for index in 0..(1_100u64 >> level) {
+                expected.push(Subtree { level, index });
+            }
+        }
+        assert_eq!(seen.len(), expected.len());
+        for (t, h) in &seen {
+            let r = t.leaves();
+            assert_eq!(*h, root_of(&l[r.start as usize..r.end as usize]), "{t:?}");
+        }
+        let mut names: Vec<Subtree> = seen.iter().map(|(t, _)| *t).collect();
+        names.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        assert_eq!(f.root(), root_of(&l));
+    }
+
+    #[test]
+    fn subtrees_of_takes_only_rfc_tree_nodes() {
+        assert_eq!(subtrees_of(0..0), None);
+        #[allow(clippy::reversed_empty_ranges)]
+        let backwards = 5..4;
+        assert_eq!(subtrees_of(backwards), None);
+        assert_eq!(
+            subtrees_of(2..6),
+            None,
+            "4 wide must start at a multiple of 4"
+        );
+        assert_eq!(
+            subtrees_of(8..15),
+            Some(vec![
+                Subtree { level: 2, index: 2 },
+                Subtree { level: 1, index: 6 },
+                Subtree {
+                    level: 0,
+                    index: 14
+                },
+            ])
+        );
+        assert_eq!(
+            subtrees_of(3..4),
+            Some(vec![Subtree { level: 0, index: 3 }])
+        );
+        let t = Subtree { level: 8, index: 3 };
+        assert_eq!(t.leaves(), 768..1024);
+        assert!(t.is_stored() && !Subtree { level: 7, index: 0 }.is_stored());
+    }
+
+    #[test]
+    fn planned_proofs_equal_proofs_over_all_leaves_with_and_without_stored_subtrees() {
+        let l = leaves(1_300);
+        let store = stored_subtrees(&l);
+        let none = HashMap::new();
+        for n in (1..=1_300u64)
+            .step_by(7)
+            .chain([255, 256, 257, 511, 512, 1_024, 1_025])
+        {
+            let all = &l[..n as usize];
+            for i in [0, n / 3, n / 2, n - 1] {
+                let mut ranges = inclusion_proof_ranges(i, n).unwrap();
+                ranges.extend([0..n, i..i + 1]);
+                let mut expected = inclusion_proof(all, i).unwrap();
+                expected.extend([root_of(all), l[i as usize]]);
+                assert_eq!(run_plan(&ranges, all, &store).0, expected, "n {n} i {i}");
+                assert_eq!(
+                    run_plan(&ranges, all, &none).0,
+                    expected,
+                    "n {n} i {i}, no subtrees"
+                );
+            }
+            for m in [1, n / 2, n - 1, n].into_iter().filter(|m| *m >= 1) {
+                let mut ranges = consistency_proof_ranges(m, n).unwrap();
+                ranges.extend([0..m, 0..n]);
+                let mut expected = consistency_proof(all, m).unwrap();
+                expected.extend([root_of(&all[..m as usize]), root_of(all)]);
+                assert_eq!(run_plan(&ranges, all, &store).0, expected, "n {n} m {m}");
+                assert_eq!(
+                    run_plan(&ranges, all, &none).0,
+                    expected,
+                    "n {n} m {m}, no subtrees"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn with_stored_subtrees_a_proof_reads_a_few_hundred_leaves_whatever_the_size() {
+        let n = 100_003u64;
+        let l: Vec<Hash> = (0..n).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let store = stored_subtrees(&l);
+        assert_eq!(store.len() as u64, (8..=16).map(|lv| n >> lv).sum::<u64>());
+        let root = root_of(&l);
+        for i in [0, 1, 255, 256, 77_777, 99_999, 99_840, n - 1] {
+            let mut ranges = inclusion_proof_ranges(i, n).unwrap();
+            ranges.push(0..n);
+            let (hashes, read) = run_plan(&ranges, &l, &store);
+            assert!(read <= 2 * 256, "index {i}: {read} leaf hashes read");
+            let (proof, got_root) = hashes.split_at(hashes.len() - 1);
+            assert_eq!(got_root[0], root);
+            verify_inclusion(&l[i as usize], i, n, proof, &root).unwrap();
+        }
+        for m in [1, 2, 300, 65_536, 65_537, 99_999, n] {
+            let mut ranges = consistency_proof_ranges(m, n).unwrap();
+            ranges.extend([0..m, 0..n]);
+            let (hashes, read) = run_plan(&ranges, &l, &store);
+            assert!(read <= 3 * 256, "old size {m}: {read} leaf hashes read");
+            let (proof, roots) = hashes.split_at(hashes.len() - 2);
+            verify_consistency(m, n, &roots[0], &roots[1], proof).unwrap();
+            assert_eq!(roots[1], root);
+        }
+        // Without stored subtrees the same proof needs (nearly) every leaf.
+        let ranges = inclusion_proof_ranges(5, n).unwrap();
+        assert!(run_plan(&ranges, &l, &HashMap::new()).1 as u64 >= n - 1);
+    }
+
+    #[test]
+    fn an_altered_stored_subtree_gives_a_proof_that_fails_against_the_true_root() {
+        let l = leaves(1_000);
+        let mut store = stored_subtrees(&l);
+        let root = root_of(&l);
+        let victim = Subtree { level: 8, index: 2 };
+        let h = store.get_mut(&victim).unwrap();
+        *h = flip(h, 0);
+        let ranges = inclusion_proof_ranges(3, 1_000).unwrap();
+        let (proof, _) = run_plan(&ranges, &l, &store);
+        assert_eq!(
+            verify_inclusion(&l[3], 3, 1_000, &proof, &root),
+            Err(ProofError::RootMismatch)
+        );
+    }
+
+    #[test]
+    fn a_plan_refuses_missing_leaves_and_non_nodes() {
+        assert!(ProofPlan::new(std::slice::from_ref(&(1..3))).is_none());
+        let plan = ProofPlan::new(std::slice::from_ref(&(0..300))).unwrap();
+        let found = HashMap::new();
+        let reads = plan.leaf_reads(&found);
+        assert_eq!(reads, vec![0..300]);
+        let mut short = LeafRuns::new();
+        short.insert(0, leaves(299));
+        assert_eq!(plan.hashes(&found, &short), None);
+        let mut full = LeafRuns::new();
+        full.insert(0, leaves(300));
+        assert_eq!(
+            plan.hashes(&found, &full),
+            Some(vec![root_of(&leaves(300))])
+        );
     }
 
     /// Exercises the hot loops on a larger tree; timing is measured elsewhere, never asserted.

@@ -5,9 +5,10 @@
 
 use super::checkpoint::{verify_checkpoint, SignedCheckpoint};
 use super::entry::{LogEntry, ENTRY_VERSIONS};
-use super::merkle::{leaf_hash, Frontier, Hash};
+use super::merkle::{leaf_hash, Frontier, Hash, Subtree, STORED_LEVEL};
 use super::writer::chain_hash;
-use crate::store::{DynStore, LogRowRef, RowVisitor, StoreError};
+use crate::store::{DynStore, LogRowRef, RowVisitor, StoreError, SubtreeSpan};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -24,6 +25,11 @@ pub struct LogReport {
     pub log_id: String,
     pub entries: u64,
     pub checkpoints_checked: u64,
+    /// Stored Merkle subtrees compared with the recomputed tree.
+    pub subtrees_checked: u64,
+    /// Perfect subtrees the writer would store that are not stored (a log written before they were kept): proofs
+    /// hash their leaves instead. Not an integrity failure.
+    pub subtrees_missing: u64,
     /// The first problem found: (sequence number, what is wrong).
     pub first_bad: Option<(u64, String)>,
 }
@@ -49,11 +55,20 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for l in &self.logs {
             match &l.first_bad {
-                None => writeln!(
-                    f,
-                    "log {}: ok, {} entries, {} checkpoint(s) verified",
-                    l.log_id, l.entries, l.checkpoints_checked
-                )?,
+                None => {
+                    writeln!(
+                        f,
+                        "log {}: ok, {} entries, {} checkpoint(s) verified, {} stored subtree(s) checked",
+                        l.log_id, l.entries, l.checkpoints_checked, l.subtrees_checked
+                    )?;
+                    if l.subtrees_missing > 0 {
+                        writeln!(
+                            f,
+                            "log {}: {} subtree(s) of entries written before subtrees were stored are not stored; proofs hash those leaves",
+                            l.log_id, l.subtrees_missing
+                        )?;
+                    }
+                }
                 Some((seq, why)) => writeln!(
                     f,
                     "log {}: FAILED at entry {}: {} ({} entries read)",
@@ -113,6 +128,8 @@ pub async fn verify_log(
         log_id: log_id.to_owned(),
         entries: 0,
         checkpoints_checked: 0,
+        subtrees_checked: 0,
+        subtrees_missing: 0,
         first_bad: None,
     };
     // Checkpoints, oldest first: each must match the root recomputed at its size.
@@ -146,6 +163,7 @@ pub async fn verify_log(
         next_cp: 0,
         checkpoints_checked: 0,
         prefix: PositionPrefix::new(log_id),
+        subtrees: Vec::new(),
     };
     let mut bad = walk.read(store, None).await?;
     // Read after the entries: on a live log it may already cover entries appended since.
@@ -179,9 +197,59 @@ pub async fn verify_log(
                 walk.seq,
                 "stored log state does not match the entries".into(),
             ));
+            return Ok(report);
         }
     }
+    check_subtrees(store, log_id, &walk.subtrees, &mut report).await?;
     Ok(report)
+}
+
+/// Compares the stored subtrees of the verified part of the log with the recomputed ones. A stored subtree that
+/// differs would make proofs fail against the signed roots; one the writer would have stored but that is absent is
+/// only counted (written before subtrees were kept). Stored subtrees beyond the verified size are not judged: on a
+/// live log they may belong to entries appended since.
+async fn check_subtrees(
+    store: &DynStore,
+    log_id: &str,
+    computed: &[(Subtree, Hash)],
+    report: &mut LogReport,
+) -> Result<(), StoreError> {
+    let levels: Vec<SubtreeSpan> = (STORED_LEVEL..64)
+        .take_while(|level| report.entries >> level > 0)
+        .map(|level| SubtreeSpan {
+            level,
+            indices: 0..report.entries >> level,
+        })
+        .collect();
+    let stored: HashMap<Subtree, Hash> = store
+        .subtrees(log_id, &levels)
+        .await?
+        .into_iter()
+        .map(|t| {
+            let at = Subtree {
+                level: t.level,
+                index: t.index,
+            };
+            (at, t.hash)
+        })
+        .collect();
+    for (t, hash) in computed {
+        match stored.get(t) {
+            Some(h) if h == hash => report.subtrees_checked += 1,
+            Some(_) => {
+                report.first_bad = Some((
+                    t.leaves().end - 1,
+                    format!(
+                        "stored Merkle subtree (level {}, index {}) does not match the entries (altered; proofs through it fail)",
+                        t.level, t.index
+                    ),
+                ));
+                return Ok(());
+            }
+            None => report.subtrees_missing += 1,
+        }
+    }
+    Ok(())
 }
 
 /// The running recomputation of one log: tree, hash chain and the next checkpoint to meet.
@@ -195,6 +263,8 @@ struct Walk<'a> {
     next_cp: usize,
     checkpoints_checked: u64,
     prefix: PositionPrefix,
+    /// The perfect subtrees at `STORED_LEVEL` and up, as recomputed (one per 128 entries, amortised).
+    subtrees: Vec<(Subtree, Hash)>,
 }
 
 /// One stored row after the parallel part of the checks: its leaf hash recomputed and its position read.
@@ -379,7 +449,12 @@ impl Walk<'_> {
         if self.chain != e.stored_chain {
             return bad("hash chain broken (an earlier entry was removed or altered)".into());
         }
-        self.frontier.push(leaf);
+        let subtrees = &mut self.subtrees;
+        self.frontier.push_reporting(leaf, |t, h| {
+            if t.is_stored() {
+                subtrees.push((t, *h));
+            }
+        });
         self.seq += 1;
         while self.next_cp < self.checkpoints.len()
             && self.checkpoints[self.next_cp].checkpoint.tree_size == self.seq

@@ -12,7 +12,7 @@ use super::checkpoint::{Checkpoint, SigningKey};
 use super::entry::LogEntry;
 use super::merkle::{leaf_hash, Frontier, Hash};
 use crate::store::{
-    Batch, DynStore, LogState, Mutation, StoreError, StoredCheckpoint, StoredEntry,
+    Batch, DynStore, LogState, Mutation, StoreError, StoredCheckpoint, StoredEntry, StoredSubtree,
 };
 use ring::digest;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -347,6 +347,7 @@ impl Worker {
         let mut chain = self.state.chain_head;
         let mut seq = self.state.size;
         let mut stored = Vec::new();
+        let mut subtrees = Vec::new();
         let mut receipts_per_job = Vec::with_capacity(jobs.len());
         let mut mutations = Vec::new();
         for job in jobs {
@@ -355,7 +356,15 @@ impl Worker {
                 let bytes = e.encode_at(&self.log_id, seq, &time);
                 let leaf = leaf_hash(&bytes);
                 chain = chain_hash(&chain, &leaf);
-                frontier.push(leaf);
+                frontier.push_reporting(leaf, |t, hash| {
+                    if t.is_stored() {
+                        subtrees.push(StoredSubtree {
+                            level: t.level,
+                            index: t.index,
+                            hash: *hash,
+                        });
+                    }
+                });
                 stored.push(StoredEntry {
                     log_id: self.log_id.clone(),
                     seq,
@@ -421,6 +430,7 @@ impl Worker {
         };
         let batch = Batch {
             entries: stored,
+            subtrees,
             mutations,
             state: LogState {
                 log_id: self.log_id.clone(),

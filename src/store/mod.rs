@@ -93,6 +93,22 @@ pub struct LogState {
     pub chain_head: Hash,
 }
 
+/// The hash of one perfect subtree of a log's Merkle tree: leaves `[index << level, (index + 1) << level)`.
+/// The writer stores those it completes at `audit::merkle::STORED_LEVEL` and up, so proofs need not read every leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredSubtree {
+    pub level: u8,
+    pub index: u64,
+    pub hash: Hash,
+}
+
+/// Stored subtrees of one level with index in `indices`: one term of `Store::subtrees`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubtreeSpan {
+    pub level: u8,
+    pub indices: std::ops::Range<u64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub id: String,
@@ -179,6 +195,8 @@ pub enum Mutation {
 #[derive(Debug, Clone)]
 pub struct Batch {
     pub entries: Vec<StoredEntry>,
+    /// The perfect subtrees these entries complete (levels the writer keeps), for the same log.
+    pub subtrees: Vec<StoredSubtree>,
     pub mutations: Vec<Mutation>,
     /// The log state after the batch; committed only if the stored size is still `state.size - entries.len()`
     /// (else `Conflict`: another writer appended to this log).
@@ -244,8 +262,18 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         visit: RowVisitor,
     ) -> StoreFuture<'a, usize>;
-    /// Leaf hashes of one log for `seq` in `[0, size)`.
-    fn leaf_hashes<'a>(&'a self, log_id: &'a str, size: u64) -> StoreFuture<'a, Vec<Hash>>;
+    /// Leaf hashes of one log for `seq` in `seqs`, in order.
+    fn leaf_hashes<'a>(
+        &'a self,
+        log_id: &'a str,
+        seqs: std::ops::Range<u64>,
+    ) -> StoreFuture<'a, Vec<Hash>>;
+    /// The stored subtrees of one log within any of `spans`, ordered by level and index.
+    fn subtrees<'a>(
+        &'a self,
+        log_id: &'a str,
+        spans: &'a [SubtreeSpan],
+    ) -> StoreFuture<'a, Vec<StoredSubtree>>;
     fn checkpoints<'a>(
         &'a self,
         log_id: &'a str,

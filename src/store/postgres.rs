@@ -35,6 +35,11 @@ fn migrator() -> Migrator {
             "pupil pseudonym on mailbox rows",
             include_str!("../../migrations/postgres/0002_message_subject.sql"),
         ),
+        (
+            3,
+            "stored Merkle subtrees",
+            include_str!("../../migrations/postgres/0003_log_subtrees.sql"),
+        ),
     ])
 }
 
@@ -73,9 +78,9 @@ impl PgStore {
     async fn scan_leaf_hashes(
         &self,
         log_id: &str,
-        size: u64,
+        seqs: std::ops::Range<u64>,
     ) -> Result<Vec<super::Hash>, StoreError> {
-        sqlx_leaf_hashes(&self.pool, log_id, size).await
+        sqlx_leaf_hashes(&self.pool, log_id, seqs).await
     }
 
     async fn write_batch(&self, batch: std::sync::Arc<super::Batch>) -> Result<(), StoreError> {

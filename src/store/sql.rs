@@ -119,13 +119,12 @@ async fn sqlx_consents_for_subject(
 async fn sqlx_leaf_hashes(
     pool: &sqlx::Pool<$db>,
     log_id: &str,
-    size: u64,
+    seqs: std::ops::Range<u64>,
 ) -> Result<Vec<Hash>, StoreError> {
-    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT leaf_hash FROM log_entries WHERE log_id = $1 AND seq < $2 ORDER BY seq",
-    )
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar(LEAF_HASHES_SQL)
     .bind(log_id)
-    .bind(size as i64)
+    .bind(seqs.start as i64)
+    .bind(seqs.end as i64)
     .fetch_all(pool)
     .await?;
     rows.iter().map(|h| to_hash(h)).collect()
@@ -165,6 +164,9 @@ const WITHDRAW_CONSENT_SQL: &str = "UPDATE consents SET withdrawn_ms = $1 WHERE 
 const SET_LOG_STATE_SQL: &str = "INSERT INTO log_state (log_id, size, frontier, chain_head) VALUES ($1, $2, $3, $4) \
     ON CONFLICT (log_id) DO UPDATE SET size = excluded.size, frontier = excluded.frontier, chain_head = excluded.chain_head \
     WHERE log_state.size = $5";
+const LEAF_HASHES_SQL: &str =
+    "SELECT leaf_hash FROM log_entries WHERE log_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq";
+const INSERT_SUBTREE_SQL: &str = "INSERT INTO log_subtrees (log_id, level, idx, hash) VALUES ($1, $2, $3, $4)";
 const INSERT_CHECKPOINT_SQL: &str = "INSERT INTO checkpoints (log_id, tree_size, time_ms, note) VALUES ($1, $2, $3, $4) \
     ON CONFLICT (log_id, tree_size) DO NOTHING";
 const PROBE_INSERT_SQL: &str = "INSERT INTO checkpoints (log_id, tree_size, time_ms, note) VALUES ('~readiness-probe', -1, 0, $1)";
@@ -308,6 +310,15 @@ async fn sqlx_commit_batch(pool: &sqlx::Pool<$db>, batch: &Batch) -> Result<(), 
                     .push_bind(&e.chain_hash[..]);
             });
             qb.build().execute(&mut *tx).await?;
+        }
+        for t in &batch.subtrees {
+            sqlx::query(INSERT_SUBTREE_SQL)
+                .bind(&batch.state.log_id)
+                .bind(i16::from(t.level))
+                .bind(t.index as i64)
+                .bind(&t.hash[..])
+                .execute(&mut *tx)
+                .await?;
         }
         // New mailbox rows first, also multi-row (no other mutation of a batch can refer to a row that is
         // inserted in the same batch: a fetch or ack needs a committed message), then the rest in order.
@@ -460,8 +471,53 @@ impl Store for $store {
         Box::pin(self.scan_log_rows(log_id, from, limit, visit))
     }
 
-    fn leaf_hashes<'a>(&'a self, log_id: &'a str, size: u64) -> StoreFuture<'a, Vec<Hash>> {
-        Box::pin(self.scan_leaf_hashes(log_id, size))
+    fn leaf_hashes<'a>(
+        &'a self,
+        log_id: &'a str,
+        seqs: std::ops::Range<u64>,
+    ) -> StoreFuture<'a, Vec<Hash>> {
+        Box::pin(self.scan_leaf_hashes(log_id, seqs))
+    }
+
+    fn subtrees<'a>(
+        &'a self,
+        log_id: &'a str,
+        spans: &'a [SubtreeSpan],
+    ) -> StoreFuture<'a, Vec<StoredSubtree>> {
+        Box::pin(async move {
+            if spans.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                "SELECT level, idx, hash FROM log_subtrees WHERE log_id = ",
+            );
+            qb.push_bind(log_id).push(" AND (");
+            for (i, span) in spans.iter().enumerate() {
+                if i > 0 {
+                    qb.push(" OR ");
+                }
+                qb.push("(level = ")
+                    .push_bind(i16::from(span.level))
+                    .push(" AND idx >= ")
+                    .push_bind(span.indices.start.min(i64::MAX as u64) as i64)
+                    .push(" AND idx < ")
+                    .push_bind(span.indices.end.min(i64::MAX as u64) as i64)
+                    .push(")");
+            }
+            qb.push(") ORDER BY level, idx");
+            let rows = qb.build().fetch_all(&self.pool).await?;
+            rows.iter()
+                .map(|r| {
+                    let level: i16 = r.try_get("level")?;
+                    Ok(StoredSubtree {
+                        level: u8::try_from(level)
+                            .map_err(|_| StoreError::Corrupt("subtree level".into()))?,
+                        index: r.try_get::<i64, _>("idx")? as u64,
+                        hash: to_hash(&r.try_get::<Vec<u8>, _>("hash")?)?,
+                    })
+                })
+                .collect()
+        })
     }
 
     fn checkpoints<'a>(

@@ -74,6 +74,11 @@ fn migrator() -> Migrator {
             "pupil pseudonym on mailbox rows",
             include_str!("../../migrations/sqlite/0003_message_subject.sql"),
         ),
+        (
+            4,
+            "stored Merkle subtrees",
+            include_str!("../../migrations/sqlite/0004_log_subtrees.sql"),
+        ),
     ])
 }
 
@@ -127,6 +132,10 @@ impl SqliteStore {
     }
 }
 
+/// Leaf hashes read through the sqlx pool rather than a fresh rusqlite reader (which opens a connection and maps
+/// the file first): up to a few pages of a proof's own leaves.
+const SMALL_LEAF_READ: u64 = 4096;
+
 impl SqliteStore {
     pub const BACKEND: &'static str = "sqlite";
 
@@ -146,17 +155,19 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(format!("log reader stopped: {e}")))?
     }
 
-    /// `Store::leaf_hashes` for proofs: the same rusqlite reader as `scan_log_rows`.
+    /// `Store::leaf_hashes` for proofs: the same rusqlite reader as `scan_log_rows` for long runs (a log without
+    /// stored subtrees), the pool for short ones.
     async fn scan_leaf_hashes(
         &self,
         log_id: &str,
-        size: u64,
+        seqs: std::ops::Range<u64>,
     ) -> Result<Vec<super::Hash>, StoreError> {
-        if !self.file_backed() {
-            return sqlx_leaf_hashes(&self.pool, log_id, size).await;
+        // A proof's few hundred leaves come faster through the pool than through a reader opened for them.
+        if !self.file_backed() || seqs.end.saturating_sub(seqs.start) <= SMALL_LEAF_READ {
+            return sqlx_leaf_hashes(&self.pool, log_id, seqs).await;
         }
         let log_id = log_id.to_owned();
-        self.read_blocking(move |path| read_leaf_hashes(path, &log_id, size))
+        self.read_blocking(move |path| read_leaf_hashes(path, &log_id, seqs))
             .await
     }
 
@@ -497,6 +508,18 @@ fn write_batch_rows(conn: &rusqlite::Connection, batch: &super::Batch) -> Result
             .map_err(db_error)?;
         }
     }
+    if !batch.subtrees.is_empty() {
+        let mut stmt = conn.prepare_cached(INSERT_SUBTREE_SQL).map_err(db_error)?;
+        for t in &batch.subtrees {
+            stmt.execute((
+                &batch.state.log_id,
+                i64::from(t.level),
+                t.index as i64,
+                &t.hash[..],
+            ))
+            .map_err(db_error)?;
+        }
+    }
     // New mailbox rows first (no other mutation of a batch can refer to a row inserted in the same batch: a fetch
     // or ack needs a committed message), then the rest in order.
     {
@@ -645,15 +668,15 @@ static INSERT_MESSAGE_SQL: LazyLock<String> =
 fn read_leaf_hashes(
     path: &std::path::Path,
     log_id: &str,
-    size: u64,
+    seqs: std::ops::Range<u64>,
 ) -> Result<Vec<super::Hash>, StoreError> {
     let unavailable = |e: rusqlite::Error| StoreError::Unavailable(e.to_string());
     let conn = open_reader(path)?;
-    let mut stmt = conn
-        .prepare("SELECT leaf_hash FROM log_entries WHERE log_id = ?1 AND seq < ?2 ORDER BY seq")
+    let mut stmt = conn.prepare(LEAF_HASHES_SQL).map_err(unavailable)?;
+    let mut rows = stmt
+        .query((log_id, seqs.start as i64, seqs.end as i64))
         .map_err(unavailable)?;
-    let mut rows = stmt.query((log_id, size as i64)).map_err(unavailable)?;
-    let mut out = Vec::with_capacity(size.min(1 << 24) as usize);
+    let mut out = Vec::with_capacity(seqs.end.saturating_sub(seqs.start).min(1 << 24) as usize);
     while let Some(r) = rows.next().map_err(unavailable)? {
         let v = r.get_ref(0).map_err(unavailable)?;
         let b = v
@@ -841,6 +864,8 @@ mod tests {
             WITHDRAW_CONSENT_SQL,
             SET_LOG_STATE_SQL,
             INSERT_CHECKPOINT_SQL,
+            INSERT_SUBTREE_SQL,
+            LEAF_HASHES_SQL,
             PROBE_INSERT_SQL,
             PROBE_DELETE_SQL,
         ] {
@@ -877,6 +902,7 @@ mod tests {
             .collect();
         Batch {
             entries,
+            subtrees: vec![],
             mutations,
             state: LogState {
                 log_id: "log".into(),

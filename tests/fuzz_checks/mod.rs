@@ -7,13 +7,15 @@ use ketenpoort::audit::checkpoint::{verify_checkpoint, SignedCheckpoint};
 use ketenpoort::audit::entry::LogEntry;
 use ketenpoort::audit::merkle::{
     consistency_proof, consistency_proof_ranges, inclusion_proof, inclusion_proof_ranges,
-    leaf_hash, root_of, verify_consistency, verify_inclusion, Hash,
+    leaf_hash, root_of, subtrees_of, verify_consistency, verify_inclusion, Hash, LeafRuns,
+    ProofPlan,
 };
 use ketenpoort::domain::{ConsentRecord, GivenBy, Partner, Role, SubjectId, SubjectKind};
 use ketenpoort::policy::{
     check_sources, decide, explain, strip_paths, DecisionRequest, FieldAction, PolicySet,
 };
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// The envelope stage: any panic is a bug; every refusal is a 400 or 422 with a stable code.
@@ -63,6 +65,15 @@ pub fn proof_verify(data: &[u8]) {
 
     let _ = inclusion_proof_ranges(a, b);
     let _ = consistency_proof_ranges(a, b);
+    if let Some(parts) = subtrees_of(a..b) {
+        // A node's parts cover it exactly, left to right, each a perfect aligned subtree.
+        let mut at = a;
+        for t in &parts {
+            assert_eq!(t.leaves().start, at);
+            at = t.leaves().end;
+        }
+        assert_eq!(at, b);
+    }
     if hashes.len() >= 2 {
         let (x, y, proof) = (&hashes[0], &hashes[1], &hashes[2..]);
         for (i, n) in [(a, b), (a % 97, b % 97), (a & 0xff, b & 0xfff)] {
@@ -80,6 +91,18 @@ pub fn proof_verify(data: &[u8]) {
         let proof = consistency_proof(&hashes, m).expect("0 < m <= n");
         let old_root = root_of(&hashes[..m as usize]);
         verify_consistency(m, n, &old_root, &root, &proof).expect("honest consistency");
+        // The same proofs put together by a plan from the leaves (no stored subtrees) are identical.
+        let mut ranges = inclusion_proof_ranges(i, n).expect("index below size");
+        ranges.push(0..n);
+        let plan = ProofPlan::new(&ranges).expect("proof ranges are tree nodes");
+        let found = HashMap::new();
+        let mut leaves = LeafRuns::new();
+        for r in plan.leaf_reads(&found) {
+            leaves.insert(r.start, hashes[r.start as usize..r.end as usize].to_vec());
+        }
+        let planned = plan.hashes(&found, &leaves).expect("every leaf read");
+        assert_eq!(planned.last(), Some(&root));
+        assert_eq!(&planned[..planned.len() - 1], &proof_for(&hashes, i)[..]);
         // A proof for another leaf or a changed root must not verify.
         let mut wrong = root;
         wrong[0] ^= 1;

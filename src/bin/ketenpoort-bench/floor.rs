@@ -11,7 +11,7 @@ use ketenpoort::audit::entry::LogEntry;
 use ketenpoort::audit::merkle::{leaf_hash, Frontier};
 use ketenpoort::audit::writer::{chain_hash, now_ms, LogWriter, WriterConfig};
 use ketenpoort::store::{
-    Batch, DynStore, LogState, Mutation, NewMessage, StoredCheckpoint, StoredEntry,
+    Batch, DynStore, LogState, Mutation, NewMessage, StoredCheckpoint, StoredEntry, StoredSubtree,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -71,7 +71,8 @@ impl FloorResult {
     }
 }
 
-/// Commits batches of `batch` messages (entry + mailbox row each) for `duration`.
+/// Commits batches of `batch` messages (entry + mailbox row each, and the stored Merkle subtrees they complete, as
+/// the gateway's writer does) for `duration`.
 pub async fn storage_floor(
     store: &DynStore,
     key: &SigningKey,
@@ -89,6 +90,7 @@ pub async fn storage_floor(
         let time_ms = now_ms();
         let mut entries = Vec::with_capacity(batch);
         let mut mutations = Vec::with_capacity(batch);
+        let mut subtrees = Vec::new();
         for i in 0..batch {
             let seq = size + i as u64;
             let mut e = t.entries[seq as usize % t.entries.len()].clone();
@@ -98,7 +100,15 @@ pub async fn storage_floor(
             e.leaf_hash = leaf_hash(&e.bytes);
             chain = chain_hash(&chain, &e.leaf_hash);
             e.chain_hash = chain;
-            frontier.push(e.leaf_hash);
+            frontier.push_reporting(e.leaf_hash, |t, hash| {
+                if t.is_stored() {
+                    subtrees.push(StoredSubtree {
+                        level: t.level,
+                        index: t.index,
+                        hash: *hash,
+                    });
+                }
+            });
             let mut m = t.messages[seq as usize % t.messages.len()].clone();
             m.id = format!("{log_id}-{seq:012}");
             m.log_id = log_id.to_owned();
@@ -126,6 +136,7 @@ pub async fn storage_floor(
         store
             .commit_batch(std::sync::Arc::new(Batch {
                 entries,
+                subtrees,
                 mutations,
                 state: LogState {
                     log_id: log_id.to_owned(),

@@ -912,6 +912,99 @@ async fn postgres_rows(
     Ok(())
 }
 
+/// Inclusion and consistency proofs from the API on the large log, one at a time over one keep-alive connection,
+/// each checked against the latest signed checkpoint before it counts.
+async fn time_proofs(
+    addr: std::net::SocketAddr,
+    certs: &Path,
+    runs: usize,
+) -> anyhow::Result<report::Proofs> {
+    use ketenpoort::audit::checkpoint::SignedCheckpoint;
+    use ketenpoort::audit::merkle;
+    let id = load::Identity::load(certs, "lyceum-zuid")?;
+    let mut conn = load::Conn::open(addr, &id, true).await?;
+    let json = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b);
+    let (status, body) = conn
+        .send(&load::Spec::get("/v1/audit/checkpoint", &[200]), false)
+        .await?;
+    anyhow::ensure!(status == 200, "checkpoint: {status}");
+    let v = json(&body)?;
+    let own = v["log_id"].clone();
+    let note = v["logs"]
+        .as_array()
+        .and_then(|logs| logs.iter().find(|l| l["log_id"] == own))
+        .and_then(|l| l["note"].as_str())
+        .context("no checkpoint of the gateway's own log")?;
+    let cp = SignedCheckpoint::from_note(note)?.checkpoint;
+    let (size, root) = (cp.tree_size, cp.root);
+    let hash_of = |v: &serde_json::Value| -> anyhow::Result<merkle::Hash> {
+        let bytes = hex::decode(v.as_str().context("hash")?)?;
+        bytes.try_into().map_err(|_| anyhow::anyhow!("hash length"))
+    };
+    let hashes_of = |v: &serde_json::Value| -> anyhow::Result<Vec<merkle::Hash>> {
+        v.as_array().context("proof")?.iter().map(hash_of).collect()
+    };
+    let mut inclusion = Vec::with_capacity(runs);
+    let mut consistency = Vec::with_capacity(runs);
+    for i in 0..runs as u64 {
+        // Spread over the whole log, the last entries included.
+        let index = (size - 1) - (size - 1) * i / runs as u64;
+        let spec = load::Spec::get(
+            &format!("/v1/audit/proof/inclusion/{index}?tree_size={size}"),
+            &[200],
+        );
+        let started = Instant::now();
+        let (status, body) = conn.send(&spec, false).await?;
+        let took = started.elapsed();
+        anyhow::ensure!(status == 200, "inclusion proof {index}: {status}");
+        let p = json(&body)?;
+        merkle::verify_inclusion(
+            &hash_of(&p["leaf_hash"])?,
+            index,
+            size,
+            &hashes_of(&p["proof"])?,
+            &root,
+        )
+        .map_err(|e| anyhow::anyhow!("inclusion proof {index}: {e}"))?;
+        inclusion.push(took);
+
+        let from = 1 + (size - 1) * i / runs as u64;
+        let spec = load::Spec::get(
+            &format!("/v1/audit/proof/consistency?from={from}&to={size}"),
+            &[200],
+        );
+        let started = Instant::now();
+        let (status, body) = conn.send(&spec, false).await?;
+        let took = started.elapsed();
+        anyhow::ensure!(status == 200, "consistency proof {from}: {status}");
+        let c = json(&body)?;
+        anyhow::ensure!(
+            hash_of(&c["to_root"])? == root,
+            "consistency proof names another root"
+        );
+        merkle::verify_consistency(
+            from,
+            size,
+            &hash_of(&c["from_root"])?,
+            &root,
+            &hashes_of(&c["proof"])?,
+        )
+        .map_err(|e| anyhow::anyhow!("consistency proof {from}: {e}"))?;
+        consistency.push(took);
+    }
+    inclusion.sort();
+    consistency.sort();
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+    Ok(report::Proofs {
+        entries: size,
+        runs,
+        inclusion_median_ms: ms(&inclusion[runs / 2]),
+        inclusion_max_ms: ms(inclusion.last().context("one proof")?),
+        consistency_median_ms: ms(&consistency[runs / 2]),
+        consistency_max_ms: ms(consistency.last().context("one proof")?),
+    })
+}
+
 async fn large_log(
     ctx: &mut Ctx<'_>,
     work: &Path,
@@ -986,6 +1079,10 @@ async fn large_log(
         starts.push(gw.started_to_ready);
         gw.stop();
     }
+    let gw = servers::spawn_gateway(&setup, "proofs")?;
+    let proofs = time_proofs(gw.addr, &ctx.certs, if ctx.plan.smoke { 5 } else { 25 }).await;
+    gw.stop();
+    ctx.report.proofs = Some(proofs?);
     starts.sort();
     ctx.report.startup = Some(report::Startup {
         entries: n,

@@ -89,6 +89,16 @@ pub struct Startup {
     pub runs: usize,
 }
 
+/// Proofs from the API on the large log (wall time per request on a keep-alive connection, client side).
+pub struct Proofs {
+    pub entries: u64,
+    pub runs: usize,
+    pub inclusion_median_ms: f64,
+    pub inclusion_max_ms: f64,
+    pub consistency_median_ms: f64,
+    pub consistency_max_ms: f64,
+}
+
 pub struct Report {
     pub smoke: bool,
     pub rows: Vec<Row>,
@@ -98,6 +108,7 @@ pub struct Report {
     pub idle: Vec<Idle>,
     pub verify: Option<Verify>,
     pub startup: Option<Startup>,
+    pub proofs: Option<Proofs>,
     pub notes: Vec<String>,
     pub p1_bytes: usize,
     pub p7_bytes: usize,
@@ -131,6 +142,7 @@ impl Report {
             idle: Vec::new(),
             verify: None,
             startup: None,
+            proofs: None,
             notes: Vec::new(),
             p1_bytes: 0,
             p7_bytes: 0,
@@ -167,6 +179,13 @@ impl Report {
                 s,
                 "- `ketenpoort serve` on that log, process spawn → first `/readyz` 200: median {:.0} ms, max {:.0} ms over {} starts.",
                 st.median_ms, st.max_ms, st.runs
+            );
+        }
+        if let Some(p) = &self.proofs {
+            let _ = writeln!(
+                s,
+                "- Proofs from the API at tree size {}, each verified against the signed checkpoint: inclusion median {:.1} ms (max {:.1}), consistency median {:.1} ms (max {:.1}) over {} each, spread over the log (request to response on one keep-alive connection).",
+                p.entries, p.inclusion_median_ms, p.inclusion_max_ms, p.consistency_median_ms, p.consistency_max_ms, p.runs
             );
         }
         s
