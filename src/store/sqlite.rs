@@ -359,6 +359,12 @@ impl Writer {
                 break;
             }
         }
+        // SQLite syncs the database file only in a pass that reaches the end of the WAL, which under load is the held
+        // pass below: it then flushed every page the passive passes had copied since the last restart, 12-24 ms with
+        // commits waiting. Starting that writeback now, a tick at a time, leaves it little to flush.
+        if let Err(e) = start_writeback(&self.path) {
+            tracing::debug!(error = %e, "cannot start the database file's writeback; the held pass flushes it");
+        }
         if frames < RESTART_FRAMES {
             return;
         }
@@ -412,6 +418,24 @@ impl Writer {
             }
         }
     }
+}
+
+/// Starts the kernel's writeback of the database file's dirty pages and returns without waiting for it (Linux
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`; elsewhere nothing). Durability does not rest on it: SQLite still syncs.
+fn start_writeback(path: &std::path::Path) -> std::io::Result<()> {
+    let file = std::fs::File::open(path)?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `file` keeps the descriptor open for the call; the call reads no memory of ours.
+        let rc =
+            unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    drop(file);
+    Ok(())
 }
 
 fn open_writer(path: &std::path::Path) -> Result<rusqlite::Connection, StoreError> {
@@ -878,6 +902,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The checkpointer starts writeback on a read-only descriptor of the database file: the kernel must accept it
+    /// (a refusal would leave the held pass to flush a second of pages again), and a missing file is an error.
+    #[test]
+    fn writeback_starts_on_a_read_only_descriptor() {
+        let dir = std::env::temp_dir().join(format!("kp-writeback-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db");
+        std::fs::write(&path, vec![7u8; 1 << 20]).unwrap();
+        start_writeback(&path).expect("sync_file_range on a read-only descriptor");
+        assert!(start_writeback(&dir.join("missing")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn batch(size_before: u64, n: u64, mutations: Vec<Mutation>) -> Batch {
