@@ -128,5 +128,6 @@ super::sql::sql_store!(
     PgStore,
     sqlx::Postgres,
     sqlx::postgres::PgRow,
-    " FOR UPDATE SKIP LOCKED"
+    " FOR UPDATE SKIP LOCKED",
+    ""
 );

@@ -10,9 +10,12 @@
 //! rusqlite binds them by position (checked by a test in `sqlite`).
 
 /// Implements `Store` for a backend type with `pool`, `BACKEND`, `async fn durability(&self)`,
-/// `async fn write_batch(&self, Arc<Batch>)` and `async fn write_probe(&self)`.
+/// `async fn write_batch(&self, Arc<Batch>)` and `async fn write_probe(&self)`. `$scan` prefixes the columns of the
+/// officer's organisation and partner filters: SQLite `+`, which keeps its planner (it has no statistics) from
+/// answering them from three indexes and sorting every match, so it walks its time index, which holds those columns,
+/// and stops at the page's last row; PostgreSQL nothing (its planner has statistics).
 macro_rules! sql_store {
-    ($store:ty, $db:ty, $row:ty, $lock:literal) => {
+    ($store:ty, $db:ty, $row:ty, $lock:literal, $scan:literal) => {
         use $crate::store::*;
         use sqlx::Row;
 
@@ -128,6 +131,59 @@ async fn sqlx_leaf_hashes(
     .fetch_all(pool)
     .await?;
     rows.iter().map(|h| to_hash(h)).collect()
+}
+
+/// `Store::query_entries` as one statement: the filters, then time order and the page size.
+fn entries_query(f: &EntryFilter) -> sqlx::QueryBuilder<$db> {
+        let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+            "SELECT {ENTRY_COLUMNS} FROM log_entries WHERE 1 = 1"
+        ));
+        if let Some(v) = f.from_ms {
+            qb.push(" AND time_ms >= ").push_bind(v);
+        }
+        if let Some(v) = f.until_ms {
+            qb.push(" AND time_ms < ").push_bind(v);
+        }
+        for (first, value) in [("organisation", &f.organisation), ("partner", &f.partner)] {
+            if let Some(v) = value {
+                qb.push(concat!(" AND (", $scan))
+                    .push(first)
+                    .push(" = ")
+                    .push_bind(v.clone())
+                    .push(concat!(" OR ", $scan, "sender = "))
+                    .push_bind(v.clone())
+                    .push(concat!(" OR ", $scan, "receiver = "))
+                    .push_bind(v.clone())
+                    .push(")");
+            }
+        }
+        for (col, val) in [
+            ("purpose", &f.purpose),
+            ("flow_id", &f.flow_id),
+            ("outcome", &f.outcome),
+            ("event", &f.event),
+            ("subject", &f.subject),
+        ] {
+            if let Some(v) = val {
+                qb.push(format!(" AND {col} = ")).push_bind(v.clone());
+            }
+        }
+        if let Some((t, log, seq)) = &f.after {
+            qb.push(" AND (time_ms > ")
+                .push_bind(*t)
+                .push(" OR (time_ms = ")
+                .push_bind(*t)
+                .push(" AND (log_id > ")
+                .push_bind(log.clone())
+                .push(" OR (log_id = ")
+                .push_bind(log.clone())
+                .push(" AND seq > ")
+                .push_bind(*seq as i64)
+                .push("))))");
+        }
+        qb.push(" ORDER BY time_ms, log_id, seq LIMIT ")
+            .push_bind(f.limit as i64);
+    qb
 }
 
 /// A connection whose transaction failed part-way may still hold it (SQLite keeps its write lock when COMMIT fails
@@ -548,60 +604,7 @@ impl Store for $store {
 
     fn query_entries<'a>(&'a self, f: &'a EntryFilter) -> StoreFuture<'a, Vec<StoredEntry>> {
         Box::pin(async move {
-            let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                "SELECT {ENTRY_COLUMNS} FROM log_entries WHERE 1 = 1"
-            ));
-            if let Some(v) = f.from_ms {
-                qb.push(" AND time_ms >= ").push_bind(v);
-            }
-            if let Some(v) = f.until_ms {
-                qb.push(" AND time_ms < ").push_bind(v);
-            }
-            if let Some(v) = &f.organisation {
-                qb.push(" AND (organisation = ")
-                    .push_bind(v.clone())
-                    .push(" OR sender = ")
-                    .push_bind(v.clone())
-                    .push(" OR receiver = ")
-                    .push_bind(v.clone())
-                    .push(")");
-            }
-            if let Some(v) = &f.partner {
-                qb.push(" AND (partner = ")
-                    .push_bind(v.clone())
-                    .push(" OR sender = ")
-                    .push_bind(v.clone())
-                    .push(" OR receiver = ")
-                    .push_bind(v.clone())
-                    .push(")");
-            }
-            for (col, val) in [
-                ("purpose", &f.purpose),
-                ("flow_id", &f.flow_id),
-                ("outcome", &f.outcome),
-                ("event", &f.event),
-                ("subject", &f.subject),
-            ] {
-                if let Some(v) = val {
-                    qb.push(format!(" AND {col} = ")).push_bind(v.clone());
-                }
-            }
-            if let Some((t, log, seq)) = &f.after {
-                qb.push(" AND (time_ms > ")
-                    .push_bind(*t)
-                    .push(" OR (time_ms = ")
-                    .push_bind(*t)
-                    .push(" AND (log_id > ")
-                    .push_bind(log.clone())
-                    .push(" OR (log_id = ")
-                    .push_bind(log.clone())
-                    .push(" AND seq > ")
-                    .push_bind(*seq as i64)
-                    .push("))))");
-            }
-            qb.push(" ORDER BY time_ms, log_id, seq LIMIT ")
-                .push_bind(f.limit as i64);
-            let rows = qb.build().fetch_all(&self.pool).await?;
+            let rows = entries_query(f).build().fetch_all(&self.pool).await?;
             rows.iter().map(entry_from_row).collect()
         })
     }

@@ -79,6 +79,11 @@ fn migrator() -> Migrator {
             "stored Merkle subtrees",
             include_str!("../../migrations/sqlite/0004_log_subtrees.sql"),
         ),
+        (
+            5,
+            "log entry filters in the time index",
+            include_str!("../../migrations/sqlite/0005_log_entries_filters.sql"),
+        ),
     ])
 }
 
@@ -859,7 +864,7 @@ const READER_MMAP_BYTES: i64 = 1 << 36;
 /// `cache_size` (pages) of the bulk log reader.
 const READER_CACHE_PAGES: i64 = 64;
 
-super::sql::sql_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
+super::sql::sql_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "", "+");
 
 #[cfg(test)]
 mod tests {
@@ -872,6 +877,107 @@ mod tests {
             conn.execute_batch(m.sql.as_str()).unwrap();
         }
         conn
+    }
+
+    /// How SQLite plans an officer's search (`query_entries`), as `EXPLAIN QUERY PLAN` details.
+    fn plan_of(conn: &rusqlite::Connection, filter: &EntryFilter) -> Vec<String> {
+        let query = entries_query(filter);
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", query.sql().as_str()))
+            .unwrap();
+        let unbound = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
+        stmt.query_map(rusqlite::params_from_iter(unbound), |r| {
+            r.get::<_, String>(3)
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
+    /// Every search by organisation (each officer's scope), partner, purpose, flow, outcome or event walks the time
+    /// index, which holds the columns they test, in order and stops at the page's last row: no sort of every match
+    /// (an organisation with a million entries took 1.9 s that way) and no read of every table row (a rare partner,
+    /// 1.6 s). A pupil search uses the subject index.
+    #[test]
+    fn officer_searches_walk_the_time_index_in_order() {
+        let conn = migrated();
+        let some = || Some("x".to_owned());
+        let filters = [
+            EntryFilter {
+                organisation: some(),
+                ..Default::default()
+            },
+            EntryFilter {
+                partner: some(),
+                ..Default::default()
+            },
+            EntryFilter {
+                organisation: some(),
+                partner: some(),
+                purpose: some(),
+                ..Default::default()
+            },
+            EntryFilter {
+                organisation: some(),
+                from_ms: Some(5),
+                until_ms: Some(9),
+                ..Default::default()
+            },
+            EntryFilter {
+                flow_id: some(),
+                outcome: some(),
+                event: some(),
+                ..Default::default()
+            },
+            EntryFilter {
+                organisation: some(),
+                after: Some((5, "log".into(), 3)),
+                ..Default::default()
+            },
+        ];
+        for f in &filters {
+            let plan = plan_of(&conn, f);
+            assert_eq!(plan.len(), 1, "{f:?}: {plan:?}");
+            assert!(
+                plan[0].starts_with("SCAN log_entries USING INDEX log_entries_time")
+                    || plan[0].starts_with("SEARCH log_entries USING INDEX log_entries_time"),
+                "{f:?}: {plan:?}"
+            );
+        }
+        // Tested in the index, not in a ~3 KB table row read for each entry.
+        let mut stmt = conn
+            .prepare("SELECT name FROM pragma_index_info('log_entries_time')")
+            .unwrap();
+        let indexed: Vec<String> = stmt
+            .query_map((), |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for column in [
+            "organisation",
+            "partner",
+            "sender",
+            "receiver",
+            "purpose",
+            "flow_id",
+            "outcome",
+            "event",
+        ] {
+            assert!(
+                indexed.iter().any(|c| c == column),
+                "{column} not in {indexed:?}"
+            );
+        }
+        let pupil = EntryFilter {
+            organisation: some(),
+            subject: some(),
+            ..Default::default()
+        };
+        let plan = plan_of(&conn, &pupil);
+        assert!(
+            plan[0].contains("USING INDEX log_entries_subject (subject=?)"),
+            "{plan:?}"
+        );
     }
 
     /// rusqlite binds by position and SQLite numbers `$n` parameters in order of first appearance: every shared
