@@ -11,13 +11,11 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throug
 use time::macros::date;
 
 use ketenpoort::audit::merkle::{self, Frontier, Hash};
-use ketenpoort::audit::writer::chain_hash;
+use ketenpoort::audit::writer::{chain_hash, extend_tree};
 use ketenpoort::domain::{Partner, Role};
 use ketenpoort::envelope::{self, Limits};
 use ketenpoort::policy::{decide, DecisionRequest, PolicySet};
-use ketenpoort::store::{
-    self, Batch, DynStore, LogState, Mutation, NewMessage, StoredEntry, StoredSubtree,
-};
+use ketenpoort::store::{self, Batch, DynStore, LogState, Mutation, NewMessage, StoredEntry};
 
 // The gateway's allocator (src/main.rs), so allocation costs here are the ones the gateway pays.
 #[global_allocator]
@@ -115,15 +113,7 @@ fn next_batch(chain: &Chain, n: usize, sealed: &[u8]) -> (Batch, Chain) {
         bytes[..8].copy_from_slice(&seq.to_be_bytes());
         let leaf = merkle::leaf_hash(&bytes);
         head = chain_hash(&head, &leaf);
-        frontier.push_reporting(leaf, |t, hash| {
-            if t.is_stored() {
-                subtrees.push(StoredSubtree {
-                    level: t.level,
-                    index: t.index,
-                    hash: *hash,
-                });
-            }
-        });
+        extend_tree(&mut frontier, leaf, &mut subtrees);
         entries.push(StoredEntry {
             log_id: LOG_ID.into(),
             seq,

@@ -202,6 +202,20 @@ async fn load_state(store: &DynStore, log_id: &str) -> Result<State, StoreError>
     })
 }
 
+/// Adds one leaf to the tree and records the perfect subtrees it completes that the store keeps
+/// (`merkle::STORED_LEVEL` and up), as every batch must.
+pub fn extend_tree(frontier: &mut Frontier, leaf: Hash, subtrees: &mut Vec<StoredSubtree>) {
+    frontier.push_reporting(leaf, |t, hash| {
+        if t.is_stored() {
+            subtrees.push(StoredSubtree {
+                level: t.level,
+                index: t.index,
+                hash: *hash,
+            });
+        }
+    });
+}
+
 /// SHA-256 over the previous chain head and the entry's leaf hash.
 pub fn chain_hash(prev: &Hash, leaf: &Hash) -> Hash {
     let mut ctx = digest::Context::new(&digest::SHA256);
@@ -356,15 +370,7 @@ impl Worker {
                 let bytes = e.encode_at(&self.log_id, seq, &time);
                 let leaf = leaf_hash(&bytes);
                 chain = chain_hash(&chain, &leaf);
-                frontier.push_reporting(leaf, |t, hash| {
-                    if t.is_stored() {
-                        subtrees.push(StoredSubtree {
-                            level: t.level,
-                            index: t.index,
-                            hash: *hash,
-                        });
-                    }
-                });
+                extend_tree(&mut frontier, leaf, &mut subtrees);
                 stored.push(StoredEntry {
                     log_id: self.log_id.clone(),
                     seq,

@@ -9,9 +9,9 @@ use anyhow::{bail, Context};
 use ketenpoort::audit::checkpoint::{Checkpoint, SigningKey};
 use ketenpoort::audit::entry::LogEntry;
 use ketenpoort::audit::merkle::{leaf_hash, Frontier};
-use ketenpoort::audit::writer::{chain_hash, now_ms, LogWriter, WriterConfig};
+use ketenpoort::audit::writer::{chain_hash, extend_tree, now_ms, LogWriter, WriterConfig};
 use ketenpoort::store::{
-    Batch, DynStore, LogState, Mutation, NewMessage, StoredCheckpoint, StoredEntry, StoredSubtree,
+    Batch, DynStore, LogState, Mutation, NewMessage, StoredCheckpoint, StoredEntry,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -100,15 +100,7 @@ pub async fn storage_floor(
             e.leaf_hash = leaf_hash(&e.bytes);
             chain = chain_hash(&chain, &e.leaf_hash);
             e.chain_hash = chain;
-            frontier.push_reporting(e.leaf_hash, |t, hash| {
-                if t.is_stored() {
-                    subtrees.push(StoredSubtree {
-                        level: t.level,
-                        index: t.index,
-                        hash: *hash,
-                    });
-                }
-            });
+            extend_tree(&mut frontier, e.leaf_hash, &mut subtrees);
             let mut m = t.messages[seq as usize % t.messages.len()].clone();
             m.id = format!("{log_id}-{seq:012}");
             m.log_id = log_id.to_owned();

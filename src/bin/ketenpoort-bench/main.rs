@@ -912,6 +912,18 @@ async fn postgres_rows(
     Ok(())
 }
 
+/// One GET that must answer 200: the time from send to the whole body, and the body as JSON.
+async fn timed_get(
+    conn: &mut load::Conn,
+    path: &str,
+) -> anyhow::Result<(Duration, serde_json::Value)> {
+    let started = Instant::now();
+    let (status, body) = conn.send(&load::Spec::get(path, &[200]), false).await?;
+    let took = started.elapsed();
+    anyhow::ensure!(status == 200, "{path}: {status}");
+    Ok((took, serde_json::from_slice(&body)?))
+}
+
 /// Inclusion and consistency proofs from the API on the large log, one at a time over one keep-alive connection,
 /// each checked against the latest signed checkpoint before it counts.
 async fn time_proofs(
@@ -923,12 +935,7 @@ async fn time_proofs(
     use ketenpoort::audit::merkle;
     let id = load::Identity::load(certs, "lyceum-zuid")?;
     let mut conn = load::Conn::open(addr, &id, true).await?;
-    let json = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b);
-    let (status, body) = conn
-        .send(&load::Spec::get("/v1/audit/checkpoint", &[200]), false)
-        .await?;
-    anyhow::ensure!(status == 200, "checkpoint: {status}");
-    let v = json(&body)?;
+    let (_, v) = timed_get(&mut conn, "/v1/audit/checkpoint").await?;
     let own = v["log_id"].clone();
     let note = v["logs"]
         .as_array()
@@ -949,15 +956,11 @@ async fn time_proofs(
     for i in 0..runs as u64 {
         // Spread over the whole log, the last entries included.
         let index = (size - 1) - (size - 1) * i / runs as u64;
-        let spec = load::Spec::get(
+        let (took, p) = timed_get(
+            &mut conn,
             &format!("/v1/audit/proof/inclusion/{index}?tree_size={size}"),
-            &[200],
-        );
-        let started = Instant::now();
-        let (status, body) = conn.send(&spec, false).await?;
-        let took = started.elapsed();
-        anyhow::ensure!(status == 200, "inclusion proof {index}: {status}");
-        let p = json(&body)?;
+        )
+        .await?;
         merkle::verify_inclusion(
             &hash_of(&p["leaf_hash"])?,
             index,
@@ -969,15 +972,11 @@ async fn time_proofs(
         inclusion.push(took);
 
         let from = 1 + (size - 1) * i / runs as u64;
-        let spec = load::Spec::get(
+        let (took, c) = timed_get(
+            &mut conn,
             &format!("/v1/audit/proof/consistency?from={from}&to={size}"),
-            &[200],
-        );
-        let started = Instant::now();
-        let (status, body) = conn.send(&spec, false).await?;
-        let took = started.elapsed();
-        anyhow::ensure!(status == 200, "consistency proof {from}: {status}");
-        let c = json(&body)?;
+        )
+        .await?;
         anyhow::ensure!(
             hash_of(&c["to_root"])? == root,
             "consistency proof names another root"
