@@ -96,6 +96,10 @@ struct LargeLogArgs {
     /// Keep the log in this directory; a log already there is verified as it is (not written again).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Write the log to a fresh database on this PostgreSQL server (e.g. postgres://postgres@127.0.0.1:5432),
+    /// dropped afterwards, instead of the SQLite file.
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -339,7 +343,21 @@ fn large_log_only(args: LargeLogArgs) -> anyhow::Result<()> {
             "P1 disclosure entry: {} bytes",
             templates.mean_entry_bytes()
         );
-        large_log(&mut ctx, &work, &templates).await?;
+        let pg = args
+            .postgres
+            .as_deref()
+            .map(|server| PgDb::create(server, "large_log"))
+            .transpose()?;
+        if pg.is_some() {
+            println!("backend: PostgreSQL");
+        }
+        large_log(
+            &mut ctx,
+            &work,
+            &templates,
+            pg.as_ref().map(|db| db.url.as_str()),
+        )
+        .await?;
         print!("{}", ctx.report.large_log_text());
         for n in &ctx.report.notes {
             println!("- {n}");
@@ -626,7 +644,7 @@ async fn scenarios(ctx: &mut Ctx<'_>, work: &Path, postgres: Option<&str>) -> an
     }
 
     // A large log: audit verify and start-up.
-    large_log(ctx, work, &templates).await?;
+    large_log(ctx, work, &templates, None).await?;
     Ok(())
 }
 
@@ -1004,18 +1022,24 @@ async fn time_proofs(
     })
 }
 
+/// Writes (or, in SQLite, reuses) a log of `ctx.plan.log_entries` entries in `postgres` (a fresh database) or in a
+/// SQLite file under `work`, then times `audit verify`, start-up and proofs on it.
 async fn large_log(
     ctx: &mut Ctx<'_>,
     work: &Path,
     templates: &floor::Templates,
+    postgres: Option<&str>,
 ) -> anyhow::Result<()> {
     let dir = work.join("large-log");
     std::fs::create_dir_all(&dir)?;
-    let url = format!("sqlite://{}", dir.join("ketenpoort.db").display());
+    let url = match postgres {
+        Some(url) => url.to_owned(),
+        None => format!("sqlite://{}", dir.join("ketenpoort.db").display()),
+    };
     let key_dir = dir.join("keys");
     let n = ctx.plan.log_entries;
     let template = ketenpoort::audit::entry::LogEntry::decode(&templates.entries[0].bytes)?;
-    if dir.join("ketenpoort.db").exists() {
+    if postgres.is_none() && dir.join("ketenpoort.db").exists() {
         // `large-log --dir`: a log written by an earlier run is verified as it is.
         eprintln!("verifying the log already in {}", dir.display());
     } else {
