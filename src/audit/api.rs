@@ -28,7 +28,7 @@ use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Most entries one disclosure page returns.
@@ -161,20 +161,12 @@ async fn node_hashes(
             indices: t.index..t.index + 1,
         })
         .collect();
-    let found: HashMap<merkle::Subtree, Hash> = gw
-        .store
-        .subtrees(log_id, &spans)
-        .await
-        .map_err(|_| unreadable())?
-        .into_iter()
-        .map(|t| {
-            let at = merkle::Subtree {
-                level: t.level,
-                index: t.index,
-            };
-            (at, t.hash)
-        })
-        .collect();
+    let found = super::subtree_hashes(
+        gw.store
+            .subtrees(log_id, &spans)
+            .await
+            .map_err(|_| unreadable())?,
+    );
     let mut leaves = merkle::LeafRuns::new();
     for seqs in plan.leaf_reads(&found) {
         let hashes = gw

@@ -9,3 +9,20 @@ pub mod entry;
 pub mod merkle;
 pub mod verify;
 pub mod writer;
+
+use crate::store::StoredSubtree;
+use merkle::{Hash, Subtree};
+use std::collections::HashMap;
+
+/// The subtree a stored row hashes.
+pub(crate) fn subtree_of(row: &StoredSubtree) -> Subtree {
+    Subtree {
+        level: row.level,
+        index: row.index,
+    }
+}
+
+/// Stored subtree rows keyed by the subtree they hash, as proofs and `audit verify` look them up.
+pub(crate) fn subtree_hashes(rows: Vec<StoredSubtree>) -> HashMap<Subtree, Hash> {
+    rows.iter().map(|row| (subtree_of(row), row.hash)).collect()
+}

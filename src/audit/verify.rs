@@ -5,10 +5,9 @@
 
 use super::checkpoint::{verify_checkpoint, SignedCheckpoint};
 use super::entry::{LogEntry, ENTRY_VERSIONS};
-use super::merkle::{leaf_hash, Frontier, Hash, Subtree, STORED_LEVEL};
-use super::writer::chain_hash;
-use crate::store::{DynStore, LogRowRef, RowVisitor, StoreError, SubtreeSpan};
-use std::collections::HashMap;
+use super::merkle::{leaf_hash, Frontier, Hash, STORED_LEVEL};
+use super::writer::{chain_hash, extend_tree};
+use crate::store::{DynStore, LogRowRef, RowVisitor, StoreError, StoredSubtree, SubtreeSpan};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -211,7 +210,7 @@ pub async fn verify_log(
 async fn check_subtrees(
     store: &DynStore,
     log_id: &str,
-    computed: &[(Subtree, Hash)],
+    computed: &[StoredSubtree],
     report: &mut LogReport,
 ) -> Result<(), StoreError> {
     let levels: Vec<SubtreeSpan> = (STORED_LEVEL..64)
@@ -221,21 +220,11 @@ async fn check_subtrees(
             indices: 0..report.entries >> level,
         })
         .collect();
-    let stored: HashMap<Subtree, Hash> = store
-        .subtrees(log_id, &levels)
-        .await?
-        .into_iter()
-        .map(|t| {
-            let at = Subtree {
-                level: t.level,
-                index: t.index,
-            };
-            (at, t.hash)
-        })
-        .collect();
-    for (t, hash) in computed {
-        match stored.get(t) {
-            Some(h) if h == hash => report.subtrees_checked += 1,
+    let stored = super::subtree_hashes(store.subtrees(log_id, &levels).await?);
+    for row in computed {
+        let t = super::subtree_of(row);
+        match stored.get(&t) {
+            Some(h) if *h == row.hash => report.subtrees_checked += 1,
             Some(_) => {
                 report.first_bad = Some((
                     t.leaves().end - 1,
@@ -264,7 +253,7 @@ struct Walk<'a> {
     checkpoints_checked: u64,
     prefix: PositionPrefix,
     /// The perfect subtrees at `STORED_LEVEL` and up, as recomputed (one per 128 entries, amortised).
-    subtrees: Vec<(Subtree, Hash)>,
+    subtrees: Vec<StoredSubtree>,
 }
 
 /// One stored row after the parallel part of the checks: its leaf hash recomputed and its position read.
@@ -449,12 +438,7 @@ impl Walk<'_> {
         if self.chain != e.stored_chain {
             return bad("hash chain broken (an earlier entry was removed or altered)".into());
         }
-        let subtrees = &mut self.subtrees;
-        self.frontier.push_reporting(leaf, |t, h| {
-            if t.is_stored() {
-                subtrees.push((t, *h));
-            }
-        });
+        extend_tree(&mut self.frontier, leaf, &mut self.subtrees);
         self.seq += 1;
         while self.next_cp < self.checkpoints.len()
             && self.checkpoints[self.next_cp].checkpoint.tree_size == self.seq

@@ -125,64 +125,64 @@ async fn sqlx_leaf_hashes(
     seqs: std::ops::Range<u64>,
 ) -> Result<Vec<Hash>, StoreError> {
     let rows: Vec<Vec<u8>> = sqlx::query_scalar(LEAF_HASHES_SQL)
-    .bind(log_id)
-    .bind(seqs.start as i64)
-    .bind(seqs.end as i64)
-    .fetch_all(pool)
-    .await?;
+        .bind(log_id)
+        .bind(seqs.start as i64)
+        .bind(seqs.end as i64)
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(|h| to_hash(h)).collect()
 }
 
 /// `Store::query_entries` as one statement: the filters, then time order and the page size.
 fn entries_query(f: &EntryFilter) -> sqlx::QueryBuilder<$db> {
-        let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-            "SELECT {ENTRY_COLUMNS} FROM log_entries WHERE 1 = 1"
-        ));
-        if let Some(v) = f.from_ms {
-            qb.push(" AND time_ms >= ").push_bind(v);
+    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+        "SELECT {ENTRY_COLUMNS} FROM log_entries WHERE 1 = 1"
+    ));
+    if let Some(v) = f.from_ms {
+        qb.push(" AND time_ms >= ").push_bind(v);
+    }
+    if let Some(v) = f.until_ms {
+        qb.push(" AND time_ms < ").push_bind(v);
+    }
+    for (first, value) in [("organisation", &f.organisation), ("partner", &f.partner)] {
+        if let Some(v) = value {
+            qb.push(concat!(" AND (", $scan))
+                .push(first)
+                .push(" = ")
+                .push_bind(v.clone())
+                .push(concat!(" OR ", $scan, "sender = "))
+                .push_bind(v.clone())
+                .push(concat!(" OR ", $scan, "receiver = "))
+                .push_bind(v.clone())
+                .push(")");
         }
-        if let Some(v) = f.until_ms {
-            qb.push(" AND time_ms < ").push_bind(v);
+    }
+    for (col, val) in [
+        ("purpose", &f.purpose),
+        ("flow_id", &f.flow_id),
+        ("outcome", &f.outcome),
+        ("event", &f.event),
+        ("subject", &f.subject),
+    ] {
+        if let Some(v) = val {
+            qb.push(format!(" AND {col} = ")).push_bind(v.clone());
         }
-        for (first, value) in [("organisation", &f.organisation), ("partner", &f.partner)] {
-            if let Some(v) = value {
-                qb.push(concat!(" AND (", $scan))
-                    .push(first)
-                    .push(" = ")
-                    .push_bind(v.clone())
-                    .push(concat!(" OR ", $scan, "sender = "))
-                    .push_bind(v.clone())
-                    .push(concat!(" OR ", $scan, "receiver = "))
-                    .push_bind(v.clone())
-                    .push(")");
-            }
-        }
-        for (col, val) in [
-            ("purpose", &f.purpose),
-            ("flow_id", &f.flow_id),
-            ("outcome", &f.outcome),
-            ("event", &f.event),
-            ("subject", &f.subject),
-        ] {
-            if let Some(v) = val {
-                qb.push(format!(" AND {col} = ")).push_bind(v.clone());
-            }
-        }
-        if let Some((t, log, seq)) = &f.after {
-            qb.push(" AND (time_ms > ")
-                .push_bind(*t)
-                .push(" OR (time_ms = ")
-                .push_bind(*t)
-                .push(" AND (log_id > ")
-                .push_bind(log.clone())
-                .push(" OR (log_id = ")
-                .push_bind(log.clone())
-                .push(" AND seq > ")
-                .push_bind(*seq as i64)
-                .push("))))");
-        }
-        qb.push(" ORDER BY time_ms, log_id, seq LIMIT ")
-            .push_bind(f.limit as i64);
+    }
+    if let Some((t, log, seq)) = &f.after {
+        qb.push(" AND (time_ms > ")
+            .push_bind(*t)
+            .push(" OR (time_ms = ")
+            .push_bind(*t)
+            .push(" AND (log_id > ")
+            .push_bind(log.clone())
+            .push(" OR (log_id = ")
+            .push_bind(log.clone())
+            .push(" AND seq > ")
+            .push_bind(*seq as i64)
+            .push("))))");
+    }
+    qb.push(" ORDER BY time_ms, log_id, seq LIMIT ")
+        .push_bind(f.limit as i64);
     qb
 }
 
