@@ -11,7 +11,7 @@ use crate::domain::ConsentRecord;
 use crate::envelope::{self, Envelope};
 use crate::gateway::Gateway;
 use crate::identity::Caller;
-use crate::policy::{self, Decision, DecisionRequest};
+use crate::policy::{self, Decision, DecisionRequest, Delivered};
 use crate::problem::Problem;
 use crate::store::{IdempotencyRecord, Mutation, NewMessage, StoredConsent};
 use axum::http::StatusCode;
@@ -269,7 +269,7 @@ struct StoredPayload<'a> {
     subject: &'a Option<Value>,
     actor: StoredActor<'a>,
     justification: &'a Option<String>,
-    data: &'a Value,
+    data: &'a Delivered,
 }
 
 #[derive(serde::Serialize)]

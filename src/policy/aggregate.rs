@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 
 use super::path::{self, Seg};
 use super::{
-    codes, AggregateRules, Decision, DecisionRequest, FieldAction, FieldOutcome, MessageCatalogue,
-    Refusal, WithheldReason,
+    codes, AggregateRules, Decision, DecisionRequest, Delivered, FieldAction, FieldOutcome,
+    MessageCatalogue, Refusal, WithheldReason,
 };
 
 const TOP_KEYS: [&str; 3] = ["periode", "dimensies", "cellen"];
@@ -311,7 +311,13 @@ pub(super) fn decide(
         ),
     );
     delivered.insert("cellen".into(), Value::Array(out_cells));
-    d.delivered = Value::Object(delivered);
+    d.delivered = Delivered::from_value(&Value::Object(delivered)).ok_or_else(|| {
+        Refusal::new(
+            codes::INVALID_AGGREGATE,
+            422,
+            "the aggregate could not be written out for the receiver",
+        )
+    })?;
     d.fields = fields.into();
     Ok(d)
 }

@@ -9,8 +9,9 @@ use serde_json::{Map, Value};
 use super::path::{self, Seg};
 use super::transform::{self, pseudonym, pseudonym_input, receiver_key};
 use super::{
-    aggregate, codes, screen, Compact, Decision, Fields, Flow, Leaf, LeafAction, MessageCatalogue,
-    PathTree, PolicySet, Refusal, RuleAction, SubjectDelivery, Why, MIN_JUSTIFICATION_CHARS, NONE,
+    aggregate, codes, screen, Compact, Decision, Delivered, Fields, Flow, Leaf, LeafAction,
+    MessageCatalogue, PathTree, PolicySet, Refusal, RuleAction, SubjectDelivery, Why,
+    MIN_JUSTIFICATION_CHARS, NONE,
 };
 use crate::domain::{ConsentRecord, GivenBy, Partner, SubjectId};
 
@@ -97,7 +98,7 @@ pub fn decide(policy: &PolicySet, req: &DecisionRequest) -> Result<Decision, Ref
         retention_days: flow.retention_days,
         agreement_id: flow.agreement.as_ref().map(|a| a.id.clone()),
         subject: None,
-        delivered: Value::Object(Map::new()),
+        delivered: Delivered::empty(),
         fields: Fields::default(),
         consents_used: Vec::new(),
         suppressed_cells: Vec::new(),
@@ -269,10 +270,22 @@ fn decide_record(
         other: Vec::new(),
         consent_slots: vec![NONE; consents.len()],
         consent_ids: Vec::new(),
+        out: Vec::with_capacity(2048),
     };
-    let delivered = walk
-        .value(req.data, Some(PathTree::ROOT))
-        .unwrap_or_else(|| Value::Object(Map::new()));
+    let delivered = if walk.value(req.data, Some(PathTree::ROOT)) {
+        String::from_utf8(std::mem::take(&mut walk.out))
+            .ok()
+            .and_then(Delivered::from_json)
+            .ok_or_else(|| {
+                Refusal::new(
+                    codes::INVALID_DATA,
+                    422,
+                    "`data` could not be written out for the receiver",
+                )
+            })?
+    } else {
+        Delivered::empty()
+    };
 
     let special_delivered = walk.leaves.iter().any(|l| {
         l.action.is_delivered()
@@ -340,8 +353,8 @@ fn decide_record(
     Ok(d)
 }
 
-/// One walk over the message's `data`: every leaf is decided (`Walk::leaf`) and what is delivered is built on the
-/// way back up. Children are visited in catalogue order (known keys by catalogue position, unknown keys after them
+/// One walk over the message's `data`: every leaf is decided (`Walk::leaf`) and what is delivered is written as
+/// compact JSON into `out` on the way (an object or array is taken back out when nothing in it was delivered). Children are visited in catalogue order (known keys by catalogue position, unknown keys after them
 /// by name, array elements by index), so `fields` and the delivered tree do not depend on the key order of the
 /// input. Array positions are kept: an element with nothing delivered becomes `null` (trailing ones are dropped).
 ///
@@ -366,6 +379,8 @@ struct Walk<'p, 'c, 'v> {
     /// Per usable consent, its position in `consent_ids` once a delivered leaf rests on it.
     consent_slots: Vec<u32>,
     consent_ids: Vec<String>,
+    /// The delivered data's JSON text so far.
+    out: Vec<u8>,
 }
 
 impl<'v> Walk<'_, '_, 'v> {
@@ -375,8 +390,9 @@ impl<'v> Walk<'_, '_, 'v> {
             .get_or_insert_with(|| receiver_key(secret, organisation))
     }
 
-    /// `node`: the catalogue tree node of this value's path, if the path is in the tree.
-    fn value(&mut self, v: &'v Value, node: Option<usize>) -> Option<Value> {
+    /// `node`: the catalogue tree node of this value's path, if the path is in the tree. Writes what is delivered
+    /// of `v` to `out` and says whether anything was.
+    fn value(&mut self, v: &'v Value, node: Option<usize>) -> bool {
         match v {
             Value::Object(m) => {
                 let start = self.children.len();
@@ -394,41 +410,62 @@ impl<'v> Walk<'_, '_, 'v> {
                     (None, Some(_)) => std::cmp::Ordering::Greater,
                     (None, None) => a.1.cmp(b.1),
                 });
-                let mut out: Option<Map<String, Value>> = None;
+                let mut any = false;
                 for i in start..end {
                     let (n, k, child) = self.children[i];
+                    let mark = self.out.len();
+                    self.out.push(if any { b',' } else { b'{' });
+                    write_json(&mut self.out, k);
+                    self.out.push(b':');
                     self.segs.push(Seg::key(k));
                     let delivered = self.value(child, n);
                     self.segs.pop();
-                    if let Some(d) = delivered {
-                        out.get_or_insert_with(|| Map::with_capacity(end - i))
-                            .insert(k.to_owned(), d);
+                    if delivered {
+                        any = true;
+                    } else {
+                        self.out.truncate(mark);
                     }
                 }
                 self.children.truncate(start);
-                out.map(Value::Object)
+                if any {
+                    self.out.push(b'}');
+                }
+                any
             }
             Value::Array(a) => {
                 let n = node.and_then(|n| self.tree.array(n));
-                let mut out: Option<Vec<Value>> = None;
+                let open = self.out.len();
+                let mut last_delivered = None;
                 for (i, child) in a.iter().enumerate() {
+                    self.out.push(if i == 0 { b'[' } else { b',' });
                     self.segs.push(Seg::Index(i));
                     let delivered = self.value(child, n);
                     self.segs.pop();
-                    if let Some(d) = delivered {
-                        let out = out.get_or_insert_with(|| Vec::with_capacity(a.len()));
-                        out.resize(i, Value::Null);
-                        out.push(d);
+                    if delivered {
+                        last_delivered = Some(self.out.len());
+                    } else {
+                        self.out.extend_from_slice(b"null");
                     }
                 }
-                out.map(Value::Array)
+                // Positions are kept: nulls before a delivered element stay, trailing ones go.
+                match last_delivered {
+                    Some(end) => {
+                        self.out.truncate(end);
+                        self.out.push(b']');
+                        true
+                    }
+                    None => {
+                        self.out.truncate(open);
+                        false
+                    }
+                }
             }
             leaf => self.leaf(leaf, node.and_then(|n| self.tree.field(n))),
         }
     }
 
     /// Decides one leaf (`field`: its catalogue field) and returns what is delivered of it.
-    fn leaf(&mut self, value: &Value, field: Option<usize>) -> Option<Value> {
+    fn leaf(&mut self, value: &Value, field: Option<usize>) -> bool {
         let Some(index) = field else {
             self.leaves.push(Leaf {
                 field: NONE,
@@ -438,7 +475,7 @@ impl<'v> Walk<'_, '_, 'v> {
             });
             self.other
                 .push((path::render(&self.segs), path::catalogue_path(&self.segs)));
-            return None;
+            return false;
         };
         let at = self.indices.len();
         self.indices
@@ -446,18 +483,19 @@ impl<'v> Walk<'_, '_, 'v> {
                 Seg::Index(i) => Some(*i),
                 Seg::Key(_) => None,
             }));
-        let (action, consent, out) = self.decide_leaf(index, value);
+        let (action, consent) = self.decide_leaf(index, value);
         self.leaves.push(Leaf {
             field: index as u32,
             at,
             consent,
             action,
         });
-        out
+        action.is_delivered()
     }
 
-    fn decide_leaf(&mut self, index: usize, value: &Value) -> (LeafAction, u32, Option<Value>) {
-        let withhold = |why| (LeafAction::Withheld(why), NONE, None);
+    /// Decides one catalogue leaf and, when it is delivered, writes the delivered value to `out`.
+    fn decide_leaf(&mut self, index: usize, value: &Value) -> (LeafAction, u32) {
+        let withhold = |why| (LeafAction::Withheld(why), NONE);
         let (flow, field) = (self.flow, &self.catalogue.fields[index]);
         let Some(rule) = flow.rule_for_field(index) else {
             return withhold(Why::NotInFlow);
@@ -484,20 +522,27 @@ impl<'v> Walk<'_, '_, 'v> {
                 None => return withhold(Why::ConsentMissing),
             }
         }
-        let (action, out) = match &rule.action {
-            RuleAction::Allow | RuleAction::Consent => (LeafAction::Delivered, value.clone()),
+        let action = match &rule.action {
+            RuleAction::Allow | RuleAction::Consent => {
+                write_json(&mut self.out, value);
+                LeafAction::Delivered
+            }
             RuleAction::Generalise { method, .. } => match transform::generalise(*method, value) {
-                Some(v) => (LeafAction::Generalised(*method), v),
+                Some(v) => {
+                    write_json(&mut self.out, &v);
+                    LeafAction::Generalised(*method)
+                }
                 None => return withhold(Why::InvalidValue),
             },
-            RuleAction::Pseudonymise { .. } => (
-                LeafAction::Pseudonymised,
-                Value::String(pseudonym(self.key(), "field", &pseudonym_input(value))),
-            ),
+            RuleAction::Pseudonymise { .. } => {
+                let p = pseudonym(self.key(), "field", &pseudonym_input(value));
+                write_json(&mut self.out, &p);
+                LeafAction::Pseudonymised
+            }
             RuleAction::Deny { .. } => return withhold(Why::Denied),
         };
         let consent = consent.map_or(NONE, |j| self.consent_slot(j));
-        (action, consent, Some(out))
+        (action, consent)
     }
 
     /// The position in `consent_ids` of usable consent `j`.
@@ -507,6 +552,16 @@ impl<'v> Walk<'_, '_, 'v> {
             self.consent_ids.push(self.consents[j].consent_id.clone());
         }
         self.consent_slots[j]
+    }
+}
+
+/// Appends `v` as compact JSON. A string or a JSON value written to a `Vec` cannot fail (no I/O, and every map
+/// key is a string); should serde_json ever report an error, what it wrote is removed, the text then misses a
+/// value, and `Delivered::from_json` refuses it: the message is refused, never delivered in part.
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    let mark = out.len();
+    if serde_json::to_writer(&mut *out, v).is_err() {
+        out.truncate(mark);
     }
 }
 

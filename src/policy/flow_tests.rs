@@ -107,7 +107,7 @@ fn run_env(
 }
 
 fn assert_no_canary(d: &Decision) {
-    let delivered = serde_json::to_string(&d.delivered).unwrap();
+    let delivered = d.delivered.json().to_owned();
     assert!(
         !delivered.contains("CANARY-"),
         "delivered data leaks a canary: {delivered}"
@@ -133,8 +133,8 @@ fn pointer(path: &str) -> String {
     out
 }
 
-fn got<'d>(d: &'d Decision, path: &str) -> Option<&'d Value> {
-    d.delivered.pointer(&pointer(path))
+fn got(d: &Decision, path: &str) -> Option<Value> {
+    d.delivered.to_value().pointer(&pointer(path)).cloned()
 }
 
 fn action<'d>(d: &'d Decision, path: &str) -> &'d FieldAction {
@@ -148,7 +148,7 @@ fn assert_delivered(d: &Decision, env: &Value, paths: &[&str]) {
     for p in paths {
         assert_eq!(action(d, p), &FieldAction::Delivered, "{p}");
         let input = env["data"].pointer(&pointer(p)).unwrap();
-        assert_eq!(got(d, p), Some(input), "{p}");
+        assert_eq!(got(d, p).as_ref(), Some(input), "{p}");
     }
 }
 
@@ -179,7 +179,7 @@ fn assert_accounted(d: &Decision, env: &Value) {
     outcomes.sort();
     assert_eq!(input, outcomes);
     let delivered = d.delivered_paths();
-    path::for_each_leaf(&d.delivered, &mut |segs, v| {
+    path::for_each_leaf(&d.delivered.to_value(), &mut |segs, v| {
         if !v.is_null() {
             let p = path::render(segs);
             assert!(
@@ -281,11 +281,14 @@ fn p1_without_consent_delivers_the_report_and_withholds_attachments_jh_and_straf
         WithheldReason::ConsentMissing.to_string()
     );
     for absent in ["bijlagen", "jeugdhulp", "justitie"] {
-        assert!(d.delivered.get(absent).is_none(), "{absent}");
+        assert!(d.delivered.to_value().get(absent).is_none(), "{absent}");
     }
-    assert_eq!(d.delivered["diagnoses"], json!([{"categorie": "dyslexie"}]));
     assert_eq!(
-        d.delivered["thuissituatie"],
+        d.delivered.to_value()["diagnoses"],
+        json!([{"categorie": "dyslexie"}])
+    );
+    assert_eq!(
+        d.delivered.to_value()["thuissituatie"],
         json!({"zorgpunt": "Echtscheiding ouders 2025."})
     );
     assert!(d.consents_used.is_empty());
@@ -499,6 +502,33 @@ fn p1_unknown_and_malformed_fields_are_withheld_without_echoing_them() {
     assert_delivered(&d, &env, &["leerling.achternaam", "toetsen[0].naam"]);
 }
 
+/// The delivered JSON text is written during the walk: arrays and objects with nothing delivered in them vanish
+/// whole, and strings that need escaping come out exactly as serde_json writes them.
+#[test]
+fn p1_delivered_text_is_compact_json_without_empty_containers() {
+    let mut env = example("P1-overstap-po-vo.json");
+    let data = env["data"].as_object_mut().unwrap();
+    data["toetsen"] = json!([{"onbekend": "CANARY-T0"}, {"onbekend": "CANARY-T1"}]);
+    data.insert("onbekend_blok".into(), json!({"a": {"b": "CANARY-B"}}));
+    data["leerling"]["achternaam"] = json!("Jansen \"de\" \\ Vries\u{2028}\u{1}é");
+    let d = run_env(&env, "obs-de-linde", &[], P1_TODAY).unwrap();
+    assert_accounted(&d, &env);
+    let text = d.delivered.json();
+    assert!(!text.contains("CANARY-"), "{text}");
+    let delivered = d.delivered.to_value();
+    assert!(delivered.get("toetsen").is_none(), "{text}");
+    assert!(delivered.get("onbekend_blok").is_none(), "{text}");
+    assert_eq!(
+        delivered["leerling"]["achternaam"],
+        env["data"]["leerling"]["achternaam"]
+    );
+    assert_eq!(serde_json::to_string(&delivered).unwrap(), text);
+    assert!(
+        text.contains("\"Jansen \\\"de\\\" \\\\ Vries\u{2028}\\u0001é\""),
+        "{text}"
+    );
+}
+
 #[test]
 fn p1_array_positions_and_catalogue_order_are_kept_in_what_is_delivered() {
     let mut env = example("P1-overstap-po-vo.json");
@@ -514,10 +544,11 @@ fn p1_array_positions_and_catalogue_order_are_kept_in_what_is_delivered() {
     let d = run_env(&env, "obs-de-linde", &[], P1_TODAY).unwrap();
     assert_accounted(&d, &env);
     assert_eq!(
-        d.delivered["toetsen"],
+        d.delivered.to_value()["toetsen"],
         json!([null, {"naam": "eindtoets", "score": "2F"}])
     );
-    let advies: Vec<&String> = d.delivered["advies"].as_object().unwrap().keys().collect();
+    let delivered = d.delivered.to_value();
+    let advies: Vec<&String> = delivered["advies"].as_object().unwrap().keys().collect();
     assert_eq!(advies, ["schooladvies", "wensen_leerling"]);
     let order: Vec<&str> = d
         .fields
@@ -579,12 +610,12 @@ fn p1_lapsed_consent_paths_can_be_stripped_at_fetch_time() {
         GivenBy::OuderEnJongere,
     );
     let d = run_env(&env, "obs-de-linde", &[c], P1_TODAY).unwrap();
-    let mut data = d.delivered.clone();
+    let mut data = d.delivered.to_value();
     let paths: Vec<String> = d.consent_dependent().into_iter().map(|(p, _)| p).collect();
     strip_paths(&mut data, &paths);
     assert!(data.get("bijlagen").is_none());
     let without = run_env(&env, "obs-de-linde", &[], P1_TODAY).unwrap();
-    assert_eq!(data, without.delivered);
+    assert_eq!(data, without.delivered.to_value());
 }
 
 // ------------------------------------------------------------------------------------------ P2
@@ -645,9 +676,7 @@ fn p2_tlv_delivers_support_data_with_a_pseudonym_instead_of_the_pgn() {
     assert!(!serde_json::to_string(&d.subject)
         .unwrap()
         .contains("252760189"));
-    assert!(!serde_json::to_string(&d.delivered)
-        .unwrap()
-        .contains("252760189"));
+    assert!(!d.delivered.json().contains("252760189"));
     // Stable for one receiver, different for another receiving organisation.
     let again = run_env(&env, "lyceum-zuid", &[], P2_TODAY).unwrap();
     assert_eq!(again.subject, d.subject);
@@ -893,14 +922,14 @@ fn p4_with_consent_delivers_generalised_and_consented_fields_only() {
             method: "date-year".into()
         }
     );
-    assert_eq!(got(&d, "leerling.geboortedatum"), Some(&json!("2016")));
+    assert_eq!(got(&d, "leerling.geboortedatum"), Some(json!("2016")));
     assert_eq!(
         action(&d, "verzuim.uren_3mnd"),
         &FieldAction::Generalised {
             method: "number-band-10".into()
         }
     );
-    assert_eq!(got(&d, "verzuim.uren_3mnd"), Some(&json!("20-29")));
+    assert_eq!(got(&d, "verzuim.uren_3mnd"), Some(json!("20-29")));
     assert_withheld(
         &d,
         &[
@@ -912,7 +941,7 @@ fn p4_with_consent_delivers_generalised_and_consented_fields_only() {
         ],
         "deny",
     );
-    let text = serde_json::to_string(&d.delivered).unwrap();
+    let text = d.delivered.json().to_owned();
     assert!(!text.contains("2016-04-22") && !text.contains("121547280"));
     assert!(d
         .fields
@@ -934,7 +963,7 @@ fn p4_consent_per_category() {
     );
     let d = run_env(&env, "obs-de-linde", &[c], P4_TODAY).unwrap();
     assert_delivered(&d, &env, &["leerling.voornamen", "ouders[0].telefoon"]);
-    assert_eq!(got(&d, "leerling.geboortedatum"), Some(&json!("2016")));
+    assert_eq!(got(&d, "leerling.geboortedatum"), Some(json!("2016")));
     assert_withheld(
         &d,
         &[
@@ -1080,7 +1109,11 @@ fn p5_feedback_with_consent_delivers_involvement_contact_and_advice_only() {
         ],
         "deny",
     );
-    assert_eq!(d.delivered.as_object().unwrap().len(), 1, "only `wijkteam`");
+    assert_eq!(
+        d.delivered.to_value().as_object().unwrap().len(),
+        1,
+        "only `wijkteam`"
+    );
 }
 
 #[test]
@@ -1175,7 +1208,7 @@ fn p7_counts_are_suppressed_rounded_and_bound_to_the_agreement() {
     );
     // 12, 3, 7, 0, 26: 3 is small; in its row (0599, vo) 7 is the smallest other non-zero cell.
     assert_eq!(d.suppressed_cells, vec![1, 2]);
-    let counts: Vec<Value> = d.delivered["cellen"]
+    let counts: Vec<Value> = d.delivered.to_value()["cellen"]
         .as_array()
         .unwrap()
         .iter()
@@ -1186,12 +1219,12 @@ fn p7_counts_are_suppressed_rounded_and_bound_to_the_agreement() {
         vec![json!(10), Value::Null, Value::Null, json!(0), json!(25)]
     );
     assert_eq!(
-        d.delivered["cellen"][1],
+        d.delivered.to_value()["cellen"][1],
         json!({"gemeente": "0599", "onderwijssoort": "vo", "categorie": "lrv-3m-plus", "aantal": null})
     );
-    assert_eq!(d.delivered["periode"], json!("2026-Q3"));
+    assert_eq!(d.delivered.to_value()["periode"], json!("2026-Q3"));
     assert_eq!(
-        d.delivered["dimensies"],
+        d.delivered.to_value()["dimensies"],
         json!(["gemeente", "onderwijssoort"])
     );
     for p in ["cellen[1].aantal", "cellen[2].aantal"] {
@@ -1199,7 +1232,7 @@ fn p7_counts_are_suppressed_rounded_and_bound_to_the_agreement() {
             withheld_reason(&d, p),
             WithheldReason::Suppressed.to_string()
         );
-        assert_eq!(got(&d, p), Some(&Value::Null));
+        assert_eq!(got(&d, p), Some(Value::Null));
     }
     assert_eq!(
         action(&d, "cellen[0].aantal"),
@@ -1618,7 +1651,7 @@ mod properties {
                 }
             };
             assert_accounted(&d, &b.env);
-            let delivered_text = serde_json::to_string(&d.delivered).unwrap();
+            let delivered_text = d.delivered.json().to_owned();
             let age = b.env["data"].pointer("/leerling/geboortedatum")
                 .and_then(transform::parse_date)
                 .map(|birth| decide::age_on(birth, TODAY));
@@ -1652,7 +1685,8 @@ mod properties {
                     (None, false) => {}
                     (got, needs) => prop_assert!(false, "{}: consent {:?}, needed {}", f.path, got, needs),
                 }
-                let out = d.delivered.pointer(&pointer(&f.path)).unwrap();
+                let delivered = d.delivered.to_value();
+                let out = delivered.pointer(&pointer(&f.path)).unwrap();
                 match (&f.action, &rule.action) {
                     (FieldAction::Delivered, RuleAction::Allow | RuleAction::Consent) => prop_assert_eq!(out, input),
                     (FieldAction::Generalised { .. }, RuleAction::Generalise { .. }) => prop_assert_ne!(out, input),
@@ -1680,8 +1714,8 @@ mod properties {
             match (one, two) {
                 (Ok(a), Ok(b)) => {
                     prop_assert_eq!(
-                        serde_json::to_string(&a.delivered).unwrap(),
-                        serde_json::to_string(&b.delivered).unwrap()
+                        a.delivered.json().to_owned(),
+                        b.delivered.json().to_owned()
                     );
                     prop_assert_eq!(a, b);
                 }

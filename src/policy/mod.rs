@@ -825,6 +825,56 @@ impl fmt::Debug for Fields {
     }
 }
 
+/// The data object the receiver gets, as the compact JSON text that is sealed into its mailbox. The decision writes
+/// it while it walks the message (no second tree of the input's values is built and dropped); `to_value` gives the
+/// tree back where one is wanted. Never logged or shown: `Decision`'s `Debug` redacts it.
+#[derive(Clone)]
+pub struct Delivered(Box<serde_json::value::RawValue>);
+
+impl Delivered {
+    /// Takes JSON text written by the decision; it is checked to be one JSON object.
+    fn from_json(json: String) -> Option<Delivered> {
+        if !json.starts_with('{') {
+            return None;
+        }
+        serde_json::value::RawValue::from_string(json)
+            .ok()
+            .map(Delivered)
+    }
+
+    fn from_value(value: &serde_json::Value) -> Option<Delivered> {
+        serde_json::value::to_raw_value(value)
+            .ok()
+            .filter(|raw| raw.get().starts_with('{'))
+            .map(Delivered)
+    }
+
+    fn empty() -> Delivered {
+        Delivered::from_json("{}".to_owned()).expect("`{}` is a JSON object")
+    }
+
+    /// The JSON text, compact, in the order the decision visited the fields.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.0.get()).expect("delivered JSON was checked when it was made")
+    }
+}
+
+impl serde::Serialize for Delivered {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl PartialEq for Delivered {
+    fn eq(&self, other: &Delivered) -> bool {
+        self.json() == other.json()
+    }
+}
+
 /// The policy's decision about one message. `Debug` never shows the delivered values.
 #[derive(Clone, PartialEq)]
 pub struct Decision {
@@ -837,7 +887,7 @@ pub struct Decision {
     /// The inbox's `subject`: `{"pgn": …}` (or `bsn`/`onderwijsnummer`), `{"pseudonym": …}`, or none.
     pub subject: Option<serde_json::Value>,
     /// The data object the receiver gets.
-    pub delivered: serde_json::Value,
+    pub delivered: Delivered,
     /// One entry per leaf of the input, in catalogue order.
     pub fields: Fields,
     pub consents_used: Vec<String>,

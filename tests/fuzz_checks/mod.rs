@@ -259,10 +259,15 @@ pub fn field_filter_delivered(bytes: &[u8]) -> usize {
                     }
                 }
                 if f.action == FieldAction::Delivered {
-                    assert!(d.delivered.is_object());
+                    assert!(d.delivered.to_value().is_object());
                 }
             }
-            let mut delivered = d.delivered.clone();
+            let mut delivered = d.delivered.to_value();
+            // The text the walk wrote is compact JSON, exactly as serde_json would write the tree.
+            assert_eq!(
+                serde_json::to_string(&delivered).unwrap(),
+                d.delivered.json()
+            );
             let paths: Vec<String> = d.consent_dependent().into_iter().map(|(p, _)| p).collect();
             strip_paths(&mut delivered, &paths);
         }
