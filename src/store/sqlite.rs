@@ -84,6 +84,11 @@ fn migrator() -> Migrator {
             "log entry filters in the time index",
             include_str!("../../migrations/sqlite/0005_log_entries_filters.sql"),
         ),
+        (
+            6,
+            "no organisation, sender or receiver indexes",
+            include_str!("../../migrations/sqlite/0006_drop_party_indexes.sql"),
+        ),
     ])
 }
 
@@ -977,6 +982,23 @@ mod tests {
         assert!(
             plan[0].contains("USING INDEX log_entries_subject (subject=?)"),
             "{plan:?}"
+        );
+        // Every index on the log is one a statement reads (or its primary key): each costs every commit a page.
+        let mut stmt = conn
+            .prepare("SELECT name FROM pragma_index_list('log_entries') ORDER BY name")
+            .unwrap();
+        let indexes: Vec<String> = stmt
+            .query_map((), |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            indexes,
+            [
+                "log_entries_subject",
+                "log_entries_time",
+                "sqlite_autoindex_log_entries_1"
+            ]
         );
     }
 
