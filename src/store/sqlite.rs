@@ -899,6 +899,15 @@ mod tests {
         .collect()
     }
 
+    /// The first column of every row `sql` returns.
+    fn names(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        stmt.query_map((), |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
     /// Every search by organisation (each officer's scope), partner, purpose, flow, outcome or event walks the time
     /// index, which holds the columns they test, in order and stops at the page's last row: no sort of every match
     /// (an organisation with a million entries took 1.9 s that way) and no read of every table row (a rare partner,
@@ -950,14 +959,10 @@ mod tests {
             );
         }
         // Tested in the index, not in a ~3 KB table row read for each entry.
-        let mut stmt = conn
-            .prepare("SELECT name FROM pragma_index_info('log_entries_time')")
-            .unwrap();
-        let indexed: Vec<String> = stmt
-            .query_map((), |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let indexed = names(
+            &conn,
+            "SELECT name FROM pragma_index_info('log_entries_time')",
+        );
         for column in [
             "organisation",
             "partner",
@@ -984,14 +989,10 @@ mod tests {
             "{plan:?}"
         );
         // Every index on the log is one a statement reads (or its primary key): each costs every commit a page.
-        let mut stmt = conn
-            .prepare("SELECT name FROM pragma_index_list('log_entries') ORDER BY name")
-            .unwrap();
-        let indexes: Vec<String> = stmt
-            .query_map((), |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let indexes = names(
+            &conn,
+            "SELECT name FROM pragma_index_list('log_entries') ORDER BY name",
+        );
         assert_eq!(
             indexes,
             [
