@@ -5,7 +5,7 @@
 
 use crate::audit::checkpoint::SigningKey;
 use crate::audit::entry::{EventKind, LogEntry};
-use crate::audit::writer::{LogWriter, WriterConfig};
+use crate::audit::writer::{AuditError, LogWriter, WriterConfig};
 use crate::config::Config;
 use crate::identity::{Caller, PartnerDirectory};
 use crate::keys::Keys;
@@ -18,6 +18,9 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+
+/// How often the start-up entry is tried again after losing the race for its place in the log (see `Gateway::start`).
+const START_UP_CONFLICT_RETRIES: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -118,12 +121,27 @@ impl Gateway {
             metrics: Metrics::default(),
             in_flight: Mutex::new(HashSet::new()),
         });
-        let mut entry = gw.gateway_entry(EventKind::PolicyLoaded);
-        entry.detail = Some("start-up".into());
-        gw.writer
-            .append_one(entry)
-            .await
-            .map_err(|e| StartError::Store(crate::store::StoreError::Unavailable(e.to_string())))?;
+        // After a crash, PostgreSQL may still finish the dead process's last COMMIT after this one read the log state:
+        // the start-up entry then loses the race for its sequence number. The writer reloads the state after a
+        // conflict, so the entry is tried again a few times before start-up gives up.
+        let mut attempt = 0;
+        loop {
+            let mut entry = gw.gateway_entry(EventKind::PolicyLoaded);
+            entry.detail = Some("start-up".into());
+            match gw.writer.append_one(entry).await {
+                Ok(_) => break,
+                Err(AuditError::Conflict(why)) if attempt < START_UP_CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::info!(reason = %why, attempt, "start-up entry lost a race for its place in the log; retrying on the reloaded state");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => {
+                    return Err(StartError::Store(crate::store::StoreError::Unavailable(
+                        e.to_string(),
+                    )))
+                }
+            }
+        }
         Ok((gw, handle))
     }
 

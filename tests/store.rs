@@ -950,3 +950,50 @@ async fn expired_messages_are_found_oldest_first() {
         assert_eq!(db.backend, backend);
     }
 }
+
+/// After a crash, the dead process's last commit can still land (PostgreSQL finishes a COMMIT it received) after
+/// the restarted gateway's writer read the log state. Two writers on one log id play both: the one that read the
+/// state first loses the race for the next sequence number (nothing of its batch is stored), then goes on after
+/// the other's entry on the reloaded state, which is what the gateway's start-up entry relies on
+/// (`Gateway::start` tries it again after a conflict).
+#[tokio::test]
+async fn a_writer_that_lost_the_race_for_its_log_goes_on_after_the_winner() {
+    use ketenpoort::audit::checkpoint::SigningKey;
+    use ketenpoort::audit::entry::{EventKind, LogEntry};
+    use ketenpoort::audit::writer::{AuditError, LogWriter, WriterConfig};
+    use std::time::Duration;
+    for backend in backends() {
+        let db = open(backend).await;
+        let key_dir = TempDir::new("kp-race-key-");
+        let signing =
+            Arc::new(SigningKey::load_or_create(&key_dir.path().join("log.key")).unwrap());
+        let config = || WriterConfig {
+            log_id: "log-race".into(),
+            batch_max: 16,
+            checkpoint_interval: Duration::from_secs(3600),
+        };
+        let (restarted, _h1) = LogWriter::start(db.store.clone(), signing.clone(), config())
+            .await
+            .unwrap();
+        let (late, _h2) = LogWriter::start(db.store.clone(), signing.clone(), config())
+            .await
+            .unwrap();
+        let entry = || LogEntry::new(EventKind::PolicyLoaded);
+        assert_eq!(
+            late.append_one(entry()).await.unwrap().seq,
+            0,
+            "{backend:?}"
+        );
+        let lost = restarted.append_one(entry()).await;
+        assert!(
+            matches!(lost, Err(AuditError::Conflict(_))),
+            "{backend:?}: {lost:?}"
+        );
+        let state = db.store.load_log_state("log-race").await.unwrap().unwrap();
+        assert_eq!(state.size, 1, "{backend:?}: the lost batch left nothing");
+        let again = restarted.append_one(entry()).await.unwrap();
+        assert_eq!(again.seq, 1, "{backend:?}");
+        let state = db.store.load_log_state("log-race").await.unwrap().unwrap();
+        assert_eq!(state.size, 2, "{backend:?}");
+    }
+}
