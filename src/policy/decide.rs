@@ -356,7 +356,8 @@ fn decide_record(
 /// One walk over the message's `data`: every leaf is decided (`Walk::leaf`) and what is delivered is written as
 /// compact JSON into `out` on the way (an object or array is taken back out when nothing in it was delivered).
 /// Children are visited in catalogue order (known keys by catalogue position, unknown keys after them by name, array
-/// elements by index), so `fields` and the delivered data do not depend on the key order of the input. Array positions are kept: an element with nothing delivered becomes `null` (trailing ones are dropped).
+/// elements by index), so `fields` and the delivered data do not depend on the key order of the input. Array
+/// positions are kept: an element with nothing delivered becomes `null` (trailing ones are dropped).
 ///
 /// Keys are resolved through the catalogue's `PathTree`, and outcomes are recorded as indexes (`Leaf`): strings
 /// are made only for what is delivered and for leaves outside the catalogue.
