@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod consent;
 pub mod console;
+pub mod data;
 pub mod delivery;
 pub mod domain;
 pub mod envelope;

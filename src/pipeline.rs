@@ -285,7 +285,12 @@ pub fn disclosure_json(r: &Receipt) -> Value {
 
 /// Logs a refused message (without any payload value) and returns the problem to send; when even the refusal
 /// cannot be logged, the caller gets 503 instead.
-pub async fn refuse(gw: &Gateway, caller: &Caller, p: Problem, env: Option<&Envelope>) -> Problem {
+pub async fn refuse(
+    gw: &Gateway,
+    caller: &Caller,
+    p: Problem,
+    env: Option<&Envelope<'_>>,
+) -> Problem {
     gw.metrics.refusal(p.code);
     let mut entry = gw.entry_for(caller, EventKind::MessageRefused);
     if let Some(env) = env {
@@ -321,7 +326,7 @@ pub async fn refuse(gw: &Gateway, caller: &Caller, p: Problem, env: Option<&Enve
     }
 }
 
-fn describe_message(entry: &mut LogEntry, env: &Envelope, receiver: &crate::domain::Partner) {
+fn describe_message(entry: &mut LogEntry, env: &Envelope<'_>, receiver: &crate::domain::Partner) {
     entry.sender = Some(entry.partner.clone());
     entry.receiver = Some(receiver.id.clone());
     entry.receiver_role = Some(receiver.role.as_str().to_owned());
@@ -331,7 +336,7 @@ fn describe_message(entry: &mut LogEntry, env: &Envelope, receiver: &crate::doma
     entry.justification = env.justification.clone();
 }
 
-fn actor_ref(env: &Envelope) -> ActorRef {
+fn actor_ref(env: &Envelope<'_>) -> ActorRef {
     ActorRef {
         id: env.actor.id.clone(),
         name: env.actor.name.clone(),

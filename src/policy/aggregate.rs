@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::data::Node;
+
 use super::path::{self, Seg};
 use super::{
     codes, AggregateRules, Decision, DecisionRequest, Delivered, FieldAction, FieldOutcome,
@@ -33,7 +35,7 @@ fn invalid(detail: impl Into<String>) -> Refusal {
     Refusal::new(codes::INVALID_AGGREGATE, 422, detail)
 }
 
-fn short_code(v: &Value) -> Option<&str> {
+fn short_code<'v>(v: &'v Node) -> Option<&'v str> {
     let s = v.as_str()?;
     let ok = !s.is_empty()
         && s.len() <= MAX_CODE_LEN
@@ -131,7 +133,7 @@ pub(super) fn decide(
         .data
         .as_object()
         .ok_or_else(|| invalid("`data` must be an object"))?;
-    if let Some(k) = data.keys().find(|k| !TOP_KEYS.contains(&k.as_str())) {
+    if let Some(k) = data.keys().find(|k| !TOP_KEYS.contains(k)) {
         return Err(person_level(&key_path("", k)));
     }
     let periode = data
@@ -139,7 +141,7 @@ pub(super) fn decide(
         .and_then(short_code)
         .ok_or_else(|| invalid("`periode` must be a short code like 2026-Q3"))?;
     let dims: Vec<&str> = match data.get("dimensies") {
-        Some(Value::Array(a)) => a
+        Some(Node::Array(a)) => a
             .iter()
             .map(|v| v.as_str())
             .collect::<Option<Vec<_>>>()
@@ -170,7 +172,7 @@ pub(super) fn decide(
         }
     }
     let cells = match data.get("cellen") {
-        Some(Value::Array(a)) => a,
+        Some(Node::Array(a)) => a,
         _ => return Err(invalid("`cellen` must be a list of cells")),
     };
 
@@ -181,7 +183,7 @@ pub(super) fn decide(
             .as_object()
             .ok_or_else(|| invalid(format!("`cellen[{i}]` must be an object")))?;
         for k in cell.keys() {
-            let known = k == "categorie" || k == "aantal" || dims.contains(&k.as_str());
+            let known = k == "categorie" || k == "aantal" || dims.contains(&k);
             if known {
                 continue;
             }
@@ -197,7 +199,7 @@ pub(super) fn decide(
         for name in &dims {
             let dim = rules.dimensions.iter().find(|x| x.name == *name);
             let v = cell
-                .get(*name)
+                .get(name)
                 .and_then(short_code)
                 .ok_or_else(|| invalid(format!("`cellen[{i}].{name}` must be a short code")))?;
             if let Some(values) = dim.and_then(|x| x.values.as_ref()) {
@@ -212,7 +214,7 @@ pub(super) fn decide(
         }
         let cat = cell
             .get("categorie")
-            .and_then(Value::as_str)
+            .and_then(Node::as_str)
             .filter(|s| rules.categories.iter().any(|x| x == s))
             .ok_or_else(|| {
                 invalid(format!(
@@ -221,7 +223,7 @@ pub(super) fn decide(
                 ))
             })?;
         c.push(cat.to_owned());
-        let n = cell.get("aantal").and_then(Value::as_u64).ok_or_else(|| {
+        let n = cell.get("aantal").and_then(Node::as_u64).ok_or_else(|| {
             invalid(format!(
                 "`cellen[{i}].aantal` must be a whole number of at least 0"
             ))

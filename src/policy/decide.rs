@@ -6,6 +6,8 @@
 use ring::hmac;
 use serde_json::{Map, Value};
 
+use crate::data::Node;
+
 use super::path::{self, Seg};
 use super::transform::{self, pseudonym, pseudonym_input, receiver_key};
 use super::{
@@ -24,7 +26,7 @@ pub struct DecisionRequest<'a> {
     pub subject: Option<&'a SubjectId>,
     pub justification: Option<&'a str>,
     /// The envelope's `data`.
-    pub data: &'a Value,
+    pub data: &'a Node<'a>,
     /// The consent records of this subject; `decide` checks purpose, recipient, validity,
     /// categories and who gave them.
     pub consents: &'a [ConsentRecord],
@@ -154,12 +156,12 @@ fn justification_ok(j: Option<&str>) -> bool {
     j.is_some_and(|t| t.chars().filter(|c| !c.is_whitespace()).count() >= MIN_JUSTIFICATION_CHARS)
 }
 
-fn value_present(v: Option<&Value>) -> bool {
+fn value_present(v: Option<&Node>) -> bool {
     match v {
-        None | Some(Value::Null) => false,
-        Some(Value::String(s)) => !s.trim().is_empty(),
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(Value::Object(o)) => !o.is_empty(),
+        None | Some(Node::Null) => false,
+        Some(Node::String(s)) => !s.trim().is_empty(),
+        Some(Node::Array(a)) => !a.is_empty(),
+        Some(Node::Object(o)) => !o.is_empty(),
         Some(_) => true,
     }
 }
@@ -168,9 +170,9 @@ fn check_required(flow: &Flow, req: &DecisionRequest) -> Result<(), Refusal> {
     for r in &flow.required {
         let v = path::get_dotted(req.data, &r.path);
         let ok = match (&r.equals, r.equals_receiver) {
-            (Some(expected), _) => v == Some(expected),
+            (Some(expected), _) => v.is_some_and(|v| v.equals(expected)),
             (None, true) => v
-                .and_then(Value::as_str)
+                .and_then(Node::as_str)
                 .is_some_and(|s| s == req.receiver.organisation_id()),
             (None, false) => value_present(v),
         };
@@ -193,7 +195,7 @@ fn check_required(flow: &Flow, req: &DecisionRequest) -> Result<(), Refusal> {
 fn check_screening(flow: &Flow, req: &DecisionRequest) -> Result<(), Refusal> {
     let mut hits: Vec<(&str, &str)> = Vec::new();
     for list in &flow.screening {
-        let Some(text) = path::get_dotted(req.data, &list.field).and_then(Value::as_str) else {
+        let Some(text) = path::get_dotted(req.data, &list.field).and_then(Node::as_str) else {
             continue;
         };
         if screen::names_any(text, &list.terms) && !hits.contains(&(&list.field, &list.category)) {
@@ -361,7 +363,7 @@ fn decide_record(
 ///
 /// Keys are resolved through the catalogue's `PathTree`, and outcomes are recorded as indexes (`Leaf`): strings
 /// are made only for what is delivered and for leaves outside the catalogue.
-struct Walk<'p, 'c, 'v> {
+struct Walk<'p, 'c, 'v, 'b> {
     flow: &'p Flow,
     catalogue: &'p MessageCatalogue,
     tree: &'p PathTree,
@@ -373,7 +375,7 @@ struct Walk<'p, 'c, 'v> {
     /// The path of the current node.
     segs: Vec<Seg<'v>>,
     /// The children of the objects being visited, each object's after its parent's: (tree node, key, value).
-    children: Vec<(Option<usize>, &'v str, &'v Value)>,
+    children: Vec<(Option<usize>, &'v str, &'v Node<'b>)>,
     leaves: Vec<Leaf>,
     indices: Vec<usize>,
     other: Vec<(String, Option<String>)>,
@@ -384,7 +386,7 @@ struct Walk<'p, 'c, 'v> {
     out: Vec<u8>,
 }
 
-impl<'v> Walk<'_, '_, 'v> {
+impl<'v, 'b> Walk<'_, '_, 'v, 'b> {
     fn key(&mut self) -> &hmac::Key {
         let (secret, organisation) = (self.secret, self.organisation);
         self.key
@@ -393,15 +395,15 @@ impl<'v> Walk<'_, '_, 'v> {
 
     /// `node`: the catalogue tree node of this value's path, if the path is in the tree. Writes what is delivered
     /// of `v` to `out` and says whether anything was.
-    fn value(&mut self, v: &'v Value, node: Option<usize>) -> bool {
+    fn value(&mut self, v: &'v Node<'b>, node: Option<usize>) -> bool {
         match v {
-            Value::Object(m) => {
+            Node::Object(m) => {
                 let start = self.children.len();
                 let tree = self.tree;
                 let mut hint = 0;
-                for (k, child) in m {
+                for (k, child) in m.iter() {
                     let n = node.and_then(|n| tree.key(n, k, &mut hint));
-                    self.children.push((n, k.as_str(), child));
+                    self.children.push((n, k, child));
                 }
                 let end = self.children.len();
                 // Known keys by rank, then unknown ones by name (keys are unique: no two compare equal).
@@ -433,7 +435,7 @@ impl<'v> Walk<'_, '_, 'v> {
                 }
                 any
             }
-            Value::Array(a) => {
+            Node::Array(a) => {
                 let n = node.and_then(|n| self.tree.array(n));
                 let open = self.out.len();
                 let mut last_delivered = None;
@@ -466,7 +468,7 @@ impl<'v> Walk<'_, '_, 'v> {
     }
 
     /// Decides one leaf (`field`: its catalogue field) and returns what is delivered of it.
-    fn leaf(&mut self, value: &Value, field: Option<usize>) -> bool {
+    fn leaf(&mut self, value: &Node, field: Option<usize>) -> bool {
         let Some(index) = field else {
             self.leaves.push(Leaf {
                 field: NONE,
@@ -495,7 +497,7 @@ impl<'v> Walk<'_, '_, 'v> {
     }
 
     /// Decides one catalogue leaf and, when it is delivered, writes the delivered value to `out`.
-    fn decide_leaf(&mut self, index: usize, value: &Value) -> (LeafAction, u32) {
+    fn decide_leaf(&mut self, index: usize, value: &Node) -> (LeafAction, u32) {
         let withhold = |why| (LeafAction::Withheld(why), NONE);
         let (flow, field) = (self.flow, &self.catalogue.fields[index]);
         let Some(rule) = flow.rule_for_field(index) else {
@@ -653,6 +655,7 @@ mod tests {
                 m.insert("onbekend".into(), json!({"a": [1, {"b": true}]}));
             }
             for data in [&env["data"], &odd] {
+                let data = &Node::from_value(data);
                 for consents in [&consents[..], &[]] {
                     let req = DecisionRequest {
                         sender: &sender,
@@ -703,7 +706,8 @@ mod tests {
                                 Seg::Index(i) => format!("/{i}"),
                             })
                             .collect();
-                        assert!(data.pointer(&pointer).is_some(), "{}", o.path);
+                        let input = data.clone().into_value();
+                        assert!(input.pointer(&pointer).is_some(), "{}", o.path);
                         let cp = path::catalogue_path(&path::parse_concrete(&o.path).unwrap());
                         assert_eq!(o.catalogue_path, cp, "{}", o.path);
                     }

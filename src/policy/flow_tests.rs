@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use time::macros::date;
 
 use super::*;
+use crate::data::Node;
 use crate::domain::{ConsentRecord, GivenBy, Partner, Role, SubjectId, SubjectKind};
 
 const SECRET: &[u8] = b"test-pseudonym-secret";
@@ -90,7 +91,7 @@ fn run_env(
         purpose: env["purpose"].as_str().unwrap(),
         subject: subject.as_ref(),
         justification: env.get("justification").and_then(Value::as_str),
-        data: &env["data"],
+        data: &Node::from_value(&env["data"]),
         consents,
         today,
         pseudonym_key: SECRET,
@@ -1653,7 +1654,7 @@ mod properties {
             assert_accounted(&d, &b.env);
             let delivered_text = d.delivered.json().to_owned();
             let age = b.env["data"].pointer("/leerling/geboortedatum")
-                .and_then(transform::parse_date)
+                .and_then(|v| transform::parse_date(&Node::from_value(v)))
                 .map(|birth| decide::age_on(birth, TODAY));
             for f in &d.fields {
                 if !f.action.is_delivered() {

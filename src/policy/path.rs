@@ -10,6 +10,8 @@ use std::borrow::Cow;
 use serde_json::Map;
 use serde_json::Value;
 
+use crate::data::Node;
+
 /// Longest key the catalogue grammar accepts.
 const MAX_KEY_LEN: usize = 64;
 pub(super) const INVALID_KEY: &str = "<invalid-key>";
@@ -191,16 +193,8 @@ pub(super) fn for_each_leaf<'v>(v: &'v Value, f: &mut dyn FnMut(&[Seg<'v>], &'v 
 }
 
 /// The value at a dotted path without array steps (`inzage.ouders_geinformeerd`).
-pub(super) fn get_dotted<'v>(v: &'v Value, path: &str) -> Option<&'v Value> {
-    path.split('.').try_fold(v, |cur, k| {
-        let m = cur.as_object()?;
-        // A small object is searched directly: cheaper than hashing the key (keys are unique).
-        if m.len() <= 8 {
-            m.iter().find(|(x, _)| x.as_str() == k).map(|(_, v)| v)
-        } else {
-            m.get(k)
-        }
-    })
+pub(super) fn get_dotted<'v, 'b>(v: &'v Node<'b>, path: &str) -> Option<&'v Node<'b>> {
+    path.split('.').try_fold(v, |cur, k| cur.get(k))
 }
 
 /// Inserts `leaf` at `segs` inside `root` (an object), creating objects and arrays on the way.
@@ -362,12 +356,14 @@ mod tests {
             big.insert(format!("k{i}"), json!({ "x": i }));
         }
         let v = json!({"a": {"b": 1, "c": {"d": "e"}}, "big": big});
-        assert_eq!(get_dotted(&v, "a.b"), Some(&json!(1)));
-        assert_eq!(get_dotted(&v, "a.c.d"), Some(&json!("e")));
-        assert_eq!(get_dotted(&v, "a.x"), None);
-        assert_eq!(get_dotted(&v, "a.b.c"), None);
-        assert_eq!(get_dotted(&v, "big.k17.x"), Some(&json!(17)));
-        assert_eq!(get_dotted(&v, "big.k20"), None);
+        let v = Node::from_value(&v);
+        let at = |path| get_dotted(&v, path).map(|n| n.clone().into_value());
+        assert_eq!(at("a.b"), Some(json!(1)));
+        assert_eq!(at("a.c.d"), Some(json!("e")));
+        assert_eq!(at("a.x"), None);
+        assert_eq!(at("a.b.c"), None);
+        assert_eq!(at("big.k17.x"), Some(json!(17)));
+        assert_eq!(at("big.k20"), None);
     }
 
     #[test]

@@ -10,11 +10,13 @@ use std::borrow::Cow;
 use ring::hmac;
 use serde_json::Value;
 
+use crate::data::Node;
+
 use super::{GeneraliseMethod, ValueKind};
 
 /// `YYYY-MM-DD`, a date of the calendar; exactly what `time::Date::parse` with `[year]-[month]-[day]` accepts for a string of ten
 /// bytes (a sign before the year would make it longer), without its format machinery.
-pub(super) fn parse_date(v: &Value) -> Option<time::Date> {
+pub(super) fn parse_date(v: &Node) -> Option<time::Date> {
     let b = v.as_str()?.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
@@ -31,7 +33,7 @@ pub(super) fn parse_date(v: &Value) -> Option<time::Date> {
 }
 
 /// The four digits of a Dutch postcode (`1234AB`, `1234 ab`; spaces anywhere are ignored); `None` if not one.
-fn pc4(v: &Value) -> Option<[u8; 4]> {
+fn pc4(v: &Node) -> Option<[u8; 4]> {
     let mut b = [0u8; 6];
     let mut n = 0;
     for &c in v.as_str()?.as_bytes() {
@@ -51,7 +53,7 @@ fn pc4(v: &Value) -> Option<[u8; 4]> {
     ok.then(|| [b[0], b[1], b[2], b[3]])
 }
 
-pub(super) fn kind_ok(kind: Option<ValueKind>, v: &Value) -> bool {
+pub(super) fn kind_ok(kind: Option<ValueKind>, v: &Node) -> bool {
     if v.is_null() {
         return false;
     }
@@ -66,11 +68,11 @@ pub(super) fn kind_ok(kind: Option<ValueKind>, v: &Value) -> bool {
     }
 }
 
-pub(super) fn in_closed_list(values: &[String], v: &Value) -> bool {
+pub(super) fn in_closed_list(values: &[String], v: &Node) -> bool {
     v.as_str().is_some_and(|s| values.iter().any(|x| x == s))
 }
 
-pub(super) fn generalise(method: GeneraliseMethod, v: &Value) -> Option<Value> {
+pub(super) fn generalise(method: GeneraliseMethod, v: &Node) -> Option<Value> {
     match method {
         GeneraliseMethod::DateYear => {
             parse_date(v).map(|d| Value::String(format!("{:04}", d.year())))
@@ -109,10 +111,10 @@ pub(super) fn pseudonym(key: &hmac::Key, domain: &str, value: &str) -> String {
 }
 
 /// The text a field value is pseudonymised from: the string itself, or the JSON of other scalars.
-pub(super) fn pseudonym_input(v: &Value) -> Cow<'_, str> {
+pub(super) fn pseudonym_input<'v>(v: &'v Node) -> Cow<'v, str> {
     match v {
-        Value::String(s) => Cow::Borrowed(s),
-        other => Cow::Owned(other.to_string()),
+        Node::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(serde_json::to_string(other).unwrap_or_default()),
     }
 }
 
@@ -120,6 +122,19 @@ pub(super) fn pseudonym_input(v: &Value) -> Cow<'_, str> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    // The checks as the tests call them, on `serde_json::Value`s.
+    fn parse_date(v: &Value) -> Option<time::Date> {
+        super::parse_date(&Node::from_value(v))
+    }
+
+    fn kind_ok(kind: Option<ValueKind>, v: &Value) -> bool {
+        super::kind_ok(kind, &Node::from_value(v))
+    }
+
+    fn generalise(method: GeneraliseMethod, v: &Value) -> Option<Value> {
+        super::generalise(method, &Node::from_value(v))
+    }
 
     const DATE: &[time::format_description::FormatItem<'static>] =
         time::macros::format_description!("[year]-[month]-[day]");

@@ -23,10 +23,15 @@ pub fn envelope(data: &[u8]) {
     match ketenpoort::envelope::parse(data, &Default::default()) {
         Ok(envelope) => {
             assert!(envelope.data.is_object());
-            let reencoded = serde_json::to_vec(&envelope.data).expect("a Value always serialises");
+            let reencoded =
+                serde_json::to_vec(&envelope.data).expect("a data tree always serialises");
             let reparsed = ketenpoort::envelope::parse_strict_json(&reencoded, 32)
                 .expect("accepted data parses again on its own");
             assert!(reparsed.is_object());
+            assert!(
+                envelope.data.equals(&reparsed),
+                "the data tree written out and read again is the same tree"
+            );
         }
         Err(err) => {
             assert!(err.status() == 400 || err.status() == 422);
@@ -208,6 +213,7 @@ pub fn field_filter_delivered(bytes: &[u8]) -> usize {
     if let Some(inner) = data.get("data").cloned() {
         data = inner;
     }
+    let data = ketenpoort::data::Node::from_value(&data);
     let policies = shipped_policies();
     let today = time::Date::from_calendar_date(2026, time::Month::June, 1).unwrap();
     let subject = SubjectId::new(SubjectKind::Pgn, "628194821").unwrap();
