@@ -37,8 +37,11 @@ pub struct SqliteStore {
 }
 
 /// How often the WAL is copied back into the database file (`Writer::checkpoint_pass`). Commits never do it
-/// themselves (`wal_autocheckpoint = 0`), so no request waits for a checkpoint's copy and fsync.
-const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// themselves (`wal_autocheckpoint = 0`), so no request waits for a checkpoint's copy and fsync. Often, so that each
+/// pass hands the disk little: the writeback a pass starts is queued ahead of the next commit's sync, and at 500 ms
+/// (tens of MB at 6,500 messages/s) that sync waited 10-15 ms behind it about once a tick; at 25 ms no commit took
+/// over 10 ms at 50 % or 75 % of the maximum rate (BENCHMARKS.md).
+const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(25);
 
 /// A checkpoint pass this short left little behind (`checkpoint_pass`).
 const FINISH_AFTER: Duration = Duration::from_millis(5);
@@ -371,7 +374,8 @@ impl Writer {
         }
         // SQLite syncs the database file only in a pass that reaches the end of the WAL, which under load is the held
         // pass below: it then flushed every page the passive passes had copied since the last restart, 12-24 ms with
-        // commits waiting. Starting that writeback now, a tick at a time, leaves it little to flush.
+        // commits waiting. Starting that writeback now, a tick (`WAL_CHECKPOINT_EVERY`) at a time, leaves it little
+        // to flush, and each tick's share is small enough not to hold up the commits' own syncs behind it.
         if let Err(e) = start_writeback(&self.path) {
             tracing::debug!(error = %e, "cannot start the database file's writeback; the held pass flushes it");
         }
