@@ -42,6 +42,9 @@ pub struct SqliteStore {
 /// (tens of MB at 6,500 messages/s) that sync waited 10-15 ms behind it about once a tick; at 25 ms no commit took
 /// over 10 ms at 50 % or 75 % of the maximum rate (BENCHMARKS.md).
 const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(25);
+/// While the writer has written nothing since a pass found the whole WAL copied, passes run this often instead (for
+/// writes by other connections); an idle gateway does not wake for a pass 40 times a second.
+const WAL_CHECKPOINT_IDLE: Duration = Duration::from_millis(500);
 
 /// A checkpoint pass this short left little behind (`checkpoint_pass`).
 const FINISH_AFTER: Duration = Duration::from_millis(5);
@@ -127,10 +130,21 @@ impl SqliteStore {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(WAL_CHECKPOINT_EVERY);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                // The writer's write count when a pass last found the whole WAL copied, and when.
+                let mut copied: Option<(u64, std::time::Instant)> = None;
                 loop {
                     tick.tick().await;
+                    let writes = writer.writes.load(std::sync::atomic::Ordering::Acquire);
+                    if copied.is_some_and(|(seen, at)| {
+                        seen == writes && at.elapsed() < WAL_CHECKPOINT_IDLE
+                    }) {
+                        continue;
+                    }
                     let w = Arc::clone(&writer);
-                    let _ = tokio::task::spawn_blocking(move || w.checkpoint_pass()).await;
+                    let caught_up = tokio::task::spawn_blocking(move || w.checkpoint_pass())
+                        .await
+                        .unwrap_or(false);
+                    copied = caught_up.then(|| (writes, std::time::Instant::now()));
                 }
             })
         }));
@@ -296,6 +310,8 @@ struct Writer {
     conn: Mutex<Option<rusqlite::Connection>>,
     /// The background checkpointer's own connection (`checkpoint_pass`); opened on its first pass.
     checkpointer: Mutex<Option<rusqlite::Connection>>,
+    /// Writes done on `conn` (successful or not): the checkpointer skips its pass while this has not moved.
+    writes: std::sync::atomic::AtomicU64,
 }
 
 /// A failed write, and whether its connection must not be used again.
@@ -323,6 +339,7 @@ impl Writer {
             path,
             conn: Mutex::new(Some(conn)),
             checkpointer: Mutex::new(None),
+            writes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -337,7 +354,8 @@ impl Writer {
     /// commits for that last pass (its copy and the database file's sync), so it is done only when the WAL is that
     /// large, not at every tick: at every tick it put the p99 at 50 % of the maximum rate from 8 to 36 ms.
     /// A failed pass changes nothing committed; the next one goes on.
-    fn checkpoint_pass(&self) {
+    /// Returns whether the last pass found the whole WAL copied.
+    fn checkpoint_pass(&self) -> bool {
         let mut slot = self
             .checkpointer
             .lock()
@@ -348,24 +366,26 @@ impl Writer {
                 Ok(conn) => slot.insert(conn),
                 Err(e) => {
                     tracing::debug!(error = %e, "WAL checkpointer cannot open the database; retried later");
-                    return;
+                    return false;
                 }
             },
         };
-        // The number of frames in the WAL (copied or not) as the pass found it.
+        // The number of frames in the WAL (copied or not) as the pass found it, and how many of them are copied.
         let passive = |conn: &rusqlite::Connection| {
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", (), |r| r.get::<_, i64>(1))
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", (), |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
         };
         // Passes back to back, each copying what was written during the one before, until one is short.
-        let mut frames = 0;
+        let (mut frames, mut copied) = (0, 0);
         for _ in 0..CHECKPOINT_PASSES {
             let started = std::time::Instant::now();
             match passive(conn) {
-                Ok(n) => frames = n,
+                Ok(n) => (frames, copied) = n,
                 Err(e) => {
                     tracing::debug!(error = %e, "WAL checkpoint failed; retried at the next tick");
                     *slot = None;
-                    return;
+                    return false;
                 }
             }
             if started.elapsed() <= FINISH_AFTER {
@@ -380,16 +400,20 @@ impl Writer {
             tracing::debug!(error = %e, "cannot start the database file's writeback; the held pass flushes it");
         }
         if frames < RESTART_FRAMES {
-            return;
+            return frames == copied;
         }
         // The rest with the writer held: no write is in progress while the guard is held.
         let _writing = self
             .conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Err(e) = passive(conn) {
-            tracing::debug!(error = %e, "WAL checkpoint failed; retried at the next tick");
-            *slot = None;
+        match passive(conn) {
+            Ok((frames, copied)) => frames == copied,
+            Err(e) => {
+                tracing::debug!(error = %e, "WAL checkpoint failed; retried at the next tick");
+                *slot = None;
+                false
+            }
         }
     }
 
@@ -421,7 +445,11 @@ impl Writer {
             Some(conn) => conn,
             None => slot.insert(open_writer(&self.path)?),
         };
-        match write(conn) {
+        let result = write(conn);
+        // Counted once the write is over, so a commit that ends after a checkpoint pass began is seen by the next tick.
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        match result {
             Ok(v) => Ok(v),
             Err(Failed { error, retire }) => {
                 if retire {
@@ -1110,6 +1138,52 @@ mod tests {
             .lock()
             .unwrap()
             .is_some()
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_pass_says_when_the_whole_wal_is_copied_and_writes_are_counted() {
+        let dir = std::env::temp_dir().join(format!(
+            "kp-ckpt-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.db");
+        let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let writer = store.writer.clone().expect("a file has a writer");
+        let before = writer.writes.load(std::sync::atomic::Ordering::Acquire);
+        store
+            .commit_batch(Arc::new(batch(0, 40, vec![])))
+            .await
+            .unwrap();
+        assert_eq!(
+            writer.writes.load(std::sync::atomic::Ordering::Acquire),
+            before + 1,
+            "a commit is counted"
+        );
+        // A reader holding a snapshot keeps the frames after it from being copied: the pass is not complete.
+        let reader = rusqlite::Connection::open(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM log_entries", (), |r| r.get(0))
+            .unwrap();
+        store
+            .commit_batch(Arc::new(batch(40, 10, vec![])))
+            .await
+            .unwrap();
+        let w = writer.clone();
+        assert!(!tokio::task::spawn_blocking(move || w.checkpoint_pass())
+            .await
+            .unwrap());
+        reader.execute_batch("COMMIT").unwrap();
+        let w = writer.clone();
+        assert!(tokio::task::spawn_blocking(move || w.checkpoint_pass())
+            .await
+            .unwrap());
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]
