@@ -1140,18 +1140,24 @@ mod tests {
             .is_some()
     }
 
-    #[tokio::test]
-    async fn a_checkpoint_pass_says_when_the_whole_wal_is_copied_and_writes_are_counted() {
+    /// A store on a fresh file in a directory of its own: (directory, file, store).
+    async fn file_store(name: &str) -> (std::path::PathBuf, std::path::PathBuf, SqliteStore) {
         let dir = std::env::temp_dir().join(format!(
-            "kp-ckpt-{}-{:?}",
+            "kp-{name}-{}-{:?}",
             std::process::id(),
             std::time::SystemTime::now()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("c.db");
+        let path = dir.join("store.db");
         let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
             .await
             .unwrap();
+        (dir, path, store)
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_pass_says_when_the_whole_wal_is_copied_and_writes_are_counted() {
+        let (dir, path, store) = file_store("ckpt").await;
         let writer = store.writer.clone().expect("a file has a writer");
         let before = writer.writes.load(std::sync::atomic::Ordering::Acquire);
         store
@@ -1188,16 +1194,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_writer_survives_a_conflict_and_is_replaced_after_a_database_error() {
-        let dir = std::env::temp_dir().join(format!(
-            "kp-writer-{}-{:?}",
-            std::process::id(),
-            std::time::SystemTime::now()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("w.db");
-        let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
+        let (dir, path, store) = file_store("writer").await;
         store.check_durability().await.unwrap();
         store
             .commit_batch(Arc::new(batch(0, 130, vec![])))
