@@ -440,7 +440,6 @@ impl<'de> Visitor<'de> for NodeSeed<'_> {
         let depth = self.enter()?;
         let top_level = self.depth == 0;
         let mut members: Vec<(Cow<'de, str>, Node<'de>)> = Vec::new();
-        let mut sections = Vec::new();
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let section = if top_level {
                 self.strict.section_for(&key)
@@ -460,20 +459,13 @@ impl<'de> Visitor<'de> for NodeSeed<'_> {
                 section,
             })?;
             members.push((key, value));
-            if top_level {
-                sections.push(section);
-            }
         }
         if members.len() > LINEAR_DUPLICATE_CHECK {
-            let mut keys: Vec<(&str, usize)> = members
-                .iter()
-                .enumerate()
-                .map(|(i, (k, _))| (k.as_ref(), i))
-                .collect();
+            let mut keys: Vec<&str> = members.iter().map(|(k, _)| k.as_ref()).collect();
             keys.sort_unstable();
-            if let Some(pair) = keys.windows(2).find(|w| w[0].0 == w[1].0) {
+            if let Some(pair) = keys.windows(2).find(|w| w[0] == w[1]) {
                 let section = if top_level {
-                    sections[pair[1].1]
+                    self.strict.section_for(pair[0])
                 } else {
                     self.section
                 };

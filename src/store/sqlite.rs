@@ -21,6 +21,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -134,7 +135,7 @@ impl SqliteStore {
                 let mut copied: Option<(u64, std::time::Instant)> = None;
                 loop {
                     tick.tick().await;
-                    let writes = writer.writes.load(std::sync::atomic::Ordering::Acquire);
+                    let writes = writer.writes.load(Ordering::Acquire);
                     if copied.is_some_and(|(seen, at)| {
                         seen == writes && at.elapsed() < WAL_CHECKPOINT_IDLE
                     }) {
@@ -311,7 +312,7 @@ struct Writer {
     /// The background checkpointer's own connection (`checkpoint_pass`); opened on its first pass.
     checkpointer: Mutex<Option<rusqlite::Connection>>,
     /// Writes done on `conn` (successful or not): the checkpointer skips its pass while this has not moved.
-    writes: std::sync::atomic::AtomicU64,
+    writes: AtomicU64,
 }
 
 /// A failed write, and whether its connection must not be used again.
@@ -339,7 +340,7 @@ impl Writer {
             path,
             conn: Mutex::new(Some(conn)),
             checkpointer: Mutex::new(None),
-            writes: std::sync::atomic::AtomicU64::new(0),
+            writes: AtomicU64::new(0),
         })
     }
 
@@ -447,8 +448,7 @@ impl Writer {
         };
         let result = write(conn);
         // Counted once the write is over, so a commit that ends after a checkpoint pass began is seen by the next tick.
-        self.writes
-            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.writes.fetch_add(1, Ordering::Release);
         match result {
             Ok(v) => Ok(v),
             Err(Failed { error, retire }) => {
@@ -1159,13 +1159,13 @@ mod tests {
     async fn a_checkpoint_pass_says_when_the_whole_wal_is_copied_and_writes_are_counted() {
         let (dir, path, store) = file_store("ckpt").await;
         let writer = store.writer.clone().expect("a file has a writer");
-        let before = writer.writes.load(std::sync::atomic::Ordering::Acquire);
+        let before = writer.writes.load(Ordering::Acquire);
         store
             .commit_batch(Arc::new(batch(0, 40, vec![])))
             .await
             .unwrap();
         assert_eq!(
-            writer.writes.load(std::sync::atomic::Ordering::Acquire),
+            writer.writes.load(Ordering::Acquire),
             before + 1,
             "a commit is counted"
         );
