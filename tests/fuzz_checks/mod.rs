@@ -10,7 +10,6 @@ use ketenpoort::audit::merkle::{
     leaf_hash, root_of, subtrees_of, verify_consistency, verify_inclusion, Hash, LeafRuns,
     ProofPlan,
 };
-use ketenpoort::data::Node;
 use ketenpoort::domain::{ConsentRecord, GivenBy, Partner, Role, SubjectId, SubjectKind};
 use ketenpoort::policy::{
     check_sources, decide, explain, strip_paths, DecisionRequest, FieldAction, PolicySet,
