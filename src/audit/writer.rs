@@ -1,9 +1,10 @@
 //! The single log writer: group commit of log entries together with the changes they record.
 //!
-//! Requests hand their entries (and mailbox/consent mutations) to one task, which appends everything queued in one
+//! Requests hand their entries (and mailbox/consent mutations) to one loop, which appends everything queued in one
 //! transaction, extends the Merkle tree and hash chain, signs a checkpoint at most once a second, and only then
 //! answers. A caller that gets `Ok` knows its entries are durable; on any error nothing it asked for happened.
-//! The in-memory tree state advances only after a commit succeeded.
+//! The in-memory tree state advances only after a commit succeeded. The loop runs where the store puts it
+//! (`Store::spawn_writer`: a task, or on SQLite a thread of its own that commits in place).
 //! A job whose mutations claim rows another request or instance changed first fails alone with
 //! `AuditError::Conflict` (the batch is rolled back and its other jobs are retried one by one); a conflict says
 //! nothing about the database's health.
@@ -110,7 +111,10 @@ impl LogWriter {
             stale: false,
             stats: stats.clone(),
         };
-        let handle = tokio::spawn(worker.run(rx));
+        let handle = worker
+            .store
+            .clone()
+            .spawn_writer(Box::pin(worker.run(rx)))?;
         Ok((
             LogWriter {
                 tx,

@@ -49,6 +49,9 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
+/// The loop that commits the log's batches (`audit::writer`), handed to `Store::spawn_writer`.
+pub type WriterTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
 /// One appended log entry with its hashes, as stored.
 #[derive(Debug, Clone)]
 pub struct StoredEntry {
@@ -239,6 +242,11 @@ pub trait Store: Send + Sync + 'static {
     /// Commits (and removes in the same transaction) a row of `PROBE_BYTES`, so readiness after a storage failure
     /// rests on a write that needs fresh space, not on a tiny commit that free pages or WAL slack can absorb.
     fn probe_write(&self) -> StoreFuture<'_, ()>;
+
+    /// Starts the loop that calls `commit_batch` (the log writer's). A backend whose commits block a thread gives it a
+    /// thread of its own, where a commit runs without being handed to another thread and back; otherwise it is a
+    /// task on the current runtime. The handle ends when the loop does.
+    fn spawn_writer(&self, task: WriterTask) -> Result<tokio::task::JoinHandle<()>, StoreError>;
 
     fn load_log_state<'a>(&'a self, log_id: &'a str) -> StoreFuture<'a, Option<LogState>>;
     /// One transaction: entries, mutations, the new log state and an optional checkpoint.

@@ -87,6 +87,14 @@ impl PgStore {
         sqlx_commit_batch(&self.pool, &batch).await
     }
 
+    /// `Store::spawn_writer`: a commit awaits the server without holding a thread, so the loop is a task.
+    fn start_writer(
+        &self,
+        task: super::WriterTask,
+    ) -> Result<tokio::task::JoinHandle<()>, StoreError> {
+        Ok(tokio::spawn(task))
+    }
+
     async fn write_probe(&self) -> Result<(), StoreError> {
         sqlx_probe_write(&self.pool).await
     }

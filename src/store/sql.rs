@@ -463,6 +463,13 @@ impl Store for $store {
         Box::pin(self.write_probe())
     }
 
+    fn spawn_writer(
+        &self,
+        task: super::WriterTask,
+    ) -> Result<tokio::task::JoinHandle<()>, StoreError> {
+        self.start_writer(task)
+    }
+
     fn load_log_state<'a>(&'a self, log_id: &'a str) -> StoreFuture<'a, Option<LogState>> {
         Box::pin(async move {
             let row = sqlx::query(

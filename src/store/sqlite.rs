@@ -3,9 +3,10 @@
 //! Every statement here is a static string with bind parameters; rows are mapped to the store's domain rows.
 //!
 //! Reads go through the sqlx pool (bulk log reads through a rusqlite reader, see `scan_log_rows`). Writes
-//! (`commit_batch`, `probe_write`) go through one dedicated rusqlite connection, the writer, one `spawn_blocking`
-//! per batch: sqlx's SQLite driver ships every statement and its bound values to its worker thread and back, which
-//! the gateway's profile put at about a third of its CPU per message; on the writer, `benches/micro.rs` measured a
+//! (`commit_batch`, `probe_write`) go through one dedicated rusqlite connection, the writer: in place on the log
+//! writer's own thread (`spawn_writer_thread`), else one `spawn_blocking` per write. sqlx's SQLite driver ships
+//! every statement and its bound values to its worker thread and back, which the gateway's profile put at about a
+//! third of its CPU per message; on the writer, `benches/micro.rs` measured a
 //! commit's CPU (user + sys) 25-40 % lower (1 row: 0.45 -> 0.26 ms, 16 rows: 1.7 -> 1.1 ms, 512 rows: 34 -> 26 ms).
 //! It runs the same statements as the sqlx code (`sql`'s `*_SQL` constants) as cached prepared statements, rows one
 //! by one (64-row statements were no faster without the worker hop). The writer has the pool's settings (WAL,
@@ -233,6 +234,18 @@ impl SqliteStore {
             .await
     }
 
+    /// `Store::spawn_writer`: with a writer connection, the loop runs on a thread of its own (`spawn_writer_thread`)
+    /// and commits there; in memory (writes through the pool) it is a task.
+    fn start_writer(
+        &self,
+        task: super::WriterTask,
+    ) -> Result<tokio::task::JoinHandle<()>, StoreError> {
+        if self.writer.is_none() {
+            return Ok(tokio::spawn(task));
+        }
+        spawn_writer_thread(task)
+    }
+
     /// `Store::commit_batch`: on the writer connection, else (in memory) through the pool.
     async fn write_batch(&self, batch: Arc<super::Batch>) -> Result<(), StoreError> {
         let Some(writer) = &self.writer else {
@@ -301,6 +314,36 @@ fn require_durable(which: &str, sync: i64, mode: &str) -> Result<(), StoreError>
         )));
     }
     Ok(())
+}
+
+thread_local! {
+    /// Set on the thread `spawn_writer_thread` starts: there `Writer::run` writes in place.
+    static ON_WRITER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs the log writer's loop on a thread of its own ("ketenpoort-log-writer", a single-threaded runtime with timers
+/// and nothing else on it), where `Writer::run` commits without a `spawn_blocking` hand-off: a batch then costs one
+/// wake-up of this thread and the wake-ups of the requests it answers. The returned task ends when the loop does,
+/// and fails if the thread panicked.
+fn spawn_writer_thread(task: super::WriterTask) -> Result<tokio::task::JoinHandle<()>, StoreError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| StoreError::Unavailable(format!("log writer runtime: {e}")))?;
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("ketenpoort-log-writer".into())
+        .spawn(move || {
+            ON_WRITER_THREAD.set(true);
+            runtime.block_on(task);
+            let _ = done.send(());
+        })
+        .map_err(|e| StoreError::Unavailable(format!("log writer thread: {e}")))?;
+    Ok(tokio::spawn(async move {
+        if finished.await.is_err() {
+            panic!("the log writer thread panicked");
+        }
+    }))
 }
 
 /// The store's one write connection (rusqlite), used from one blocking thread at a time, and the WAL checkpointer
@@ -418,13 +461,16 @@ impl Writer {
         }
     }
 
-    /// Runs `write` on the writer connection on a blocking thread (opening a connection if a failure retired
-    /// the last one); a connection `write` reports as failed is closed, never used again. The write runs to
-    /// completion even if the caller stops waiting.
+    /// Runs `write` on the writer connection (opening a connection if a failure retired the last one): in place on
+    /// the log writer's own thread, else on a blocking thread; a connection `write` reports as failed is closed,
+    /// never used again. The write runs to completion even if the caller stops waiting.
     async fn run<T: Send + 'static>(
         self: &Arc<Self>,
         write: impl FnOnce(&rusqlite::Connection) -> Result<T, Failed> + Send + 'static,
     ) -> Result<T, StoreError> {
+        if ON_WRITER_THREAD.get() {
+            return self.run_blocking(write);
+        }
         let writer = Arc::clone(self);
         tokio::task::spawn_blocking(move || writer.run_blocking(write))
             .await
@@ -1153,6 +1199,71 @@ mod tests {
             .await
             .unwrap();
         (dir, path, store)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_writer_loop_commits_on_its_own_thread_and_elsewhere_writes_are_handed_off() {
+        let (dir, _path, store) = file_store("writer-thread").await;
+        let store = Arc::new(store);
+        let writer = store.writer.clone().expect("a file has a writer");
+        let thread_of_write = |writer: Arc<Writer>| async move {
+            writer
+                .run(|_| Ok(std::thread::current().name().map(str::to_owned)))
+                .await
+                .unwrap()
+        };
+        // Outside the writer's thread: on a blocking thread, not the caller's.
+        let caller = std::thread::current().name().map(str::to_owned);
+        let elsewhere = thread_of_write(writer.clone()).await;
+        assert_ne!(elsewhere, caller);
+        assert_ne!(elsewhere.as_deref(), Some("ketenpoort-log-writer"));
+
+        // The loop `spawn_writer` starts: on "ketenpoort-log-writer", and its writes (a real commit among them) run
+        // there, in place.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let looped = store.clone();
+        let handle = store
+            .spawn_writer(Box::pin(async move {
+                let looping = std::thread::current().name().map(str::to_owned);
+                looped
+                    .commit_batch(Arc::new(batch(0, 3, vec![])))
+                    .await
+                    .unwrap();
+                let _ = tx.send((looping, thread_of_write(writer).await));
+            }))
+            .unwrap();
+        let (looping, written) = rx.await.unwrap();
+        assert_eq!(looping.as_deref(), Some("ketenpoort-log-writer"));
+        assert_eq!(written.as_deref(), Some("ketenpoort-log-writer"));
+        handle.await.unwrap();
+        assert_eq!(store.load_log_state("log").await.unwrap().unwrap().size, 3);
+
+        // A loop that panics ends its handle with that failure, as a task's would.
+        let failed = store
+            .spawn_writer(Box::pin(async { panic!("writer loop failed") }))
+            .unwrap()
+            .await;
+        assert!(failed.is_err_and(|e| e.is_panic()));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn in_memory_the_log_writer_loop_is_a_task() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let caller = std::thread::current().id();
+        store
+            .spawn_writer(Box::pin(async move {
+                let _ = tx.send(std::thread::current().id());
+            }))
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(
+            rx.await.unwrap(),
+            caller,
+            "a task on the caller's single-threaded runtime"
+        );
     }
 
     #[tokio::test]

@@ -3,7 +3,8 @@
 //! The floor writes what the gateway writes per message — its log entry and its mailbox row, copied byte for byte
 //! from rows the gateway itself wrote during the benchmark — through the same `Store::commit_batch` (same SQL,
 //! same durability settings: SQLite WAL + synchronous FULL, PostgreSQL synchronous_commit on), with the log state
-//! row and a signed checkpoint once a second as the writer does, but with no TLS, HTTP, JSON or policy.
+//! row and a signed checkpoint once a second as the writer does, but with no TLS, HTTP, JSON or policy. Its commits
+//! run where the gateway's writer runs them (`Store::spawn_writer`: on SQLite the writer's own thread).
 
 use anyhow::{bail, Context};
 use ketenpoort::audit::checkpoint::{Checkpoint, SigningKey};
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Rows the gateway wrote for real messages, used as templates.
+#[derive(Clone)]
 pub struct Templates {
     pub entries: Vec<StoredEntry>,
     pub messages: Vec<NewMessage>,
@@ -69,6 +71,25 @@ impl FloorResult {
     pub fn rate(&self) -> f64 {
         self.messages as f64 / self.elapsed.as_secs_f64()
     }
+}
+
+/// `storage_floor` run by the store's writer loop, as the gateway's commits are.
+pub async fn storage_floor_on_writer(
+    store: DynStore,
+    key: SigningKey,
+    t: Templates,
+    batch: usize,
+    duration: Duration,
+) -> anyhow::Result<FloorResult> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let looped = store.clone();
+    let handle = store.spawn_writer(Box::pin(async move {
+        let result = storage_floor(&looped, &key, "floor", &t, batch, duration).await;
+        let _ = tx.send(result);
+    }))?;
+    let result = rx.await.context("the floor's writer loop stopped")?;
+    handle.await?;
+    result
 }
 
 /// Commits batches of `batch` messages (entry + mailbox row each, and the stored Merkle subtrees they complete, as

@@ -814,11 +814,10 @@ async fn storage_floors(
         } else {
             5.0
         };
-        let r = floor::storage_floor(
-            &store,
-            &key,
-            "floor",
-            templates,
+        let r = floor::storage_floor_on_writer(
+            store.clone(),
+            key,
+            templates.clone(),
             batch,
             Duration::from_secs_f64(secs),
         )
