@@ -522,10 +522,6 @@ async fn scenarios(ctx: &mut Ctx<'_>, work: &Path, postgres: Option<&str>) -> an
         load::closed_loop(base.addr, &senders, echo_p1.clone(), conns, w)
     })
     .await?;
-    let base_nc = measure(ctx, &base, "P1, new mTLS connection per request", |w| {
-        load::new_connections(base.addr, &senders, echo_p1.clone(), 16, w)
-    })
-    .await?;
     measure(ctx, &base, "P7 aggregate keep-alive, max rate", |w| {
         load::closed_loop(base.addr, &leerplicht, echo_p7.clone(), conns, w)
     })
@@ -593,6 +589,11 @@ async fn scenarios(ctx: &mut Ctx<'_>, work: &Path, postgres: Option<&str>) -> an
         })
         .await?;
     }
+    // The new-connection pair back to back: its ratio is the one most moved by the machine's drift over a run.
+    let base_nc = measure(ctx, &base, "P1, new mTLS connection per request", |w| {
+        load::new_connections(base.addr, &senders, echo_p1.clone(), 16, w)
+    })
+    .await?;
     let gw_nc = measure(ctx, &gw, "P1, new mTLS connection per request", |w| {
         load::new_connections(gw.addr, &senders, send_p1.clone(), 16, w)
     })
