@@ -7,7 +7,7 @@ use crate::audit::checkpoint::SigningKey;
 use crate::audit::entry::{EventKind, LogEntry};
 use crate::audit::writer::{AuditError, LogWriter, WriterConfig};
 use crate::config::Config;
-use crate::identity::{Caller, PartnerDirectory};
+use crate::identity::{Caller, PartnerDirectory, PeerCache};
 use crate::keys::Keys;
 use crate::metrics::{Gauges, Metrics};
 use crate::policy::PolicySet;
@@ -52,6 +52,8 @@ pub enum ReloadError {
 pub struct Gateway {
     pub config: Config,
     pub partners: PartnerDirectory,
+    /// Verified client certificates already read (`identity::PeerCache`).
+    pub peers: PeerCache,
     pub policies: RwLock<Arc<PolicySet>>,
     pub revocations: RwLock<Option<Arc<Revocations>>>,
     pub keys: Keys,
@@ -111,6 +113,7 @@ impl Gateway {
         let gw = Arc::new(Gateway {
             config,
             partners,
+            peers: PeerCache::default(),
             policies: RwLock::new(Arc::new(policies)),
             revocations: RwLock::new(revocations),
             keys,

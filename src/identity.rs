@@ -6,11 +6,11 @@
 
 use crate::domain::{Partner, Role};
 use crate::problem::Problem;
-use crate::tls::{ClientIdentity, Revocations};
+use crate::tls::{parse_client_identity, ClientIdentity, Revocations};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PartnersError {
@@ -58,7 +58,8 @@ pub struct PartnerInfo {
 /// `partners.toml`: certificate (OIN, common name) -> partner.
 #[derive(Debug, Default)]
 pub struct PartnerDirectory {
-    by_cert: HashMap<(String, String), Arc<PartnerInfo>>,
+    /// OIN -> common name -> partner (nested, so a lookup copies neither).
+    by_cert: HashMap<String, HashMap<String, Arc<PartnerInfo>>>,
     by_id: HashMap<String, Arc<PartnerInfo>>,
 }
 
@@ -103,7 +104,13 @@ impl PartnerDirectory {
             if dir.by_id.insert(e.id.clone(), info.clone()).is_some() {
                 return Err(format!("partner id {} appears twice", e.id));
             }
-            if dir.by_cert.insert((e.oin, cn), info).is_some() {
+            if dir
+                .by_cert
+                .entry(e.oin)
+                .or_default()
+                .insert(cn, info)
+                .is_some()
+            {
                 return Err(format!(
                     "partner {}: another partner has the same OIN and common name",
                     e.id
@@ -118,7 +125,7 @@ impl PartnerDirectory {
     }
 
     pub fn by_certificate(&self, oin: &str, common_name: &str) -> Option<&Arc<PartnerInfo>> {
-        self.by_cert.get(&(oin.to_owned(), common_name.to_owned()))
+        self.by_cert.get(oin)?.get(common_name)
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Arc<PartnerInfo>> {
@@ -130,6 +137,51 @@ impl PartnerDirectory {
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub cert: ClientIdentity,
+}
+
+/// The peers of earlier connections, by their whole certificate (DER), so a partner's next connection does not read
+/// its certificate again. Only certificates the TLS verifier has accepted are looked up, and a hit is exactly what
+/// reading the same bytes gives; revocation and expiry are still checked on every request (`identify`). Bounded:
+/// emptied when full.
+#[derive(Debug, Default)]
+pub struct PeerCache {
+    peers: Mutex<HashMap<Box<[u8]>, Arc<Peer>>>,
+}
+
+impl PeerCache {
+    /// Certificates kept at most; far more than the partners of one gateway.
+    pub const MAX: usize = 1024;
+
+    /// The peer of a verified certificate, or `None` when its identity fields cannot be read.
+    pub fn peer(&self, der: &[u8]) -> Option<Arc<Peer>> {
+        if let Some(peer) = self.lock().get(der) {
+            return Some(peer.clone());
+        }
+        let peer = Arc::new(Peer {
+            cert: parse_client_identity(der).ok()?,
+        });
+        let mut peers = self.lock();
+        if peers.len() >= Self::MAX {
+            peers.clear();
+        }
+        peers.insert(der.into(), peer.clone());
+        Some(peer)
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<[u8]>, Arc<Peer>>> {
+        // The map holds only finished entries, so one left by a panicking holder is still sound.
+        self.peers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// The authenticated caller of one request.
@@ -280,6 +332,45 @@ organisation = "lyceum-zuid"
                 11
             ),
             "certificate-expired"
+        );
+    }
+
+    #[test]
+    fn a_certificate_read_once_is_reused_and_the_cache_stays_bounded() {
+        let certs = crate::certs::test_support::TempCerts::new();
+        let cache = PeerCache::default();
+        let school = certs.der("obs-de-linde");
+        let first = cache.peer(&school).expect("identity fields");
+        assert_eq!(first.cert.oin, "00000001800000000001");
+        assert_eq!(first.cert.common_name, "obs-de-linde");
+        let again = cache.peer(&school).expect("identity fields");
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second connection reuses the first one's reading"
+        );
+        let other = cache
+            .peer(&certs.der("lyceum-zuid"))
+            .expect("identity fields");
+        assert_eq!(other.cert.common_name, "lyceum-zuid");
+        assert_eq!(cache.len(), 2);
+        // A certificate whose fields cannot be read is refused, and not kept.
+        assert!(cache.peer(b"not a certificate").is_none());
+        assert_eq!(cache.len(), 2);
+        // Full: emptied, then the new certificate is kept.
+        {
+            let mut peers = cache.lock();
+            for i in 0..PeerCache::MAX {
+                peers.insert(i.to_be_bytes().to_vec().into(), first.clone());
+            }
+        }
+        let third = cache
+            .peer(&certs.der("swv-vo-zuid"))
+            .expect("identity fields");
+        assert_eq!(third.cert.common_name, "swv-vo-zuid");
+        assert_eq!(cache.len(), 1);
+        assert!(
+            !Arc::ptr_eq(&cache.peer(&school).unwrap(), &first),
+            "read again after emptying"
         );
     }
 

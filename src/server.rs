@@ -441,8 +441,7 @@ async fn serve_partners(
                 .1
                 .peer_certificates()
                 .and_then(|certs| certs.first())
-                .and_then(|der| tls::parse_client_identity(der.as_ref()).ok())
-                .map(|cert| Arc::new(Peer { cert }));
+                .and_then(|der| gw.peers.peer(der.as_ref()));
             // Per-partner connection cap, so one partner cannot exhaust the others' capacity.
             let partner_id = peer
                 .as_ref()
