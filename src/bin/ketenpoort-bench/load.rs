@@ -149,7 +149,8 @@ impl Outcome {
         }
     }
 
-    fn merge(&mut self, other: Outcome) {
+    /// Adds the requests of another measured window (rounds of one measurement, or one window's workers).
+    pub fn merge(&mut self, other: Outcome) {
         self.ok += other.ok;
         self.errors += other.errors;
         if self.first_error.is_none() {

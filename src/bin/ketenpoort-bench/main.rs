@@ -504,6 +504,94 @@ where
     Ok(outcome)
 }
 
+/// Rounds of `measure_alternating`.
+const ALTERNATING_ROUNDS: u32 = 3;
+
+/// Measures one scenario on two servers in `ALTERNATING_ROUNDS` alternating rounds (first, second, first, ...),
+/// each with its warm-up and a third of the window, and reports each server's rounds as one row: requests and
+/// latencies added up, CPU per request over all rounds, the highest RSS. A machine whose speed drifts during a
+/// run (seen here: a quarter within minutes) then moves both servers alike and barely their ratio; the ratio of
+/// each round is written beside the second server's row. `run(i, window)` loads server `i`.
+async fn measure_alternating<F, Fut>(
+    ctx: &mut Ctx<'_>,
+    scenario: &str,
+    servers: [&Server; 2],
+    mut run: F,
+) -> anyhow::Result<(Outcome, Outcome)>
+where
+    F: FnMut(usize, Window) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
+{
+    let duration = ctx.plan.duration / ALTERNATING_ROUNDS;
+    let mut totals: [Option<(Outcome, f64, f64, u64)>; 2] = [None, None];
+    let mut ratios = Vec::new();
+    for _ in 0..ALTERNATING_ROUNDS {
+        let mut rates = [0.0; 2];
+        for (i, server) in servers.iter().enumerate() {
+            let window = Window::starting_in(Duration::from_millis(300), ctx.plan.warmup, duration);
+            let sampling = Sampling::start(server.pid(), window);
+            let outcome = run(i, window).await?;
+            let (server_cpu, client_cpu, peak) = sampling.finish(outcome.ok).await?;
+            if outcome.ok == 0 {
+                bail!(
+                    "{scenario} on {}: no request succeeded ({:?})",
+                    server.name,
+                    outcome.first_error
+                );
+            }
+            rates[i] = outcome.rate();
+            // CPU totals (µs), so the rounds' CPU per request is their sum over their requests.
+            let ok = outcome.ok as f64;
+            let (s_us, c_us) = (
+                server_cpu.unwrap_or(f64::NAN) * ok,
+                client_cpu.unwrap_or(f64::NAN) * ok,
+            );
+            totals[i] = Some(match totals[i].take() {
+                None => (outcome, s_us, c_us, peak),
+                Some((mut sum, s, c, p)) => {
+                    let window = sum.window + outcome.window;
+                    sum.merge(outcome);
+                    sum.window = window;
+                    (sum, s + s_us, c + c_us, p.max(peak))
+                }
+            });
+        }
+        ratios.push(rates[1] / rates[0]);
+    }
+    let mut outcomes = Vec::new();
+    for (i, total) in totals.into_iter().enumerate() {
+        let (outcome, s_us, c_us, peak) = total.context("every round measured")?;
+        let ok = outcome.ok as f64;
+        let cpu = |us: f64| us.is_finite().then_some(us / ok);
+        let mut row = Row::from_outcome(
+            scenario,
+            &servers[i].name,
+            &outcome,
+            cpu(s_us),
+            cpu(c_us),
+            peak,
+        );
+        if i == 1 {
+            let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            let rounds = format!(
+                "{ALTERNATING_ROUNDS} rounds alternating with {}; ratio per round {}",
+                servers[0].name,
+                each.join(", ")
+            );
+            row.note = Some(match row.note.take() {
+                Some(n) => format!("{n}; {rounds}"),
+                None => rounds,
+            });
+        }
+        eprintln!("{}", row.one_line());
+        ctx.report.rows.push(row);
+        outcomes.push(outcome);
+    }
+    let second = outcomes.pop().context("two servers")?;
+    let first = outcomes.pop().context("two servers")?;
+    Ok((first, second))
+}
+
 async fn scenarios(ctx: &mut Ctx<'_>, work: &Path, postgres: Option<&str>) -> anyhow::Result<()> {
     let p1 = example(ctx.root, "P1-overstap-po-vo.json")?;
     let p7 = example(ctx.root, "P7-telling-thuiszitters.json")?;
@@ -589,14 +677,17 @@ async fn scenarios(ctx: &mut Ctx<'_>, work: &Path, postgres: Option<&str>) -> an
         })
         .await?;
     }
-    // The new-connection pair back to back: its ratio is the one most moved by the machine's drift over a run.
-    let base_nc = measure(ctx, &base, "P1, new mTLS connection per request", |w| {
-        load::new_connections(base.addr, &senders, echo_p1.clone(), 16, w)
-    })
-    .await?;
-    let gw_nc = measure(ctx, &gw, "P1, new mTLS connection per request", |w| {
-        load::new_connections(gw.addr, &senders, send_p1.clone(), 16, w)
-    })
+    // The new-connection pair in alternating rounds: its ratio is the one most moved by the machine's drift.
+    let (base_nc, gw_nc) = measure_alternating(
+        ctx,
+        "P1, new mTLS connection per request",
+        [&base, &gw],
+        |server, w| {
+            let spec = if server == 0 { &echo_p1 } else { &send_p1 };
+            let addr = if server == 0 { base.addr } else { gw.addr };
+            load::new_connections(addr, &senders, spec.clone(), 16, w)
+        },
+    )
     .await?;
     measure(ctx, &gw, "P7 aggregate keep-alive, max rate", |w| {
         load::closed_loop(gw.addr, &leerplicht, send_p7.clone(), conns, w)
