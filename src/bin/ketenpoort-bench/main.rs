@@ -480,20 +480,64 @@ where
     F: FnOnce(Window) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
 {
-    let window = ctx.window();
+    let m = sample(server, scenario, ctx.window(), run).await?;
+    let row = m.row(scenario, &server.name);
+    eprintln!("{}", row.one_line());
+    ctx.report.rows.push(row);
+    Ok(m.outcome)
+}
+
+/// One measured window of one server: what the load generator saw, and the CPU time (µs) both processes spent
+/// in it (`None` where it could not be read).
+struct Measured {
+    outcome: Outcome,
+    server_cpu_us: Option<f64>,
+    client_cpu_us: Option<f64>,
+    peak_rss_kib: u64,
+}
+
+impl Measured {
+    /// Adds a later window of the same scenario and server.
+    fn add(mut self, other: Measured) -> Measured {
+        let window = self.outcome.window + other.outcome.window;
+        self.outcome.merge(other.outcome);
+        self.outcome.window = window;
+        let sum = |a: Option<f64>, b: Option<f64>| Some(a? + b?);
+        Measured {
+            server_cpu_us: sum(self.server_cpu_us, other.server_cpu_us),
+            client_cpu_us: sum(self.client_cpu_us, other.client_cpu_us),
+            peak_rss_kib: self.peak_rss_kib.max(other.peak_rss_kib),
+            outcome: self.outcome,
+        }
+    }
+
+    fn row(&self, scenario: &str, server: &str) -> Row {
+        let per_request = |us: Option<f64>| us.map(|us| us / self.outcome.ok as f64);
+        Row::from_outcome(
+            scenario,
+            server,
+            &self.outcome,
+            per_request(self.server_cpu_us),
+            per_request(self.client_cpu_us),
+            self.peak_rss_kib,
+        )
+    }
+}
+
+/// Runs `run` against `server` in `window`; fails when no request succeeded.
+async fn sample<F, Fut>(
+    server: &Server,
+    scenario: &str,
+    window: Window,
+    run: F,
+) -> anyhow::Result<Measured>
+where
+    F: FnOnce(Window) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
+{
     let sampling = Sampling::start(server.pid(), window);
     let outcome = run(window).await?;
     let (server_cpu, client_cpu, peak) = sampling.finish(outcome.ok).await?;
-    let row = Row::from_outcome(
-        scenario,
-        &server.name,
-        &outcome,
-        server_cpu,
-        client_cpu,
-        peak,
-    );
-    eprintln!("{}", row.one_line());
-    ctx.report.rows.push(row);
     if outcome.ok == 0 {
         bail!(
             "{scenario} on {}: no request succeeded ({:?})",
@@ -501,7 +545,13 @@ where
             outcome.first_error
         );
     }
-    Ok(outcome)
+    let ok = outcome.ok as f64;
+    Ok(Measured {
+        server_cpu_us: server_cpu.map(|us| us * ok),
+        client_cpu_us: client_cpu.map(|us| us * ok),
+        peak_rss_kib: peak,
+        outcome,
+    })
 }
 
 /// Rounds of `measure_alternating`.
@@ -523,73 +573,41 @@ where
     Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
 {
     let duration = ctx.plan.duration / ALTERNATING_ROUNDS;
-    let mut totals: [Option<(Outcome, f64, f64, u64)>; 2] = [None, None];
+    let mut totals: [Option<Measured>; 2] = [None, None];
     let mut ratios = Vec::new();
     for _ in 0..ALTERNATING_ROUNDS {
         let mut rates = [0.0; 2];
         for (i, server) in servers.iter().enumerate() {
             let window = Window::starting_in(Duration::from_millis(300), ctx.plan.warmup, duration);
-            let sampling = Sampling::start(server.pid(), window);
-            let outcome = run(i, window).await?;
-            let (server_cpu, client_cpu, peak) = sampling.finish(outcome.ok).await?;
-            if outcome.ok == 0 {
-                bail!(
-                    "{scenario} on {}: no request succeeded ({:?})",
-                    server.name,
-                    outcome.first_error
-                );
-            }
-            rates[i] = outcome.rate();
-            // CPU totals (µs), so the rounds' CPU per request is their sum over their requests.
-            let ok = outcome.ok as f64;
-            let (s_us, c_us) = (
-                server_cpu.unwrap_or(f64::NAN) * ok,
-                client_cpu.unwrap_or(f64::NAN) * ok,
-            );
+            let m = sample(server, scenario, window, |w| run(i, w)).await?;
+            rates[i] = m.outcome.rate();
             totals[i] = Some(match totals[i].take() {
-                None => (outcome, s_us, c_us, peak),
-                Some((mut sum, s, c, p)) => {
-                    let window = sum.window + outcome.window;
-                    sum.merge(outcome);
-                    sum.window = window;
-                    (sum, s + s_us, c + c_us, p.max(peak))
-                }
+                None => m,
+                Some(sum) => sum.add(m),
             });
         }
         ratios.push(rates[1] / rates[0]);
     }
-    let mut outcomes = Vec::new();
-    for (i, total) in totals.into_iter().enumerate() {
-        let (outcome, s_us, c_us, peak) = total.context("every round measured")?;
-        let ok = outcome.ok as f64;
-        let cpu = |us: f64| us.is_finite().then_some(us / ok);
-        let mut row = Row::from_outcome(
-            scenario,
-            &servers[i].name,
-            &outcome,
-            cpu(s_us),
-            cpu(c_us),
-            peak,
-        );
-        if i == 1 {
-            let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
-            let rounds = format!(
-                "{ALTERNATING_ROUNDS} rounds alternating with {}; ratio per round {}",
-                servers[0].name,
-                each.join(", ")
-            );
-            row.note = Some(match row.note.take() {
-                Some(n) => format!("{n}; {rounds}"),
-                None => rounds,
-            });
-        }
+    let [first, second] = totals.map(|t| t.expect("every round measured both servers"));
+    let mut rows = [
+        first.row(scenario, &servers[0].name),
+        second.row(scenario, &servers[1].name),
+    ];
+    let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    let rounds = format!(
+        "{ALTERNATING_ROUNDS} rounds alternating with {}; ratio per round {}",
+        servers[0].name,
+        each.join(", ")
+    );
+    rows[1].note = Some(match rows[1].note.take() {
+        Some(n) => format!("{n}; {rounds}"),
+        None => rounds,
+    });
+    for row in rows {
         eprintln!("{}", row.one_line());
         ctx.report.rows.push(row);
-        outcomes.push(outcome);
     }
-    let second = outcomes.pop().context("two servers")?;
-    let first = outcomes.pop().context("two servers")?;
-    Ok((first, second))
+    Ok((first.outcome, second.outcome))
 }
 
 async fn scenarios(ctx: &mut Ctx<'_>, work: &Path, postgres: Option<&str>) -> anyhow::Result<()> {
