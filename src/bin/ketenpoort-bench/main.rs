@@ -271,6 +271,11 @@ async fn new_connection_profile(
         Err(_) if baseline => Spec::post("/v1/messages", p1, &[200]),
         Err(_) => Spec::post("/v1/messages", p1, &[201]),
     };
+    let commits_before = if baseline {
+        None
+    } else {
+        Some(commit_latencies(&server)?)
+    };
     let sampling = Sampling::start(server.pid(), window);
     let out = load::new_connections(server.addr, senders, spec, 16, window).await?;
     let (server_cpu, client_cpu, _) = sampling.finish(out.ok).await?;
@@ -286,6 +291,9 @@ async fn new_connection_profile(
         out.errors,
         out.first_error
     );
+    if let Some(before) = commits_before {
+        println!("{}", commit_latencies(&server)?.since(&before));
+    }
     server.stop();
     Ok(())
 }
