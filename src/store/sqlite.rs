@@ -45,7 +45,7 @@ pub struct SqliteStore {
 /// over 10 ms at 50 % or 75 % of the maximum rate (BENCHMARKS.md).
 const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(25);
 /// While the writer has written nothing since a pass found the whole WAL copied, passes run this often instead (for
-/// writes by other connections); an idle gateway does not wake for a pass 40 times a second.
+/// writes by other connections); an idle gateway does not run a pass 40 times a second.
 const WAL_CHECKPOINT_IDLE: Duration = Duration::from_millis(500);
 
 /// A checkpoint pass this short left little behind (`checkpoint_pass`).
@@ -55,13 +55,46 @@ const CHECKPOINT_PASSES: usize = 4;
 /// A WAL of this many frames (4 KiB pages, 64 MiB) is started again from its beginning (`checkpoint_pass`).
 const RESTART_FRAMES: i64 = 16_384;
 
-struct Checkpointer(Option<tokio::task::JoinHandle<()>>);
+/// The WAL checkpointer's thread ("ketenpoort-wal-checkpoint"): a pass every `WAL_CHECKPOINT_EVERY` while the
+/// writer has written since the last pass that found the WAL copied. Dropping this stops it (after the pass it may
+/// be in); `None` for a database without a file.
+struct Checkpointer {
+    _stop: Option<std::sync::mpsc::Sender<()>>,
+}
 
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        if let Some(task) = &self.0 {
-            task.abort();
-        }
+impl Checkpointer {
+    fn spawn(writer: Arc<Writer>) -> Result<Checkpointer, StoreError> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("ketenpoort-wal-checkpoint".into())
+            .spawn(move || {
+                use std::sync::mpsc::RecvTimeoutError;
+                use std::time::Instant;
+                // The writer's write count when a pass last found the whole WAL copied, and when.
+                let mut copied: Option<(u64, Instant)> = None;
+                let mut next = Instant::now() + WAL_CHECKPOINT_EVERY;
+                loop {
+                    match stopped.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                    next = (next + WAL_CHECKPOINT_EVERY).max(Instant::now());
+                    let writes = writer.writes.load(Ordering::Acquire);
+                    if copied.is_some_and(|(seen, at)| {
+                        seen == writes && at.elapsed() < WAL_CHECKPOINT_IDLE
+                    }) {
+                        continue;
+                    }
+                    // A pass that panics counts as one that did not catch up; the next tick tries again.
+                    let caught_up = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        writer.checkpoint_pass()
+                    }))
+                    .unwrap_or(false);
+                    copied = caught_up.then(|| (writes, Instant::now()));
+                }
+            })
+            .map_err(|e| StoreError::Unavailable(format!("WAL checkpointer thread: {e}")))?;
+        Ok(Checkpointer { _stop: Some(stop) })
     }
 }
 
@@ -128,28 +161,10 @@ impl SqliteStore {
             None
         };
         // An in-memory database has no WAL to copy back.
-        let checkpointer = Checkpointer(writer.clone().map(|writer| {
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(WAL_CHECKPOINT_EVERY);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                // The writer's write count when a pass last found the whole WAL copied, and when.
-                let mut copied: Option<(u64, std::time::Instant)> = None;
-                loop {
-                    tick.tick().await;
-                    let writes = writer.writes.load(Ordering::Acquire);
-                    if copied.is_some_and(|(seen, at)| {
-                        seen == writes && at.elapsed() < WAL_CHECKPOINT_IDLE
-                    }) {
-                        continue;
-                    }
-                    let w = Arc::clone(&writer);
-                    let caught_up = tokio::task::spawn_blocking(move || w.checkpoint_pass())
-                        .await
-                        .unwrap_or(false);
-                    copied = caught_up.then(|| (writes, std::time::Instant::now()));
-                }
-            })
-        }));
+        let checkpointer = match &writer {
+            Some(writer) => Checkpointer::spawn(Arc::clone(writer))?,
+            None => Checkpointer { _stop: None },
+        };
         let readers = writer.as_ref().map(|_| Readers::new(path.clone()));
         Ok(SqliteStore {
             pool,
