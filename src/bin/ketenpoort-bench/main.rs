@@ -20,7 +20,7 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use load::{Identity, Outcome, Spec, Window};
 use report::{Report, Row};
-use servers::{GatewaySetup, RssSampler, Server};
+use servers::{GatewaySetup, RssSampler, Server, ThreadRole, ThreadUse};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -219,17 +219,20 @@ fn profile(args: RunArgs) -> anyhow::Result<()> {
             Some(rate) => load::open_loop(gw.addr, &senders, spec, rate, 64, window).await?,
             None => load::closed_loop(gw.addr, &senders, spec, args.connections, window).await?,
         };
-        let (server_cpu, _, _) = sampling.finish(out.ok).await?;
+        let sampled = sampling.finish(out.ok).await?;
         println!(
             "P1 keep-alive: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, server CPU {:.0} µs/request, errors {} {:?}",
             out.rate(),
             out.quantile_ms(0.5),
             out.quantile_ms(0.99),
-            server_cpu.unwrap_or(f64::NAN),
+            sampled.server_cpu.unwrap_or(f64::NAN),
             out.errors,
             out.first_error
         );
         println!("{}", commit_latencies(&gw)?.since(&commits_before));
+        if let Some(by_thread) = sampled.threads.and_then(|t| t.note(out.ok)) {
+            println!("{by_thread}");
+        }
         anyhow::Ok(())
     });
     if std::env::var_os("KETENPOORT_BENCH_KEEP").is_some() {
@@ -278,7 +281,7 @@ async fn new_connection_profile(
     };
     let sampling = Sampling::start(server.pid(), window);
     let out = load::new_connections(server.addr, senders, spec, 16, window).await?;
-    let (server_cpu, client_cpu, _) = sampling.finish(out.ok).await?;
+    let sampled = sampling.finish(out.ok).await?;
     println!(
         "new connection per request on {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, server CPU {:.0} µs/conn, \
          load generator {:.0} µs/conn, errors {} {:?}",
@@ -286,13 +289,16 @@ async fn new_connection_profile(
         out.rate(),
         out.quantile_ms(0.5),
         out.quantile_ms(0.99),
-        server_cpu.unwrap_or(f64::NAN),
-        client_cpu.unwrap_or(f64::NAN),
+        sampled.server_cpu.unwrap_or(f64::NAN),
+        sampled.client_cpu.unwrap_or(f64::NAN),
         out.errors,
         out.first_error
     );
     if let Some(before) = commits_before {
         println!("{}", commit_latencies(&server)?.since(&before));
+    }
+    if let Some(by_thread) = sampled.threads.and_then(|t| t.note(out.ok)) {
+        println!("{by_thread}");
     }
     server.stop();
     Ok(())
@@ -443,17 +449,38 @@ impl Ctx<'_> {
     }
 }
 
-/// CPU time of a server and of this load generator over a window, and the server's peak RSS.
+/// CPU time of a server and of this load generator over a window, the server's threads' use, and its peak RSS.
 struct Sampling {
-    cpu: tokio::task::JoinHandle<[(Option<u64>, Option<u64>); 2]>,
+    cpu: tokio::task::JoinHandle<[Snapshot; 2]>,
     rss: RssSampler,
+}
+
+/// One reading at the start or the end of a window (`None` where it could not be read).
+struct Snapshot {
+    server_us: Option<u64>,
+    client_us: Option<u64>,
+    threads: Option<Vec<(u32, ThreadRole, ThreadUse)>>,
+}
+
+/// What `Sampling` found over its window.
+struct Sampled {
+    /// Server CPU µs per request.
+    server_cpu: Option<f64>,
+    /// Load-generator CPU µs per request.
+    client_cpu: Option<f64>,
+    peak_rss_kib: u64,
+    threads: Option<ThreadSplit>,
 }
 
 impl Sampling {
     fn start(pid: u32, window: Window) -> Sampling {
         let me = std::process::id();
         let cpu = tokio::spawn(async move {
-            let read = || (servers::cpu_micros(pid).ok(), servers::cpu_micros(me).ok());
+            let read = || Snapshot {
+                server_us: servers::cpu_micros(pid).ok(),
+                client_us: servers::cpu_micros(me).ok(),
+                threads: servers::threads(pid).ok(),
+            };
             tokio::time::sleep_until(window.measure_from.into()).await;
             let a = read();
             tokio::time::sleep_until(window.until.into()).await;
@@ -465,15 +492,77 @@ impl Sampling {
         }
     }
 
-    /// (server CPU µs per request, load-generator CPU µs per request, peak RSS KiB) for `requests` in the window.
-    async fn finish(self, requests: u64) -> anyhow::Result<(Option<f64>, Option<f64>, u64)> {
-        let [(s0, c0), (s1, c1)] = self.cpu.await?;
-        let peak = self.rss.finish();
+    /// What the window showed, per request for `requests` in it.
+    async fn finish(self, requests: u64) -> anyhow::Result<Sampled> {
+        let [a, b] = self.cpu.await?;
+        let peak_rss_kib = self.rss.finish();
         let per = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (Some(a), Some(b)) if requests > 0 => Some((b - a) as f64 / requests as f64),
             _ => None,
         };
-        Ok((per(s0, s1), per(c0, c1), peak))
+        Ok(Sampled {
+            server_cpu: per(a.server_us, b.server_us),
+            client_cpu: per(a.client_us, b.client_us),
+            peak_rss_kib,
+            threads: match (&a.threads, &b.threads) {
+                (Some(a), Some(b)) => Some(ThreadSplit::between(a, b)),
+                _ => None,
+            },
+        })
+    }
+}
+
+/// The server's threads' CPU time and bytes written over a window, by role (`servers::ThreadRole`).
+#[derive(Clone, Copy, Debug, Default)]
+struct ThreadSplit {
+    log_writer: ThreadUse,
+    checkpointer: ThreadUse,
+    other: ThreadUse,
+}
+
+impl ThreadSplit {
+    fn between(
+        a: &[(u32, ThreadRole, ThreadUse)],
+        b: &[(u32, ThreadRole, ThreadUse)],
+    ) -> ThreadSplit {
+        ThreadSplit {
+            log_writer: servers::thread_use_between(a, b, ThreadRole::LogWriter),
+            checkpointer: servers::thread_use_between(a, b, ThreadRole::Checkpointer),
+            other: servers::thread_use_between(a, b, ThreadRole::Other),
+        }
+    }
+
+    fn add(self, o: ThreadSplit) -> ThreadSplit {
+        let sum = |a: ThreadUse, b: ThreadUse| ThreadUse {
+            cpu_us: a.cpu_us + b.cpu_us,
+            written: a.written + b.written,
+        };
+        ThreadSplit {
+            log_writer: sum(self.log_writer, o.log_writer),
+            checkpointer: sum(self.checkpointer, o.checkpointer),
+            other: sum(self.other, o.other),
+        }
+    }
+
+    /// Per request, for a server with a log writer thread of its own (the gateway on a SQLite file); `None` else.
+    fn note(&self, requests: u64) -> Option<String> {
+        if requests == 0 || self.log_writer == ThreadUse::default() {
+            return None;
+        }
+        let n = requests as f64;
+        let us = |u: ThreadUse| u.cpu_us as f64 / n;
+        let kb = |u: ThreadUse| u.written as f64 / n / 1000.0;
+        Some(format!(
+            "by thread, a request: log writer {:.0} µs CPU, {:.1} KB written (the WAL); WAL checkpointer {:.0} µs, \
+             {:.1} KB (the database file); the other threads (tokio's workers: TLS, HTTP, the request's phases; its \
+             blocking pool) {:.0} µs, {:.1} KB (sockets)",
+            us(self.log_writer),
+            kb(self.log_writer),
+            us(self.checkpointer),
+            kb(self.checkpointer),
+            us(self.other),
+            kb(self.other),
+        ))
     }
 }
 
@@ -502,6 +591,7 @@ struct Measured {
     server_cpu_us: Option<f64>,
     client_cpu_us: Option<f64>,
     peak_rss_kib: u64,
+    threads: Option<ThreadSplit>,
 }
 
 impl Measured {
@@ -515,20 +605,31 @@ impl Measured {
             server_cpu_us: sum(self.server_cpu_us, other.server_cpu_us),
             client_cpu_us: sum(self.client_cpu_us, other.client_cpu_us),
             peak_rss_kib: self.peak_rss_kib.max(other.peak_rss_kib),
+            threads: match (self.threads, other.threads) {
+                (Some(a), Some(b)) => Some(a.add(b)),
+                _ => None,
+            },
             outcome: self.outcome,
         }
     }
 
     fn row(&self, scenario: &str, server: &str) -> Row {
         let per_request = |us: Option<f64>| us.map(|us| us / self.outcome.ok as f64);
-        Row::from_outcome(
+        let mut row = Row::from_outcome(
             scenario,
             server,
             &self.outcome,
             per_request(self.server_cpu_us),
             per_request(self.client_cpu_us),
             self.peak_rss_kib,
-        )
+        );
+        if let Some(by_thread) = self.threads.and_then(|t| t.note(self.outcome.ok)) {
+            row.note = Some(match row.note.take() {
+                Some(n) => format!("{n}; {by_thread}"),
+                None => by_thread,
+            });
+        }
+        row
     }
 }
 
@@ -545,7 +646,7 @@ where
 {
     let sampling = Sampling::start(server.pid(), window);
     let outcome = run(window).await?;
-    let (server_cpu, client_cpu, peak) = sampling.finish(outcome.ok).await?;
+    let sampled = sampling.finish(outcome.ok).await?;
     if outcome.ok == 0 {
         bail!(
             "{scenario} on {}: no request succeeded ({:?})",
@@ -555,9 +656,10 @@ where
     }
     let ok = outcome.ok as f64;
     Ok(Measured {
-        server_cpu_us: server_cpu.map(|us| us * ok),
-        client_cpu_us: client_cpu.map(|us| us * ok),
-        peak_rss_kib: peak,
+        server_cpu_us: sampled.server_cpu.map(|us| us * ok),
+        client_cpu_us: sampled.client_cpu.map(|us| us * ok),
+        peak_rss_kib: sampled.peak_rss_kib,
+        threads: sampled.threads,
         outcome,
     })
 }
@@ -665,6 +767,17 @@ async fn scenarios(ctx: &mut Ctx<'_>, work: &Path, postgres: Option<&str>) -> an
     })
     .await?;
     let after = gateway_log_counters(&gw)?;
+    // The per-thread split finds the gateway's threads by name: a renamed thread must not drop it unnoticed.
+    let split = ctx
+        .report
+        .rows
+        .iter()
+        .rfind(|r| r.scenario == "P1 keep-alive, max rate" && r.server == gw.name)
+        .and_then(|r| r.note.as_deref())
+        .is_some_and(|n| n.contains("by thread"));
+    if !split {
+        bail!("no per-thread split for the SQLite gateway: is its log writer thread still named `ketenpoort-log-writer`?");
+    }
     let mean_batch = (after.entries - before.entries) / (after.batches - before.batches).max(1.0);
     ctx.report.sqlite_mean_batch = Some(mean_batch);
     ctx.report.durable_check = Some(format!(
@@ -842,14 +955,14 @@ async fn inbox_drain(ctx: &mut Ctx<'_>, gw: &Server, receiver: &Identity) -> any
     let window = ctx.window();
     let sampling = Sampling::start(gw.pid(), window);
     let (fetches, acks) = load::drain_inbox(gw.addr, receiver, 100, 16, window).await?;
-    let (cpu, _, peak) = sampling.finish(acks.ok).await?;
+    let sampled = sampling.finish(acks.ok).await?;
     let mut row = Row::from_outcome(
         "inbox: fetch (pages of 100) + ack, per message",
         &gw.name,
         &acks,
-        cpu,
+        sampled.server_cpu,
         None,
-        peak,
+        sampled.peak_rss_kib,
     );
     row.note = Some(format!(
         "{} fetches of 100 ({:.0}/s, p50 {:.1} ms, p99 {:.1} ms); latencies are the acks'; CPU per message fetched and acknowledged",

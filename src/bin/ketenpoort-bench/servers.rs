@@ -300,3 +300,140 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         (k == name).then(|| v.parse().ok())?
     })
 }
+
+/// What a thread of the gateway is, by its name (`/proc/PID/task/TID/comm`, 15 characters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadRole {
+    /// `ketenpoort-log-writer`: the log writer's loop on SQLite (encoding, hashing, the rows, the commit).
+    LogWriter,
+    /// `ketenpoort-wal-checkpoint`: copies the WAL back into the database file.
+    Checkpointer,
+    /// Everything else: tokio's workers (TLS, HTTP, the request's phases), its blocking pool, the main thread.
+    Other,
+}
+
+impl ThreadRole {
+    fn of(comm: &str) -> ThreadRole {
+        if comm.starts_with("ketenpoort-log-") {
+            ThreadRole::LogWriter
+        } else if comm.starts_with("ketenpoort-wal-") {
+            ThreadRole::Checkpointer
+        } else {
+            ThreadRole::Other
+        }
+    }
+}
+
+/// CPU time (µs, user + system) and bytes handed to `write`-family calls (`wchar`: files and sockets alike).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ThreadUse {
+    pub cpu_us: u64,
+    pub written: u64,
+}
+
+/// Every thread of `pid` now: (tid, role, use so far). A thread that ends between two snapshots takes its use with it.
+pub fn threads(pid: u32) -> anyhow::Result<Vec<(u32, ThreadRole, ThreadUse)>> {
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let dir = dir?.path();
+        let Some(tid) = dir.file_name().and_then(|n| n.to_str()?.parse().ok()) else {
+            continue;
+        };
+        // A thread may end while it is read: skip it.
+        let (Ok(comm), Ok(stat), Ok(io)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("stat")),
+            std::fs::read_to_string(dir.join("io")),
+        ) else {
+            continue;
+        };
+        let f: Vec<&str> = stat
+            .rsplit_once(')')
+            .ok_or_else(|| anyhow!("bad /proc task stat"))?
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
+        let written = io
+            .lines()
+            .find_map(|l| l.strip_prefix("wchar:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| anyhow!("no wchar in /proc task io"))?;
+        out.push((
+            tid,
+            ThreadRole::of(comm.trim_end()),
+            ThreadUse {
+                cpu_us: ticks * 1_000_000 / hz.max(1),
+                written,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Use between two snapshots of `threads`, summed per role (threads new in `after` count from zero).
+pub fn thread_use_between(
+    before: &[(u32, ThreadRole, ThreadUse)],
+    after: &[(u32, ThreadRole, ThreadUse)],
+    role: ThreadRole,
+) -> ThreadUse {
+    let mut sum = ThreadUse::default();
+    for (tid, r, now) in after.iter().filter(|(_, r, _)| *r == role) {
+        let was = before
+            .iter()
+            .find(|(t, b, _)| t == tid && b == r)
+            .map(|(_, _, u)| *u)
+            .unwrap_or_default();
+        sum.cpu_us += now.cpu_us.saturating_sub(was.cpu_us);
+        sum.written += now.written.saturating_sub(was.written);
+    }
+    sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A thread is found by its name, and what it wrote and spent between two snapshots is its role's.
+    #[test]
+    fn a_threads_use_is_counted_under_its_role() {
+        assert_eq!(ThreadRole::of("ketenpoort-log-"), ThreadRole::LogWriter);
+        assert_eq!(ThreadRole::of("ketenpoort-wal-"), ThreadRole::Checkpointer);
+        assert_eq!(ThreadRole::of("tokio-rt-worker"), ThreadRole::Other);
+        let me = std::process::id();
+        let before = threads(me).unwrap();
+        let (wrote, written) = std::sync::mpsc::channel();
+        let (finish, finished) = std::sync::mpsc::channel::<()>();
+        let writer = std::thread::Builder::new()
+            .name("ketenpoort-log-writer".into())
+            .spawn(move || {
+                let mut null = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/null")
+                    .unwrap();
+                for _ in 0..256 {
+                    null.write_all(&[0u8; 4096]).unwrap();
+                }
+                wrote.send(()).unwrap();
+                // Alive until the second snapshot is taken.
+                finished.recv().unwrap();
+            })
+            .unwrap();
+        written.recv().unwrap();
+        let after = threads(me).unwrap();
+        finish.send(()).unwrap();
+        writer.join().unwrap();
+        let log_writer = thread_use_between(&before, &after, ThreadRole::LogWriter);
+        assert!(
+            log_writer.written >= 256 * 4096,
+            "the named thread's 1 MiB is counted: {log_writer:?}"
+        );
+        assert_eq!(
+            thread_use_between(&before, &after, ThreadRole::Checkpointer),
+            ThreadUse::default(),
+            "no thread of this process is a checkpointer"
+        );
+    }
+}
