@@ -78,7 +78,7 @@ impl Checkpointer {
                         Err(RecvTimeoutError::Timeout) => {}
                         Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
                     }
-                    next = (next + WAL_CHECKPOINT_EVERY).max(Instant::now());
+                    next += WAL_CHECKPOINT_EVERY;
                     let writes = writer.writes.load(Ordering::Acquire);
                     if copied.is_some_and(|(seen, at)| {
                         seen == writes && at.elapsed() < WAL_CHECKPOINT_IDLE
@@ -91,6 +91,11 @@ impl Checkpointer {
                     }))
                     .unwrap_or(false);
                     copied = caught_up.then(|| (writes, Instant::now()));
+                    // A pass that ran past the next tick moves the ticks after it: no passes back to back to catch up.
+                    let now = Instant::now();
+                    if next <= now {
+                        next = now + WAL_CHECKPOINT_EVERY;
+                    }
                 }
             })
             .map_err(|e| StoreError::Unavailable(format!("WAL checkpointer thread: {e}")))?;
