@@ -210,6 +210,22 @@ fn profile(args: RunArgs) -> anyhow::Result<()> {
             return anyhow::Ok(());
         }
         let spec = Spec::post("/v1/messages", p1, &[201]);
+        // As in the full run, where the fixed-rate rows follow the maximum-rate one: that load first, unmeasured.
+        let window = match std::env::var("KETENPOORT_BENCH_PRELOAD")
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+        {
+            Some(secs) => {
+                let preload = Window::starting_in(
+                    Duration::from_secs(1),
+                    Duration::ZERO,
+                    Duration::from_secs_f64(secs),
+                );
+                load::closed_loop(gw.addr, &senders, spec.clone(), args.connections, preload).await?;
+                Window::starting_in(Duration::ZERO, Duration::from_secs(1), window.duration())
+            }
+            None => window,
+        };
         let commits_before = commit_latencies(&gw)?;
         let sampling = Sampling::start(gw.pid(), window);
         let out = match std::env::var("KETENPOORT_BENCH_RATE")
@@ -417,6 +433,11 @@ async fn run_all(root: &Path, plan: &Plan, postgres: Option<&str>) -> anyhow::Re
         certs: root.join("certs-example"),
         report: Report::new(plan.smoke),
     };
+    if !plan.smoke {
+        let m = tokio::task::spawn_blocking(servers::prefault_memory).await??;
+        eprintln!("{m}");
+        ctx.report.memory = Some(m);
+    }
     let result = scenarios(&mut ctx, &work, postgres).await;
     if std::env::var_os("KETENPOORT_BENCH_KEEP").is_some() {
         eprintln!("kept {}", work.display());

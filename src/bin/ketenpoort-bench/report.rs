@@ -117,6 +117,8 @@ pub struct Report {
     pub sqlite_mean_batch: Option<f64>,
     pub postgres_mean_batch: Option<f64>,
     pub durable_check: Option<String>,
+    /// What was done to the machine's memory before the run (`servers::prefault_memory`).
+    pub memory: Option<String>,
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -148,6 +150,7 @@ impl Report {
             p7_bytes: 0,
             entry_bytes: 0,
             message_bytes: 0,
+            memory: None,
             sqlite_mean_batch: None,
             postgres_mean_batch: None,
             durable_check: None,
@@ -205,6 +208,9 @@ impl Report {
             }
         );
         let _ = writeln!(s, "{}\n", machine());
+        if let Some(m) = &self.memory {
+            let _ = writeln!(s, "{m}\n");
+        }
 
         let _ = writeln!(
             s,
