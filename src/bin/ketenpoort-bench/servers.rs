@@ -233,7 +233,11 @@ pub fn spawn_gateway(setup: &GatewaySetup, name: &str) -> anyhow::Result<Server>
 
 /// CPU time (user + system) of a process, in microseconds.
 pub fn cpu_micros(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_cpu_micros(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)
+}
+
+/// User + system time (µs) in the text of a `/proc/.../stat` file (a process's or a thread's).
+fn stat_cpu_micros(stat: &str) -> anyhow::Result<u64> {
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = stat
         .rsplit_once(')')
@@ -333,7 +337,6 @@ pub struct ThreadUse {
 
 /// Every thread of `pid` now: (tid, role, use so far). A thread that ends between two snapshots takes its use with it.
 pub fn threads(pid: u32) -> anyhow::Result<Vec<(u32, ThreadRole, ThreadUse)>> {
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     let mut out = Vec::new();
     for dir in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         let dir = dir?.path();
@@ -348,13 +351,7 @@ pub fn threads(pid: u32) -> anyhow::Result<Vec<(u32, ThreadRole, ThreadUse)>> {
         ) else {
             continue;
         };
-        let f: Vec<&str> = stat
-            .rsplit_once(')')
-            .ok_or_else(|| anyhow!("bad /proc task stat"))?
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
+        let cpu_us = stat_cpu_micros(&stat)?;
         let written = io
             .lines()
             .find_map(|l| l.strip_prefix("wchar:"))
@@ -363,10 +360,7 @@ pub fn threads(pid: u32) -> anyhow::Result<Vec<(u32, ThreadRole, ThreadUse)>> {
         out.push((
             tid,
             ThreadRole::of(comm.trim_end()),
-            ThreadUse {
-                cpu_us: ticks * 1_000_000 / hz.max(1),
-                written,
-            },
+            ThreadUse { cpu_us, written },
         ));
     }
     Ok(out)
