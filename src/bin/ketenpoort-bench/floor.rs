@@ -65,6 +65,8 @@ impl Templates {
 pub struct FloorResult {
     pub messages: u64,
     pub elapsed: Duration,
+    /// CPU (µs) of the thread the batches were built and committed on: on SQLite the log writer's own thread.
+    pub loop_thread_cpu_us: u64,
 }
 
 impl FloorResult {
@@ -84,7 +86,15 @@ pub async fn storage_floor_on_writer(
     let (tx, rx) = tokio::sync::oneshot::channel();
     let looped = store.clone();
     let handle = store.spawn_writer(Box::pin(async move {
+        let started = crate::servers::this_thread_cpu_micros();
         let result = storage_floor(&looped, &key, "floor", &t, batch, duration).await;
+        let result = match (result, started, crate::servers::this_thread_cpu_micros()) {
+            (Ok(r), Ok(a), Ok(b)) => Ok(FloorResult {
+                loop_thread_cpu_us: b.saturating_sub(a),
+                ..r
+            }),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+        };
         let _ = tx.send(result);
     }))?;
     let result = rx.await.context("the floor's writer loop stopped")?;
@@ -164,6 +174,7 @@ pub async fn storage_floor(
     Ok(FloorResult {
         messages: size,
         elapsed: started.elapsed(),
+        loop_thread_cpu_us: 0,
     })
 }
 

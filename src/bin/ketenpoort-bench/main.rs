@@ -686,10 +686,10 @@ where
 }
 
 /// Rounds of `measure_alternating`.
-const ALTERNATING_ROUNDS: u32 = 3;
+const ALTERNATING_ROUNDS: u32 = 5;
 
 /// Measures one scenario on two servers in `ALTERNATING_ROUNDS` alternating rounds (first, second, first, ...),
-/// each with its warm-up and a third of the window, and reports each server's rounds as one row: requests and
+/// each with its warm-up and a fifth of the window, and reports each server's rounds as one row: requests and
 /// latencies added up, CPU per request over all rounds, the highest RSS. A machine whose speed drifts during a
 /// run (seen here: a quarter within minutes) then moves both servers alike and barely their ratio; the ratio of
 /// each round is written beside the second server's row. `run(i, window)` loads server `i`.
@@ -1066,6 +1066,10 @@ async fn storage_floors(
         } else {
             5.0
         };
+        // The floor runs in this process: its CPU (all of it on SQLite, the client side on PostgreSQL) and, on
+        // SQLite, the split between the writer's and the checkpointer's threads.
+        let me = std::process::id();
+        let (cpu_before, threads_before) = (servers::cpu_micros(me)?, servers::threads(me)?);
         let r = floor::storage_floor_on_writer(
             store.clone(),
             key,
@@ -1074,8 +1078,22 @@ async fn storage_floors(
             Duration::from_secs_f64(secs),
         )
         .await?;
+        let (cpu_after, threads_after) = (servers::cpu_micros(me)?, servers::threads(me)?);
         drop(store);
-        eprintln!("floor {backend} batch {batch}: {:.0} messages/s", r.rate());
+        let per_message = |us: u64| us as f64 / r.messages.max(1) as f64;
+        let cpu_us = per_message(cpu_after.saturating_sub(cpu_before));
+        let role = |role| {
+            per_message(servers::thread_use_between(&threads_before, &threads_after, role).cpu_us)
+        };
+        // The writer's thread has ended by now (its CPU is in the process's); the loop read it on that thread.
+        let (writer_us, checkpointer_us) = (
+            per_message(r.loop_thread_cpu_us),
+            role(ThreadRole::Checkpointer),
+        );
+        eprintln!(
+            "floor {backend} batch {batch}: {:.0} messages/s, {cpu_us:.1} µs CPU a message (writer {writer_us:.1}, checkpointer {checkpointer_us:.1})",
+            r.rate()
+        );
         if batch == 512 {
             at_512 = r.rate();
         }
@@ -1084,6 +1102,9 @@ async fn storage_floors(
             batch,
             rate: r.rate(),
             messages: r.messages,
+            cpu_us,
+            writer_us,
+            checkpointer_us,
         });
         drop(pg);
     }

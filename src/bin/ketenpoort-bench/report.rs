@@ -66,6 +66,12 @@ pub struct Floor {
     pub batch: usize,
     pub rate: f64,
     pub messages: u64,
+    /// ketenpoort-bench's CPU a message while the floor ran (on SQLite all of the floor's work; on PostgreSQL the
+    /// client side only: the server's processes are not counted).
+    pub cpu_us: f64,
+    /// The part of `cpu_us` on the log writer's and the WAL checkpointer's threads (SQLite; zero on PostgreSQL).
+    pub writer_us: f64,
+    pub checkpointer_us: f64,
 }
 
 pub struct Idle {
@@ -162,6 +168,103 @@ impl Report {
             .iter()
             .find(|(w, _, _)| w.starts_with(prefix))
             .map(|r| r.1)
+    }
+
+    fn row(&self, scenario: &str, server: &str) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.scenario == scenario && r.server == server)
+    }
+
+    /// The budgets of the keep-alive and the new-connection targets in this run (those whose rows were measured).
+    pub fn budgets(&self, cores: f64) -> Vec<Budget> {
+        let mut out = Vec::new();
+        let ka = "P1 keep-alive, max rate";
+        let floor = self
+            .floors
+            .iter()
+            .find(|f| f.backend == "SQLite" && f.batch == 512);
+        if let (Some(b), Some(g), Some(f)) = (
+            self.row(ka, "baseline A"),
+            self.row(ka, "ketenpoort (SQLite)"),
+            floor,
+        ) {
+            let rate = (0.8 * f.rate).max(0.35 * b.rate);
+            out.extend(Budget::new(
+                "keep-alive P1 ≥ 0.8 × floor and ≥ 0.35 × baseline A",
+                rate,
+                cores,
+                b,
+                g,
+                Some(f.cpu_us),
+            ));
+        }
+        let nc = "P1, new mTLS connection per request";
+        if let (Some(b), Some(g)) = (
+            self.row(nc, "baseline A"),
+            self.row(nc, "ketenpoort (SQLite)"),
+        ) {
+            out.extend(Budget::new(
+                "new connections ≥ 0.8 × baseline A",
+                0.8 * b.rate,
+                cores,
+                b,
+                g,
+                None,
+            ));
+        }
+        out
+    }
+
+    fn budget_text(&self) -> String {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get() as f64)
+            .unwrap_or(0.0);
+        let budgets = self.budgets(cores);
+        if budgets.is_empty() {
+            return String::new();
+        }
+        let mut s = String::from(
+            "\n### What the throughput targets leave the gateway\n\nAt a target's rate this machine's cores give \
+             share × cores × 10⁶ ÷ rate µs of CPU a request, where share is the part of the machine baseline A kept \
+             busy (its server and the load generator) in the same scenario of this run. Take away what the gateway \
+             cannot do without, measured in this run: the load generator's CPU (the gateway's row), TLS + HTTP \
+             (baseline A's server CPU) and, for keep-alive, the storage floor's CPU at batch 512 (all of the floor's \
+             work: it ran in the bench process). What is left is what the gateway's own work may cost; its own work \
+             now is its server CPU a request minus those two (its request phases, and its storage above the floor's).\n\n\
+             | target | rate needed | CPU a request at that rate | load generator | TLS + HTTP | storage floor | left for the gateway's own work | the gateway's own work now |\n\
+             |---|---|---|---|---|---|---|---|\n",
+        );
+        for b in &budgets {
+            let left = if b.left_us > 0.0 {
+                format!("{:.0} µs", b.left_us)
+            } else {
+                format!("none ({:.0} µs)", b.left_us)
+            };
+            let now = if b.left_us > 0.0 {
+                format!(
+                    "{:.0} µs ({:.1} × what is left)",
+                    b.own_us,
+                    b.own_us / b.left_us
+                )
+            } else {
+                format!("{:.0} µs", b.own_us)
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {:.0}/s | {:.0} µs ({:.0} % of {cores} cores) | {:.0} µs | {:.0} µs | {} | {left} | {now} |",
+                b.target,
+                b.rate,
+                b.per_request_us,
+                b.share * 100.0,
+                b.load_generator_us,
+                b.tls_http_us,
+                b.storage_us
+                    .map(|u| format!("{u:.0} µs"))
+                    .unwrap_or_else(|| "–".into()),
+            );
+        }
+        s
     }
 
     /// The "Large log" section: `audit verify` and start-up on the large log.
@@ -300,6 +403,8 @@ impl Report {
             );
         }
 
+        s.push_str(&self.budget_text());
+
         let _ = writeln!(
             s,
             "\n### Requests\n\nRates are answers with the expected status per second inside the measured window; latencies \
@@ -345,12 +450,23 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "| backend | batch | messages/s | messages |\n|---|---|---|---|"
+            "| backend | batch | messages/s | messages | CPU µs a message (writer, checkpointer) |\n|---|---|---|---|---|"
         );
         for f in &self.floors {
+            let cpu = if f.backend == "SQLite" {
+                format!(
+                    "{:.1} ({:.1}, {:.1})",
+                    f.cpu_us, f.writer_us, f.checkpointer_us
+                )
+            } else {
+                format!(
+                    "{:.1} client side; the server's processes not counted",
+                    f.cpu_us
+                )
+            };
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.0} | {} |",
+                "| {} | {} | {:.0} | {} | {cpu} |",
                 f.backend, f.batch, f.rate, f.messages
             );
         }
@@ -391,6 +507,57 @@ impl Report {
             self.p1_bytes, self.p7_bytes
         );
         s
+    }
+}
+
+/// What a throughput target leaves for the gateway's own work, in CPU a request, from one run's rows.
+#[derive(Debug)]
+pub struct Budget {
+    pub target: &'static str,
+    /// The rate the target asks for.
+    pub rate: f64,
+    /// The part of the machine's cores baseline A kept busy (its server + the load generator) in the same scenario.
+    pub share: f64,
+    /// CPU a request the machine gives at `rate` when it is as busy as that: `share × cores × 10⁶ ÷ rate`.
+    pub per_request_us: f64,
+    /// Load generator, TLS + HTTP (baseline A's server), storage floor: work the gateway cannot do without.
+    pub load_generator_us: f64,
+    pub tls_http_us: f64,
+    pub storage_us: Option<f64>,
+    /// `per_request_us` minus the three above.
+    pub left_us: f64,
+    /// The gateway's server CPU a request minus baseline A's and the floor's.
+    pub own_us: f64,
+}
+
+impl Budget {
+    fn new(
+        target: &'static str,
+        rate: f64,
+        cores: f64,
+        baseline: &Row,
+        gateway: &Row,
+        storage_us: Option<f64>,
+    ) -> Option<Budget> {
+        let (b_server, b_client) = (baseline.server_cpu_us?, baseline.client_cpu_us?);
+        let (g_server, g_client) = (gateway.server_cpu_us?, gateway.client_cpu_us?);
+        if rate <= 0.0 || cores <= 0.0 {
+            return None;
+        }
+        let share = ((b_server + b_client) * baseline.rate / (cores * 1e6)).min(1.0);
+        let per_request_us = share * cores * 1e6 / rate;
+        let storage = storage_us.unwrap_or(0.0);
+        Some(Budget {
+            target,
+            rate,
+            share,
+            per_request_us,
+            load_generator_us: g_client,
+            tls_http_us: b_server,
+            storage_us,
+            left_us: per_request_us - g_client - b_server - storage,
+            own_us: g_server - b_server - storage,
+        })
     }
 }
 
@@ -473,4 +640,88 @@ pub fn write_between_markers(path: &Path, block: &str) -> std::io::Result<()> {
         _ => format!("{old}{}{block}", if old.is_empty() { "" } else { "\n" }),
     };
     std::fs::write(path, new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(scenario: &str, server: &str, rate: f64, server_cpu: f64, client_cpu: f64) -> Row {
+        Row {
+            scenario: scenario.into(),
+            server: server.into(),
+            errors: 0,
+            rate,
+            p50: 1.0,
+            p99: 2.0,
+            p999: 3.0,
+            server_cpu_us: Some(server_cpu),
+            client_cpu_us: Some(client_cpu),
+            peak_rss_kib: 1,
+            note: None,
+        }
+    }
+
+    /// The figures of the run of 2026-12-07 02:00 (AMD EPYC, 2 cores), worked out by hand.
+    #[test]
+    fn budgets_take_what_the_gateway_cannot_do_without_from_the_cpu_a_target_rate_leaves() {
+        let mut r = Report::new(false);
+        let (ka, nc) = (
+            "P1 keep-alive, max rate",
+            "P1, new mTLS connection per request",
+        );
+        r.rows.push(row(ka, "baseline A", 50_097.0, 17.0, 19.0));
+        r.rows
+            .push(row(ka, "ketenpoort (SQLite)", 7_728.0, 182.0, 25.0));
+        r.rows.push(row(nc, "baseline A", 1_790.0, 551.0, 518.0));
+        r.rows
+            .push(row(nc, "ketenpoort (SQLite)", 1_337.0, 903.0, 527.0));
+        assert!(
+            r.budgets(2.0).len() == 1,
+            "no floor measured: only the new-connection budget"
+        );
+        r.floors.push(Floor {
+            backend: "SQLite".into(),
+            batch: 512,
+            rate: 23_447.0,
+            messages: 117_235,
+            cpu_us: 40.0,
+            writer_us: 33.0,
+            checkpointer_us: 6.0,
+        });
+        let b = r.budgets(2.0);
+        assert_eq!(b.len(), 2);
+        let close = |a: f64, b: f64| (a - b).abs() < 0.05;
+        // Keep-alive: 0.8 × floor (18,757.6/s) is more than 0.35 × baseline A (17,534/s).
+        assert!(close(b[0].rate, 18_757.6), "{b:?}");
+        assert!(close(b[0].share, 36.0 * 50_097.0 / 2e6), "{b:?}");
+        assert!(close(b[0].per_request_us, 96.15), "{b:?}");
+        assert!(close(b[0].left_us, 96.15 - 25.0 - 17.0 - 40.0), "{b:?}");
+        assert!(close(b[0].own_us, 125.0), "{b:?}");
+        // New connections: 0.8 × 1,790/s; no storage term.
+        assert!(close(b[1].rate, 1_432.0), "{b:?}");
+        assert!(close(b[1].per_request_us, 1_336.25), "{b:?}");
+        assert!(close(b[1].left_us, 1_336.25 - 527.0 - 551.0), "{b:?}");
+        assert!(close(b[1].own_us, 352.0), "{b:?}");
+        assert!(b[1].storage_us.is_none());
+        let text = r.budget_text();
+        assert!(text.contains("| keep-alive P1"), "{text}");
+        assert!(text.contains("| new connections"), "{text}");
+    }
+
+    #[test]
+    fn a_busier_baseline_than_the_machine_counts_as_the_whole_machine() {
+        let mut r = Report::new(false);
+        let nc = "P1, new mTLS connection per request";
+        // 1,000/s × 2,500 µs = 2.5 cores on 2: CPU counted by two clocks can overshoot.
+        r.rows
+            .push(row(nc, "baseline A", 1_000.0, 1_500.0, 1_000.0));
+        r.rows
+            .push(row(nc, "ketenpoort (SQLite)", 700.0, 2_000.0, 1_100.0));
+        let b = r.budgets(2.0);
+        assert_eq!(b[0].share, 1.0);
+        assert!((b[0].per_request_us - 2.0 * 1e6 / 800.0).abs() < 1e-6);
+        assert!(b[0].left_us < 0.0, "nothing is left: {b:?}");
+        assert!(r.budget_text().contains("none ("));
+    }
 }

@@ -236,6 +236,11 @@ pub fn cpu_micros(pid: u32) -> anyhow::Result<u64> {
     stat_cpu_micros(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)
 }
 
+/// User + system time (µs) of the calling thread so far.
+pub fn this_thread_cpu_micros() -> anyhow::Result<u64> {
+    stat_cpu_micros(&std::fs::read_to_string("/proc/thread-self/stat")?)
+}
+
 /// User + system time (µs) in the text of a `/proc/.../stat` file (a process's or a thread's).
 fn stat_cpu_micros(stat: &str) -> anyhow::Result<u64> {
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
