@@ -65,7 +65,8 @@ impl Templates {
 pub struct FloorResult {
     pub messages: u64,
     pub elapsed: Duration,
-    /// CPU (µs) of the thread the batches were built and committed on: on SQLite the log writer's own thread.
+    /// CPU (µs) of the thread the batches were built and committed on: on SQLite the log writer's own thread. (On
+    /// PostgreSQL the loop is a tokio task that may move between threads: the figure means nothing there.)
     pub loop_thread_cpu_us: u64,
 }
 
