@@ -69,7 +69,8 @@ pub struct Floor {
     /// ketenpoort-bench's CPU a message while the floor ran (on SQLite all of the floor's work; on PostgreSQL the
     /// client side only: the server's processes are not counted).
     pub cpu_us: f64,
-    /// The part of `cpu_us` on the log writer's and the WAL checkpointer's threads (SQLite; zero on PostgreSQL).
+    /// The part of `cpu_us` on the log writer's and the WAL checkpointer's threads (SQLite only: on PostgreSQL the
+    /// loop is a tokio task that may move between threads, and there is no checkpointer thread).
     pub writer_us: f64,
     pub checkpointer_us: f64,
 }
