@@ -87,15 +87,7 @@ pub async fn storage_floor_on_writer(
     let (tx, rx) = tokio::sync::oneshot::channel();
     let looped = store.clone();
     let handle = store.spawn_writer(Box::pin(async move {
-        let started = crate::servers::this_thread_cpu_micros();
         let result = storage_floor(&looped, &key, "floor", &t, batch, duration).await;
-        let result = match (result, started, crate::servers::this_thread_cpu_micros()) {
-            (Ok(r), Ok(a), Ok(b)) => Ok(FloorResult {
-                loop_thread_cpu_us: b.saturating_sub(a),
-                ..r
-            }),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
-        };
         let _ = tx.send(result);
     }))?;
     let result = rx.await.context("the floor's writer loop stopped")?;
@@ -117,6 +109,7 @@ pub async fn storage_floor(
     let mut chain = [0u8; 32];
     let mut size = 0u64;
     let mut last_checkpoint = Instant::now();
+    let thread_cpu_before = crate::servers::this_thread_cpu_micros()?;
     let started = Instant::now();
     while started.elapsed() < duration {
         let time_ms = now_ms();
@@ -175,7 +168,8 @@ pub async fn storage_floor(
     Ok(FloorResult {
         messages: size,
         elapsed: started.elapsed(),
-        loop_thread_cpu_us: 0,
+        loop_thread_cpu_us: crate::servers::this_thread_cpu_micros()?
+            .saturating_sub(thread_cpu_before),
     })
 }
 

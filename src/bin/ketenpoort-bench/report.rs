@@ -220,10 +220,8 @@ impl Report {
     }
 
     fn budget_text(&self) -> String {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get() as f64)
-            .unwrap_or(0.0);
-        let budgets = self.budgets(cores);
+        let cores = cores();
+        let budgets = self.budgets(cores as f64);
         if budgets.is_empty() {
             return String::new();
         }
@@ -338,9 +336,7 @@ impl Report {
             // Baseline A at the same scheduled rate: what this load generator and machine show with a server that
             // does nothing, the floor any p99 here is read against.
             let floor = self
-                .rows
-                .iter()
-                .find(|b| b.server == "baseline A" && b.scenario == r.scenario)
+                .row(&r.scenario, "baseline A")
                 .map(|b| format!(" (baseline A at that rate: p99 {:.2} ms)", b.p99))
                 .unwrap_or_default();
             let _ = writeln!(
@@ -565,6 +561,12 @@ impl Budget {
     }
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0)
+}
+
 fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -580,9 +582,7 @@ fn machine() -> String {
                 .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    let cores = cores();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
