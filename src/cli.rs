@@ -287,7 +287,7 @@ fn default_public_keys(cfg: &Config) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let running = crate::server::start(cfg).await?;
+    let running = crate::http::start(cfg).await?;
     println!(
         "ketenpoort listening partner=https://{} ops=http://{} log={}",
         running.partner_addr,

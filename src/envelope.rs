@@ -17,19 +17,21 @@ use serde_json::{Number, Value};
 
 use crate::data::{Node, Object};
 use crate::domain::{SubjectId, SubjectKind};
+use crate::refusal::ProblemCode;
 
 /// The stable problem codes this stage produces.
 pub mod codes {
-    pub const INVALID_UTF8: &str = "invalid-utf8";
-    pub const MALFORMED_JSON: &str = "malformed-json";
-    pub const TOO_DEEP: &str = "too-deep";
-    pub const DUPLICATE_KEY: &str = "duplicate-key";
-    pub const STRING_TOO_LONG: &str = "string-too-long";
-    pub const UNKNOWN_ENVELOPE_KEY: &str = "unknown-envelope-key";
-    pub const INVALID_ENVELOPE: &str = "invalid-envelope";
-    pub const INVALID_SUBJECT: &str = "invalid-subject";
-    pub const INVALID_SUBJECT_ID: &str = "invalid-subject-id";
-    pub const JUSTIFICATION_TOO_LONG: &str = "justification-too-long";
+    use crate::refusal::ProblemCode;
+    pub const INVALID_UTF8: ProblemCode = ProblemCode::InvalidUtf8;
+    pub const MALFORMED_JSON: ProblemCode = ProblemCode::MalformedJson;
+    pub const TOO_DEEP: ProblemCode = ProblemCode::TooDeep;
+    pub const DUPLICATE_KEY: ProblemCode = ProblemCode::DuplicateKey;
+    pub const STRING_TOO_LONG: ProblemCode = ProblemCode::StringTooLong;
+    pub const UNKNOWN_ENVELOPE_KEY: ProblemCode = ProblemCode::UnknownEnvelopeKey;
+    pub const INVALID_ENVELOPE: ProblemCode = ProblemCode::InvalidEnvelope;
+    pub const INVALID_SUBJECT: ProblemCode = ProblemCode::InvalidSubject;
+    pub const INVALID_SUBJECT_ID: ProblemCode = ProblemCode::InvalidSubjectId;
+    pub const JUSTIFICATION_TOO_LONG: ProblemCode = ProblemCode::JustificationTooLong;
 }
 
 /// The top-level keys an envelope may have.
@@ -126,29 +128,33 @@ impl fmt::Debug for Envelope<'_> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status} {code}: {detail}")]
 pub struct EnvelopeError {
-    code: &'static str,
+    code: ProblemCode,
     status: u16,
     detail: String,
 }
 
 impl EnvelopeError {
-    fn bad_request(code: &'static str, detail: impl Into<String>) -> EnvelopeError {
+    /// A body that is not well-formed (400): `code` must be one of the 400 codes of `codes`.
+    fn bad_request(code: ProblemCode, detail: impl Into<String>) -> EnvelopeError {
+        debug_assert_eq!(code.status(), 400, "{code}");
         EnvelopeError {
             code,
-            status: 400,
+            status: code.status(),
             detail: detail.into(),
         }
     }
 
-    fn invalid(code: &'static str, detail: impl Into<String>) -> EnvelopeError {
+    /// A well-formed body that breaks a rule (422): `code` must be one of the 422 codes of `codes`.
+    fn invalid(code: ProblemCode, detail: impl Into<String>) -> EnvelopeError {
+        debug_assert_eq!(code.status(), 422, "{code}");
         EnvelopeError {
             code,
-            status: 422,
+            status: code.status(),
             detail: detail.into(),
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ProblemCode {
         self.code
     }
 
@@ -757,7 +763,11 @@ mod tests {
         parse(body, &Limits::default()).expect_err("body must be refused")
     }
 
-    fn assert_refused(body: &[u8], code: &str, status: u16) -> EnvelopeError {
+    fn assert_refused(
+        body: &[u8],
+        code: crate::refusal::ProblemCode,
+        status: u16,
+    ) -> EnvelopeError {
         let err = refused(body);
         assert_eq!((err.code(), err.status()), (code, status), "{err}");
         err
@@ -1467,8 +1477,8 @@ mod tests {
     }
 
     /// Seeds named `bad-*` must be refused with the code their name promises; examples must parse.
-    fn expected_seed_code(name: &str) -> Option<Option<&'static str>> {
-        const TABLE: [(&str, &str); 11] = [
+    fn expected_seed_code(name: &str) -> Option<Option<crate::refusal::ProblemCode>> {
+        const TABLE: [(&str, crate::refusal::ProblemCode); 11] = [
             ("bad-deep-nesting", codes::TOO_DEEP),
             ("bad-duplicate-key", codes::DUPLICATE_KEY),
             ("bad-invalid-utf8", codes::INVALID_UTF8),

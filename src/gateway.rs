@@ -12,12 +12,14 @@ use crate::keys::Keys;
 use crate::metrics::{Gauges, Metrics};
 use crate::policy::PolicySet;
 use crate::ratelimit::RateLimits;
+use crate::refusal::Refusal;
 use crate::store::{self, DynStore};
 use crate::tls::Revocations;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// How often the start-up entry is tried again after losing the race for its place in the log (see `Gateway::start`).
 const START_UP_CONFLICT_RETRIES: u64 = 5;
@@ -187,7 +189,7 @@ impl Gateway {
                 // The refusal is an event the privacy officer can find: a `policy-loaded` entry with the running
                 // set's hash (the set that stays) and the error, which names the file (policies hold no pupil data).
                 let mut entry = self.gateway_entry(EventKind::PolicyLoaded);
-                entry.outcome = "policy-invalid".into();
+                entry.outcome = crate::refusal::ProblemCode::PolicyInvalid.as_str().into();
                 let error: String = e.to_string().chars().take(500).collect();
                 entry.detail = Some(format!("reload refused: {error}"));
                 if let Err(log) = self.writer.append_one(entry).await {
@@ -218,6 +220,18 @@ impl Gateway {
         e.cert_fingerprint = caller.fingerprint.clone();
         e.policy_hash = Some(self.policy().hash().to_owned());
         e
+    }
+
+    /// The one way a refused request is logged: `entry` already describes the request (its `detail` too); the
+    /// refusal's code becomes the outcome. When even this entry cannot be written the caller gets 503 instead,
+    /// with the writer's error kept as the cause.
+    pub async fn log_refusal(&self, mut entry: LogEntry, refusal: Refusal) -> Refusal {
+        self.metrics.refusal(refusal.code.as_str());
+        entry.outcome = refusal.code.as_str().to_owned();
+        match self.writer.append_one(entry).await {
+            Ok(_) => refusal,
+            Err(e) => Refusal::audit_unavailable().because(e),
+        }
     }
 
     /// A log entry the gateway makes on its own behalf (start-up, reload, retention), with the hash of the
@@ -277,5 +291,43 @@ impl Gateway {
             }
         }
         Ok(())
+    }
+}
+
+/// Re-reads the CRL file whenever its modification time or size changes, checked every `tls.crl_poll_secs`.
+/// A file that cannot be read (e.g. caught half-written) leaves the running list in force and is tried again.
+pub async fn watch_crl(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    let (Some(path), secs) = (gw.config.tls.crl.clone(), gw.config.tls.crl_poll_secs) else {
+        return;
+    };
+    if secs == 0 {
+        return;
+    }
+    let stamp = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut seen = stamp(&path);
+    let mut tick = tokio::time::interval(Duration::from_secs(secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = stamp(&path);
+        if now == seen {
+            continue;
+        }
+        match gw.reload_revocations() {
+            Ok(n) => {
+                seen = now;
+                tracing::info!(revoked = n, "revocation list changed on disk; reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "changed revocation list refused; the previous list stays")
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! keep-alive connection too). It must never be taken from a header, a body or a query parameter.
 
 use crate::domain::{Partner, Role};
-use crate::problem::Problem;
+use crate::refusal::{ProblemCode, Refusal};
 use crate::tls::{parse_client_identity, ClientIdentity, Revocations};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -199,30 +199,29 @@ pub fn identify(
     partners: &PartnerDirectory,
     revocations: Option<&Revocations>,
     now_unix: i64,
-) -> Result<Caller, Problem> {
+) -> Result<Caller, Refusal> {
     let Some(peer) = peer else {
-        return Err(Problem::new(
-            axum::http::StatusCode::UNAUTHORIZED,
-            "client-certificate-required",
+        return Err(Refusal::new(
+            ProblemCode::ClientCertificateRequired,
             "a client certificate is required",
         ));
     };
     let cert = &peer.cert;
     if revocations.is_some_and(|r| r.is_revoked(&cert.serial)) {
-        return Err(Problem::forbidden(
-            "certificate-revoked",
+        return Err(Refusal::new(
+            ProblemCode::CertificateRevoked,
             "the client certificate has been revoked",
         ));
     }
     if cert.not_after < now_unix {
-        return Err(Problem::forbidden(
-            "certificate-expired",
+        return Err(Refusal::new(
+            ProblemCode::CertificateExpired,
             "the client certificate has expired",
         ));
     }
     if !cert.has_client_auth_eku {
-        return Err(Problem::forbidden(
-            "certificate-not-for-clients",
+        return Err(Refusal::new(
+            ProblemCode::CertificateNotForClients,
             "the client certificate lacks the clientAuth extended key usage",
         ));
     }
@@ -231,8 +230,8 @@ pub fn identify(
             info: info.clone(),
             fingerprint: cert.fingerprint_sha256.clone(),
         }),
-        None => Err(Problem::forbidden(
-            "unknown-partner",
+        None => Err(Refusal::new(
+            ProblemCode::UnknownPartner,
             "the certificate is valid but names no partner of this gateway",
         )),
     }

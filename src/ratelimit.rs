@@ -4,7 +4,7 @@
 //! Quotas are decided from the verified partner id only, never from anything the client sends.
 
 use crate::identity::PartnerInfo;
-use crate::problem::Problem;
+use crate::refusal::{ProblemCode, Refusal};
 use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
 use std::collections::HashMap;
@@ -56,15 +56,14 @@ impl RateLimits {
     }
 
     /// Takes one request from the partner's quota or says when to come back.
-    pub fn check(&self, info: &PartnerInfo) -> Result<(), Problem> {
+    pub fn check(&self, info: &PartnerInfo) -> Result<(), Refusal> {
         match self.bucket(info).check() {
             Ok(()) => Ok(()),
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                Err(Problem::new(
-                    axum::http::StatusCode::TOO_MANY_REQUESTS,
-                    "rate-limited",
+                Err(Refusal::new(
+                    ProblemCode::RateLimited,
                     "this partner's request quota is used up; retry later",
                 )
                 .with_retry_after(secs.max(1)))
@@ -133,7 +132,7 @@ mod tests {
         }
         let p = rl.check(&a).unwrap_err();
         assert_eq!(p.code, "rate-limited");
-        assert_eq!(p.status.as_u16(), 429);
+        assert_eq!(p.status(), 429);
         assert!(p.retry_after.unwrap() >= 1);
         rl.check(&b).unwrap();
     }

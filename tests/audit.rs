@@ -1255,7 +1255,7 @@ async fn retention_purges_expired_payloads_with_a_log_entry_and_the_log_still_ve
     use ketenpoort::store::{EntryFilter, Mutation, NewMessage};
     for backend in backends() {
         let (_dir, _pg, config) = in_process_config(backend, "retention_sweep_secs = 1");
-        let running = ketenpoort::server::start(config).await.unwrap();
+        let running = ketenpoort::http::start(config).await.unwrap();
         let gw = running.gateway.clone();
         let now = ketenpoort::audit::writer::now_ms();
         let mut ids = Vec::new();
@@ -1379,7 +1379,7 @@ async fn the_log_verifies_while_it_is_being_written() {
     use ketenpoort::audit::entry::{EventKind, LogEntry};
     for backend in backends() {
         let (_dir, _pg, config) = in_process_config(backend, "");
-        let running = ketenpoort::server::start(config).await.unwrap();
+        let running = ketenpoort::http::start(config).await.unwrap();
         let gw = running.gateway.clone();
         let key = gw.signing_key.public_key();
         let writer = gw.writer.clone();
@@ -1511,7 +1511,7 @@ async fn a_log_of_version_1_then_version_2_entries_verifies_and_a_gap_at_a_page_
     for backend in backends() {
         let (_dir, _pg, config) = in_process_config(backend, "batch_max = 1000");
         let url = config.storage.database_url.clone();
-        let running = ketenpoort::server::start(config).await.unwrap();
+        let running = ketenpoort::http::start(config).await.unwrap();
         let gw = running.gateway.clone();
         let key = gw.signing_key.public_key();
         let entry = |v: u32, i: u64| {

@@ -92,7 +92,7 @@ async fn deliver(url: &str, key_dir: &Path, receiver: &str, n: usize) -> Vec<Str
     for i in 0..n {
         let (writer, keys, receiver) = (writer.clone(), keys.clone(), receiver.to_owned());
         tasks.push(tokio::spawn(async move {
-            let id = ketenpoort::pipeline::new_id();
+            let id = ketenpoort::exchange::new_id();
             let stored = json!({
                 "subject": null,
                 "actor": {"id": "mentor-1", "name": "J. de Vries", "function": "mentor"},

@@ -3,7 +3,6 @@
 //!
 //! The log holds field paths, digests and pseudonyms — never payload values or raw pupil identifiers.
 
-pub mod api;
 pub mod checkpoint;
 pub mod entry;
 pub mod merkle;

@@ -24,15 +24,12 @@ const TOP_KEYS: [&str; 3] = ["periode", "dimensies", "cellen"];
 const MAX_CODE_LEN: usize = 32;
 
 fn person_level(path: &str) -> Refusal {
-    Refusal::new(
-        codes::PERSON_LEVEL_IN_AGGREGATE,
-        422,
-        format!("`{path}` is not part of the aggregate schema; a count message carries no person-level data"),
+    Refusal::new(codes::PERSON_LEVEL_IN_AGGREGATE, format!("`{path}` is not part of the aggregate schema; a count message carries no person-level data"),
     )
 }
 
 fn invalid(detail: impl Into<String>) -> Refusal {
-    Refusal::new(codes::INVALID_AGGREGATE, 422, detail)
+    Refusal::new(codes::INVALID_AGGREGATE, detail)
 }
 
 fn short_code<'v>(v: &'v Node) -> Option<&'v str> {
@@ -316,7 +313,6 @@ pub(super) fn decide(
     d.delivered = Delivered::from_value(&Value::Object(delivered)).ok_or_else(|| {
         Refusal::new(
             codes::INVALID_AGGREGATE,
-            422,
             "the aggregate could not be written out for the receiver",
         )
     })?;

@@ -45,7 +45,6 @@ pub fn decide(policy: &PolicySet, req: &DecisionRequest) -> Result<Decision, Ref
         .ok_or_else(|| {
             Refusal::new(
                 codes::NO_POLICY,
-                403,
                 format!(
                     "no flow allows {} → {} for this purpose",
                     req.sender.role, req.receiver.role
@@ -55,7 +54,6 @@ pub fn decide(policy: &PolicySet, req: &DecisionRequest) -> Result<Decision, Ref
     if flow.message_type != req.message_type {
         return Err(Refusal::new(
             codes::WRONG_TYPE,
-            422,
             format!(
                 "flow {} carries message type `{}` only",
                 flow.id, flow.message_type
@@ -65,10 +63,7 @@ pub fn decide(policy: &PolicySet, req: &DecisionRequest) -> Result<Decision, Ref
     if let Some(a) = &flow.agreement {
         let signed = |p: &Partner| a.signatories.iter().any(|s| s == p.organisation_id());
         if !signed(req.sender) || !signed(req.receiver) {
-            return Err(Refusal::new(
-                codes::NO_AGREEMENT,
-                403,
-                format!(
+            return Err(Refusal::new(codes::NO_AGREEMENT, format!(
                     "flow {} is bound to agreement {}, which sender and receiver have not both signed",
                     flow.id, a.id
                 ),
@@ -77,7 +72,6 @@ pub fn decide(policy: &PolicySet, req: &DecisionRequest) -> Result<Decision, Ref
         if req.today < a.valid_from || req.today > a.valid_until {
             return Err(Refusal::new(
                 codes::NO_AGREEMENT,
-                403,
                 format!(
                     "agreement {} of flow {} is valid from {} to {}",
                     a.id, flow.id, a.valid_from, a.valid_until
@@ -88,7 +82,6 @@ pub fn decide(policy: &PolicySet, req: &DecisionRequest) -> Result<Decision, Ref
     let catalogue = policy.catalogue(&flow.message_type).ok_or_else(|| {
         Refusal::new(
             codes::NO_POLICY,
-            403,
             format!("flow {} has no catalogue", flow.id),
         )
     })?;
@@ -184,7 +177,6 @@ fn check_required(flow: &Flow, req: &DecisionRequest) -> Result<(), Refusal> {
             };
             return Err(Refusal::new(
                 codes::MISSING_REQUIRED_FIELD,
-                422,
                 format!("flow {}: field `{}` {what}", flow.id, r.path),
             ));
         }
@@ -211,7 +203,6 @@ fn check_screening(flow: &Flow, req: &DecisionRequest) -> Result<(), Refusal> {
         .collect();
     Err(Refusal::new(
         codes::SCREENED_TERM,
-        422,
         format!(
             "flow {}: {} (not allowed in this flow; the text is not repeated here)",
             flow.id,
@@ -229,14 +220,12 @@ fn decide_record(
     let subject = req.subject.ok_or_else(|| {
         Refusal::new(
             codes::MISSING_SUBJECT,
-            422,
             format!("flow {} is about one pupil: `subject` is required", flow.id),
         )
     })?;
     if !req.data.is_object() {
         return Err(Refusal::new(
             codes::INVALID_DATA,
-            422,
             "`data` must be an object",
         ));
     }
@@ -245,10 +234,7 @@ fn decide_record(
         .map(|b| age_on(b, req.today));
     let consents = usable_consents(req, age);
     if flow.consent && consents.is_empty() {
-        return Err(Refusal::new(
-            codes::CONSENT_REQUIRED,
-            403,
-            format!(
+        return Err(Refusal::new(codes::CONSENT_REQUIRED, format!(
                 "flow {} rests on consent and no valid consent for this purpose and receiver was found",
                 flow.id
             ),
@@ -281,7 +267,6 @@ fn decide_record(
             .ok_or_else(|| {
                 Refusal::new(
                     codes::INVALID_DATA,
-                    422,
                     "`data` could not be written out for the receiver",
                 )
             })?
@@ -303,10 +288,7 @@ fn decide_record(
                 flow.id
             )
         };
-        return Err(Refusal::new(
-            codes::JUSTIFICATION_REQUIRED,
-            422,
-            format!("{why} of at least {MIN_JUSTIFICATION_CHARS} characters: why this is needed and why nothing lighter serves"),
+        return Err(Refusal::new(codes::JUSTIFICATION_REQUIRED, format!("{why} of at least {MIN_JUSTIFICATION_CHARS} characters: why this is needed and why nothing lighter serves"),
         ));
     }
 

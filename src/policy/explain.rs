@@ -75,14 +75,12 @@ pub fn explain(policy: &PolicySet, from: Role, to: Role, purpose: &str) -> Resul
     let flow = policy.find_flow(from, to, purpose).ok_or_else(|| {
         Refusal::new(
             codes::NO_POLICY,
-            403,
             format!("no flow allows {from} → {to} for purpose {purpose}"),
         )
     })?;
     let cat = policy.catalogue(&flow.message_type).ok_or_else(|| {
         Refusal::new(
             codes::NO_POLICY,
-            403,
             format!("flow {} has no catalogue", flow.id),
         )
     })?;

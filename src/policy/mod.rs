@@ -39,17 +39,18 @@ pub use path::{strip_paths, Pattern};
 
 /// Stable refusal codes (the `code` of the problem document).
 pub mod codes {
-    pub const NO_POLICY: &str = "no-policy";
-    pub const WRONG_TYPE: &str = "wrong-type";
-    pub const NO_AGREEMENT: &str = "no-agreement";
-    pub const MISSING_SUBJECT: &str = "missing-subject";
-    pub const INVALID_DATA: &str = "invalid-data";
-    pub const CONSENT_REQUIRED: &str = "consent-required";
-    pub const MISSING_REQUIRED_FIELD: &str = "missing-required-field";
-    pub const SCREENED_TERM: &str = "screened-term";
-    pub const JUSTIFICATION_REQUIRED: &str = "justification-required";
-    pub const PERSON_LEVEL_IN_AGGREGATE: &str = "person-level-in-aggregate";
-    pub const INVALID_AGGREGATE: &str = "invalid-aggregate";
+    use crate::refusal::ProblemCode;
+    pub const NO_POLICY: ProblemCode = ProblemCode::NoPolicy;
+    pub const WRONG_TYPE: ProblemCode = ProblemCode::WrongType;
+    pub const NO_AGREEMENT: ProblemCode = ProblemCode::NoAgreement;
+    pub const MISSING_SUBJECT: ProblemCode = ProblemCode::MissingSubject;
+    pub const INVALID_DATA: ProblemCode = ProblemCode::InvalidData;
+    pub const CONSENT_REQUIRED: ProblemCode = ProblemCode::ConsentRequired;
+    pub const MISSING_REQUIRED_FIELD: ProblemCode = ProblemCode::MissingRequiredField;
+    pub const SCREENED_TERM: ProblemCode = ProblemCode::ScreenedTerm;
+    pub const JUSTIFICATION_REQUIRED: ProblemCode = ProblemCode::JustificationRequired;
+    pub const PERSON_LEVEL_IN_AGGREGATE: ProblemCode = ProblemCode::PersonLevelInAggregate;
+    pub const INVALID_AGGREGATE: ProblemCode = ProblemCode::InvalidAggregate;
 }
 
 /// Minimum number of non-whitespace characters of a justification.
@@ -975,18 +976,25 @@ impl Decision {
 /// A message the policy refuses as a whole. `detail` names rules, paths and categories, never values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub code: &'static str,
+    pub code: crate::refusal::ProblemCode,
+    /// The code's status (`ProblemCode::status`), kept beside it for callers that compare both.
     pub status: u16,
     pub detail: String,
 }
 
 impl Refusal {
-    pub(crate) fn new(code: &'static str, status: u16, detail: impl Into<String>) -> Refusal {
+    pub(crate) fn new(code: crate::refusal::ProblemCode, detail: impl Into<String>) -> Refusal {
         Refusal {
             code,
-            status,
+            status: code.status(),
             detail: detail.into(),
         }
+    }
+}
+
+impl From<Refusal> for crate::refusal::Refusal {
+    fn from(r: Refusal) -> crate::refusal::Refusal {
+        crate::refusal::Refusal::new(r.code, r.detail)
     }
 }
 

@@ -35,7 +35,7 @@ pub fn envelope(data: &[u8]) {
         }
         Err(err) => {
             assert!(err.status() == 400 || err.status() == 422);
-            assert!(!err.code().is_empty());
+            assert!(!err.code().as_str().is_empty());
         }
     }
     let _ = ketenpoort::envelope::parse_strict_json(data, 32);

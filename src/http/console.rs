@@ -2,11 +2,12 @@
 //!
 //! Pages: overview, the disclosure table with a GET filter form (and CSV download), the subject report
 //! (AVG art. 15), the log's integrity status (checkpoints and a full recomputation) and the policy view.
-//! Only privacy-officer certificates get in (others: 403 problem+json); searches go through `audit::api`, so the
+//! Only privacy-officer certificates get in (others: 403 problem+json); searches go through `oversight`, so the
 //! same scoping applies and every search is itself a log entry. Pages need no JavaScript and load nothing from
 //! elsewhere; every value is HTML-escaped. A pupil number typed into a form is echoed back on that page only.
 
-use crate::audit::api::{self, DisclosureParams, ShownEntry, SubjectReport};
+use super::audit::private_headers;
+use super::problem::Problem;
 use crate::audit::checkpoint::SignedCheckpoint;
 use crate::audit::entry::EventKind;
 use crate::audit::verify;
@@ -14,7 +15,8 @@ use crate::audit::writer::format_time;
 use crate::domain::Role;
 use crate::gateway::Gateway;
 use crate::identity::Caller;
-use crate::problem::Problem;
+use crate::oversight::{self as api, DisclosureParams, ShownEntry, SubjectReport};
+use crate::refusal::{ProblemCode, Refusal};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -232,6 +234,10 @@ fn page(gw: &Gateway, caller: &Caller, active: &str, title: &str, body: &str) ->
     )
 }
 
+fn status_of(r: &Refusal) -> StatusCode {
+    Problem(r.clone()).status()
+}
+
 fn html(status: StatusCode, body: String) -> Response {
     let mut resp = (
         status,
@@ -239,15 +245,15 @@ fn html(status: StatusCode, body: String) -> Response {
         body,
     )
         .into_response();
-    api::private_headers(&mut resp);
+    private_headers(&mut resp);
     resp
 }
 
-fn error_box(p: &Problem) -> String {
+fn error_box(p: &Refusal) -> String {
     format!(
         "<div class=\"error\"><strong>Dit kan niet worden gezocht:</strong> {} <span class=\"muted\">({})</span></div>",
         esc(&p.detail),
-        esc(p.code)
+        esc(p.code.as_str())
     )
 }
 
@@ -494,8 +500,8 @@ async fn disclosures(
     let p = match params {
         Ok(Query(p)) => p,
         Err(_) => {
-            let prob = Problem::bad_request(
-                "invalid-query",
+            let prob = Refusal::new(
+                ProblemCode::InvalidQuery,
                 format!(
                     "onbekende zoekparameter; toegestaan: {}",
                     api::DISCLOSURE_PARAMS
@@ -507,7 +513,7 @@ async fn disclosures(
                 error_box(&prob)
             );
             return Ok(html(
-                prob.status,
+                status_of(&prob),
                 page(&gw, &caller, "/console/verstrekkingen", title, &body),
             ));
         }
@@ -518,7 +524,7 @@ async fn disclosures(
         Err(prob) => {
             body.push_str(&error_box(&prob));
             return Ok(html(
-                prob.status,
+                status_of(&prob),
                 page(&gw, &caller, "/console/verstrekkingen", title, &body),
             ));
         }
@@ -565,8 +571,8 @@ async fn disclosures_csv(
 ) -> Result<Response, Problem> {
     api::require_officer(&gw, &caller, "console").await?;
     let Query(p) = params.map_err(|_| {
-        Problem::bad_request(
-            "invalid-query",
+        Refusal::new(
+            ProblemCode::InvalidQuery,
             format!(
                 "unknown or malformed query parameter; allowed: {}",
                 api::DISCLOSURE_PARAMS
@@ -586,7 +592,7 @@ async fn disclosures_csv(
         api::to_csv(&result.entries),
     )
         .into_response();
-    api::private_headers(&mut resp);
+    private_headers(&mut resp);
     Ok(resp)
 }
 
@@ -742,11 +748,11 @@ async fn subject(
                 );
                 body.push_str(&subject_report_html(&report, &pgn));
             }
-            Err(p) if p.status.is_client_error() => {
-                status = p.status;
+            Err(p) if p.is_callers() => {
+                status = status_of(&p);
                 body.push_str(&error_box(&p));
             }
-            Err(p) => return Err(p),
+            Err(p) => return Err(p.into()),
         },
     }
     Ok(html(
@@ -762,14 +768,7 @@ async fn integrity(
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, Problem> {
     api::require_officer(&gw, &caller, "console").await?;
-    let unreadable = || {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "audit-unavailable",
-            "the disclosure log cannot be read right now; try again later",
-        )
-        .with_retry_after(5)
-    };
+    let unreadable = Refusal::log_unreadable;
     let own = gw.writer.log_id().to_owned();
     let public_key = gw.signing_key.public_key();
     let mut body = format!(
@@ -779,13 +778,17 @@ async fn integrity(
         esc(&base64::engine::general_purpose::STANDARD.encode(public_key)),
     );
     body.push_str("<table><thead><tr><th>Logboek</th><th>Regels</th><th>Laatste controlepunt</th><th>Wortel (hex)</th><th>Controle</th></tr></thead><tbody>");
-    let log_ids = gw.store.log_ids().await.map_err(|_| unreadable())?;
+    let log_ids = gw
+        .store
+        .log_ids()
+        .await
+        .map_err(|e| unreadable().because(e))?;
     for log_id in &log_ids {
         let latest = gw
             .store
             .checkpoints(log_id, 1)
             .await
-            .map_err(|_| unreadable())?
+            .map_err(|e| unreadable().because(e))?
             .into_iter()
             .next();
         let (cp_text, root) = match &latest {
@@ -814,7 +817,7 @@ async fn integrity(
         let started = Instant::now();
         let report = verify::verify_log(&gw.store, log_id, keys)
             .await
-            .map_err(|_| unreadable())?;
+            .map_err(|e| unreadable().because(e))?;
         let secs = started.elapsed().as_secs_f64();
         let verdict = match &report.first_bad {
             None => format!(
@@ -875,7 +878,7 @@ fn explain_block(gw: &Gateway, from: Role, to: Role, purpose: &str) -> String {
         Err(r) => format!(
             "<p class=\"muted\">Geen flow: {} <span class=\"muted\">({})</span></p>",
             esc(&r.detail),
-            esc(r.code)
+            esc(r.code.as_str())
         ),
     }
 }

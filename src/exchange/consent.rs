@@ -4,14 +4,14 @@
 //! it. The pupil is stored as the keyed pseudonym only; the registry never returns or logs the BSN/PGN.
 //! Registration and withdrawal are log entries, committed together with the change.
 
+use super::{disclosure_json, new_id};
 use crate::audit::entry::EventKind;
 use crate::audit::writer::now_ms;
 use crate::domain::{GivenBy, Role, SubjectId, SubjectKind};
 use crate::envelope;
 use crate::gateway::Gateway;
 use crate::identity::Caller;
-use crate::pipeline::{disclosure_json, new_id};
-use crate::problem::Problem;
+use crate::refusal::{ProblemCode, Refusal};
 use crate::store::{Mutation, StoredConsent};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -38,15 +38,14 @@ struct ConsentRequest {
 const CONSENT_SHAPE: &str = "a consent has subject {pgn|bsn|onderwijsnummer}, purpose, recipient, categories (list), \
 given_by (ouder, voogd, jongere, ouder-en-jongere), evidence, valid_from and valid_until (YYYY-MM-DD), all required";
 
-fn invalid(detail: impl Into<String>) -> Problem {
-    Problem::from_status(422, "invalid-consent", detail)
+fn invalid(detail: impl Into<String>) -> Refusal {
+    Refusal::new(ProblemCode::InvalidConsent, detail)
 }
 
-fn parse_subject(map: &serde_json::Map<String, Value>) -> Result<SubjectId, Problem> {
+fn parse_subject(map: &serde_json::Map<String, Value>) -> Result<SubjectId, Refusal> {
     if map.len() != 1 {
-        return Err(Problem::from_status(
-            422,
-            "invalid-subject",
+        return Err(Refusal::new(
+            ProblemCode::InvalidSubject,
             "subject names exactly one of pgn, bsn, onderwijsnummer",
         ));
     }
@@ -56,28 +55,51 @@ fn parse_subject(map: &serde_json::Map<String, Value>) -> Result<SubjectId, Prob
         "bsn" => SubjectKind::Bsn,
         "onderwijsnummer" => SubjectKind::Onderwijsnummer,
         _ => {
-            return Err(Problem::from_status(
-                422,
-                "invalid-subject",
+            return Err(Refusal::new(
+                ProblemCode::InvalidSubject,
                 "subject names exactly one of pgn, bsn, onderwijsnummer",
             ))
         }
     };
     let number = v.as_str().ok_or_else(|| {
-        Problem::from_status(422, "invalid-subject", "the subject number is a string")
+        Refusal::new(
+            ProblemCode::InvalidSubject,
+            "the subject number is a string",
+        )
     })?;
     SubjectId::new(kind, number)
-        .map_err(|e| Problem::from_status(422, "invalid-subject-id", e.to_string()))
+        .map_err(|e| Refusal::new(ProblemCode::InvalidSubjectId, e.to_string()))
 }
 
-fn parse_date(s: &str, field: &str) -> Result<time::Date, Problem> {
+fn parse_date(s: &str, field: &str) -> Result<time::Date, Refusal> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     time::Date::parse(s, &fmt).map_err(|_| invalid(format!("{field} is a date YYYY-MM-DD")))
 }
 
-pub async fn record(gw: &Gateway, caller: &Caller, body: &[u8]) -> Result<Value, Problem> {
+/// Records a consent (201 body). A refused registration (4xx) is itself a `consent-refused` log entry; a body the
+/// HTTP layer could not read comes in as `Err` and is refused the same way.
+pub async fn record(
+    gw: &Gateway,
+    caller: &Caller,
+    body: Result<&[u8], Refusal>,
+) -> Result<Value, Refusal> {
+    let result = match body {
+        Ok(body) => register(gw, caller, body).await,
+        Err(r) => Err(r),
+    };
+    match result {
+        Err(r) if r.is_callers() => {
+            let mut entry = gw.entry_for(caller, EventKind::ConsentRefused);
+            entry.detail = Some(r.detail.clone());
+            Err(gw.log_refusal(entry, r).await)
+        }
+        other => other,
+    }
+}
+
+async fn register(gw: &Gateway, caller: &Caller, body: &[u8]) -> Result<Value, Refusal> {
     let value = envelope::parse_strict_json(body, gw.config.limits.max_json_depth)
-        .map_err(|e| Problem::from_status(e.status(), e.code(), e.detail().to_owned()))?;
+        .map_err(|e| Refusal::new(e.code(), e.detail().to_owned()))?;
     let req: ConsentRequest = serde_json::from_value(value).map_err(|e| {
         // serde's messages can quote a value; only the name of an unknown member is passed on.
         let msg = e.to_string();
@@ -85,8 +107,8 @@ pub async fn record(gw: &Gateway, caller: &Caller, body: &[u8]) -> Result<Value,
             .strip_prefix("unknown field `")
             .and_then(|r| r.split('`').next())
         {
-            Some(key) => Problem::bad_request(
-                "unknown-consent-key",
+            Some(key) => Refusal::new(
+                ProblemCode::UnknownConsentKey,
                 format!(
                     "unknown member '{}'",
                     key.chars().take(64).collect::<String>()
@@ -134,7 +156,8 @@ pub async fn record(gw: &Gateway, caller: &Caller, body: &[u8]) -> Result<Value,
         subject: subject_key.clone(),
         purpose: req.purpose.clone(),
         recipient: req.recipient.clone(),
-        categories: serde_json::to_string(&req.categories).map_err(|_| Problem::internal())?,
+        categories: serde_json::to_string(&req.categories)
+            .map_err(|e| Refusal::internal().because(e))?,
         given_by,
         evidence: req.evidence,
         valid_from: req.valid_from,
@@ -152,7 +175,7 @@ pub async fn record(gw: &Gateway, caller: &Caller, body: &[u8]) -> Result<Value,
         .writer
         .append(vec![entry], vec![Mutation::InsertConsent(stored)])
         .await
-        .map_err(|_| Problem::audit_unavailable())?;
+        .map_err(|e| Refusal::audit_unavailable().because(e))?;
     Ok(json!({"consent_id": id, "disclosure": receipts.first().map(disclosure_json)}))
 }
 
@@ -172,23 +195,23 @@ fn consent_json(c: &StoredConsent) -> Value {
     })
 }
 
-pub async fn list(gw: &Gateway, caller: &Caller) -> Result<Value, Problem> {
+pub async fn list(gw: &Gateway, caller: &Caller) -> Result<Value, Refusal> {
     let rows = gw
         .store
         .consents_registered_by(caller.partner().organisation_id())
         .await
-        .map_err(|_| Problem::audit_unavailable())?;
+        .map_err(|e| Refusal::audit_unavailable().because(e))?;
     Ok(json!({"consents": rows.iter().map(consent_json).collect::<Vec<_>>()}))
 }
 
-pub async fn withdraw(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Problem> {
+pub async fn withdraw(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Refusal> {
     let c = gw
         .store
         .consent(id)
         .await
-        .map_err(|_| Problem::audit_unavailable())?;
+        .map_err(|e| Refusal::audit_unavailable().because(e))?;
     let Some(c) = c.filter(|c| c.registered_by == caller.partner().organisation_id()) else {
-        return Err(Problem::not_found(
+        return Err(Refusal::not_found(
             "no consent with this id registered by your organisation",
         ));
     };
@@ -210,7 +233,7 @@ pub async fn withdraw(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, 
             }],
         )
         .await
-        .map_err(|_| Problem::audit_unavailable())?;
+        .map_err(|e| Refusal::audit_unavailable().because(e))?;
     Ok(
         json!({"consent_id": c.id, "withdrawn": true, "disclosure": receipts.first().map(disclosure_json)}),
     )

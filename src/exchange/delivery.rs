@@ -8,14 +8,14 @@
 //! itself, in the same transaction as its log entry (`store::Mutation`); a request that loses such a race re-reads
 //! and tries again. So a message is handed out as new (`redelivery: false`) once, and acknowledged once.
 
+use super::{consent_record, disclosure_json};
 use crate::audit::entry::{EventKind, WithheldField};
 use crate::audit::writer::{AuditError, Receipt};
 use crate::domain::ConsentRecord;
 use crate::gateway::Gateway;
 use crate::identity::Caller;
-use crate::pipeline::{consent_record, disclosure_json};
 use crate::policy;
-use crate::problem::Problem;
+use crate::refusal::{ProblemCode, Refusal};
 use crate::store::{Mutation, StoredMessage};
 use serde_json::{json, Value};
 
@@ -36,23 +36,22 @@ async fn race_pause(attempt: u32) {
     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
 
-fn busy() -> Problem {
-    Problem::new(
-        axum::http::StatusCode::CONFLICT,
-        "mailbox-busy",
+fn busy() -> Refusal {
+    Refusal::new(
+        ProblemCode::MailboxBusy,
         "these messages are being fetched or acknowledged by another request; try again",
     )
     .with_retry_after(1)
 }
 
-pub async fn inbox(gw: &Gateway, caller: &Caller, q: InboxQuery) -> Result<Value, Problem> {
+pub async fn inbox(gw: &Gateway, caller: &Caller, q: InboxQuery) -> Result<Value, Refusal> {
     let max = gw.config.limits.inbox_page_max;
     let limit = q.limit.unwrap_or(50).clamp(1, max);
     let after = match q.cursor.as_deref() {
         None | Some("") => 0,
         Some(c) => c.parse::<i64>().map_err(|_| {
-            Problem::bad_request(
-                "invalid-cursor",
+            Refusal::new(
+                ProblemCode::InvalidCursor,
                 "cursor must be a value returned as next_cursor",
             )
         })?,
@@ -73,11 +72,11 @@ pub async fn inbox(gw: &Gateway, caller: &Caller, q: InboxQuery) -> Result<Value
 enum FetchError {
     /// Another request claimed one of the rows first.
     Lost,
-    Refused(Problem),
+    Refused(Refusal),
 }
 
-impl From<Problem> for FetchError {
-    fn from(p: Problem) -> Self {
+impl From<Refusal> for FetchError {
+    fn from(p: Refusal) -> Self {
         FetchError::Refused(p)
     }
 }
@@ -93,7 +92,7 @@ async fn fetch_page(
         .store
         .inbox(caller.id(), after, limit)
         .await
-        .map_err(|_| Problem::audit_unavailable())?;
+        .map_err(|e| Refusal::audit_unavailable().because(e))?;
     let today = time::OffsetDateTime::now_utc().date();
     let mut messages = Vec::with_capacity(rows.len());
     let mut entries = Vec::with_capacity(rows.len());
@@ -134,7 +133,7 @@ async fn fetch_page(
         {
             Ok(_) => {}
             Err(AuditError::Conflict(_)) => return Err(FetchError::Lost),
-            Err(_) => return Err(Problem::audit_unavailable().into()),
+            Err(e) => return Err(Refusal::audit_unavailable().because(e).into()),
         }
     }
     let next_cursor = if rows.len() == limit {
@@ -156,14 +155,15 @@ async fn open_message(
     gw: &Gateway,
     row: &StoredMessage,
     today: time::Date,
-) -> Result<(Value, Vec<(String, &'static str)>), Problem> {
+) -> Result<(Value, Vec<(String, &'static str)>), Refusal> {
     let plain = gw
         .keys
         .open(&row.msg.sealed, row.msg.id.as_bytes())
-        .map_err(|_| Problem::internal())?;
-    let mut stored: Value = serde_json::from_slice(&plain).map_err(|_| Problem::internal())?;
+        .map_err(|e| Refusal::internal().because(e))?;
+    let mut stored: Value =
+        serde_json::from_slice(&plain).map_err(|e| Refusal::internal().because(e))?;
     let consent_paths: Vec<(String, String)> =
-        serde_json::from_str(&row.msg.consent_paths).map_err(|_| Problem::internal())?;
+        serde_json::from_str(&row.msg.consent_paths).map_err(|e| Refusal::internal().because(e))?;
     let mut lapsed: Vec<(String, &'static str)> = Vec::new();
     let mut checked: Vec<(String, Option<&'static str>)> = Vec::new();
     for (path, consent_id) in consent_paths {
@@ -174,7 +174,7 @@ async fn open_message(
                     .store
                     .consent(&consent_id)
                     .await
-                    .map_err(|_| Problem::audit_unavailable())?;
+                    .map_err(|e| Refusal::audit_unavailable().because(e))?;
                 let l = lapse_reason(c.as_ref().and_then(consent_record).as_ref(), today);
                 checked.push((consent_id.clone(), l));
                 l
@@ -207,7 +207,7 @@ async fn open_message(
     Ok((message, lapsed))
 }
 
-pub async fn ack(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Problem> {
+pub async fn ack(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Refusal> {
     for attempt in 0..RACE_ATTEMPTS {
         if attempt > 0 {
             race_pause(attempt).await;
@@ -216,10 +216,10 @@ pub async fn ack(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Probl
             .store
             .message(id)
             .await
-            .map_err(|_| Problem::audit_unavailable())?;
+            .map_err(|e| Refusal::audit_unavailable().because(e))?;
         // Also the answer for the loser of two concurrent acknowledgements: the message is gone.
         let Some(row) = row.filter(|r| r.msg.receiver == caller.id()) else {
-            return Err(Problem::not_found("no message with this id in your inbox"));
+            return Err(Refusal::not_found("no message with this id in your inbox"));
         };
         let mut entry = gw.entry_for(caller, EventKind::MessageAcknowledged);
         gw.describe_stored_flow(
@@ -246,9 +246,9 @@ pub async fn ack(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Probl
         let receipts = match appended {
             Ok(r) => r,
             Err(AuditError::Conflict(_)) => continue,
-            Err(_) => return Err(Problem::audit_unavailable()),
+            Err(e) => return Err(Refusal::audit_unavailable().because(e)),
         };
-        let receipt = receipts.first().ok_or_else(Problem::internal)?;
+        let receipt = receipts.first().ok_or_else(Refusal::internal)?;
         return Ok(json!({
             "message_id": row.msg.id,
             "acknowledged": true,

@@ -1,0 +1,187 @@
+//! The audit API's handlers: `/v1/audit/checkpoint` and `/v1/audit/proof/...` for every partner (hashes only), and
+//! `/v1/audit/disclosures` (JSON or CSV) and `/v1/audit/subjects/{pgn}` (JSON or a printable page) for privacy
+//! officers. What they answer is decided in `oversight`; here only query parsing, content negotiation and headers.
+
+use super::problem::Problem;
+use crate::gateway::Gateway;
+use crate::identity::Caller;
+use crate::oversight::{self, proofs, DisclosureParams};
+use crate::refusal::{ProblemCode, Refusal};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+pub fn router() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/v1/audit/checkpoint", get(get_checkpoint))
+        .route("/v1/audit/proof/inclusion/{index}", get(get_inclusion))
+        .route("/v1/audit/proof/consistency", get(get_consistency))
+        .route("/v1/audit/disclosures", get(get_disclosures))
+        .route("/v1/audit/subjects/{pgn}", get(get_subject))
+}
+
+fn invalid_query(allowed: &str) -> Refusal {
+    Refusal::new(
+        ProblemCode::InvalidQuery,
+        format!("unknown or malformed query parameter; allowed: {allowed}"),
+    )
+}
+
+async fn get_checkpoint(State(gw): State<Arc<Gateway>>) -> Result<Response, Problem> {
+    Ok(Json(proofs::checkpoints(&gw).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InclusionParams {
+    tree_size: Option<String>,
+    log_id: Option<String>,
+}
+
+async fn get_inclusion(
+    State(gw): State<Arc<Gateway>>,
+    Path(index): Path<String>,
+    params: Result<Query<InclusionParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(p) = params.map_err(|_| invalid_query("tree_size, log_id"))?;
+    let request = proofs::InclusionRequest {
+        index: &index,
+        tree_size: p.tree_size.as_deref(),
+        log_id: p.log_id.as_deref(),
+    };
+    Ok(Json(proofs::inclusion(&gw, request).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyParams {
+    from: Option<String>,
+    to: Option<String>,
+    log_id: Option<String>,
+}
+
+async fn get_consistency(
+    State(gw): State<Arc<Gateway>>,
+    params: Result<Query<ConsistencyParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(p) = params.map_err(|_| invalid_query("from, to, log_id"))?;
+    let request = proofs::ConsistencyRequest {
+        from: p.from.as_deref(),
+        to: p.to.as_deref(),
+        log_id: p.log_id.as_deref(),
+    };
+    Ok(Json(proofs::consistency(&gw, request).await?).into_response())
+}
+
+fn wants(headers: &HeaderMap, media: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| m.split(';').next().unwrap_or("").trim() == media)
+}
+
+/// Headers for pages and downloads with log contents: not cached, not framed, no scripts, no referrer.
+pub fn private_headers(resp: &mut Response) {
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+}
+
+async fn get_disclosures(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    params: Result<Query<DisclosureParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    oversight::require_officer(&gw, &caller, "disclosures").await?;
+    let Query(p) = params.map_err(|_| invalid_query(oversight::DISCLOSURE_PARAMS))?;
+    let parsed = oversight::parse_search(&gw, &caller, &p, 100)?;
+    let result = oversight::search(&gw, &caller, parsed, "api disclosures").await?;
+    let mut resp = if wants(&headers, "text/csv") {
+        let mut r = (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"ketenpoort-disclosures.csv\"",
+                ),
+            ],
+            oversight::to_csv(&result.entries),
+        )
+            .into_response();
+        if let Some(c) = &result.next_cursor {
+            if let Ok(v) = HeaderValue::from_str(c) {
+                r.headers_mut().insert("next-cursor", v);
+            }
+        }
+        r
+    } else {
+        Json(json!({
+            "scope": result.scope.as_deref().unwrap_or("all"),
+            "entries": result.entries.iter().map(oversight::ShownEntry::to_json).collect::<Vec<_>>(),
+            "next_cursor": result.next_cursor,
+        }))
+        .into_response()
+    };
+    private_headers(&mut resp);
+    Ok(resp)
+}
+
+async fn get_subject(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    Path(pgn): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    oversight::require_officer(&gw, &caller, "subject report").await?;
+    let report = oversight::subject_report(&gw, &caller, &pgn, "api subjects").await?;
+    let mut resp = if wants(&headers, "text/html") {
+        (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            super::console::subject_report_page(&report, pgn.trim()),
+        )
+            .into_response()
+    } else {
+        let mut v = serde_json::to_value(&report).map_err(|e| Refusal::internal().because(e))?;
+        v["subject"] = json!({"pgn": pgn.trim()});
+        Json(v).into_response()
+    };
+    private_headers(&mut resp);
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_header_matching_ignores_parameters_and_order() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT,
+            "application/json;q=0.5, text/csv;q=1".parse().unwrap(),
+        );
+        assert!(wants(&h, "text/csv"));
+        assert!(!wants(&h, "text/html"));
+    }
+}

@@ -1,0 +1,298 @@
+//! The partner API's routes: identity and quota as a route layer, then one handler per route that reads the
+//! request within its limits and calls `exchange`.
+//!
+//! Identity comes from the connection's verified certificate only (`ConnPeer`, set by the listener), never from a
+//! header. Refusals before the body (identity, revocation, quota) are counted and traced, not logged: no partner is
+//! established yet, or logging them would let a flood write the log.
+
+use super::problem::Problem;
+use super::ConnPeer;
+use crate::exchange::{consent, delivery, send};
+use crate::gateway::Gateway;
+use crate::identity::{self, Caller};
+use crate::refusal::{ProblemCode, Refusal};
+use axum::body::Body;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/messages", post(post_message))
+        .route("/v1/inbox", get(get_inbox))
+        .route("/v1/inbox/{id}/ack", post(post_ack))
+        .route("/v1/consents", post(post_consent).get(get_consents))
+        .route("/v1/consents/{id}", axum::routing::delete(delete_consent))
+        .merge(super::audit::router().merge(super::console::router()))
+        .route_layer(middleware::from_fn_with_state(gw.clone(), authenticate))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(gw)
+}
+
+pub(super) async fn not_found() -> Problem {
+    Refusal::not_found("no such resource").into()
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        ProblemCode::MethodNotAllowed,
+        "this method is not allowed on this resource",
+    )
+}
+
+/// The metrics label of a route: its method and the path template axum matched (a fixed vocabulary: the router's
+/// routes). Each label is made once and kept for the life of the process.
+fn route_label(method: &Method, matched: Option<&MatchedPath>) -> &'static str {
+    static LABELS: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let Some(path) = matched else {
+        return "other";
+    };
+    let label = format!("{method} {}", path.as_str());
+    let mut labels = LABELS.lock().expect("route labels");
+    if let Some(known) = labels.get(label.as_str()) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(label.into_boxed_str());
+    labels.insert(leaked);
+    leaked
+}
+
+/// Identity and quota phases: who is calling (from the certificate only), and may they call now.
+async fn authenticate(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
+    let label = route_label(req.method(), req.extensions().get::<MatchedPath>());
+    let peer = req.extensions().get::<ConnPeer>().and_then(|p| p.0.clone());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let revocations = gw.revocations();
+    if gw.config.tls.refuse_on_expired_crl
+        && revocations
+            .as_ref()
+            .is_some_and(|r| r.expired(time::OffsetDateTime::now_utc()))
+    {
+        let p = Refusal::new(
+            ProblemCode::CrlExpired,
+            "the gateway's revocation list is out of date; no partner is admitted until it is renewed",
+        )
+        .with_retry_after(60);
+        gw.metrics.refusal(p.code.as_str());
+        gw.metrics.request(label, p.status());
+        return p.into_response();
+    }
+    let caller = identity::identify(peer.as_deref(), &gw.partners, revocations.as_deref(), now)
+        .and_then(|caller| {
+            gw.limits.check(&caller.info)?;
+            Ok(caller)
+        });
+    let resp = match caller {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(p) => {
+            gw.metrics.refusal(p.code.as_str());
+            tracing::warn!(
+                code = p.code.as_str(),
+                route = label,
+                "request refused before identity was established"
+            );
+            p.into_response()
+        }
+    };
+    gw.metrics.request(label, resp.status().as_u16());
+    resp
+}
+
+/// Reads a request body within the configured size and time limits.
+async fn read_body(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<axum::body::Bytes, Refusal> {
+    let max = gw.config.limits.max_body_bytes;
+    let too_large = || {
+        Refusal::new(
+            ProblemCode::BodyTooLarge,
+            format!("the request body exceeds {max} bytes"),
+        )
+    };
+    let unreadable = || {
+        Refusal::new(
+            ProblemCode::BodyUnreadable,
+            "the request body could not be read",
+        )
+    };
+    if let Some(len) = headers.get(header::CONTENT_LENGTH) {
+        let len: u64 = len
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                Refusal::new(
+                    ProblemCode::InvalidContentLength,
+                    "Content-Length is not a number",
+                )
+            })?;
+        if len > max as u64 {
+            drain_refused(body, max);
+            return Err(too_large());
+        }
+    }
+    let deadline = Duration::from_secs(gw.config.server.body_timeout_secs);
+    let read = async move {
+        let mut body = body;
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map_err(|_| unreadable())?.into_data() else {
+                continue;
+            };
+            if buf.len() + data.len() > max {
+                drain_refused(body, max);
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&data);
+        }
+        Ok(buf.freeze())
+    };
+    match tokio::time::timeout(deadline, read).await {
+        Ok(result) => result,
+        Err(_) => Err(Refusal::new(
+            ProblemCode::BodyTimeout,
+            "the request body did not arrive in time",
+        )),
+    }
+}
+
+/// After a body is refused as too large, a task reads and discards what the client is still sending (at most three
+/// times the limit, for at most two seconds) while the 413 goes out, so an HTTP/1.1 client that writes its whole body
+/// before reading gets the problem instead of a connection reset. Nothing of it is kept.
+fn drain_refused(mut body: Body, max: usize) {
+    let budget = max.saturating_mul(3);
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let mut seen = 0usize;
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Some(d) = frame.data_ref() {
+                    seen += d.len();
+                    if seen > budget {
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+    });
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+async fn post_message(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let body = match read_body(&gw, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return Err(send::refuse_body(&gw, &caller, r).await.into()),
+    };
+    let key = headers.get("idempotency-key").map(|v| v.as_bytes());
+    let sent = send::send(&gw, &caller, key, &body).await?;
+    let status = if sent.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        sent.body,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct InboxParams {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn get_inbox(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    params: Result<Query<InboxParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(params) = params.map_err(|_| {
+        Refusal::new(
+            ProblemCode::InvalidQuery,
+            "limit is a number and cursor a value returned as next_cursor",
+        )
+    })?;
+    let body = delivery::inbox(
+        &gw,
+        &caller,
+        delivery::InboxQuery {
+            limit: params.limit,
+            cursor: params.cursor,
+        },
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+async fn post_ack(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    Ok(json_response(
+        StatusCode::OK,
+        delivery::ack(&gw, &caller, &id).await?,
+    ))
+}
+
+async fn post_consent(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let body = read_body(&gw, &headers, body).await;
+    let recorded = consent::record(
+        &gw,
+        &caller,
+        body.as_ref().map(|b| b.as_ref()).map_err(Clone::clone),
+    )
+    .await?;
+    Ok(json_response(StatusCode::CREATED, recorded))
+}
+
+async fn get_consents(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, Problem> {
+    Ok(json_response(
+        StatusCode::OK,
+        consent::list(&gw, &caller).await?,
+    ))
+}
+
+async fn delete_consent(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    Ok(json_response(
+        StatusCode::OK,
+        consent::withdraw(&gw, &caller, &id).await?,
+    ))
+}
