@@ -275,6 +275,82 @@ async fn idempotent_resend_returns_the_first_result_once() {
     }
 }
 
+/// ARCHITECTURE.md: every refusal of a partner's request from the body on is logged once, by `exchange::send::refuse`
+/// (messages) or `exchange::consent::record` (consents): the 409s of an Idempotency-Key, a header that is not
+/// ASCII, a body over the limit. Identity and quota refusals are not (tests/quotas.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_after_identity_is_logged_once_with_its_code() {
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        let c = gw.client("obs-de-linde");
+        let body = example("P1");
+        let h = [("idempotency-key", "overdracht-2026-0002")];
+        let first = c
+            .request("POST", "/v1/messages", &h, Some(body.clone()))
+            .await;
+        assert_eq!(first.status, 201, "{}", first.text());
+        let mut other: Value = serde_json::from_slice(&body).unwrap();
+        other["justification"] = json!("Een andere toelichting, ander bericht, zelfde sleutel.");
+        let other = serde_json::to_vec(&other).unwrap();
+        let big = vec![b' '; 9 * 1024 * 1024];
+        let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16, &str, &str)> = vec![
+            (
+                "/v1/messages",
+                h.to_vec(),
+                other,
+                409,
+                "idempotency-key-reused",
+                "message-refused",
+            ),
+            (
+                "/v1/messages",
+                vec![("idempotency-key", "sleutel-\u{e9}")],
+                body.clone(),
+                400,
+                "invalid-idempotency-key",
+                "message-refused",
+            ),
+            (
+                "/v1/messages",
+                vec![],
+                big.clone(),
+                413,
+                "body-too-large",
+                "message-refused",
+            ),
+            (
+                "/v1/consents",
+                vec![],
+                big,
+                413,
+                "body-too-large",
+                "consent-refused",
+            ),
+        ];
+        for (path, headers, body, status, code, event) in cases {
+            let before = gw.log_entries().await.len();
+            let r = c.request("POST", path, &headers, Some(body)).await;
+            assert_eq!(
+                (r.status, r.code().as_str()),
+                (status, code),
+                "{path}: {}",
+                r.text()
+            );
+            let entries = gw.log_entries().await;
+            let new: Vec<_> = entries[before..].iter().map(|(_, e)| e).collect();
+            assert_eq!(new.len(), 1, "{code}: exactly one new entry, got {new:?}");
+            assert_eq!(new[0].event.map(|k| k.as_str()), Some(event), "{code}");
+            assert_eq!(new[0].outcome, code);
+            assert_eq!(new[0].partner, "obs-de-linde");
+        }
+        assert_eq!(
+            gw.client("lyceum-zuid").inbox().await.len(),
+            1,
+            "delivered once"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_problem_json_with_stable_codes_and_nothing_is_delivered() {
     for backend in backends() {

@@ -4,8 +4,7 @@
 
 use super::problem::Problem;
 use crate::gateway::Gateway;
-use crate::identity::Caller;
-use crate::oversight::{self, proofs, DisclosureParams};
+use crate::oversight::{self, proofs, DisclosureParams, Officer};
 use crate::refusal::{ProblemCode, Refusal};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -16,11 +15,17 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
+/// Checkpoints and proofs, for every authenticated partner.
 pub fn router() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/v1/audit/checkpoint", get(get_checkpoint))
         .route("/v1/audit/proof/inclusion/{index}", get(get_inclusion))
         .route("/v1/audit/proof/consistency", get(get_consistency))
+}
+
+/// The disclosure search and the subject report: mounted behind the officer gate (`partner::router`).
+pub fn officer_router() -> Router<Arc<Gateway>> {
+    Router::new()
         .route("/v1/audit/disclosures", get(get_disclosures))
         .route("/v1/audit/subjects/{pgn}", get(get_subject))
 }
@@ -109,14 +114,13 @@ pub fn private_headers(resp: &mut Response) {
 
 async fn get_disclosures(
     State(gw): State<Arc<Gateway>>,
-    Extension(caller): Extension<Caller>,
+    Extension(officer): Extension<Officer>,
     headers: HeaderMap,
     params: Result<Query<DisclosureParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
-    oversight::require_officer(&gw, &caller, "disclosures").await?;
     let Query(p) = params.map_err(|_| invalid_query(oversight::DISCLOSURE_PARAMS))?;
-    let parsed = oversight::parse_search(&gw, &caller, &p, 100)?;
-    let result = oversight::search(&gw, &caller, parsed, "api disclosures").await?;
+    let parsed = oversight::parse_search(&gw, &officer, &p, 100)?;
+    let result = oversight::search(&gw, &officer, parsed, "api disclosures").await?;
     let mut resp = if wants(&headers, "text/csv") {
         let mut r = (
             [
@@ -149,12 +153,11 @@ async fn get_disclosures(
 
 async fn get_subject(
     State(gw): State<Arc<Gateway>>,
-    Extension(caller): Extension<Caller>,
+    Extension(officer): Extension<Officer>,
     Path(pgn): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    oversight::require_officer(&gw, &caller, "subject report").await?;
-    let report = oversight::subject_report(&gw, &caller, &pgn, "api subjects").await?;
+    let report = oversight::subject_report(&gw, &officer, &pgn, "api subjects").await?;
     let mut resp = if wants(&headers, "text/html") {
         (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],

@@ -15,7 +15,7 @@ use crate::audit::writer::format_time;
 use crate::domain::Role;
 use crate::gateway::Gateway;
 use crate::identity::Caller;
-use crate::oversight::{self as api, DisclosureParams, ShownEntry, SubjectReport};
+use crate::oversight::{self as api, DisclosureParams, Officer, ShownEntry, SubjectReport};
 use crate::refusal::{ProblemCode, Refusal};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
@@ -261,9 +261,9 @@ fn error_box(p: &Refusal) -> String {
 
 async fn overview(
     State(gw): State<Arc<Gateway>>,
-    Extension(caller): Extension<Caller>,
+    Extension(officer): Extension<Officer>,
 ) -> Result<Response, Problem> {
-    api::require_officer(&gw, &caller, "console").await?;
+    let caller = officer.caller();
     let own = gw.writer.log_id();
     let size = gw.gauges().log_size;
     let latest = gw
@@ -492,10 +492,10 @@ fn entries_table(gw: &Gateway, entries: &[ShownEntry]) -> String {
 
 async fn disclosures(
     State(gw): State<Arc<Gateway>>,
-    Extension(caller): Extension<Caller>,
+    Extension(officer): Extension<Officer>,
     params: Result<Query<DisclosureParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
-    api::require_officer(&gw, &caller, "console").await?;
+    let caller = officer.caller();
     let title = "Verstrekkingen";
     let p = match params {
         Ok(Query(p)) => p,
@@ -519,7 +519,7 @@ async fn disclosures(
         }
     };
     let mut body = filter_form(&gw, &p);
-    let parsed = match api::parse_search(&gw, &caller, &p, 50) {
+    let parsed = match api::parse_search(&gw, &officer, &p, 50) {
         Ok(parsed) => parsed,
         Err(prob) => {
             body.push_str(&error_box(&prob));
@@ -529,7 +529,7 @@ async fn disclosures(
             ));
         }
     };
-    let result = api::search(&gw, &caller, parsed, "console verstrekkingen").await?;
+    let result = api::search(&gw, &officer, parsed, "console verstrekkingen").await?;
     let qs = query_string(&p);
     let cursor_qs = p
         .cursor
@@ -566,10 +566,9 @@ async fn disclosures(
 
 async fn disclosures_csv(
     State(gw): State<Arc<Gateway>>,
-    Extension(caller): Extension<Caller>,
+    Extension(officer): Extension<Officer>,
     params: Result<Query<DisclosureParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
-    api::require_officer(&gw, &caller, "console").await?;
     let Query(p) = params.map_err(|_| {
         Refusal::new(
             ProblemCode::InvalidQuery,
@@ -579,8 +578,8 @@ async fn disclosures_csv(
             ),
         )
     })?;
-    let parsed = api::parse_search(&gw, &caller, &p, 1000)?;
-    let result = api::search(&gw, &caller, parsed, "console csv").await?;
+    let parsed = api::parse_search(&gw, &officer, &p, 1000)?;
+    let result = api::search(&gw, &officer, parsed, "console csv").await?;
     let mut resp = (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -722,10 +721,10 @@ pub fn subject_report_page(report: &SubjectReport, pgn: &str) -> String {
 
 async fn subject(
     State(gw): State<Arc<Gateway>>,
-    Extension(caller): Extension<Caller>,
+    Extension(officer): Extension<Officer>,
     params: Result<Query<SubjectParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
-    api::require_officer(&gw, &caller, "console").await?;
+    let caller = officer.caller();
     let title = "Inzageverzoek leerling";
     let pgn = params
         .ok()
@@ -739,7 +738,7 @@ async fn subject(
     let mut status = StatusCode::OK;
     match pgn {
         None => body.push_str("<p class=\"muted\">Vul het PGN van de leerling in. Het overzicht noemt alle organisaties die via ketenpoort gegevens over de leerling ontvingen, binnen uw inzage. Ook deze vraag wordt in het logboek vastgelegd (alleen met het pseudoniem van de leerling).</p>"),
-        Some(pgn) => match api::subject_report(&gw, &caller, &pgn, "console leerling").await {
+        Some(pgn) => match api::subject_report(&gw, &officer, &pgn, "console leerling").await {
             Ok(report) => {
                 let _ = write!(
                     body,
@@ -765,9 +764,9 @@ async fn subject(
 
 async fn integrity(
     State(gw): State<Arc<Gateway>>,
-    Extension(caller): Extension<Caller>,
+    Extension(officer): Extension<Officer>,
 ) -> Result<Response, Problem> {
-    api::require_officer(&gw, &caller, "console").await?;
+    let caller = officer.caller();
     let unreadable = Refusal::log_unreadable;
     let own = gw.writer.log_id().to_owned();
     let public_key = gw.signing_key.public_key();
@@ -885,10 +884,10 @@ fn explain_block(gw: &Gateway, from: Role, to: Role, purpose: &str) -> String {
 
 async fn policy(
     State(gw): State<Arc<Gateway>>,
-    Extension(caller): Extension<Caller>,
+    Extension(officer): Extension<Officer>,
     params: Result<Query<PolicyParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
-    api::require_officer(&gw, &caller, "console").await?;
+    let caller = officer.caller();
     let p = params.map(|Query(p)| p).unwrap_or(PolicyParams {
         from: None,
         to: None,

@@ -10,6 +10,7 @@ use super::ConnPeer;
 use crate::exchange::{consent, delivery, send};
 use crate::gateway::Gateway;
 use crate::identity::{self, Caller};
+use crate::oversight;
 use crate::refusal::{ProblemCode, Refusal};
 use axum::body::Body;
 use axum::extract::{MatchedPath, Path, Query, Request, State};
@@ -31,7 +32,12 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/inbox/{id}/ack", post(post_ack))
         .route("/v1/consents", post(post_consent).get(get_consents))
         .route("/v1/consents/{id}", axum::routing::delete(delete_consent))
-        .merge(super::audit::router().merge(super::console::router()))
+        .merge(super::audit::router())
+        .merge(
+            super::audit::officer_router()
+                .merge(super::console::router())
+                .route_layer(middleware::from_fn_with_state(gw.clone(), officer_gate)),
+        )
         .route_layer(middleware::from_fn_with_state(gw.clone(), authenticate))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -108,6 +114,35 @@ async fn authenticate(State(gw): State<Arc<Gateway>>, mut req: Request, next: Ne
     };
     gw.metrics.request(label, resp.status().as_u16());
     resp
+}
+
+/// The officer gate, a route layer on every privacy-officer route (the console and the audit API's search and
+/// report): the caller must be a privacy officer (`oversight::require_officer`, which logs a refusal); the handler
+/// gets the `Officer` that every question to the log asks for.
+async fn officer_gate(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
+    let Some(caller) = req.extensions().get::<Caller>().cloned() else {
+        return Problem::from(Refusal::internal()).into_response();
+    };
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str())
+        .unwrap_or("");
+    // What was asked for, as the refusal's log entry names it.
+    let what = if path.starts_with("/console") {
+        "console"
+    } else if path.starts_with("/v1/audit/subjects") {
+        "subject report"
+    } else {
+        "disclosures"
+    };
+    match oversight::require_officer(&gw, &caller, what).await {
+        Ok(officer) => {
+            req.extensions_mut().insert(officer);
+            next.run(req).await
+        }
+        Err(r) => Problem::from(r).into_response(),
+    }
 }
 
 /// Reads a request body within the configured size and time limits.

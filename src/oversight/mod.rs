@@ -37,10 +37,26 @@ fn invalid_filter(detail: impl Into<String>) -> Refusal {
 
 // ---------------------------------------------------------------- privacy officers
 
-/// Refuses (and logs) a caller that is not a privacy officer.
-pub async fn require_officer(gw: &Gateway, caller: &Caller, what: &str) -> Result<(), Refusal> {
+/// A caller whose certificate is a privacy officer's. Only `require_officer` makes one, and every question to the
+/// log below takes one: a route cannot read the log without the check.
+#[derive(Debug, Clone)]
+pub struct Officer(Caller);
+
+impl Officer {
+    pub fn caller(&self) -> &Caller {
+        &self.0
+    }
+}
+
+/// The caller as a privacy officer; refuses (and logs) a caller that is not one. `what` names what was asked for in
+/// the refusal's log entry.
+pub async fn require_officer(
+    gw: &Gateway,
+    caller: &Caller,
+    what: &str,
+) -> Result<Officer, Refusal> {
     if caller.partner().role == Role::PrivacyOfficer {
-        return Ok(());
+        return Ok(Officer(caller.clone()));
     }
     let refusal = Refusal::new(
         ProblemCode::NotAPrivacyOfficer,
@@ -151,12 +167,12 @@ pub struct ParsedSearch {
 
 pub fn parse_search(
     gw: &Gateway,
-    caller: &Caller,
+    officer: &Officer,
     p: &DisclosureParams,
     default_limit: usize,
 ) -> Result<ParsedSearch, Refusal> {
     let mut filter = EntryFilter {
-        organisation: scope_of(caller),
+        organisation: scope_of(officer.caller()),
         ..EntryFilter::default()
     };
     let mut described: Vec<String> = Vec::new();
@@ -294,7 +310,7 @@ pub struct SearchResult {
 /// Runs a disclosure search and logs it as an audit query (`origin` says where it came from).
 pub async fn search(
     gw: &Gateway,
-    caller: &Caller,
+    officer: &Officer,
     parsed: ParsedSearch,
     origin: &str,
 ) -> Result<SearchResult, Refusal> {
@@ -315,7 +331,7 @@ pub async fn search(
     };
     log_query(
         gw,
-        caller,
+        officer,
         parsed.subject,
         format!(
             "{origin}: {} -> {} entries{}",
@@ -338,11 +354,11 @@ pub async fn search(
 
 async fn log_query(
     gw: &Gateway,
-    caller: &Caller,
+    officer: &Officer,
     subject: Option<String>,
     detail: String,
 ) -> Result<(), Refusal> {
-    let mut entry = gw.entry_for(caller, EventKind::AuditQuery);
+    let mut entry = gw.entry_for(officer.caller(), EventKind::AuditQuery);
     entry.subject = subject;
     entry.detail = Some(detail);
     gw.writer
@@ -539,14 +555,14 @@ fn partner_name(gw: &Gateway, id: &str) -> String {
 /// Builds the art. 15 report for a PGN (BSN or onderwijsnummer) and logs the query.
 pub async fn subject_report(
     gw: &Gateway,
-    caller: &Caller,
+    officer: &Officer,
     pgn: &str,
     origin: &str,
 ) -> Result<SubjectReport, Refusal> {
     let id = SubjectId::new(SubjectKind::Pgn, pgn.trim())
         .map_err(|e| Refusal::new(ProblemCode::InvalidSubjectId, e.to_string()))?;
     let pseudonym = gw.keys.subject_pseudonym(id.number());
-    let scope = scope_of(caller);
+    let scope = scope_of(officer.caller());
     let mut filter = EntryFilter {
         organisation: scope.clone(),
         subject: Some(pseudonym.clone()),
@@ -653,7 +669,7 @@ pub async fn subject_report(
         .collect();
     log_query(
         gw,
-        caller,
+        officer,
         Some(pseudonym.clone()),
         format!(
             "{origin}: subject report subject={pseudonym} -> {} disclosures, {} refusals",
