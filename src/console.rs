@@ -109,22 +109,6 @@ fn role_nl(role: &str) -> String {
     }
 }
 
-fn event_nl(event: &str) -> &'static str {
-    match event {
-        "message-disclosed" => "verstrekt",
-        "message-refused" => "geweigerd",
-        "message-fetched" => "opgehaald",
-        "message-acknowledged" => "ontvangst bevestigd",
-        "payload-purged" => "inhoud verwijderd",
-        "consent-recorded" => "toestemming vastgelegd",
-        "consent-withdrawn" => "toestemming ingetrokken",
-        "consent-refused" => "toestemming geweigerd",
-        "policy-loaded" => "beleid geladen",
-        "audit-query" => "auditvraag",
-        _ => "onbekend",
-    }
-}
-
 fn outcome_nl(outcome: &str) -> String {
     if outcome == "ok" {
         "in orde".into()
@@ -320,10 +304,10 @@ fn filter_form(gw: &Gateway, p: &DisclosureParams) -> String {
         ));
     }
     let mut event_opts = option("", "alle", p.event.as_deref().unwrap_or("").is_empty());
-    for k in api::EVENTS {
+    for k in EventKind::ALL {
         event_opts.push_str(&option(
             k.as_str(),
-            event_nl(k.as_str()),
+            k.label_nl(),
             p.event.as_deref() == Some(k.as_str()),
         ));
     }
@@ -414,7 +398,6 @@ fn entry_row(gw: &Gateway, s: &ShownEntry) -> String {
             esc(&when(&format_time(s.time_ms)))
         );
     };
-    let event = e.event().as_str();
     let class = match e.event() {
         EventKind::MessageDisclosed => " disclosed",
         EventKind::MessageRefused | EventKind::ConsentRefused => " refused",
@@ -464,7 +447,7 @@ fn entry_row(gw: &Gateway, s: &ShownEntry) -> String {
     format!(
         "<tr><td>{}</td><td><span class=\"tag{class}\">{}</span>{subject}</td><td>{requester}</td><td>{route}</td><td>{purpose}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{detail}</td><td>{position}</td></tr>",
         esc(&when(&e.time)),
-        event_nl(event),
+        e.event().label_nl(),
         esc(e.legal_basis.as_deref().unwrap_or("")),
         fields_list(&e.delivered),
         fields_list(&withheld),
