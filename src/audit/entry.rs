@@ -41,6 +41,41 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in the order the audit API and the console list them.
+    pub const ALL: [EventKind; 10] = [
+        EventKind::MessageDisclosed,
+        EventKind::MessageRefused,
+        EventKind::MessageFetched,
+        EventKind::MessageAcknowledged,
+        EventKind::PayloadPurged,
+        EventKind::ConsentRecorded,
+        EventKind::ConsentWithdrawn,
+        EventKind::ConsentRefused,
+        EventKind::PolicyLoaded,
+        EventKind::AuditQuery,
+    ];
+
+    /// The kind named `s` (its `as_str` and serde form), if any.
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The Dutch label the privacy officer's console shows.
+    pub fn label_nl(self) -> &'static str {
+        match self {
+            EventKind::MessageDisclosed => "verstrekt",
+            EventKind::MessageRefused => "geweigerd",
+            EventKind::MessageFetched => "opgehaald",
+            EventKind::MessageAcknowledged => "ontvangst bevestigd",
+            EventKind::ConsentRecorded => "toestemming vastgelegd",
+            EventKind::ConsentWithdrawn => "toestemming ingetrokken",
+            EventKind::ConsentRefused => "toestemming geweigerd",
+            EventKind::PolicyLoaded => "beleid geladen",
+            EventKind::AuditQuery => "auditvraag",
+            EventKind::PayloadPurged => "inhoud verwijderd",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::MessageDisclosed => "message-disclosed",
@@ -54,6 +89,42 @@ impl EventKind {
             EventKind::AuditQuery => "audit-query",
             EventKind::PayloadPurged => "payload-purged",
         }
+    }
+}
+
+#[cfg(test)]
+mod event_kind_tests {
+    use super::EventKind;
+
+    /// The position of `k` in `EventKind::ALL`. No wildcard arm: a new variant stops this compiling until it is
+    /// given the next index (and added to `ALL`, which the test below then checks).
+    fn index(k: EventKind) -> usize {
+        match k {
+            EventKind::MessageDisclosed => 0,
+            EventKind::MessageRefused => 1,
+            EventKind::MessageFetched => 2,
+            EventKind::MessageAcknowledged => 3,
+            EventKind::PayloadPurged => 4,
+            EventKind::ConsentRecorded => 5,
+            EventKind::ConsentWithdrawn => 6,
+            EventKind::ConsentRefused => 7,
+            EventKind::PolicyLoaded => 8,
+            EventKind::AuditQuery => 9,
+        }
+    }
+
+    #[test]
+    fn all_lists_every_kind_once_and_each_round_trips_with_a_label() {
+        for (i, k) in EventKind::ALL.into_iter().enumerate() {
+            assert_eq!(index(k), i, "{k:?}: ALL lists every variant once, in order");
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+            let serde_form = serde_json::to_value(k).unwrap();
+            assert_eq!(serde_form, k.as_str(), "serde and as_str agree");
+            assert_eq!(serde_json::from_value::<EventKind>(serde_form).unwrap(), k);
+            assert!(!k.label_nl().trim().is_empty(), "{k:?} has a label");
+        }
+        assert_eq!(EventKind::parse("message-stolen"), None);
+        assert_eq!(EventKind::parse("Message-Disclosed"), None);
     }
 }
 

@@ -4,7 +4,9 @@
 //! (AVG art. 15), the log's integrity status (checkpoints and a full recomputation) and the policy view.
 //! Only privacy-officer certificates get in (others: 403 problem+json); searches go through `oversight`, so the
 //! same scoping applies and every search is itself a log entry. Pages need no JavaScript and load nothing from
-//! elsewhere; every value is HTML-escaped. A pupil number typed into a form is echoed back on that page only.
+//! elsewhere. They are `maud` templates: every value is HTML-escaped by the template, and raw HTML
+//! (`PreEscaped`) is only ever a constant (the style sheet). A pupil number typed into a form is echoed back on
+//! that page only.
 
 use super::audit::private_headers;
 use super::problem::Problem;
@@ -23,8 +25,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use base64::Engine;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
-use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -68,33 +71,16 @@ const REFERENCE_FLOWS: [(&str, Role, Role, &str); 7] = [
     ),
 ];
 
-/// HTML-escapes text for element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Bytes a query value or path segment keeps as they are (RFC 3986 unreserved); everything else is `%XX`.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
-/// Percent-encodes a query value.
+/// Percent-encodes a query value (or a path segment).
 fn url(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 fn role_nl(role: &str) -> String {
@@ -108,22 +94,6 @@ fn role_nl(role: &str) -> String {
         Some(Role::Wijkteam) => "wijkteam".into(),
         Some(Role::PrivacyOfficer) => "functionaris gegevensbescherming".into(),
         None => role.to_owned(),
-    }
-}
-
-fn event_nl(event: &str) -> &'static str {
-    match event {
-        "message-disclosed" => "verstrekt",
-        "message-refused" => "geweigerd",
-        "message-fetched" => "opgehaald",
-        "message-acknowledged" => "ontvangst bevestigd",
-        "payload-purged" => "inhoud verwijderd",
-        "consent-recorded" => "toestemming vastgelegd",
-        "consent-withdrawn" => "toestemming ingetrokken",
-        "consent-refused" => "toestemming geweigerd",
-        "policy-loaded" => "beleid geladen",
-        "audit-query" => "auditvraag",
-        _ => "onbekend",
     }
 }
 
@@ -189,72 +159,88 @@ footer { color:var(--muted); font-size:.8rem; padding:0 1.5rem 1.5rem; }
 }
 "#;
 
-fn head(title: &str) -> String {
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"nl\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{} — ketenpoort</title>\n<style>{STYLE}</style>\n</head>\n",
-        esc(title)
-    )
+/// The document around a page's content: doctype, `<head>` with the title and the style sheet, `<body>`.
+fn document(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="nl" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " — ketenpoort" }
+                // A constant, not a value: the only raw HTML (CSS) on any page.
+                style { (PreEscaped(STYLE)) }
+            }
+            body { (body) }
+        }
+    }
+}
+
+/// The name of partner `id` (or the id itself when it is not in partners.toml).
+fn partner_name(gw: &Gateway, id: &str) -> String {
+    gw.partners
+        .by_id(id)
+        .map(|p| p.partner.name.clone())
+        .unwrap_or_else(|| id.to_owned())
 }
 
 /// A console page: header with the caller and scope, navigation, body.
-fn page(gw: &Gateway, caller: &Caller, active: &str, title: &str, body: &str) -> String {
-    let scope = match api::scope_of(caller) {
-        Some(org) => format!(
-            "inzage in verstrekkingen van {}",
-            esc(&gw
-                .partners
-                .by_id(&org)
-                .map(|p| p.partner.name.clone())
-                .unwrap_or(org))
-        ),
-        None => "inzage in alle organisaties (beheerder)".into(),
+fn page(gw: &Gateway, caller: &Caller, active: &str, title: &str, body: Markup) -> Markup {
+    let scope = api::scope_of(caller);
+    let content = html! {
+        header.top {
+            div.brand { "ketenpoort · console functionaris gegevensbescherming" }
+            div.who {
+                "Aangemeld met het certificaat van " strong { (caller.partner().name) } " · "
+                @match &scope {
+                    Some(org) => { "inzage in verstrekkingen van " (partner_name(gw, org)) }
+                    None => "inzage in alle organisaties (beheerder)",
+                }
+            }
+            nav {
+                @for (href, label) in [
+                    ("/console/", "Overzicht"),
+                    ("/console/verstrekkingen", "Verstrekkingen"),
+                    ("/console/leerling", "Inzageverzoek leerling"),
+                    ("/console/integriteit", "Integriteit logboek"),
+                    ("/console/beleid", "Beleid"),
+                ] {
+                    a href=(href) class=[(href == active).then_some("active")] { (label) }
+                }
+            }
+        }
+        main {
+            h1 { (title) }
+            (body)
+        }
+        footer {
+            "Tijden in UTC. Het logboek bevat veldnamen, pseudoniemen en hashes, nooit de inhoud van berichten."
+        }
     };
-    let mut nav = String::new();
-    for (href, label) in [
-        ("/console/", "Overzicht"),
-        ("/console/verstrekkingen", "Verstrekkingen"),
-        ("/console/leerling", "Inzageverzoek leerling"),
-        ("/console/integriteit", "Integriteit logboek"),
-        ("/console/beleid", "Beleid"),
-    ] {
-        let class = if href == active {
-            " class=\"active\""
-        } else {
-            ""
-        };
-        let _ = write!(nav, "<a href=\"{href}\"{class}>{label}</a>");
-    }
-    format!(
-        "{}<body>\n<header class=\"top\"><div class=\"brand\">ketenpoort · console functionaris gegevensbescherming</div>\
-<div class=\"who\">Aangemeld met het certificaat van <strong>{}</strong> · {scope}</div><nav>{nav}</nav></header>\n\
-<main>\n<h1>{}</h1>\n{body}\n</main>\n<footer>Tijden in UTC. Het logboek bevat veldnamen, pseudoniemen en hashes, nooit de inhoud van berichten.</footer>\n</body>\n</html>\n",
-        head(title),
-        esc(&caller.partner().name),
-        esc(title),
-    )
+    document(title, content)
 }
 
 fn status_of(r: &Refusal) -> StatusCode {
     Problem(r.clone()).status()
 }
 
-fn html(status: StatusCode, body: String) -> Response {
+fn html(status: StatusCode, page: Markup) -> Response {
     let mut resp = (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        body,
+        page.into_string(),
     )
         .into_response();
     private_headers(&mut resp);
     resp
 }
 
-fn error_box(p: &Refusal) -> String {
-    format!(
-        "<div class=\"error\"><strong>Dit kan niet worden gezocht:</strong> {} <span class=\"muted\">({})</span></div>",
-        esc(&p.detail),
-        esc(p.code.as_str())
-    )
+fn error_box(p: &Refusal) -> Markup {
+    html! {
+        div.error {
+            strong { "Dit kan niet worden gezocht:" } " " (p.detail) " " span.muted { "(" (p.code) ")" }
+        }
+    }
 }
 
 // ---------------------------------------------------------------- overview
@@ -272,94 +258,107 @@ async fn overview(
         .await
         .ok()
         .and_then(|c| c.into_iter().next());
-    let scope = match api::scope_of(&caller) {
-        Some(org) => format!(
-            "U ziet alleen gebeurtenissen waarbij <strong>{}</strong> aanvrager, verstrekker of ontvanger is.",
-            esc(&gw.partners.by_id(&org).map(|p| p.partner.name.clone()).unwrap_or(org))
-        ),
-        None => "U ziet de gebeurtenissen van alle organisaties (functionaris van de beheerder).".into(),
+    let body = html! {
+        p {
+            @match api::scope_of(&caller) {
+                Some(org) => {
+                    "U ziet alleen gebeurtenissen waarbij " strong { (partner_name(&gw, &org)) }
+                    " aanvrager, verstrekker of ontvanger is."
+                }
+                None => "U ziet de gebeurtenissen van alle organisaties (functionaris van de beheerder).",
+            }
+        }
+        div.cards {
+            div.card {
+                h2 { a href="/console/verstrekkingen" { "Verstrekkingen" } }
+                p { "Zoek in het logboek op periode, partner, doel, flow, uitkomst, soort gebeurtenis of leerling (PGN/BSN). Ook als CSV te downloaden, bijvoorbeeld om een datalek binnen 72 uur af te bakenen." }
+            }
+            div.card {
+                h2 { a href="/console/leerling" { "Inzageverzoek leerling" } }
+                p { "Overzicht voor ouders of leerling (AVG art. 15): welke organisaties wanneer welke gegevens ontvingen, met doel, grondslag en toestemming. Af te drukken." }
+            }
+            div.card {
+                h2 { a href="/console/integriteit" { "Integriteit logboek" } }
+                p {
+                    "Logboek " code { (own) } ": " (size) " regels. "
+                    @match &latest {
+                        Some(cp) => {
+                            "Laatste ondertekende controlepunt: " strong { (cp.tree_size) } " regels, "
+                            (when(&format_time(cp.time_ms))) " UTC."
+                        }
+                        None => "Nog geen ondertekend controlepunt.",
+                    }
+                }
+            }
+            div.card {
+                h2 { a href="/console/beleid" { "Beleid" } }
+                p { "Per flow wat er met elk veld gebeurt: verstrekken, alleen met toestemming, grover maken, pseudonimiseren of weigeren." }
+            }
+        }
+        p.muted { "Elke zoekvraag in deze console wordt zelf in het logboek vastgelegd." }
     };
-    let checkpoint = match latest {
-        Some(cp) => format!(
-            "Laatste ondertekende controlepunt: <strong>{}</strong> regels, {} UTC.",
-            cp.tree_size,
-            esc(&when(&format_time(cp.time_ms)))
-        ),
-        None => "Nog geen ondertekend controlepunt.".into(),
-    };
-    let body = format!(
-        "<p>{scope}</p>\n<div class=\"cards\">\
-<div class=\"card\"><h2><a href=\"/console/verstrekkingen\">Verstrekkingen</a></h2><p>Zoek in het logboek op periode, partner, doel, flow, uitkomst, soort gebeurtenis of leerling (PGN/BSN). Ook als CSV te downloaden, bijvoorbeeld om een datalek binnen 72 uur af te bakenen.</p></div>\
-<div class=\"card\"><h2><a href=\"/console/leerling\">Inzageverzoek leerling</a></h2><p>Overzicht voor ouders of leerling (AVG art. 15): welke organisaties wanneer welke gegevens ontvingen, met doel, grondslag en toestemming. Af te drukken.</p></div>\
-<div class=\"card\"><h2><a href=\"/console/integriteit\">Integriteit logboek</a></h2><p>Logboek <code>{}</code>: {size} regels. {checkpoint}</p></div>\
-<div class=\"card\"><h2><a href=\"/console/beleid\">Beleid</a></h2><p>Per flow wat er met elk veld gebeurt: verstrekken, alleen met toestemming, grover maken, pseudonimiseren of weigeren.</p></div>\
-</div>\n<p class=\"muted\">Elke zoekvraag in deze console wordt zelf in het logboek vastgelegd.</p>",
-        esc(own),
-    );
     Ok(html(
         StatusCode::OK,
-        page(&gw, &caller, "/console/", "Overzicht", &body),
+        page(&gw, &caller, "/console/", "Overzicht", body),
     ))
 }
 
 // ---------------------------------------------------------------- disclosure table
 
-fn option(value: &str, label: &str, selected: bool) -> String {
-    format!(
-        "<option value=\"{}\"{}>{}</option>",
-        esc(value),
-        if selected { " selected" } else { "" },
-        esc(label)
-    )
+fn option(value: &str, label: &str, selected: bool) -> Markup {
+    html! { option value=(value) selected[selected] { (label) } }
 }
 
-fn filter_form(gw: &Gateway, p: &DisclosureParams) -> String {
-    let v = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));
+fn filter_form(gw: &Gateway, p: &DisclosureParams) -> Markup {
+    let v = |o: &Option<String>| o.clone().unwrap_or_default();
     let mut partners: Vec<_> = gw.partners.all().map(|i| i.partner.clone()).collect();
     partners.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut partner_opts = option("", "alle", p.partner.as_deref().unwrap_or("").is_empty());
-    for partner in &partners {
-        partner_opts.push_str(&option(
-            &partner.id,
-            &format!("{} ({})", partner.name, partner.id),
-            p.partner.as_deref() == Some(partner.id.as_str()),
-        ));
-    }
-    let mut event_opts = option("", "alle", p.event.as_deref().unwrap_or("").is_empty());
-    for k in api::EVENTS {
-        event_opts.push_str(&option(
-            k.as_str(),
-            event_nl(k.as_str()),
-            p.event.as_deref() == Some(k.as_str()),
-        ));
-    }
-    let mut limit_opts = String::new();
     let limit = p.limit.as_deref().unwrap_or("50");
-    for n in ["25", "50", "100", "250", "1000"] {
-        limit_opts.push_str(&option(n, n, limit == n));
+    html! {
+        form.filters method="get" action="/console/verstrekkingen" {
+            label { "Vanaf (datum)" input type="date" name="from" value=(v(&p.from)); }
+            label { "Tot en met (datum)" input type="date" name="until" value=(v(&p.until)); }
+            label {
+                "Partner"
+                select name="partner" {
+                    (option("", "alle", p.partner.as_deref().unwrap_or("").is_empty()))
+                    @for partner in &partners {
+                        (option(
+                            &partner.id,
+                            &format!("{} ({})", partner.name, partner.id),
+                            p.partner.as_deref() == Some(partner.id.as_str()),
+                        ))
+                    }
+                }
+            }
+            label { "Doel" input type="text" name="purpose" value=(v(&p.purpose)) placeholder="bijv. vroegsignalering"; }
+            label { "Flow" input type="text" name="flow" value=(v(&p.flow)) placeholder="bijv. P4"; }
+            label { "Uitkomst" input type="text" name="outcome" value=(v(&p.outcome)) placeholder="ok of een weigeringscode"; }
+            label {
+                "Gebeurtenis"
+                select name="event" {
+                    (option("", "alle", p.event.as_deref().unwrap_or("").is_empty()))
+                    @for k in EventKind::ALL {
+                        (option(k.as_str(), k.label_nl(), p.event.as_deref() == Some(k.as_str())))
+                    }
+                }
+            }
+            label { "Leerling: PGN" input type="text" name="pgn" value=(v(&p.pgn)) inputmode="numeric" autocomplete="off" maxlength="9"; }
+            label { "of BSN" input type="text" name="bsn" value=(v(&p.bsn)) inputmode="numeric" autocomplete="off" maxlength="9"; }
+            label {
+                "Per pagina"
+                select name="limit" {
+                    @for n in ["25", "50", "100", "250", "1000"] {
+                        (option(n, n, limit == n))
+                    }
+                }
+            }
+            div.actions {
+                button type="submit" { "Zoeken" }
+                a href="/console/verstrekkingen" { "Wissen" }
+            }
+        }
     }
-    format!(
-        "<form class=\"filters\" method=\"get\" action=\"/console/verstrekkingen\">\
-<label>Vanaf (datum)<input type=\"date\" name=\"from\" value=\"{}\"></label>\
-<label>Tot en met (datum)<input type=\"date\" name=\"until\" value=\"{}\"></label>\
-<label>Partner<select name=\"partner\">{partner_opts}</select></label>\
-<label>Doel<input type=\"text\" name=\"purpose\" value=\"{}\" placeholder=\"bijv. vroegsignalering\"></label>\
-<label>Flow<input type=\"text\" name=\"flow\" value=\"{}\" placeholder=\"bijv. P4\"></label>\
-<label>Uitkomst<input type=\"text\" name=\"outcome\" value=\"{}\" placeholder=\"ok of een weigeringscode\"></label>\
-<label>Gebeurtenis<select name=\"event\">{event_opts}</select></label>\
-<label>Leerling: PGN<input type=\"text\" name=\"pgn\" value=\"{}\" inputmode=\"numeric\" autocomplete=\"off\" maxlength=\"9\"></label>\
-<label>of BSN<input type=\"text\" name=\"bsn\" value=\"{}\" inputmode=\"numeric\" autocomplete=\"off\" maxlength=\"9\"></label>\
-<label>Per pagina<select name=\"limit\">{limit_opts}</select></label>\
-<div class=\"actions\"><button type=\"submit\">Zoeken</button><a href=\"/console/verstrekkingen\">Wissen</a></div>\
-</form>",
-        v(&p.from),
-        v(&p.until),
-        v(&p.purpose),
-        v(&p.flow),
-        v(&p.outcome),
-        v(&p.pgn),
-        v(&p.bsn),
-    )
 }
 
 /// The filters as a query string (without the cursor).
@@ -384,110 +383,118 @@ fn query_string(p: &DisclosureParams) -> String {
     parts.join("&")
 }
 
-fn fields_list(fields: &[String]) -> String {
-    if fields.is_empty() {
-        return "<span class=\"muted\">—</span>".into();
+fn fields_list<S: AsRef<str>>(fields: &[S]) -> Markup {
+    html! {
+        @if fields.is_empty() {
+            span.muted { "—" }
+        } @else {
+            ul.fields {
+                @for f in fields {
+                    li {
+                        code {
+                            // A narrow column breaks a path after a dot, not inside a name.
+                            @for (i, part) in f.as_ref().split('.').enumerate() {
+                                @if i > 0 { "." wbr; }
+                                (part)
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
-    let mut out = String::from("<ul class=\"fields\">");
-    for f in fields {
-        // A narrow column breaks a path after a dot, not inside a name.
-        let _ = write!(
-            out,
-            "<li><code>{}</code></li>",
-            esc(f).replace('.', ".<wbr>")
-        );
-    }
-    out.push_str("</ul>");
-    out
 }
 
-fn entry_row(gw: &Gateway, s: &ShownEntry) -> String {
-    let name = |id: &str| {
-        gw.partners
-            .by_id(id)
-            .map(|p| p.partner.name.clone())
-            .unwrap_or_else(|| id.to_owned())
+fn entry_row(gw: &Gateway, s: &ShownEntry) -> Markup {
+    let name = |id: &str| partner_name(gw, id);
+    let position = html! {
+        span.mono title={ "logboek " (s.log_id) " · leaf hash " (hex::encode(s.leaf_hash)) } { "#" (s.seq) }
     };
-    let position = format!(
-        "<span class=\"mono\" title=\"logboek {} · leaf hash {}\">#{}</span>",
-        esc(&s.log_id),
-        esc(&hex::encode(s.leaf_hash)),
-        s.seq
-    );
     let Some(e) = &s.entry else {
-        return format!(
-            "<tr><td>{}</td><td colspan=\"9\" class=\"bad\">Deze regel is niet leesbaar: het logboek is aangetast. Draai <code>ketenpoort audit verify</code>.</td><td>{position}</td></tr>",
-            esc(&when(&format_time(s.time_ms)))
-        );
+        return html! {
+            tr {
+                td { (when(&format_time(s.time_ms))) }
+                td colspan="9" class="bad" {
+                    "Deze regel is niet leesbaar: het logboek is aangetast. Draai " code { "ketenpoort audit verify" } "."
+                }
+                td { (position) }
+            }
+        };
     };
-    let event = e.event().as_str();
     let class = match e.event() {
         EventKind::MessageDisclosed => " disclosed",
         EventKind::MessageRefused | EventKind::ConsentRefused => " refused",
         _ => "",
-    };
-    let requester = match &e.actor {
-        Some(a) => format!(
-            "{}<br><span class=\"muted\">{} ({})</span>",
-            esc(&name(&e.partner)),
-            esc(&a.name),
-            esc(&a.function)
-        ),
-        None => esc(&name(&e.partner)),
-    };
-    let route = match (&e.sender, &e.receiver) {
-        (Some(from), Some(to)) => format!("{} → {}", esc(&name(from)), esc(&name(to))),
-        (None, Some(to)) => format!("→ {}", esc(&name(to))),
-        (Some(from), None) => format!("{} →", esc(&name(from))),
-        (None, None) => "<span class=\"muted\">—</span>".into(),
-    };
-    let purpose = match (&e.purpose, &e.flow_id) {
-        (Some(p), Some(f)) => format!("{}<br><span class=\"muted\">flow {}</span>", esc(p), esc(f)),
-        (Some(p), None) => esc(p),
-        (None, Some(f)) => format!("flow {}", esc(f)),
-        (None, None) => String::new(),
     };
     let withheld: Vec<String> = e
         .withheld
         .iter()
         .map(|w| format!("{} ({})", w.field, w.reason))
         .collect();
-    let mut detail = String::new();
-    if let Some(d) = &e.detail {
-        let _ = write!(detail, "<br><span class=\"muted\">{}</span>", esc(d));
+    html! {
+        tr {
+            td { (when(&e.time)) }
+            td {
+                span class={ "tag" (class) } { (e.event().label_nl()) }
+                @if let Some(subject) = &e.subject {
+                    br;
+                    span class="muted mono" title={ "pseudoniem " (subject) } {
+                        "lln " (subject.chars().take(8).collect::<String>()) "…"
+                    }
+                }
+            }
+            td {
+                (name(&e.partner))
+                @if let Some(a) = &e.actor {
+                    br; span.muted { (a.name) " (" (a.function) ")" }
+                }
+            }
+            td {
+                @match (&e.sender, &e.receiver) {
+                    (Some(from), Some(to)) => { (name(from)) " → " (name(to)) }
+                    (None, Some(to)) => { "→ " (name(to)) }
+                    (Some(from), None) => { (name(from)) " →" }
+                    (None, None) => span.muted { "—" },
+                }
+            }
+            td {
+                @match (&e.purpose, &e.flow_id) {
+                    (Some(p), Some(f)) => { (p) br; span.muted { "flow " (f) } }
+                    (Some(p), None) => (p),
+                    (None, Some(f)) => { "flow " (f) }
+                    (None, None) => {}
+                }
+            }
+            td { (e.legal_basis.as_deref().unwrap_or("")) }
+            td { (fields_list(&e.delivered)) }
+            td { (fields_list(&withheld)) }
+            td { (fields_list(&e.consents)) }
+            td {
+                (outcome_nl(&e.outcome))
+                @if let Some(d) = &e.detail {
+                    br; span.muted { (d) }
+                }
+            }
+            td { (position) }
+        }
     }
-    let subject = e
-        .subject
-        .as_deref()
-        .map(|s| {
-            format!(
-                "<br><span class=\"muted mono\" title=\"pseudoniem {}\">lln {}…</span>",
-                esc(s),
-                esc(&s.chars().take(8).collect::<String>())
-            )
-        })
-        .unwrap_or_default();
-    format!(
-        "<tr><td>{}</td><td><span class=\"tag{class}\">{}</span>{subject}</td><td>{requester}</td><td>{route}</td><td>{purpose}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{detail}</td><td>{position}</td></tr>",
-        esc(&when(&e.time)),
-        event_nl(event),
-        esc(e.legal_basis.as_deref().unwrap_or("")),
-        fields_list(&e.delivered),
-        fields_list(&withheld),
-        fields_list(&e.consents),
-        esc(&outcome_nl(&e.outcome)),
-    )
 }
 
-fn entries_table(gw: &Gateway, entries: &[ShownEntry]) -> String {
-    let mut out = String::from(
-        "<table><thead><tr><th>Tijdstip</th><th>Gebeurtenis</th><th>Aanvrager</th><th>Van → naar</th><th>Doel</th><th>Grondslag</th><th>Verstrekte velden</th><th>Ingehouden velden</th><th>Toestemming</th><th>Uitkomst</th><th>Positie</th></tr></thead><tbody>",
-    );
-    for s in entries {
-        out.push_str(&entry_row(gw, s));
+fn entries_table(gw: &Gateway, entries: &[ShownEntry]) -> Markup {
+    html! {
+        table {
+            thead {
+                tr {
+                    th { "Tijdstip" } th { "Gebeurtenis" } th { "Aanvrager" } th { "Van → naar" } th { "Doel" }
+                    th { "Grondslag" } th { "Verstrekte velden" } th { "Ingehouden velden" } th { "Toestemming" }
+                    th { "Uitkomst" } th { "Positie" }
+                }
+            }
+            tbody {
+                @for s in entries { (entry_row(gw, s)) }
+            }
+        }
     }
-    out.push_str("</tbody></table>");
-    out
 }
 
 async fn disclosures(
@@ -497,6 +504,12 @@ async fn disclosures(
 ) -> Result<Response, Problem> {
     let caller = officer.caller();
     let title = "Verstrekkingen";
+    let respond = |status: StatusCode, body: Markup| {
+        html(
+            status,
+            page(&gw, &caller, "/console/verstrekkingen", title, body),
+        )
+    };
     let p = match params {
         Ok(Query(p)) => p,
         Err(_) => {
@@ -507,61 +520,49 @@ async fn disclosures(
                     api::DISCLOSURE_PARAMS
                 ),
             );
-            let body = format!(
-                "{}{}",
-                filter_form(&gw, &DisclosureParams::default()),
-                error_box(&prob)
-            );
-            return Ok(html(
-                status_of(&prob),
-                page(&gw, &caller, "/console/verstrekkingen", title, &body),
-            ));
+            let body = html! {
+                (filter_form(&gw, &DisclosureParams::default()))
+                (error_box(&prob))
+            };
+            return Ok(respond(status_of(&prob), body));
         }
     };
-    let mut body = filter_form(&gw, &p);
+    let form = filter_form(&gw, &p);
     let parsed = match api::parse_search(&gw, &officer, &p, 50) {
         Ok(parsed) => parsed,
         Err(prob) => {
-            body.push_str(&error_box(&prob));
-            return Ok(html(
+            return Ok(respond(
                 status_of(&prob),
-                page(&gw, &caller, "/console/verstrekkingen", title, &body),
-            ));
+                html! { (form) (error_box(&prob)) },
+            ))
         }
     };
     let result = api::search(&gw, &officer, parsed, "console verstrekkingen").await?;
     let qs = query_string(&p);
-    let cursor_qs = p
-        .cursor
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(|c| format!("&cursor={}", url(c)))
-        .unwrap_or_default();
-    let _ = write!(
-        body,
-        "<p class=\"noprint\">{} gebeurtenis(sen) op deze pagina{} · <a href=\"/console/verstrekkingen.csv?{}{}\">download als CSV</a></p>",
-        result.entries.len(),
-        if p.cursor.as_deref().is_some_and(|c| !c.is_empty()) { " (vervolgpagina)" } else { "" },
-        esc(&qs),
-        esc(&cursor_qs),
-    );
-    if result.entries.is_empty() {
-        body.push_str("<p class=\"muted\">Geen gebeurtenissen gevonden binnen uw inzage.</p>");
-    } else {
-        body.push_str(&entries_table(&gw, &result.entries));
-    }
-    if let Some(next) = &result.next_cursor {
-        let _ = write!(
-            body,
-            "<p class=\"noprint\"><a href=\"/console/verstrekkingen?{}&amp;cursor={}\">Volgende pagina →</a></p>",
-            esc(&qs),
-            url(next)
-        );
-    }
-    Ok(html(
-        StatusCode::OK,
-        page(&gw, &caller, "/console/verstrekkingen", title, &body),
-    ))
+    let cursor = p.cursor.as_deref().filter(|c| !c.is_empty());
+    let csv_href = match cursor {
+        Some(c) => format!("/console/verstrekkingen.csv?{qs}&cursor={}", url(c)),
+        None => format!("/console/verstrekkingen.csv?{qs}"),
+    };
+    let body = html! {
+        (form)
+        p.noprint {
+            (result.entries.len()) " gebeurtenis(sen) op deze pagina"
+            @if cursor.is_some() { " (vervolgpagina)" }
+            " · " a href=(csv_href) { "download als CSV" }
+        }
+        @if result.entries.is_empty() {
+            p.muted { "Geen gebeurtenissen gevonden binnen uw inzage." }
+        } @else {
+            (entries_table(&gw, &result.entries))
+        }
+        @if let Some(next) = &result.next_cursor {
+            p.noprint {
+                a href={ "/console/verstrekkingen?" (qs) "&cursor=" (url(next)) } { "Volgende pagina →" }
+            }
+        }
+    };
+    Ok(respond(StatusCode::OK, body))
 }
 
 async fn disclosures_csv(
@@ -604,119 +605,134 @@ struct SubjectParams {
 }
 
 /// The report as an HTML fragment (shared by the console page and the printable page of the API).
-pub fn subject_report_html(report: &SubjectReport, pgn: &str) -> String {
-    let mut out = String::new();
-    let scope = match (&report.scope, &report.scope_name) {
-        (Some(_), Some(name)) => format!(
-            "verstrekkingen waarbij {} verstrekker of ontvanger was",
-            esc(name)
-        ),
-        _ => "alle organisaties die via ketenpoort gegevens uitwisselen".into(),
-    };
-    let _ = write!(
-        out,
-        "<p>Overzicht van de gegevens over de leerling met PGN <strong>{}</strong> die via ketenpoort aan andere organisaties zijn verstrekt (AVG artikel 15), voor zover bekend bij: {scope}.</p>\
-<p class=\"meta\">Opgesteld op {} UTC · pseudoniem in het logboek: <code>{}</code></p>",
-        esc(pgn),
-        esc(&when(&report.generated_at)),
-        esc(&report.subject_ref),
-    );
-    if report.truncated {
-        out.push_str("<div class=\"error\">Dit overzicht is ingekort: er zijn meer gebeurtenissen dan één overzicht bevat. Zoek per periode via Verstrekkingen.</div>");
-    }
-    out.push_str("<h2>Ontvangers</h2>");
-    if report.recipients.is_empty() {
-        out.push_str("<p class=\"muted\">Er zijn geen gegevens over deze leerling verstrekt.</p>");
-    } else {
-        out.push_str("<table><thead><tr><th>Organisatie</th><th>Soort organisatie</th><th>Aantal verstrekkingen</th><th>Eerste</th><th>Laatste</th></tr></thead><tbody>");
-        for r in &report.recipients {
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&r.name),
-                esc(&role_nl(&r.role)),
-                r.disclosures,
-                esc(&when(&r.first)),
-                esc(&when(&r.last))
-            );
+pub fn subject_report_html(report: &SubjectReport, pgn: &str) -> Markup {
+    html! {
+        p {
+            "Overzicht van de gegevens over de leerling met PGN " strong { (pgn) }
+            " die via ketenpoort aan andere organisaties zijn verstrekt (AVG artikel 15), voor zover bekend bij: "
+            @match (&report.scope, &report.scope_name) {
+                (Some(_), Some(name)) => { "verstrekkingen waarbij " (name) " verstrekker of ontvanger was" }
+                _ => "alle organisaties die via ketenpoort gegevens uitwisselen",
+            }
+            "."
         }
-        out.push_str("</tbody></table>");
-    }
-    out.push_str("<h2>Verstrekkingen</h2>");
-    if report.disclosures.is_empty() {
-        out.push_str("<p class=\"muted\">Geen.</p>");
-    } else {
-        out.push_str("<table><thead><tr><th>Datum</th><th>Van</th><th>Aan</th><th>Doel</th><th>Grondslag</th><th>Verstrekte gegevens</th><th>Gebruikte toestemming</th></tr></thead><tbody>");
-        for d in &report.disclosures {
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{}<br><span class=\"muted\">{}</span></td><td>{}<br><span class=\"muted\">flow {}</span></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&when(&d.time)),
-                esc(&d.sender_name),
-                esc(&d.recipient_name),
-                esc(&role_nl(&d.recipient_role)),
-                esc(&d.purpose),
-                esc(&d.flow_id),
-                esc(&d.legal_basis),
-                fields_list(&d.fields_delivered),
-                fields_list(&d.consents_used),
-            );
+        p.meta {
+            "Opgesteld op " (when(&report.generated_at)) " UTC · pseudoniem in het logboek: "
+            code { (report.subject_ref) }
         }
-        out.push_str("</tbody></table>");
-    }
-    out.push_str("<h2>Toestemmingen</h2>");
-    if report.consents.is_empty() {
-        out.push_str("<p class=\"muted\">Geen toestemmingen vastgelegd.</p>");
-    } else {
-        out.push_str("<table><thead><tr><th>Kenmerk</th><th>Vastgelegd door</th><th>Doel</th><th>Ontvanger</th><th>Categorieën</th><th>Gegeven door</th><th>Geldig</th><th>Ingetrokken</th></tr></thead><tbody>");
-        for c in &report.consents {
-            let _ = write!(
-                out,
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} t/m {}</td><td>{}</td></tr>",
-                esc(&c.consent_id),
-                esc(&c.registered_by),
-                esc(&c.purpose),
-                esc(&c.recipient),
-                esc(&c.categories.join(", ")),
-                esc(&c.given_by),
-                esc(&c.valid_from),
-                esc(&c.valid_until),
-                esc(&c.withdrawn_at.as_deref().map(when).unwrap_or_else(|| "nee".into())),
-            );
+        @if report.truncated {
+            div.error { "Dit overzicht is ingekort: er zijn meer gebeurtenissen dan één overzicht bevat. Zoek per periode via Verstrekkingen." }
         }
-        out.push_str("</tbody></table>");
-    }
-    out.push_str("<h2>Geweigerde verzoeken</h2>");
-    if report.refused.is_empty() {
-        out.push_str("<p class=\"muted\">Geen.</p>");
-    } else {
-        out.push_str("<table><thead><tr><th>Datum</th><th>Van</th><th>Aan</th><th>Doel</th><th>Reden</th></tr></thead><tbody>");
-        for r in &report.refused {
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&when(&r.time)),
-                esc(&r.sender),
-                esc(&r.receiver),
-                esc(&r.purpose),
-                esc(&r.outcome)
-            );
+        h2 { "Ontvangers" }
+        @if report.recipients.is_empty() {
+            p.muted { "Er zijn geen gegevens over deze leerling verstrekt." }
+        } @else {
+            table {
+                thead {
+                    tr {
+                        th { "Organisatie" } th { "Soort organisatie" } th { "Aantal verstrekkingen" }
+                        th { "Eerste" } th { "Laatste" }
+                    }
+                }
+                tbody {
+                    @for r in &report.recipients {
+                        tr {
+                            td { (r.name) }
+                            td { (role_nl(&r.role)) }
+                            td.num { (r.disclosures) }
+                            td { (when(&r.first)) }
+                            td { (when(&r.last)) }
+                        }
+                    }
+                }
+            }
         }
-        out.push_str("</tbody></table>");
+        h2 { "Verstrekkingen" }
+        @if report.disclosures.is_empty() {
+            p.muted { "Geen." }
+        } @else {
+            table {
+                thead {
+                    tr {
+                        th { "Datum" } th { "Van" } th { "Aan" } th { "Doel" } th { "Grondslag" }
+                        th { "Verstrekte gegevens" } th { "Gebruikte toestemming" }
+                    }
+                }
+                tbody {
+                    @for d in &report.disclosures {
+                        tr {
+                            td { (when(&d.time)) }
+                            td { (d.sender_name) }
+                            td { (d.recipient_name) br; span.muted { (role_nl(&d.recipient_role)) } }
+                            td { (d.purpose) br; span.muted { "flow " (d.flow_id) } }
+                            td { (d.legal_basis) }
+                            td { (fields_list(&d.fields_delivered)) }
+                            td { (fields_list(&d.consents_used)) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Toestemmingen" }
+        @if report.consents.is_empty() {
+            p.muted { "Geen toestemmingen vastgelegd." }
+        } @else {
+            table {
+                thead {
+                    tr {
+                        th { "Kenmerk" } th { "Vastgelegd door" } th { "Doel" } th { "Ontvanger" }
+                        th { "Categorieën" } th { "Gegeven door" } th { "Geldig" } th { "Ingetrokken" }
+                    }
+                }
+                tbody {
+                    @for c in &report.consents {
+                        tr {
+                            td { code { (c.consent_id) } }
+                            td { (c.registered_by) }
+                            td { (c.purpose) }
+                            td { (c.recipient) }
+                            td { (c.categories.join(", ")) }
+                            td { (c.given_by) }
+                            td { (c.valid_from) " t/m " (c.valid_until) }
+                            td { (c.withdrawn_at.as_deref().map(when).unwrap_or_else(|| "nee".into())) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Geweigerde verzoeken" }
+        @if report.refused.is_empty() {
+            p.muted { "Geen." }
+        } @else {
+            table {
+                thead {
+                    tr { th { "Datum" } th { "Van" } th { "Aan" } th { "Doel" } th { "Reden" } }
+                }
+                tbody {
+                    @for r in &report.refused {
+                        tr {
+                            td { (when(&r.time)) }
+                            td { (r.sender) }
+                            td { (r.receiver) }
+                            td { (r.purpose) }
+                            td { (r.outcome) }
+                        }
+                    }
+                }
+            }
+        }
+        p.muted { "Dit overzicht noemt de ontvangende organisaties, geen individuele medewerkers. Het logboek bevat welke velden zijn verstrekt, niet de inhoud ervan. Gegevens die niet via ketenpoort zijn uitgewisseld staan hier niet in." }
     }
-    out.push_str("<p class=\"muted\">Dit overzicht noemt de ontvangende organisaties, geen individuele medewerkers. Het logboek bevat welke velden zijn verstrekt, niet de inhoud ervan. Gegevens die niet via ketenpoort zijn uitgewisseld staan hier niet in.</p>");
-    out
 }
 
 /// The art. 15 report as a standalone printable page.
 pub fn subject_report_page(report: &SubjectReport, pgn: &str) -> String {
     let title = "Inzageverzoek: verstrekte gegevens over een leerling";
-    format!(
-        "{}<body>\n<main>\n<h1>{}</h1>\n{}\n</main>\n</body>\n</html>\n",
-        head(title),
-        esc(title),
-        subject_report_html(report, pgn)
+    document(
+        title,
+        html! { main { h1 { (title) } (subject_report_html(report, pgn)) } },
     )
+    .into_string()
 }
 
 async fn subject(
@@ -731,32 +747,43 @@ async fn subject(
         .and_then(|Query(p)| p.pgn)
         .map(|p| p.trim().to_owned())
         .filter(|p| !p.is_empty());
-    let mut body = format!(
-        "<form class=\"single\" method=\"get\" action=\"/console/leerling\"><label>PGN (BSN of onderwijsnummer)<input type=\"text\" name=\"pgn\" value=\"{}\" inputmode=\"numeric\" autocomplete=\"off\" maxlength=\"9\" required></label><button type=\"submit\">Overzicht maken</button></form>",
-        esc(pgn.as_deref().unwrap_or(""))
-    );
-    let mut status = StatusCode::OK;
-    match pgn {
-        None => body.push_str("<p class=\"muted\">Vul het PGN van de leerling in. Het overzicht noemt alle organisaties die via ketenpoort gegevens over de leerling ontvingen, binnen uw inzage. Ook deze vraag wordt in het logboek vastgelegd (alleen met het pseudoniem van de leerling).</p>"),
-        Some(pgn) => match api::subject_report(&gw, &officer, &pgn, "console leerling").await {
-            Ok(report) => {
-                let _ = write!(
-                    body,
-                    "<p class=\"noprint\"><a href=\"/v1/audit/subjects/{}\">Afdrukbare versie</a> (of druk deze pagina af)</p>",
-                    url(&pgn)
-                );
-                body.push_str(&subject_report_html(&report, &pgn));
+    let form = html! {
+        form.single method="get" action="/console/leerling" {
+            label {
+                "PGN (BSN of onderwijsnummer)"
+                input type="text" name="pgn" value=(pgn.as_deref().unwrap_or("")) inputmode="numeric" autocomplete="off" maxlength="9" required;
             }
+            button type="submit" { "Overzicht maken" }
+        }
+    };
+    let mut status = StatusCode::OK;
+    let result = match pgn {
+        None => html! {
+            p.muted { "Vul het PGN van de leerling in. Het overzicht noemt alle organisaties die via ketenpoort gegevens over de leerling ontvingen, binnen uw inzage. Ook deze vraag wordt in het logboek vastgelegd (alleen met het pseudoniem van de leerling)." }
+        },
+        Some(pgn) => match api::subject_report(&gw, &officer, &pgn, "console leerling").await {
+            Ok(report) => html! {
+                p.noprint {
+                    a href={ "/v1/audit/subjects/" (url(&pgn)) } { "Afdrukbare versie" } " (of druk deze pagina af)"
+                }
+                (subject_report_html(&report, &pgn))
+            },
             Err(p) if p.is_callers() => {
                 status = status_of(&p);
-                body.push_str(&error_box(&p));
+                error_box(&p)
             }
             Err(p) => return Err(p.into()),
         },
-    }
+    };
     Ok(html(
         status,
-        page(&gw, &caller, "/console/leerling", title, &body),
+        page(
+            &gw,
+            &caller,
+            "/console/leerling",
+            title,
+            html! { (form) (result) },
+        ),
     ))
 }
 
@@ -770,13 +797,7 @@ async fn integrity(
     let unreadable = Refusal::log_unreadable;
     let own = gw.writer.log_id().to_owned();
     let public_key = gw.signing_key.public_key();
-    let mut body = format!(
-        "<p>Elke regel van het logboek is een blad van een Merkle-boom (RFC 9162). De gateway ondertekent regelmatig de wortel van de boom met zijn Ed25519-sleutel (een <em>controlepunt</em>). Hieronder wordt het hele logboek opnieuw doorgerekend en vergeleken met de ondertekende controlepunten: een verwijderde, gewijzigde of verplaatste regel valt dan op.</p>\
-<p>Publieke sleutel van deze gateway (sleutel-id <code>{}</code>):<br><code>{}</code></p>",
-        esc(gw.signing_key.key_id()),
-        esc(&base64::engine::general_purpose::STANDARD.encode(public_key)),
-    );
-    body.push_str("<table><thead><tr><th>Logboek</th><th>Regels</th><th>Laatste controlepunt</th><th>Wortel (hex)</th><th>Controle</th></tr></thead><tbody>");
+    let mut rows = Vec::new();
     let log_ids = gw
         .store
         .log_ids()
@@ -790,22 +811,20 @@ async fn integrity(
             .map_err(|e| unreadable().because(e))?
             .into_iter()
             .next();
-        let (cp_text, root) = match &latest {
-            Some(cp) => {
-                let parsed = SignedCheckpoint::from_note(&cp.note).ok();
-                (
-                    format!(
-                        "{} regels, {} UTC<br><span class=\"muted\">sleutel {}</span>",
-                        cp.tree_size,
-                        esc(&when(&format_time(cp.time_ms))),
-                        esc(parsed.as_ref().map(|p| p.key_id.as_str()).unwrap_or("?"))
-                    ),
-                    parsed
-                        .map(|p| hex::encode(p.checkpoint.root))
-                        .unwrap_or_default(),
-                )
-            }
-            None => ("nog geen".into(), String::new()),
+        let parsed = latest
+            .as_ref()
+            .and_then(|cp| SignedCheckpoint::from_note(&cp.note).ok());
+        let root = parsed
+            .as_ref()
+            .map(|p| hex::encode(p.checkpoint.root))
+            .unwrap_or_default();
+        let cp_text = match &latest {
+            Some(cp) => html! {
+                (cp.tree_size) " regels, " (when(&format_time(cp.time_ms))) " UTC"
+                br;
+                span.muted { "sleutel " (parsed.as_ref().map(|p| p.key_id.as_str()).unwrap_or("?")) }
+            },
+            None => html! { "nog geen" },
         };
         let mine = *log_id == own;
         let keys: &[[u8; 32]] = if mine {
@@ -819,33 +838,60 @@ async fn integrity(
             .map_err(|e| unreadable().because(e))?;
         let secs = started.elapsed().as_secs_f64();
         let verdict = match &report.first_bad {
-            None => format!(
-                "<span class=\"ok\">In orde</span>: {} regels doorgerekend, {} controlepunt(en) en {} opgeslagen deelboom(en) kloppen{} <span class=\"muted\">({secs:.2} s)</span>",
-                report.entries,
-                report.checkpoints_checked,
-                report.subtrees_checked,
-                if mine {
+            None => html! {
+                span.ok { "In orde" } ": " (report.entries) " regels doorgerekend, " (report.checkpoints_checked)
+                " controlepunt(en) en " (report.subtrees_checked) " opgeslagen deelboom(en) kloppen"
+                @if mine {
                     ", handtekeningen gecontroleerd"
-                } else {
+                } @else {
                     "; handtekeningen niet gecontroleerd (sleutel van een andere gateway-instantie)"
-                },
-            ),
-            Some((seq, why)) => format!(
-                "<span class=\"bad\">NIET IN ORDE</span> vanaf regel {seq}: {}",
-                esc(why)
-            ),
+                }
+                " " span.muted { "(" (format!("{secs:.2}")) " s)" }
+            },
+            Some((seq, why)) => html! {
+                span.bad { "NIET IN ORDE" } " vanaf regel " (seq) ": " (why)
+            },
         };
-        let _ = write!(
-            body,
-            "<tr><td><code>{}</code>{}</td><td class=\"num\">{}</td><td>{cp_text}</td><td><code>{}</code></td><td>{verdict}</td></tr>",
-            esc(log_id),
-            if mine { "<br><span class=\"muted\">deze gateway</span>" } else { "" },
-            report.entries,
-            esc(&root),
-        );
+        rows.push(html! {
+            tr {
+                td {
+                    code { (log_id) }
+                    @if mine { br; span.muted { "deze gateway" } }
+                }
+                td.num { (report.entries) }
+                td { (cp_text) }
+                td { code { (root) } }
+                td { (verdict) }
+            }
+        });
     }
-    body.push_str("</tbody></table>");
-    body.push_str("<p class=\"muted\">Zelf controleren, los van deze gateway: <code>ketenpoort audit verify --database-url … --public-key log-signing.key.pub</code>. Inclusie- en consistentiebewijzen zijn op te vragen via <code>/v1/audit/proof/…</code>.</p>");
+    let body = html! {
+        p {
+            "Elke regel van het logboek is een blad van een Merkle-boom (RFC 9162). De gateway ondertekent regelmatig de wortel van de boom met zijn Ed25519-sleutel (een "
+            em { "controlepunt" }
+            "). Hieronder wordt het hele logboek opnieuw doorgerekend en vergeleken met de ondertekende controlepunten: een verwijderde, gewijzigde of verplaatste regel valt dan op."
+        }
+        p {
+            "Publieke sleutel van deze gateway (sleutel-id " code { (gw.signing_key.key_id()) } "):"
+            br;
+            code { (base64::engine::general_purpose::STANDARD.encode(public_key)) }
+        }
+        table {
+            thead {
+                tr {
+                    th { "Logboek" } th { "Regels" } th { "Laatste controlepunt" } th { "Wortel (hex)" } th { "Controle" }
+                }
+            }
+            tbody {
+                @for row in rows { (row) }
+            }
+        }
+        p.muted {
+            "Zelf controleren, los van deze gateway: "
+            code { "ketenpoort audit verify --database-url … --public-key log-signing.key.pub" }
+            ". Inclusie- en consistentiebewijzen zijn op te vragen via " code { "/v1/audit/proof/…" } "."
+        }
+    };
     Ok(html(
         StatusCode::OK,
         page(
@@ -853,7 +899,7 @@ async fn integrity(
             &caller,
             "/console/integriteit",
             "Integriteit van het logboek",
-            &body,
+            body,
         ),
     ))
 }
@@ -868,17 +914,25 @@ struct PolicyParams {
     purpose: Option<String>,
 }
 
-fn explain_block(gw: &Gateway, from: Role, to: Role, purpose: &str) -> String {
+fn explain_block(gw: &Gateway, from: Role, to: Role, purpose: &str) -> Markup {
     match crate::policy::explain(&gw.policy(), from, to, purpose) {
         Ok(text) if text.trim().is_empty() => {
-            "<pre class=\"muted\">(het beleid geeft voor deze flow geen uitleg)</pre>".into()
+            html! { pre.muted { "(het beleid geeft voor deze flow geen uitleg)" } }
         }
-        Ok(text) => format!("<pre>{}</pre>", esc(&text)),
-        Err(r) => format!(
-            "<p class=\"muted\">Geen flow: {} <span class=\"muted\">({})</span></p>",
-            esc(&r.detail),
-            esc(r.code.as_str())
-        ),
+        Ok(text) => html! { pre { (text) } },
+        Err(r) => html! {
+            p.muted { "Geen flow: " (r.detail) " " span.muted { "(" (r.code) ")" } }
+        },
+    }
+}
+
+fn role_select(name: &str, selected: Option<&str>) -> Markup {
+    html! {
+        select name=(name) {
+            @for r in Role::ALL {
+                (option(r.as_str(), &role_nl(r.as_str()), selected == Some(r.as_str())))
+            }
+        }
     }
 }
 
@@ -893,29 +947,11 @@ async fn policy(
         to: None,
         purpose: None,
     });
-    let role_select = |name: &str, selected: Option<&str>| {
-        let mut s = format!("<select name=\"{name}\">");
-        for r in Role::ALL {
-            s.push_str(&option(
-                r.as_str(),
-                &role_nl(r.as_str()),
-                selected == Some(r.as_str()),
-            ));
-        }
-        s.push_str("</select>");
-        s
-    };
-    let mut body = format!(
-        "<p>Per flow (verstrekker, ontvanger, doel) wat er met elk veld gebeurt: verstrekken, alleen met toestemming, grover maken, pseudonimiseren of weigeren. Beleid-hash: <code>{}</code>.</p>\
-<form class=\"single\" method=\"get\" action=\"/console/beleid\"><label>Van<span>{}</span></label><label>Naar<span>{}</span></label><label>Doel<input type=\"text\" name=\"purpose\" value=\"{}\"></label><button type=\"submit\">Toon</button></form>",
-        esc(Some(gw.policy().hash())
-            .filter(|h| !h.is_empty())
-            .unwrap_or("(geen)")),
-        role_select("from", p.from.as_deref()),
-        role_select("to", p.to.as_deref()),
-        esc(p.purpose.as_deref().unwrap_or("")),
-    );
-    if let (Some(from), Some(to), Some(purpose)) = (
+    let policies = gw.policy();
+    let hash = Some(policies.hash())
+        .filter(|h| !h.is_empty())
+        .unwrap_or("(geen)");
+    let chosen = match (
         p.from.as_deref().and_then(Role::parse),
         p.to.as_deref().and_then(Role::parse),
         p.purpose
@@ -923,29 +959,33 @@ async fn policy(
             .map(str::trim)
             .filter(|s| !s.is_empty()),
     ) {
-        let _ = write!(
-            body,
-            "<h2>{} → {}, doel {}</h2>{}",
-            esc(&role_nl(from.as_str())),
-            esc(&role_nl(to.as_str())),
-            esc(purpose),
-            explain_block(&gw, from, to, purpose)
-        );
-    }
-    body.push_str("<h2>Referentieflows</h2>");
-    for (id, from, to, purpose) in REFERENCE_FLOWS {
-        let _ = write!(
-            body,
-            "<h3>{id}: {} → {}, doel <code>{}</code></h3>{}",
-            esc(&role_nl(from.as_str())),
-            esc(&role_nl(to.as_str())),
-            esc(purpose),
-            explain_block(&gw, from, to, purpose)
-        );
-    }
+        (Some(from), Some(to), Some(purpose)) => Some((from, to, purpose)),
+        _ => None,
+    };
+    let body = html! {
+        p {
+            "Per flow (verstrekker, ontvanger, doel) wat er met elk veld gebeurt: verstrekken, alleen met toestemming, grover maken, pseudonimiseren of weigeren. Beleid-hash: "
+            code { (hash) } "."
+        }
+        form.single method="get" action="/console/beleid" {
+            label { "Van" span { (role_select("from", p.from.as_deref())) } }
+            label { "Naar" span { (role_select("to", p.to.as_deref())) } }
+            label { "Doel" input type="text" name="purpose" value=(p.purpose.as_deref().unwrap_or("")); }
+            button type="submit" { "Toon" }
+        }
+        @if let Some((from, to, purpose)) = chosen {
+            h2 { (role_nl(from.as_str())) " → " (role_nl(to.as_str())) ", doel " (purpose) }
+            (explain_block(&gw, from, to, purpose))
+        }
+        h2 { "Referentieflows" }
+        @for (id, from, to, purpose) in REFERENCE_FLOWS {
+            h3 { (id) ": " (role_nl(from.as_str())) " → " (role_nl(to.as_str())) ", doel " code { (purpose) } }
+            (explain_block(&gw, from, to, purpose))
+        }
+    };
     Ok(html(
         StatusCode::OK,
-        page(&gw, &caller, "/console/beleid", "Beleid", &body),
+        page(&gw, &caller, "/console/beleid", "Beleid", body),
     ))
 }
 
@@ -955,15 +995,28 @@ mod tests {
 
     #[test]
     fn escaping_covers_markup_and_attributes() {
+        // Every value goes through the template's escaping, in text and in (always double-quoted) attributes.
+        let s = r#"<script>alert("x")</script> & 'y'"#;
         assert_eq!(
-            esc(r#"<script>alert("x")</script> & 'y'"#),
-            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+            html! { span title=(s) { (s) } }.into_string(),
+            "<span title=\"&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'y'\">\
+             &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'y'</span>"
+        );
+        assert_eq!(
+            option(s, s, true).into_string(),
+            "<option value=\"&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'y'\" selected>\
+             &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'y'</option>"
+        );
+        assert_eq!(
+            fields_list(&["a<b>.c&d"]).into_string(),
+            "<ul class=\"fields\"><li><code>a&lt;b&gt;.<wbr>c&amp;d</code></li></ul>"
         );
     }
 
     #[test]
     fn query_values_are_percent_encoded() {
         assert_eq!(url("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+        assert_eq!(url("Az09-_.~*'+"), "Az09-_.~%2A%27%2B");
         let p = DisclosureParams {
             purpose: Some("x&y".into()),
             limit: Some("50".into()),
