@@ -4,7 +4,7 @@
 //! string, a field value or a pupil identifier.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::fmt::{self, Display, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -67,6 +67,33 @@ pub struct Gauges {
     pub policy_hash: String,
 }
 
+/// A label value as the Prometheus text exposition format writes it: backslash, double quote and line feed
+/// escaped as `\\`, `\"` and `\n`. Every label value on the page is written through this, so even a value
+/// outside the fixed vocabularies could not end its quotes or its line.
+struct LabelValue<T>(T);
+
+impl<T: Display> Display for LabelValue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Escaping<'a, 'b>(&'a mut fmt::Formatter<'b>);
+        impl Write for Escaping<'_, '_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                let mut rest = s;
+                while let Some(i) = rest.find(['\\', '"', '\n']) {
+                    self.0.write_str(&rest[..i])?;
+                    self.0.write_str(match rest.as_bytes()[i] {
+                        b'\\' => r"\\",
+                        b'"' => r#"\""#,
+                        _ => r"\n",
+                    })?;
+                    rest = &rest[i + 1..];
+                }
+                self.0.write_str(rest)
+            }
+        }
+        write!(Escaping(f), "{}", self.0)
+    }
+}
+
 impl Metrics {
     pub fn request(&self, route: &'static str, status: u16) {
         *self
@@ -100,6 +127,7 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP ketenpoort_requests_total Partner API requests by route and status.\n# TYPE ketenpoort_requests_total counter\n");
         for ((route, status), n) in self.requests.lock().expect("metrics").iter() {
+            let (route, status) = (LabelValue(route), LabelValue(status));
             let _ = writeln!(
                 out,
                 "ketenpoort_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
@@ -107,10 +135,12 @@ impl Metrics {
         }
         out.push_str("# HELP ketenpoort_refusals_total Refused requests by problem code.\n# TYPE ketenpoort_refusals_total counter\n");
         for (code, n) in self.refusals.lock().expect("metrics").iter() {
+            let code = LabelValue(code);
             let _ = writeln!(out, "ketenpoort_refusals_total{{code=\"{code}\"}} {n}");
         }
         out.push_str("# HELP ketenpoort_disclosures_total Messages disclosed by flow.\n# TYPE ketenpoort_disclosures_total counter\n");
         for (flow, n) in self.disclosures.lock().expect("metrics").iter() {
+            let flow = LabelValue(flow);
             let _ = writeln!(out, "ketenpoort_disclosures_total{{flow=\"{flow}\"}} {n}");
         }
         let _ = writeln!(out, "# HELP ketenpoort_log_size Entries in this instance's disclosure log.\n# TYPE ketenpoort_log_size gauge\nketenpoort_log_size {}", g.log_size);
@@ -129,20 +159,15 @@ impl Metrics {
         let mut cumulative = 0;
         for (i, n) in g.log_commit_buckets.iter().enumerate() {
             cumulative += n;
-            match COMMIT_BUCKETS_SECONDS.get(i) {
-                Some(le) => {
-                    let _ = writeln!(
-                        out,
-                        "ketenpoort_log_commit_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "ketenpoort_log_commit_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
-                    );
-                }
-            }
+            let le: &dyn Display = match COMMIT_BUCKETS_SECONDS.get(i) {
+                Some(le) => le,
+                None => &"+Inf",
+            };
+            let le = LabelValue(le);
+            let _ = writeln!(
+                out,
+                "ketenpoort_log_commit_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+            );
         }
         let _ = writeln!(
             out,
@@ -164,7 +189,7 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# TYPE ketenpoort_policy_info gauge\nketenpoort_policy_info{{hash=\"{}\"}} 1",
-            g.policy_hash
+            LabelValue(&g.policy_hash)
         );
         out
     }
@@ -232,5 +257,46 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let tricky = "a\"b\\c\nd";
+        assert_eq!(LabelValue(tricky).to_string(), r#"a\"b\\c\nd"#);
+        assert_eq!(
+            LabelValue("POST /v1/messages").to_string(),
+            "POST /v1/messages"
+        );
+        assert_eq!(LabelValue("\\\\\"\n\n").to_string(), r#"\\\\\"\n\n"#);
+        assert_eq!(LabelValue(0.0005).to_string(), "0.0005");
+        let m = Metrics::default();
+        m.disclosure(tricky);
+        let text = m.render(&Gauges {
+            log_size: 0,
+            log_batches: 0,
+            log_entries: 0,
+            log_commit_micros: 0,
+            log_commit_buckets: vec![0; COMMIT_BUCKETS_SECONDS.len() + 1],
+            log_failures: 0,
+            log_healthy: true,
+            policy_hash: tricky.into(),
+        });
+        let escaped = r#"a\"b\\c\nd"#;
+        assert!(
+            text.contains(&format!(
+                "ketenpoort_disclosures_total{{flow=\"{escaped}\"}} 1\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("ketenpoort_policy_info{{hash=\"{escaped}\"}} 1\n")),
+            "{text}"
+        );
+        // Every line is a comment or a sample: no label value broke out of its quotes or its line.
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with("# ") || l.starts_with("ketenpoort_")),
+            "{text}"
+        );
     }
 }

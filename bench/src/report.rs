@@ -599,7 +599,7 @@ fn machine() -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    let lock = include_str!("../../../Cargo.lock");
+    let lock = include_str!("../../Cargo.lock");
     let version = |name: &str| {
         let needle = format!("name = \"{name}\"\nversion = \"");
         lock.find(&needle)
@@ -625,7 +625,7 @@ fn machine() -> String {
     format!(
         "Machine: {cpu}, {cores} cores, {mem}, Linux {}; {rustc}; ketenpoort {} ({}); {crates}.",
         kernel.trim(),
-        env!("CARGO_PKG_VERSION"),
+        version("ketenpoort"),
         if cfg!(debug_assertions) {
             "debug build"
         } else {

@@ -126,10 +126,7 @@ struct Plan {
 
 fn run(args: RunArgs, smoke: bool) -> anyhow::Result<()> {
     raise_fd_limit();
-    let root = args
-        .root
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let root = args.root.clone().unwrap_or_else(repo_root);
     let plan = Plan {
         duration: Duration::from_secs_f64(args.duration.unwrap_or(if smoke { 1.0 } else { 10.0 })),
         warmup: Duration::from_secs_f64(if smoke { 0.3 } else { 1.0 }),
@@ -163,10 +160,7 @@ fn run(args: RunArgs, smoke: bool) -> anyhow::Result<()> {
 
 fn profile(args: RunArgs) -> anyhow::Result<()> {
     raise_fd_limit();
-    let root = args
-        .root
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let root = args.root.clone().unwrap_or_else(repo_root);
     let work = std::env::temp_dir().join(format!("ketenpoort-profile-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -321,9 +315,7 @@ async fn new_connection_profile(
 }
 
 fn large_log_only(args: LargeLogArgs) -> anyhow::Result<()> {
-    let root = args
-        .root
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let root = args.root.unwrap_or_else(repo_root);
     let plan = Plan {
         duration: Duration::from_secs(1),
         warmup: Duration::from_millis(300),
@@ -398,6 +390,12 @@ fn large_log_only(args: LargeLogArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&temp);
     }
     result
+}
+
+/// The repository root: the gateway's crate, of which this crate (`bench/`) is a workspace member.
+fn repo_root() -> PathBuf {
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
+    bench.parent().unwrap_or(bench).to_path_buf()
 }
 
 fn raise_fd_limit() {
