@@ -293,7 +293,16 @@ async fn every_refusal_after_identity_is_logged_once_with_its_code() {
         other["justification"] = json!("Een andere toelichting, ander bericht, zelfde sleutel.");
         let other = serde_json::to_vec(&other).unwrap();
         let big = vec![b' '; 9 * 1024 * 1024];
-        let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16, &str, &str)> = vec![
+        // (path, headers, body, status, code, event)
+        type Case<'a> = (
+            &'a str,
+            Vec<(&'a str, &'a str)>,
+            Vec<u8>,
+            u16,
+            &'a str,
+            &'a str,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "/v1/messages",
                 h.to_vec(),

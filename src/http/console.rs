@@ -260,7 +260,7 @@ async fn overview(
         .and_then(|c| c.into_iter().next());
     let body = html! {
         p {
-            @match api::scope_of(&caller) {
+            @match api::scope_of(caller) {
                 Some(org) => {
                     "U ziet alleen gebeurtenissen waarbij " strong { (partner_name(&gw, &org)) }
                     " aanvrager, verstrekker of ontvanger is."
@@ -299,7 +299,7 @@ async fn overview(
     };
     Ok(html(
         StatusCode::OK,
-        page(&gw, &caller, "/console/", "Overzicht", body),
+        page(&gw, caller, "/console/", "Overzicht", body),
     ))
 }
 
@@ -507,7 +507,7 @@ async fn disclosures(
     let respond = |status: StatusCode, body: Markup| {
         html(
             status,
-            page(&gw, &caller, "/console/verstrekkingen", title, body),
+            page(&gw, caller, "/console/verstrekkingen", title, body),
         )
     };
     let p = match params {
@@ -779,7 +779,7 @@ async fn subject(
         status,
         page(
             &gw,
-            &caller,
+            caller,
             "/console/leerling",
             title,
             html! { (form) (result) },
@@ -896,7 +896,7 @@ async fn integrity(
         StatusCode::OK,
         page(
             &gw,
-            &caller,
+            caller,
             "/console/integriteit",
             "Integriteit van het logboek",
             body,
@@ -985,7 +985,7 @@ async fn policy(
     };
     Ok(html(
         StatusCode::OK,
-        page(&gw, &caller, "/console/beleid", "Beleid", body),
+        page(&gw, caller, "/console/beleid", "Beleid", body),
     ))
 }
 
