@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// The P3 example's pupil (the refusals below keep its subject, so the art. 15 report lists them).
@@ -209,17 +209,20 @@ async fn every_value_on_every_console_page_is_escaped() {
     opts.partners = Some(partners_toml(dir.path()));
     let gw = Gateway::start_with(opts);
     let lyceum = gw.client("lyceum-zuid");
+    let sign_as_evil_actor = |body: &mut Value| {
+        body["actor"] = json!({
+            "id": evil("XSSactorid"),
+            "name": evil("XSSactorname"),
+            "function": evil("XSSactorfn"),
+        });
+        body["justification"] = json!(evil("XSSjust"));
+    };
 
     // A refusal carrying type, purpose, actor and justification (no flow has this purpose).
     let mut body = example_json("P3");
     body["type"] = json!(evil("XSStype"));
     body["purpose"] = json!(evil("XSSpurpose"));
-    body["actor"] = json!({
-        "id": evil("XSSactorid"),
-        "name": evil("XSSactorname"),
-        "function": evil("XSSactorfn"),
-    });
-    body["justification"] = json!(evil("XSSjust"));
+    sign_as_evil_actor(&mut body);
     let r = lyceum.post_json("/v1/messages", &body).await;
     assert_eq!(r.status, 403, "{}", r.text());
     // A refusal whose detail names an unknown envelope key.
@@ -232,12 +235,7 @@ async fn every_value_on_every_console_page_is_escaped() {
     // the gateway logs it as `<invalid-key>`: markup of the gateway's own, which the page must escape as well.
     let mut body = example_json("P3");
     body["data"][evil("XSSpurpose")] = json!("x");
-    body["actor"] = json!({
-        "id": evil("XSSactorid"),
-        "name": evil("XSSactorname"),
-        "function": evil("XSSactorfn"),
-    });
-    body["justification"] = json!(evil("XSSjust"));
+    sign_as_evil_actor(&mut body);
     let r = lyceum.post_json("/v1/messages", &body).await;
     assert_eq!(r.status, 201, "{}", r.text());
     assert!(r.text().contains(INVALID_KEY), "withheld: {}", r.text());
