@@ -690,6 +690,94 @@ async fn sigterm_with_sends_in_flight_answers_each_completely_and_every_201_surv
     }
 }
 
+/// DOMAIN.md *Identifiers*: an onderwijsnummer starts with 10 and its weighted sum leaves remainder 5 modulo 11; a
+/// PGN is a BSN or an onderwijsnummer. The numbers are python-stdnum's (the vectors in `src/domain.rs`). The consent
+/// registry applies the same rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onderwijsnummers_with_remainder_5_are_accepted_and_others_refused() {
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        let school = gw.client("obs-de-linde");
+        let p1 = example_json("P1");
+        let with_subject = |subject: Value| {
+            let mut m = p1.clone();
+            m["subject"] = subject;
+            serde_json::to_vec(&m).unwrap()
+        };
+        let accepted = [
+            json!({"onderwijsnummer": "101222331"}),
+            json!({"pgn": "104577776"}),
+        ];
+        for subject in &accepted {
+            let r = school
+                .post("/v1/messages", &with_subject(subject.clone()))
+                .await;
+            assert_eq!(r.status, 201, "{subject}: {}", r.text());
+        }
+        let refused = [
+            ("onderwijsnummer", "101234562"), // remainder 7 (the old rule's test number)
+            ("onderwijsnummer", "107533359"), // remainder 4 (passed the old rule)
+            ("pgn", "101036774"),             // remainder 9, and no BSN
+            ("onderwijsnummer", "211222337"), // remainder 5, but does not start with 10
+            ("onderwijsnummer", "1012223310"), // 10 digits
+        ];
+        for (kind, number) in refused {
+            let r = school
+                .post("/v1/messages", &with_subject(json!({kind: number})))
+                .await;
+            assert_eq!(
+                (r.status, r.code().as_str()),
+                (422, "invalid-subject-id"),
+                "{kind} {number}: {}",
+                r.text()
+            );
+            assert!(!r.text().contains(number), "the number was echoed");
+        }
+        // P1 delivers the PGN as is (WPO 178a), as the sender named it.
+        let inbox = gw.client("lyceum-zuid").inbox().await;
+        let subjects: Vec<&Value> = inbox.iter().map(|m| &m["subject"]).collect();
+        assert_eq!(subjects, accepted.iter().collect::<Vec<_>>());
+
+        let consent = |subject: Value| {
+            json!({
+                "subject": subject,
+                "purpose": "vroegsignalering",
+                "recipient": "wijkteam-noord",
+                "categories": ["*"],
+                "given_by": "ouder",
+                "evidence": "toestemmingsformulier 2026-11-01, leerlingdossier",
+                "valid_from": "2026-01-01",
+                "valid_until": "2030-07-31"
+            })
+        };
+        let r = school
+            .post_json(
+                "/v1/consents",
+                &consent(json!({"onderwijsnummer": "101222331"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let r = school
+            .post_json(
+                "/v1/consents",
+                &consent(json!({"onderwijsnummer": "101234562"})),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (422, "invalid-subject-id"),
+            "{}",
+            r.text()
+        );
+        assert!(!r.text().contains("101234562"), "the number was echoed");
+        // The consent registered for the onderwijsnummer counts for a P4 that names the pupil by it as PGN.
+        let mut p4 = example_json("P4");
+        p4["subject"] = json!({"pgn": "101222331"});
+        let r = school.post_json("/v1/messages", &p4).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+}
+
 /// The `code`s of problem documents the gateway can answer with: every `ProblemCode` (the one table of codes; the
 /// type system keeps any other string out of a refusal) except the one that is only counted in metrics.
 fn problem_codes_in_source() -> BTreeSet<String> {
