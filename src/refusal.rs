@@ -62,6 +62,7 @@ problem_codes! {
     WrongType = "wrong-type", 422;
     MissingSubject = "missing-subject", 422;
     InvalidData = "invalid-data", 422;
+    InvalidDate = "invalid-date", 422;
     MissingRequiredField = "missing-required-field", 422;
     ScreenedTerm = "screened-term", 422;
     JustificationRequired = "justification-required", 422;

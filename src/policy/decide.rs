@@ -11,9 +11,9 @@ use crate::data::Node;
 use super::path::{self, Seg};
 use super::transform::{self, pseudonym, pseudonym_input, receiver_key};
 use super::{
-    aggregate, codes, screen, Compact, Decision, Delivered, Fields, Flow, Leaf, LeafAction,
-    MessageCatalogue, PathTree, PolicySet, Refusal, RuleAction, SubjectDelivery, Why,
-    MIN_JUSTIFICATION_CHARS, NONE,
+    aggregate, codes, implausible_date, screen, Compact, DateRule, Decision, Delivered, Fields,
+    Flow, Leaf, LeafAction, MessageCatalogue, PathTree, PolicySet, Refusal, RuleAction,
+    SubjectDelivery, ValueKind, Why, MIN_JUSTIFICATION_CHARS, NONE,
 };
 use crate::domain::{ConsentRecord, GivenBy, Partner, SubjectId};
 
@@ -184,6 +184,14 @@ fn check_required(flow: &Flow, req: &DecisionRequest) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The refusal of a message with an implausible date: the field's path and the rule, never the value.
+fn invalid_date(flow: &Flow, path: &str, rule: &str) -> Refusal {
+    Refusal::new(
+        codes::INVALID_DATE,
+        format!("flow {}: `{path}`: {rule}", flow.id),
+    )
+}
+
 fn check_screening(flow: &Flow, req: &DecisionRequest) -> Result<(), Refusal> {
     let mut hits: Vec<(&str, &str)> = Vec::new();
     for list in &flow.screening {
@@ -229,9 +237,12 @@ fn decide_record(
             "`data` must be an object",
         ));
     }
-    let age = path::get_dotted(req.data, BIRTH_DATE_PATH)
-        .and_then(transform::parse_date)
-        .map(|b| age_on(b, req.today));
+    // The age rules of consent read the birth date: an implausible one is refused before it decides anything.
+    let birth = path::get_dotted(req.data, BIRTH_DATE_PATH).and_then(transform::parse_date);
+    if let Some(rule) = birth.and_then(|b| implausible_date(Some(DateRule::Birth), b, req.today)) {
+        return Err(invalid_date(flow, BIRTH_DATE_PATH, rule));
+    }
+    let age = birth.map(|b| age_on(b, req.today));
     let consents = usable_consents(req, age);
     if flow.consent && consents.is_empty() {
         return Err(Refusal::new(codes::CONSENT_REQUIRED, format!(
@@ -259,6 +270,8 @@ fn decide_record(
         consent_slots: vec![NONE; consents.len()],
         consent_ids: Vec::new(),
         out: Vec::with_capacity(2048),
+        today: req.today,
+        implausible: None,
     };
     let delivered = if walk.value(req.data, Some(PathTree::ROOT)) {
         String::from_utf8(std::mem::take(&mut walk.out))
@@ -273,6 +286,9 @@ fn decide_record(
     } else {
         Delivered::empty()
     };
+    if let Some((path, rule)) = walk.implausible.take() {
+        return Err(invalid_date(flow, &path, rule));
+    }
 
     let special_delivered = walk.leaves.iter().any(|l| {
         l.action.is_delivered()
@@ -366,6 +382,10 @@ struct Walk<'p, 'c, 'v, 'b> {
     consent_ids: Vec<String>,
     /// The delivered data's JSON text so far.
     out: Vec<u8>,
+    today: time::Date,
+    /// The first date leaf (whatever the flow does with it) that is not plausible: its path and the rule it breaks.
+    /// It refuses the whole message.
+    implausible: Option<(String, &'static str)>,
 }
 
 impl<'v, 'b> Walk<'_, '_, 'v, 'b> {
@@ -462,6 +482,14 @@ impl<'v, 'b> Walk<'_, '_, 'v, 'b> {
                 .push((path::render(&self.segs), path::catalogue_path(&self.segs)));
             return false;
         };
+        let field = &self.catalogue.fields[index];
+        if field.kind == Some(ValueKind::Date) && self.implausible.is_none() {
+            let rule = transform::parse_date(value)
+                .and_then(|d| implausible_date(field.date, d, self.today));
+            if let Some(rule) = rule {
+                self.implausible = Some((path::render(&self.segs), rule));
+            }
+        }
         let at = self.indices.len();
         self.indices
             .extend(self.segs.iter().filter_map(|s| match s {

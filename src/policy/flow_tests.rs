@@ -1330,6 +1330,177 @@ fn p7_tables_outside_the_aggregate_rules_are_invalid() {
 
 // -------------------------------------------------------------------------------- cross-cutting
 
+/// Sets the date at `ptr` (a JSON pointer into the envelope) and decides on `today`.
+fn with_date(
+    env: &Value,
+    ptr: &str,
+    date: &str,
+    from: &str,
+    consents: &[ConsentRecord],
+    today: time::Date,
+) -> Result<Decision, Refusal> {
+    let mut env = env.clone();
+    *env.pointer_mut(ptr).unwrap_or_else(|| panic!("{ptr}")) = json!(date);
+    run_env(&env, from, consents, today)
+}
+
+fn assert_invalid_date(r: Result<Decision, Refusal>, path: &str, rule: &str, value: &str) {
+    let r = r.expect_err(path);
+    assert_eq!(
+        (r.code.as_str(), r.status),
+        ("invalid-date", 422),
+        "{path}: {r}"
+    );
+    assert!(r.detail.contains(&format!("`{path}`")), "{path}: {r}");
+    assert!(r.detail.contains(rule), "{path}: {r}");
+    assert!(!r.detail.contains(value), "the detail names the value: {r}");
+}
+
+/// DOMAIN.md: a birth date in the future, an aanmelding or verzuim date more than a year ahead, or a date before
+/// 1990 refuses the whole message. The catalogue says which field is which (`date = "birth" | "planned"`).
+#[test]
+fn implausible_dates_refuse_the_whole_message() {
+    let p1 = example("P1-overstap-po-vo.json");
+    let today = date!(2026 - 12 - 07);
+    let run = |ptr, date| with_date(&p1, ptr, date, "obs-de-linde", &[], today);
+    // Birth date: today is the last plausible day.
+    assert!(run("/data/leerling/geboortedatum", "2026-12-07").is_ok());
+    assert_invalid_date(
+        run("/data/leerling/geboortedatum", "2026-12-08"),
+        "leerling.geboortedatum",
+        "birth date after today",
+        "2026-12-08",
+    );
+    // Aanmelding: up to a year ahead.
+    assert!(run("/data/aanmelding/datum", "2027-12-07").is_ok());
+    assert_invalid_date(
+        run("/data/aanmelding/datum", "2027-12-08"),
+        "aanmelding.datum",
+        "more than a year after today",
+        "2027-12-08",
+    );
+    assert_invalid_date(
+        run("/data/aanmelding/datum", "2099-01-01"),
+        "aanmelding.datum",
+        "more than a year after today",
+        "2099",
+    );
+    // Every other date field: from 1990-01-01 to a year ahead, also a field the flow withholds (P1 denies
+    // `diagnoses[].datum`): an implausible date says the message is not what the sender thinks it is.
+    for (ptr, path) in [
+        ("/data/leerling/geboortedatum", "leerling.geboortedatum"),
+        ("/data/aanmelding/datum", "aanmelding.datum"),
+        ("/data/inzage/datum", "inzage.datum"),
+        ("/data/toetsen/0/datum", "toetsen[0].datum"),
+        (
+            "/data/cognitief/onderzoeksdatum",
+            "cognitief.onderzoeksdatum",
+        ),
+        ("/data/diagnoses/0/datum", "diagnoses[0].datum"),
+    ] {
+        assert!(run(ptr, "1990-01-01").is_ok(), "{path}");
+        assert_invalid_date(run(ptr, "1989-12-31"), path, "before 1990-01-01", "1989");
+    }
+    for (ptr, path) in [
+        ("/data/inzage/datum", "inzage.datum"),
+        ("/data/toetsen/0/datum", "toetsen[0].datum"),
+        ("/data/diagnoses/0/datum", "diagnoses[0].datum"),
+    ] {
+        assert!(run(ptr, "2027-12-07").is_ok(), "{path}");
+        assert_invalid_date(
+            run(ptr, "2027-12-08"),
+            path,
+            "more than a year after today",
+            "2027",
+        );
+    }
+    // A value that is no date at all is still withheld as `invalid-value`; the rest goes.
+    let d = run("/data/toetsen/0/datum", "2026-02-30").unwrap();
+    assert!(withheld_reason(&d, "toetsen[0].datum").starts_with("invalid-value"));
+    // The first implausible date in the message is named, also in a later list element.
+    let mut env = p1.clone();
+    env["data"]["toetsen"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"naam": "x", "datum": "1970-01-01", "score": "x"}));
+    assert_invalid_date(
+        run_env(&env, "obs-de-linde", &[], today),
+        "toetsen[1].datum",
+        "before 1990-01-01",
+        "1970",
+    );
+
+    // P3: the verzuim period up to a year ahead.
+    let p3 = example("P3-verzuimmelding.json");
+    for (ptr, path) in [
+        ("/data/verzuim/begindatum", "verzuim.begindatum"),
+        ("/data/verzuim/einddatum", "verzuim.einddatum"),
+    ] {
+        assert!(
+            with_date(&p3, ptr, "2027-12-07", "lyceum-zuid", &[], today).is_ok(),
+            "{path}"
+        );
+        assert_invalid_date(
+            with_date(&p3, ptr, "2027-12-08", "lyceum-zuid", &[], today),
+            path,
+            "more than a year after today",
+            "2027",
+        );
+    }
+    assert_invalid_date(
+        with_date(
+            &p3,
+            "/data/leerling/geboortedatum",
+            "2030-01-01",
+            "lyceum-zuid",
+            &[],
+            today,
+        ),
+        "leerling.geboortedatum",
+        "birth date after today",
+        "2030",
+    );
+
+    // P4: a birth date in the future is refused as such before the consent's age rule reads it (a consent of the
+    // young person alone would otherwise make the refusal `consent-required`).
+    let p4 = example("P4-signaal-wijkteam.json");
+    let young = consent(
+        "c",
+        "vroegsignalering",
+        "wijkteam-noord",
+        &["*"],
+        GivenBy::Jongere,
+    );
+    for consents in [&[][..], std::slice::from_ref(&young)] {
+        assert_invalid_date(
+            with_date(
+                &p4,
+                "/data/leerling/geboortedatum",
+                "2026-12-08",
+                "obs-de-linde",
+                consents,
+                today,
+            ),
+            "leerling.geboortedatum",
+            "birth date after today",
+            "2026-12-08",
+        );
+    }
+}
+
+#[test]
+fn a_year_ahead_counts_calendar_days_and_a_leap_day_ends_on_28_february() {
+    use super::{implausible_date, DateRule};
+    let leap = date!(2028 - 02 - 29);
+    for rule in [Some(DateRule::Planned), None] {
+        assert_eq!(implausible_date(rule, date!(2029 - 02 - 28), leap), None);
+        assert!(implausible_date(rule, date!(2029 - 03 - 01), leap).is_some());
+    }
+    assert_eq!(implausible_date(Some(DateRule::Birth), leap, leap), None);
+    assert!(implausible_date(Some(DateRule::Birth), date!(2028 - 03 - 01), leap).is_some());
+    assert!(implausible_date(Some(DateRule::Birth), date!(1989 - 12 - 31), leap).is_some());
+}
+
 #[test]
 fn flows_that_are_not_written_do_not_exist() {
     let mut env = example("P3-verzuimmelding.json");

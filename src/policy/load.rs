@@ -14,7 +14,7 @@ use super::path::{valid_catalogue_path, valid_key, Pattern};
 use super::{
     screen, AggregateRules, Agreement, CatalogueField, Dimension, FieldRule, FieldTable, Flow,
     GeneraliseMethod, LegalBasis, MessageCatalogue, PathTree, PolicySet, RequiredField, RuleAction,
-    ScreenList, SubjectDelivery, TableField,
+    ScreenList, SubjectDelivery, TableField, ValueKind,
 };
 
 /// AVG art. 6 lid 1 grounds a flow may cite.
@@ -292,6 +292,15 @@ impl Builder {
                     ),
                 ));
             }
+            if fd.date.is_some() && fd.kind != Some(ValueKind::Date) {
+                self.errors.push(here.at(
+                    at,
+                    format!(
+                        "field `{}`: `date` (which dates are plausible) needs `kind = \"date\"`",
+                        fd.path
+                    ),
+                ));
+            }
             if fd.values.as_ref().is_some_and(|v| v.is_empty()) {
                 self.errors.push(here.at(
                     at,
@@ -323,6 +332,7 @@ impl Builder {
                 category: fd.category.clone(),
                 class: fd.class,
                 kind: fd.kind,
+                date: fd.date,
                 values: fd.values.clone(),
                 note: fd.note.clone(),
             });
@@ -992,6 +1002,36 @@ text = "30 dagen"
         let s = e.to_string();
         assert!(s.contains("p.toml:12:"), "{s}");
         assert!(s.contains("alow"), "{s}");
+    }
+
+    #[test]
+    fn a_date_rule_needs_a_date_field_and_a_known_rule() {
+        let catalogue = |field: &str| {
+            format!("[[message]]\ntype = \"rapport\"\nfields = [\n  {{ path = \"leerling.naam\", category = \"ADM\", class = \"S1\" }},\n  {field}\n]\n")
+        };
+        let ok = catalogue(
+            r#"{ path = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "date", date = "birth" }"#,
+        );
+        let set = load(&[("a.toml", &ok)]).unwrap();
+        let field = set
+            .catalogue("rapport")
+            .unwrap()
+            .field("leerling.geboortedatum")
+            .unwrap();
+        assert_eq!(field.date, Some(super::super::DateRule::Birth));
+        let not_a_date = catalogue(
+            r#"{ path = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "string", date = "birth" }"#,
+        );
+        let e = load(&[("a.toml", &not_a_date)]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("a.toml:5:") && e.contains("kind = \"date\""),
+            "{e}"
+        );
+        let unknown = catalogue(
+            r#"{ path = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "date", date = "soon" }"#,
+        );
+        let e = load(&[("a.toml", &unknown)]).unwrap_err().to_string();
+        assert!(e.contains("soon"), "{e}");
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub mod codes {
     pub const NO_AGREEMENT: ProblemCode = ProblemCode::NoAgreement;
     pub const MISSING_SUBJECT: ProblemCode = ProblemCode::MissingSubject;
     pub const INVALID_DATA: ProblemCode = ProblemCode::InvalidData;
+    pub const INVALID_DATE: ProblemCode = ProblemCode::InvalidDate;
     pub const CONSENT_REQUIRED: ProblemCode = ProblemCode::ConsentRequired;
     pub const MISSING_REQUIRED_FIELD: ProblemCode = ProblemCode::MissingRequiredField;
     pub const SCREENED_TERM: ProblemCode = ProblemCode::ScreenedTerm;
@@ -117,6 +118,59 @@ impl ValueKind {
     }
 }
 
+/// Which dates a `kind = "date"` field may hold (DOMAIN.md *Identifiers*: dates must be plausible). Every date,
+/// whatever its rule, is on or after `EARLIEST_DATE`; a field without a rule may lie at most a year ahead, as a
+/// `planned` one. `today` is the decision's day (the gateway's UTC date).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DateRule {
+    /// A birth date: not after today.
+    Birth,
+    /// A date that may lie ahead, such as an aanmelding or a verzuim period: at most one year after today.
+    Planned,
+}
+
+/// No date in a message is before this day (DOMAIN.md: a date before 1990 is refused).
+pub const EARLIEST_DATE: time::Date = time::macros::date!(1990 - 01 - 01);
+
+impl DateRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DateRule::Birth => "birth",
+            DateRule::Planned => "planned",
+        }
+    }
+}
+
+/// Why `d`, the value of a date field with `rule` (`None`: the general rule), is not plausible on `today`: the
+/// rule it breaks, in words, or `None` when it is plausible. Never names the value.
+pub fn implausible_date(
+    rule: Option<DateRule>,
+    d: time::Date,
+    today: time::Date,
+) -> Option<&'static str> {
+    if d < EARLIEST_DATE {
+        return Some("a date before 1990-01-01 is not plausible");
+    }
+    match rule {
+        Some(DateRule::Birth) if d > today => Some("a birth date after today is not plausible"),
+        Some(DateRule::Birth) => None,
+        Some(DateRule::Planned) | None if d > a_year_after(today) => {
+            Some("a date more than a year after today is not plausible")
+        }
+        Some(DateRule::Planned) | None => None,
+    }
+}
+
+/// The same day a year later; 29 February becomes 28 February.
+fn a_year_after(today: time::Date) -> time::Date {
+    let next = today.year() + 1;
+    today
+        .replace_year(next)
+        .or_else(|_| today.replace_day(28).and_then(|d| d.replace_year(next)))
+        .unwrap_or(time::Date::MAX)
+}
+
 /// One field of a message type's catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogueField {
@@ -124,6 +178,9 @@ pub struct CatalogueField {
     pub category: String,
     pub class: Class,
     pub kind: Option<ValueKind>,
+    /// For a field of kind `date`: which dates are plausible (`date = ...` in the catalogue; `None`: the general
+    /// rule). Always `None` for other kinds.
+    pub date: Option<DateRule>,
     /// A closed list: any other value is withheld (`not-in-closed-list`).
     pub values: Option<Vec<String>>,
     pub note: Option<String>,
@@ -1017,6 +1074,7 @@ mod tests {
             category: "ADM".into(),
             class: Class::S1,
             kind: None,
+            date: None,
             values: None,
             note: None,
         };

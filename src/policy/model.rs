@@ -39,6 +39,8 @@ pub(super) struct FieldDef {
     #[serde(default)]
     pub kind: Option<super::ValueKind>,
     #[serde(default)]
+    pub date: Option<super::DateRule>,
+    #[serde(default)]
     pub values: Option<Vec<String>>,
     #[serde(default)]
     pub note: Option<String>,
