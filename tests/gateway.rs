@@ -778,6 +778,66 @@ async fn onderwijsnummers_with_remainder_5_are_accepted_and_others_refused() {
     }
 }
 
+/// DOMAIN.md: an implausible date refuses the whole message (422 `invalid-date`): nothing is delivered, the refusal
+/// is logged once as `message-refused` with outcome `invalid-date`, and neither the answer nor the log nor the
+/// traces carry the date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implausible_dates_are_refused_logged_and_never_delivered() {
+    let canaries = canaries();
+    let tomorrow = (time::OffsetDateTime::now_utc().date() + time::Duration::days(1))
+        .format(time::macros::format_description!("[year]-[month]-[day]"))
+        .unwrap();
+    let cases = [
+        ("/data/aanmelding/datum", "2099-01-01", "aanmelding.datum"),
+        (
+            "/data/leerling/geboortedatum",
+            &tomorrow,
+            "leerling.geboortedatum",
+        ),
+        ("/data/toetsen/0/datum", "1989-12-31", "toetsen[0].datum"),
+    ];
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        let school = gw.client("obs-de-linde");
+        for (ptr, date, path) in cases {
+            let mut p1 = example_json("P1");
+            *p1.pointer_mut(ptr).unwrap() = json!(date);
+            let before = gw.log_entries().await.len();
+            let r = school.post_json("/v1/messages", &p1).await;
+            assert_eq!(
+                (r.status, r.code().as_str()),
+                (422, "invalid-date"),
+                "{path}: {}",
+                r.text()
+            );
+            let detail = r.json()["detail"].as_str().unwrap().to_owned();
+            assert!(detail.contains(&format!("`{path}`")), "{detail}");
+            assert!(
+                !r.text().contains(date),
+                "the date was echoed: {}",
+                r.text()
+            );
+            assert_absent(&r.body, &canaries, "the refusal");
+            let entries = gw.log_entries().await;
+            let new: Vec<_> = entries[before..].iter().map(|(_, e)| e).collect();
+            assert_eq!(new.len(), 1, "{path}: exactly one new entry, got {new:?}");
+            assert_eq!(new[0].event.map(|k| k.as_str()), Some("message-refused"));
+            assert_eq!(new[0].outcome, "invalid-date");
+            assert_eq!(new[0].flow_id.as_deref(), Some("P1"));
+            assert_eq!(new[0].partner, "obs-de-linde");
+        }
+        assert!(gw.client("lyceum-zuid").inbox().await.is_empty());
+        // The example as it is has plausible dates and goes.
+        let r = school.post("/v1/messages", &example("P1")).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(gw.client("lyceum-zuid").inbox().await.len(), 1);
+        let dates = ["2099-01-01".to_owned(), "1989-12-31".to_owned()];
+        assert_absent(&gw.database_bytes(), &dates, "the database");
+        assert_absent(gw.stderr().as_bytes(), &dates, "the tracing output");
+        assert_absent(&gw.database_bytes(), &canaries, "the database");
+    }
+}
+
 /// The `code`s of problem documents the gateway can answer with: every `ProblemCode` (the one table of codes; the
 /// type system keeps any other string out of a refusal) except the one that is only counted in metrics.
 fn problem_codes_in_source() -> BTreeSet<String> {
