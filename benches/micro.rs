@@ -57,6 +57,7 @@ fn bench_policy(c: &mut Criterion) {
         consents: &[],
         today: date!(2026 - 03 - 15),
         pseudonym_key: b"bench-pseudonym-secret",
+        sender_provides_jeugdhulp: false,
     };
     let d = decide(&policies, &req).expect("P1 decides");
     assert_eq!(d.flow_id, "P1");

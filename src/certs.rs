@@ -257,7 +257,13 @@ struct PartnerRow<'a> {
     organisation: Option<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     sees_all: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    jeugdhulp: bool,
 }
+
+/// Example partners that provide jeugdhulp (`jeugdhulp = true`: their disclosures follow the consent rules of
+/// Jeugdwet art. 7.3.11, MESSAGES.md "Example partners").
+pub const PROVIDES_JEUGDHULP: &[&str] = &["wijkteam-noord"];
 
 const PARTNERS_HEADER: &str = "\
 # Partners known to the gateway, found from the verified client certificate's subject
@@ -389,6 +395,7 @@ pub fn init(dir: &Path) -> Result<(), CertsError> {
             oin: p.oin,
             organisation: p.organisation,
             sees_all: p.sees_all,
+            jeugdhulp: PROVIDES_JEUGDHULP.contains(&p.id),
         })
         .collect();
     let body = toml::to_string(&PartnersToml { partner: rows })?;
@@ -663,13 +670,23 @@ mod tests {
             let role = Role::parse(row["role"].as_str().unwrap()).expect("known role");
             assert_eq!(role, p.role);
             assert_eq!(row["oin"].as_str().unwrap(), p.oin);
-            let allowed = ["id", "name", "role", "oin", "organisation", "sees_all"];
+            let allowed = [
+                "id",
+                "name",
+                "role",
+                "oin",
+                "organisation",
+                "sees_all",
+                "jeugdhulp",
+            ];
             assert!(row.keys().all(|k| allowed.contains(&k.as_str())), "{id}");
             let organisation = row.get("organisation").map(|v| v.as_str().unwrap());
             assert_eq!(organisation.is_some(), role == Role::PrivacyOfficer, "{id}");
             assert_eq!(organisation, p.organisation);
             let sees_all = row.get("sees_all").map(|v| v.as_bool().unwrap());
             assert_eq!(sees_all, (id == "fg-operator").then_some(true), "{id}");
+            let jeugdhulp = row.get("jeugdhulp").map(|v| v.as_bool().unwrap());
+            assert_eq!(jeugdhulp, (id == "wijkteam-noord").then_some(true), "{id}");
         }
         let fg = rows
             .iter()

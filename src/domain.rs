@@ -180,16 +180,40 @@ fn onderwijsnummer_check(d: &[u32]) -> bool {
     weighted_sum(d).rem_euclid(11) == 5
 }
 
-/// Who gave a consent (DOMAIN.md: parents under 12, child and parents 12–15, the young person from 16).
+/// Who gave a consent. Whether it counts depends on who discloses and on the pupil's age
+/// (DOMAIN.md "Legal bases"; `policy::consent_fits`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GivenBy {
+    /// A parent with gezag.
     Ouder,
     Voogd,
     Jongere,
-    /// Parent (or guardian) and the young person together, needed from 12 to 15.
+    /// Parent (or guardian) and the young person together: counts at every age.
     #[serde(rename = "ouder-en-jongere")]
     OuderEnJongere,
+    /// The representative of a person of 18 or over under curatele or mentorschap.
+    Vertegenwoordiger,
+}
+
+impl GivenBy {
+    pub const ALL: [GivenBy; 5] = [
+        GivenBy::Ouder,
+        GivenBy::Voogd,
+        GivenBy::Jongere,
+        GivenBy::OuderEnJongere,
+        GivenBy::Vertegenwoordiger,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GivenBy::Ouder => "ouder",
+            GivenBy::Voogd => "voogd",
+            GivenBy::Jongere => "jongere",
+            GivenBy::OuderEnJongere => "ouder-en-jongere",
+            GivenBy::Vertegenwoordiger => "vertegenwoordiger",
+        }
+    }
 }
 
 /// A consent as the policy decision sees it. The subject is already matched by the caller
@@ -205,6 +229,8 @@ pub struct ConsentRecord {
     /// Category codes (`ADM`, `DIAG`, ...) or `*` for every consent-only field of the flow.
     pub categories: Vec<String>,
     pub given_by: GivenBy,
+    /// The pupil's birth date as registered with the consent, for the age rules when the message carries none.
+    pub subject_birth_date: Option<time::Date>,
     pub valid_from: time::Date,
     pub valid_until: time::Date,
     pub withdrawn: bool,

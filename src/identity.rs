@@ -43,6 +43,9 @@ struct PartnerEntry {
     common_name: Option<String>,
     rate_per_second: Option<u32>,
     burst: Option<u32>,
+    /// The organisation provides jeugdhulp: its consents follow Jeugdwet art. 7.3.11 (DOMAIN.md).
+    #[serde(default)]
+    jeugdhulp: bool,
 }
 
 /// A partner known to the gateway, with its per-partner settings.
@@ -53,6 +56,9 @@ pub struct PartnerInfo {
     pub sees_all: bool,
     pub rate_per_second: Option<u32>,
     pub burst: Option<u32>,
+    /// `jeugdhulp = true`: a youth-care provider, whose disclosures fall under Jeugdwet art. 7.3.11's consent
+    /// rules instead of UAVG art. 5's.
+    pub jeugdhulp: bool,
 }
 
 /// `partners.toml`: certificate (OIN, common name) -> partner.
@@ -100,6 +106,7 @@ impl PartnerDirectory {
                 sees_all: e.sees_all,
                 rate_per_second: e.rate_per_second,
                 burst: e.burst,
+                jeugdhulp: e.jeugdhulp,
             });
             if dir.by_id.insert(e.id.clone(), info.clone()).is_some() {
                 return Err(format!("partner id {} appears twice", e.id));

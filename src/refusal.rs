@@ -58,6 +58,7 @@ problem_codes! {
     // The policy's refusals of a message as a whole.
     NoPolicy = "no-policy", 403;
     ConsentRequired = "consent-required", 403;
+    ConsentAgeUnknown = "consent-age-unknown", 422;
     NoAgreement = "no-agreement", 403;
     WrongType = "wrong-type", 422;
     MissingSubject = "missing-subject", 422;

@@ -1157,14 +1157,16 @@ async fn art15_report_for_the_pupil_of_p4_and_p5_lists_both_exchanges() {
             "wijkteam-noord",
         )
         .await;
-        let (p5_consent, _) = consent(
-            &gw,
-            "wijkteam-noord",
-            PUPIL_P4,
-            "afstemming-ondersteuning",
-            "obs-de-linde",
-        )
-        .await;
+        // The P5 carries no birth date: the wijkteam registers the pupil's with its consent (without one a parent's
+        // consent no longer counts: the age rules fail closed).
+        let mut body = consent_body(PUPIL_P4, "afstemming-ondersteuning", "obs-de-linde");
+        body["subject_birth_date"] = json!("2016-04-22");
+        let r = gw
+            .client("wijkteam-noord")
+            .post_json("/v1/consents", &body)
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let p5_consent = r.json()["consent_id"].as_str().unwrap().to_owned();
         let r = gw
             .client("obs-de-linde")
             .post("/v1/messages", &example("P4"))

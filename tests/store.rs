@@ -175,6 +175,7 @@ fn consent(id: &str, subject: &str, registered_by: &str, created_ms: i64) -> Sto
         valid_until: "2026-01-01".into(),
         created_ms,
         withdrawn_ms: None,
+        subject_birth_date: Some("2014-03-02".into()),
     }
 }
 

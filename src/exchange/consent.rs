@@ -5,14 +5,14 @@
 //! Registration and withdrawal are log entries, committed together with the change.
 
 use super::{disclosure_json, new_id};
-use crate::audit::entry::EventKind;
+use crate::audit::entry::{EventKind, LogEntry};
 use crate::audit::writer::now_ms;
 use crate::domain::{GivenBy, Role, SubjectId, SubjectKind};
 use crate::envelope;
 use crate::gateway::Gateway;
 use crate::identity::Caller;
 use crate::refusal::{ProblemCode, Refusal};
-use crate::store::{Mutation, StoredConsent};
+use crate::store::{EntryFilter, Mutation, StoredConsent};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -33,33 +33,60 @@ struct ConsentRequest {
     evidence: String,
     valid_from: String,
     valid_until: String,
+    /// The pupil's birth date, for the age rules when a message carries none.
+    #[serde(default)]
+    subject_birth_date: Option<String>,
 }
 
-const CONSENT_SHAPE: &str = "a consent has subject {pgn|bsn|onderwijsnummer}, purpose, recipient, categories (list), \
-given_by (ouder, voogd, jongere, ouder-en-jongere), evidence, valid_from and valid_until (YYYY-MM-DD), all required";
+const CONSENT_SHAPE: &str = "a consent has subject {pgn|bsn|onderwijsnummer|message_id}, purpose, recipient, categories \
+(list), given_by (ouder, voogd, jongere, ouder-en-jongere, vertegenwoordiger), evidence, valid_from and valid_until \
+(YYYY-MM-DD), all required; subject_birth_date (YYYY-MM-DD) is optional";
+
+/// How long after a message id's creation time its disclosure entry is looked for (the entry is written while the
+/// send request runs; the margin allows for clocks of several instances).
+const DISCLOSURE_WINDOW_MS: i64 = 15 * 60 * 1000;
 
 fn invalid(detail: impl Into<String>) -> Refusal {
     Refusal::new(ProblemCode::InvalidConsent, detail)
 }
 
-fn parse_subject(map: &serde_json::Map<String, Value>) -> Result<SubjectId, Refusal> {
+/// How a consent names its pupil.
+enum ConsentSubject {
+    /// A PGN, BSN or onderwijsnummer (the registrar holds it).
+    Number(SubjectId),
+    /// A message the registrar received (a wijkteam never holds the PGN): its pupil.
+    Message(String),
+}
+
+const SUBJECT_SHAPE: &str = "subject names exactly one of pgn, bsn, onderwijsnummer, message_id";
+
+fn parse_subject(map: &serde_json::Map<String, Value>) -> Result<ConsentSubject, Refusal> {
     if map.len() != 1 {
-        return Err(Refusal::new(
-            ProblemCode::InvalidSubject,
-            "subject names exactly one of pgn, bsn, onderwijsnummer",
-        ));
+        return Err(Refusal::new(ProblemCode::InvalidSubject, SUBJECT_SHAPE));
     }
     let (k, v) = map.iter().next().expect("one member");
     let kind = match k.as_str() {
         "pgn" => SubjectKind::Pgn,
         "bsn" => SubjectKind::Bsn,
         "onderwijsnummer" => SubjectKind::Onderwijsnummer,
-        _ => {
-            return Err(Refusal::new(
-                ProblemCode::InvalidSubject,
-                "subject names exactly one of pgn, bsn, onderwijsnummer",
-            ))
+        "message_id" => {
+            // Message ids are 32 lowercase hex digits (`new_id`); anything else names no message.
+            return match v.as_str() {
+                Some(id)
+                    if id.len() == 32
+                        && id
+                            .bytes()
+                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+                {
+                    Ok(ConsentSubject::Message(id.to_owned()))
+                }
+                _ => Err(Refusal::new(
+                    ProblemCode::InvalidSubject,
+                    "subject.message_id is the id of a message you received",
+                )),
+            };
         }
+        _ => return Err(Refusal::new(ProblemCode::InvalidSubject, SUBJECT_SHAPE)),
     };
     let number = v.as_str().ok_or_else(|| {
         Refusal::new(
@@ -68,7 +95,71 @@ fn parse_subject(map: &serde_json::Map<String, Value>) -> Result<SubjectId, Refu
         )
     })?;
     SubjectId::new(kind, number)
+        .map(ConsentSubject::Number)
         .map_err(|e| Refusal::new(ProblemCode::InvalidSubjectId, e.to_string()))
+}
+
+/// The keyed pseudonym of the pupil a consent names. A message id resolves only for that message's receiver, from
+/// its mailbox row or, once acknowledged or purged, from its disclosure entry; any other caller gets 404, as for
+/// a message that does not exist.
+async fn subject_pseudonym(
+    gw: &Gateway,
+    caller: &Caller,
+    subject: ConsentSubject,
+) -> Result<String, Refusal> {
+    let id = match subject {
+        ConsentSubject::Number(s) => return Ok(gw.keys.subject_pseudonym(s.number())),
+        ConsentSubject::Message(id) => id,
+    };
+    let not_found = || Refusal::not_found("no message with this id was received by you");
+    let no_pupil = || {
+        Refusal::new(
+            ProblemCode::InvalidSubject,
+            "the message named by subject.message_id is about no single pupil",
+        )
+    };
+    let store_failed = |e| Refusal::audit_unavailable().because(e);
+    if let Some(m) = gw.store.message(&id).await.map_err(store_failed)? {
+        if m.msg.receiver != caller.id() {
+            return Err(not_found());
+        }
+        return m.msg.subject.ok_or_else(no_pupil);
+    }
+    // Acknowledged or purged: its disclosure entry still names the pupil, by pseudonym. The id's first 48 bits are
+    // its creation time, which bounds where the entry is.
+    let created_ms = i64::from_str_radix(&id[..12], 16).map_err(|_| not_found())?;
+    let mut filter = EntryFilter {
+        from_ms: Some(created_ms.saturating_sub(DISCLOSURE_WINDOW_MS)),
+        until_ms: Some(created_ms.saturating_add(DISCLOSURE_WINDOW_MS)),
+        organisation: Some(caller.id().to_owned()),
+        event: Some(EventKind::MessageDisclosed.as_str().to_owned()),
+        limit: 500,
+        ..EntryFilter::default()
+    };
+    loop {
+        let page = gw
+            .store
+            .query_entries(&filter)
+            .await
+            .map_err(store_failed)?;
+        for row in &page {
+            if row.receiver.as_deref() != Some(caller.id()) {
+                continue;
+            }
+            let Ok(entry) = LogEntry::decode(&row.bytes) else {
+                continue;
+            };
+            if entry.message_id.as_deref() == Some(id.as_str()) {
+                return entry.subject.ok_or_else(no_pupil);
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == filter.limit => {
+                filter.after = Some((last.time_ms, last.log_id.clone(), last.seq));
+            }
+            _ => return Err(not_found()),
+        }
+    }
 }
 
 fn parse_date(s: &str, field: &str) -> Result<time::Date, Refusal> {
@@ -118,6 +209,12 @@ async fn register(gw: &Gateway, caller: &Caller, body: &[u8]) -> Result<Value, R
         }
     })?;
     let subject = parse_subject(&req.subject)?;
+    if let Some(d) = &req.subject_birth_date {
+        if parse_date(d, "subject_birth_date")? > time::OffsetDateTime::now_utc().date() {
+            return Err(invalid("subject_birth_date lies in the future"));
+        }
+    }
+    let by_message = matches!(subject, ConsentSubject::Message(_));
     if req.purpose.trim().is_empty() || req.purpose.len() > 100 {
         return Err(invalid("purpose names a purpose of the policies"));
     }
@@ -144,12 +241,9 @@ async fn register(gw: &Gateway, caller: &Caller, body: &[u8]) -> Result<Value, R
     if until < from {
         return Err(invalid("valid_until lies before valid_from"));
     }
-    let subject_key = gw.keys.subject_pseudonym(subject.number());
+    let subject_key = subject_pseudonym(gw, caller, subject).await?;
     let id = new_id();
-    let given_by = serde_json::to_value(req.given_by)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let given_by = req.given_by.as_str().to_owned();
     let stored = StoredConsent {
         id: id.clone(),
         registered_by: caller.partner().organisation_id().to_owned(),
@@ -164,13 +258,22 @@ async fn register(gw: &Gateway, caller: &Caller, body: &[u8]) -> Result<Value, R
         valid_until: req.valid_until,
         created_ms: now_ms(),
         withdrawn_ms: None,
+        subject_birth_date: req.subject_birth_date,
     };
     let mut entry = gw.entry_for(caller, EventKind::ConsentRecorded);
     entry.subject = Some(subject_key);
     entry.purpose = Some(req.purpose);
     entry.receiver = Some(req.recipient);
     entry.consents = vec![id.clone()];
-    entry.detail = Some(format!("categories {}", req.categories.join(",")));
+    entry.detail = Some(format!(
+        "categories {}{}",
+        req.categories.join(","),
+        if by_message {
+            "; pupil named by a message the registrar received"
+        } else {
+            ""
+        }
+    ));
     let receipts = gw
         .writer
         .append(vec![entry], vec![Mutation::InsertConsent(stored)])
@@ -187,6 +290,7 @@ fn consent_json(c: &StoredConsent) -> Value {
         "recipient": c.recipient,
         "categories": serde_json::from_str::<Value>(&c.categories).unwrap_or(Value::Null),
         "given_by": c.given_by,
+        "subject_birth_date": c.subject_birth_date,
         "evidence": c.evidence,
         "valid_from": c.valid_from,
         "valid_until": c.valid_until,

@@ -273,6 +273,7 @@ mod tests {
             recipient: "wijkteam-noord".into(),
             categories: vec!["*".into()],
             given_by: GivenBy::Ouder,
+            subject_birth_date: None,
             valid_from: date!(2026 - 11 - 01),
             valid_until: date!(2027 - 07 - 31),
             withdrawn,

@@ -28,6 +28,10 @@ pub fn consent_record(c: &StoredConsent) -> Option<ConsentRecord> {
         recipient: c.recipient.clone(),
         categories: serde_json::from_str(&c.categories).ok()?,
         given_by: serde_json::from_value(Value::String(c.given_by.clone())).ok()?,
+        subject_birth_date: match &c.subject_birth_date {
+            Some(d) => Some(time::Date::parse(d, &fmt).ok()?),
+            None => None,
+        },
         valid_from: time::Date::parse(&c.valid_from, &fmt).ok()?,
         valid_until: time::Date::parse(&c.valid_until, &fmt).ok()?,
         withdrawn: c.withdrawn_ms.is_some(),

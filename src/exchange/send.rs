@@ -275,6 +275,7 @@ fn decide(
         consents,
         today: time::OffsetDateTime::now_utc().date(),
         pseudonym_key: gw.keys.pseudonym_secret(),
+        sender_provides_jeugdhulp: caller.info.jeugdhulp,
     };
     policy::decide(policies, &request)
 }

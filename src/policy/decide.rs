@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::data::Node;
 
+use super::ages::{consent_fits, About, AgeRule, Fit};
 use super::path::{self, Seg};
 use super::transform::{self, pseudonym, pseudonym_input, receiver_key};
 use super::{
@@ -15,7 +16,7 @@ use super::{
     Flow, Leaf, LeafAction, MessageCatalogue, PathTree, PolicySet, Refusal, RuleAction,
     SubjectDelivery, ValueKind, Why, MIN_JUSTIFICATION_CHARS, NONE,
 };
-use crate::domain::{ConsentRecord, GivenBy, Partner, SubjectId};
+use crate::domain::{ConsentRecord, Partner, SubjectId};
 
 /// Everything the decision depends on.
 pub struct DecisionRequest<'a> {
@@ -33,10 +34,16 @@ pub struct DecisionRequest<'a> {
     pub today: time::Date,
     /// The gateway's pseudonym secret; the key per receiving organisation is derived from it.
     pub pseudonym_key: &'a [u8],
+    /// The sender provides jeugdhulp (`partners.toml` `jeugdhulp = true`): its consents follow Jeugdwet
+    /// art. 7.3.11 instead of UAVG art. 5.
+    pub sender_provides_jeugdhulp: bool,
 }
 
 /// Where the pupil's birth date is read from for the consent age rules.
 pub const BIRTH_DATE_PATH: &str = "leerling.geboortedatum";
+
+/// Catalogue paths of data about the parents themselves: their consent is needed at every age.
+pub const PARENTS_PREFIX: &str = "ouders[].";
 
 /// Decides what of `req.data` the receiver may get, or refuses the message as a whole.
 pub fn decide(policy: &PolicySet, req: &DecisionRequest) -> Result<Decision, Refusal> {
@@ -113,36 +120,146 @@ pub fn age_on(birth: time::Date, today: time::Date) -> i32 {
     age
 }
 
-/// Who may consent at `age` (DOMAIN.md, UAVG art. 5): the parents or guardian under 12 (a consent
-/// given together with the child also counts), parents and child together from 12 to 15, the young
-/// person alone from 16. Unknown age: any.
-pub fn consent_fits_age(given_by: GivenBy, age: Option<i32>) -> bool {
-    match age {
-        None => true,
-        Some(a) if a < 12 => matches!(
-            given_by,
-            GivenBy::Ouder | GivenBy::Voogd | GivenBy::OuderEnJongere
-        ),
-        Some(a) if a < 16 => given_by == GivenBy::OuderEnJongere,
-        Some(_) => given_by == GivenBy::Jongere,
+/// One consent record that applies to this message (purpose, receiver, in force on the day), judged once.
+struct Judged<'c> {
+    rec: &'c ConsentRecord,
+    /// Registered by the sender's organisation: the only one whose consent may unlock its disclosure.
+    own: bool,
+    /// Whether it counts for data about the pupil, and about the parents (`ouders[].*`).
+    pupil: Fit,
+    parents: Fit,
+}
+
+impl Judged<'_> {
+    fn fit(&self, about: About) -> Fit {
+        match about {
+            About::Pupil => self.pupil,
+            About::Parents => self.parents,
+        }
     }
 }
 
-/// The consent records that count for this message, best first (longest valid, then by id) so the
-/// choice does not depend on the order the caller passed them in.
-fn usable_consents<'c>(req: &DecisionRequest<'c>, age: Option<i32>) -> Vec<&'c ConsentRecord> {
-    let mut v: Vec<&ConsentRecord> = req
-        .consents
-        .iter()
-        .filter(|c| c.applies(req.purpose, req.receiver, req.today))
-        .filter(|c| consent_fits_age(c.given_by, age))
-        .collect();
-    v.sort_by(|a, b| {
-        b.valid_until
-            .cmp(&a.valid_until)
-            .then_with(|| a.consent_id.cmp(&b.consent_id))
-    });
-    v
+/// The consent records of this message that apply, best first (longest valid, then by id) so the choice does
+/// not depend on the order the caller passed them in.
+struct Consents<'c> {
+    all: Vec<Judged<'c>>,
+}
+
+impl<'c> Consents<'c> {
+    fn judge(req: &DecisionRequest<'c>, flow: &Flow) -> Consents<'c> {
+        let envelope_age = path::get_dotted(req.data, BIRTH_DATE_PATH)
+            .and_then(transform::parse_date)
+            .map(|b| age_on(b, req.today));
+        let rule = AgeRule::for_discloser(req.sender_provides_jeugdhulp);
+        let sender = req.sender.organisation_id();
+        let mut all: Vec<Judged<'c>> = req
+            .consents
+            .iter()
+            .filter(|c| c.applies(req.purpose, req.receiver, req.today))
+            .map(|rec| {
+                // The message's birth date first; else the one registered with the consent.
+                let age =
+                    envelope_age.or_else(|| rec.subject_birth_date.map(|b| age_on(b, req.today)));
+                let fit =
+                    |about| consent_fits(rule, flow.consent_12_15_both, rec.given_by, about, age);
+                Judged {
+                    rec,
+                    own: rec.registered_by == sender,
+                    pupil: fit(About::Pupil),
+                    parents: fit(About::Parents),
+                }
+            })
+            .collect();
+        all.sort_by(|a, b| {
+            b.rec
+                .valid_until
+                .cmp(&a.rec.valid_until)
+                .then_with(|| a.rec.consent_id.cmp(&b.rec.consent_id))
+        });
+        Consents { all }
+    }
+
+    /// The position of the best consent that counts for data `about` someone in `category` (any category when
+    /// `None`).
+    fn find(&self, about: About, category: Option<&str>) -> Option<usize> {
+        self.all.iter().position(|j| {
+            j.own
+                && j.fit(about) == Fit::Counts
+                && category.is_none_or(|c| j.rec.covers_category(c))
+        })
+    }
+
+    /// Why no consent counts for data `about` someone in `category` (any when `None`): the most useful reason
+    /// for the sender, naming no value.
+    fn why_not(&self, about: About, category: Option<&str>) -> Why {
+        let covering = || {
+            self.all
+                .iter()
+                .filter(move |j| category.is_none_or(|c| j.rec.covers_category(c)))
+        };
+        if covering().any(|j| j.own && j.fit(about) == Fit::AgeUnknown) {
+            Why::ConsentAgeUnknown
+        } else if covering().any(|j| j.own && j.fit(about) == Fit::WrongGiver) {
+            match about {
+                About::Pupil => Why::ConsentWrongGiver,
+                About::Parents => Why::ConsentNotParents,
+            }
+        } else if covering().any(|j| !j.own) {
+            Why::ConsentOtherOrganisation
+        } else {
+            Why::ConsentMissing
+        }
+    }
+}
+
+/// Whom a catalogue field is about.
+fn about(field_path: &str) -> About {
+    if field_path.starts_with(PARENTS_PREFIX) {
+        About::Parents
+    } else {
+        About::Pupil
+    }
+}
+
+/// The refusal of a message that needs a consent no record gives: 422 when only the pupil's unknown age stands in
+/// the way (a birth date would settle it), else 403. The detail names the rule, never a value.
+fn no_consent(flow: &Flow, req: &DecisionRequest, why: Why) -> Refusal {
+    let rule = AgeRule::for_discloser(req.sender_provides_jeugdhulp);
+    match why {
+        Why::ConsentAgeUnknown => Refusal::new(
+            codes::CONSENT_AGE_UNKNOWN,
+            format!(
+                "flow {}: who may consent depends on the pupil's age ({}) and no birth date is known: send \
+                 leerling.geboortedatum or register the consent with subject_birth_date",
+                flow.id,
+                rule.citation()
+            ),
+        ),
+        Why::ConsentWrongGiver | Why::ConsentNotParents => Refusal::new(
+            codes::CONSENT_REQUIRED,
+            format!(
+                "flow {} rests on consent and no consent for this purpose and receiver was given by someone who may \
+                 consent for the pupil at this age ({})",
+                flow.id,
+                rule.citation()
+            ),
+        ),
+        Why::ConsentOtherOrganisation => Refusal::new(
+            codes::CONSENT_REQUIRED,
+            format!(
+                "flow {} rests on consent: a consent for this purpose was registered by another organisation, not by \
+                 the sender; only the sender's own consent counts",
+                flow.id
+            ),
+        ),
+        _ => Refusal::new(
+            codes::CONSENT_REQUIRED,
+            format!(
+                "flow {} rests on consent and no valid consent for this purpose and receiver was found",
+                flow.id
+            ),
+        ),
+    }
 }
 
 fn justification_ok(j: Option<&str>) -> bool {
@@ -242,14 +359,9 @@ fn decide_record(
     if let Some(rule) = birth.and_then(|b| implausible_date(Some(DateRule::Birth), b, req.today)) {
         return Err(invalid_date(flow, BIRTH_DATE_PATH, rule));
     }
-    let age = birth.map(|b| age_on(b, req.today));
-    let consents = usable_consents(req, age);
-    if flow.consent && consents.is_empty() {
-        return Err(Refusal::new(codes::CONSENT_REQUIRED, format!(
-                "flow {} rests on consent and no valid consent for this purpose and receiver was found",
-                flow.id
-            ),
-        ));
+    let consents = Consents::judge(req, flow);
+    if flow.consent && consents.find(About::Pupil, None).is_none() {
+        return Err(no_consent(flow, req, consents.why_not(About::Pupil, None)));
     }
     check_required(flow, req)?;
     check_screening(flow, req)?;
@@ -267,7 +379,7 @@ fn decide_record(
         leaves: Vec::with_capacity(64),
         indices: Vec::new(),
         other: Vec::new(),
-        consent_slots: vec![NONE; consents.len()],
+        consent_slots: vec![NONE; consents.all.len()],
         consent_ids: Vec::new(),
         out: Vec::with_capacity(2048),
         today: req.today,
@@ -288,6 +400,14 @@ fn decide_record(
     };
     if let Some((path, rule)) = walk.implausible.take() {
         return Err(invalid_date(flow, &path, rule));
+    }
+    if !walk.leaves.iter().any(|l| l.action.is_delivered())
+        && walk
+            .leaves
+            .iter()
+            .any(|l| l.action == LeafAction::Withheld(Why::ConsentAgeUnknown))
+    {
+        return Err(no_consent(flow, req, Why::ConsentAgeUnknown));
     }
 
     let special_delivered = walk.leaves.iter().any(|l| {
@@ -315,7 +435,8 @@ fn decide_record(
         }
     }
     if flow.consent {
-        if let Some(c) = consents.first() {
+        if let Some(j) = consents.find(About::Pupil, None) {
+            let c = &consents.all[j].rec;
             if !used.contains(&c.consent_id) {
                 used.push(c.consent_id.clone());
             }
@@ -365,7 +486,7 @@ struct Walk<'p, 'c, 'v, 'b> {
     flow: &'p Flow,
     catalogue: &'p MessageCatalogue,
     tree: &'p PathTree,
-    consents: &'p [&'c ConsentRecord],
+    consents: &'p Consents<'c>,
     secret: &'p [u8],
     organisation: &'p str,
     /// The receiver's pseudonym key, derived when first needed.
@@ -526,13 +647,10 @@ impl<'v, 'b> Walk<'_, '_, 'v, 'b> {
         }
         let mut consent = None;
         if flow.consent || rule.action.needs_consent() {
-            match self
-                .consents
-                .iter()
-                .position(|c| c.covers_category(&field.category))
-            {
+            let about = about(&field.path);
+            match self.consents.find(about, Some(&field.category)) {
                 Some(j) => consent = Some(j),
-                None => return withhold(Why::ConsentMissing),
+                None => return withhold(self.consents.why_not(about, Some(&field.category))),
             }
         }
         let action = match &rule.action {
@@ -562,7 +680,8 @@ impl<'v, 'b> Walk<'_, '_, 'v, 'b> {
     fn consent_slot(&mut self, j: usize) -> u32 {
         if self.consent_slots[j] == NONE {
             self.consent_slots[j] = self.consent_ids.len() as u32;
-            self.consent_ids.push(self.consents[j].consent_id.clone());
+            self.consent_ids
+                .push(self.consents.all[j].rec.consent_id.clone());
         }
         self.consent_slots[j]
     }
@@ -592,18 +711,32 @@ mod tests {
 
     #[test]
     fn who_may_consent_depends_on_age() {
-        use GivenBy::*;
-        for g in [Ouder, Voogd, OuderEnJongere] {
-            assert!(consent_fits_age(g, Some(11)));
+        use crate::domain::GivenBy::*;
+        let fits =
+            |rule, strict, g, age| consent_fits(rule, strict, g, About::Pupil, age) == Fit::Counts;
+        let (uavg, jw) = (AgeRule::Uavg5, AgeRule::Jeugdwet7311);
+        for rule in [uavg, jw] {
+            for g in [Ouder, Voogd, OuderEnJongere] {
+                assert!(fits(rule, false, g, Some(11)));
+            }
+            assert!(!fits(rule, false, Jongere, Some(11)));
+            assert!(fits(rule, true, OuderEnJongere, Some(12)));
+            assert!(fits(rule, false, Jongere, Some(16)));
+            assert!(!fits(rule, false, Ouder, Some(16)));
         }
-        assert!(!consent_fits_age(Jongere, Some(11)));
-        assert!(consent_fits_age(OuderEnJongere, Some(12)));
-        assert!(!consent_fits_age(Ouder, Some(15)));
-        assert!(!consent_fits_age(Jongere, Some(15)));
-        assert!(consent_fits_age(Jongere, Some(16)));
-        assert!(!consent_fits_age(Ouder, Some(16)));
-        assert!(!consent_fits_age(OuderEnJongere, Some(17)));
-        assert!(consent_fits_age(Jongere, None));
+        // Under UAVG art. 5 a parent still decides at 15 (the old engine asked both from 12, for every discloser);
+        // under the Jeugdwet with the stricter policy choice, only both together count.
+        assert!(fits(uavg, false, Ouder, Some(15)));
+        assert!(!fits(jw, true, Ouder, Some(15)));
+        assert!(!fits(jw, true, Jongere, Some(15)));
+        assert!(!fits(uavg, false, Jongere, Some(15)));
+        // Parents and young person together count at every age (the old engine refused them from 16).
+        assert!(fits(uavg, false, OuderEnJongere, Some(17)));
+        // An unknown age no longer lets any giver count (the old engine failed open here).
+        assert_eq!(
+            consent_fits(uavg, false, Jongere, About::Pupil, None),
+            Fit::AgeUnknown
+        );
     }
 
     /// `Decision`'s methods read the compact outcomes; they must say what the `FieldOutcome`s say, whose paths
@@ -635,22 +768,26 @@ mod tests {
             let subject = env["subject"]["pgn"]
                 .as_str()
                 .map(|n| SubjectId::new(SubjectKind::Pgn, n).unwrap());
-            let consents: Vec<ConsentRecord> =
-                [GivenBy::Ouder, GivenBy::OuderEnJongere, GivenBy::Jongere]
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, given_by)| ConsentRecord {
-                        consent_id: format!("c{i}"),
-                        registered_by: "afzender".into(),
-                        purpose: flow.purpose.clone(),
-                        recipient: receiver.id.clone(),
-                        categories: vec!["*".into()],
-                        given_by,
-                        valid_from: time::macros::date!(2026 - 01 - 01),
-                        valid_until: time::macros::date!(2027 - 07 - 31),
-                        withdrawn: false,
-                    })
-                    .collect();
+            let consents: Vec<ConsentRecord> = [
+                crate::domain::GivenBy::Ouder,
+                crate::domain::GivenBy::OuderEnJongere,
+                crate::domain::GivenBy::Jongere,
+            ]
+            .into_iter()
+            .enumerate()
+            .map(|(i, given_by)| ConsentRecord {
+                consent_id: format!("c{i}"),
+                registered_by: "afzender".into(),
+                purpose: flow.purpose.clone(),
+                recipient: receiver.id.clone(),
+                categories: vec!["*".into()],
+                given_by,
+                subject_birth_date: None,
+                valid_from: time::macros::date!(2026 - 01 - 01),
+                valid_until: time::macros::date!(2027 - 07 - 31),
+                withdrawn: false,
+            })
+            .collect();
             // Also with keys outside the catalogue, a key outside its grammar and longer arrays.
             let mut odd = env["data"].clone();
             if let Some(m) = odd.as_object_mut() {
@@ -678,6 +815,7 @@ mod tests {
                         consents,
                         today: time::macros::date!(2026 - 03 - 15),
                         pseudonym_key: b"test",
+                        sender_provides_jeugdhulp: false,
                     };
                     let Ok(d) = decide(&set, &req) else { continue };
                     decided += 1;

@@ -124,6 +124,16 @@ pub fn explain(policy: &PolicySet, from: Role, to: Role, purpose: &str) -> Resul
             "not for the flow as a whole"
         }
     );
+    let _ = writeln!(
+        s,
+        "  who consents:   the sender's own consent only; by the sender's law and the pupil's age: UAVG art. 5 \
+         (schools, SWVs), Jeugdwet art. 7.3.11 (jeugdhulp = true); parents' own data: the parents{}",
+        if flow.consent_12_15_both {
+            "; 12 to 15: ouder-en-jongere (a policy choice, stricter than the law)"
+        } else {
+            ""
+        }
+    );
     let subject = match flow.subject {
         SubjectDelivery::AsIs => format!(
             "delivered as is (basis: {})",

@@ -56,14 +56,24 @@ fn partner(id: &str) -> Partner {
     }
 }
 
+/// `registered_by` of `consent()`: `run_env` puts the message's sender there, the only organisation whose consent
+/// counts (DOMAIN.md). Tests of ownership set `registered_by` to a partner id instead.
+const BY_SENDER: &str = "<the sender>";
+
+/// As `certs-example/partners.toml`: the wijkteam provides jeugdhulp.
+fn provides_jeugdhulp(id: &str) -> bool {
+    id == "wijkteam-noord"
+}
+
 fn consent(id: &str, purpose: &str, recipient: &str, cats: &[&str], by: GivenBy) -> ConsentRecord {
     ConsentRecord {
         consent_id: id.into(),
-        registered_by: "obs-de-linde".into(),
+        registered_by: BY_SENDER.into(),
         purpose: purpose.into(),
         recipient: recipient.into(),
         categories: cats.iter().map(|c| c.to_string()).collect(),
         given_by: by,
+        subject_birth_date: None,
         valid_from: date!(2026 - 01 - 01),
         valid_until: date!(2027 - 07 - 31),
         withdrawn: false,
@@ -79,6 +89,18 @@ fn run_env(
 ) -> Result<Decision, Refusal> {
     let sender = partner(from);
     let receiver = partner(env["to"].as_str().unwrap());
+    let consents: Vec<ConsentRecord> = consents
+        .iter()
+        .map(|c| ConsentRecord {
+            registered_by: if c.registered_by == BY_SENDER {
+                from.to_owned()
+            } else {
+                c.registered_by.clone()
+            },
+            ..c.clone()
+        })
+        .collect();
+    let consents = &consents[..];
     let subject = env
         .get("subject")
         .and_then(|s| s.get("pgn"))
@@ -95,6 +117,7 @@ fn run_env(
         consents,
         today,
         pseudonym_key: SECRET,
+        sender_provides_jeugdhulp: provides_jeugdhulp(from),
     };
     let result = decide(policies(), &req);
     match &result {
@@ -315,7 +338,7 @@ fn p1_attachments_need_a_consent_that_fits_purpose_receiver_category_and_age() {
         "bijlagen[0].mediatype",
         "bijlagen[0].inhoud",
     ];
-    // The pupil (born 2014-03-02) is 12 on P1_TODAY: parent and child consent together.
+    // The pupil (born 2014-03-02) is 12 on P1_TODAY: parent and child consent together count at every age.
     let good = consent(
         "c-att",
         "overstap-po-vo",
@@ -357,15 +380,47 @@ fn p1_attachments_need_a_consent_that_fits_purpose_receiver_category_and_age() {
         &att,
     );
 
+    // A school discloses: UAVG art. 5, so at 12 the parent alone still decides (this test used to expect the
+    // stricter rule of youth care, ouder-en-jongere from 12, for schools too: DOMAIN.md says otherwise).
+    let parent = ConsentRecord {
+        given_by: GivenBy::Ouder,
+        ..good.clone()
+    };
+    assert_delivered(
+        &run_env(&env, "obs-de-linde", &[parent], P1_TODAY).unwrap(),
+        &env,
+        &att,
+    );
+    // The pupil alone does not, under 16; nor a consent that the receiver registered.
+    for (c, code) in [
+        (
+            ConsentRecord {
+                given_by: GivenBy::Jongere,
+                ..good.clone()
+            },
+            "consent-wrong-giver",
+        ),
+        (
+            ConsentRecord {
+                given_by: GivenBy::Vertegenwoordiger,
+                ..good.clone()
+            },
+            "consent-wrong-giver",
+        ),
+        (
+            ConsentRecord {
+                registered_by: "lyceum-zuid".into(),
+                ..good.clone()
+            },
+            "consent-other-organisation",
+        ),
+    ] {
+        let d = run_env(&env, "obs-de-linde", std::slice::from_ref(&c), P1_TODAY).unwrap();
+        assert_withheld(&d, &att, code);
+        assert!(d.consents_used.is_empty(), "{c:?}");
+    }
+
     let not_counting = [
-        ConsentRecord {
-            given_by: GivenBy::Ouder,
-            ..good.clone()
-        },
-        ConsentRecord {
-            given_by: GivenBy::Jongere,
-            ..good.clone()
-        },
         ConsentRecord {
             categories: vec!["DIAG".into()],
             ..good.clone()
@@ -715,12 +770,20 @@ fn p2_attachments_with_a_consent_of_parent_and_child() {
     );
     assert_eq!(d.consents_used, vec!["c-tlv".to_string()]);
     assert_withheld(&d, &["jeugdhulp.inhoud"], "deny");
+    // A school discloses (UAVG art. 5): at 13 a parent alone suffices (this test used to expect it refused, the
+    // youth-care rule applied to a school); the pupil alone does not.
     let parent_only = ConsentRecord {
         given_by: GivenBy::Ouder,
-        ..c
+        ..c.clone()
     };
     let d = run_env(&env, "lyceum-zuid", &[parent_only], P2_TODAY).unwrap();
-    assert_withheld(&d, &["bijlagen[0].inhoud"], "consent-missing");
+    assert_delivered(&d, &env, &["bijlagen[0].inhoud"]);
+    let pupil_only = ConsentRecord {
+        given_by: GivenBy::Jongere,
+        ..c
+    };
+    let d = run_env(&env, "lyceum-zuid", &[pupil_only], P2_TODAY).unwrap();
+    assert_withheld(&d, &["bijlagen[0].inhoud"], "consent-wrong-giver");
 }
 
 // ------------------------------------------------------------------------------------------ P3
@@ -1051,7 +1114,24 @@ fn p4_consent_age_rules_follow_the_birth_date() {
         &["*"],
         GivenBy::Ouder,
     );
-    // 14 years old: the parent alone no longer suffices.
+    // 14 years old and a school discloses: UAVG art. 5, the parent still decides. (This test used to expect a
+    // refusal here: the engine applied youth care's stricter 12–15 rule to schools.)
+    assert!(run_env(
+        &env,
+        "obs-de-linde",
+        std::slice::from_ref(&parent),
+        P4_TODAY
+    )
+    .is_ok());
+    let both = ConsentRecord {
+        given_by: GivenBy::OuderEnJongere,
+        ..parent.clone()
+    };
+    assert!(run_env(&env, "obs-de-linde", std::slice::from_ref(&both), P4_TODAY).is_ok());
+    // 16 and over: the young person, or both together (this test used to refuse `ouder-en-jongere` from 16, though
+    // it counts at every age); a parent alone does not.
+    env["data"]["leerling"]["geboortedatum"] = json!("2010-01-10");
+    assert!(run_env(&env, "obs-de-linde", std::slice::from_ref(&both), P4_TODAY).is_ok());
     let r = run_env(
         &env,
         "obs-de-linde",
@@ -1059,41 +1139,165 @@ fn p4_consent_age_rules_follow_the_birth_date() {
         P4_TODAY,
     )
     .unwrap_err();
-    assert_eq!(r.code, "consent-required");
-    let both = ConsentRecord {
-        given_by: GivenBy::OuderEnJongere,
-        ..parent.clone()
-    };
-    assert!(run_env(&env, "obs-de-linde", std::slice::from_ref(&both), P4_TODAY).is_ok());
-    // 16 and over: only the young person.
-    env["data"]["leerling"]["geboortedatum"] = json!("2010-01-10");
-    assert_eq!(
-        run_env(&env, "obs-de-linde", &[both], P4_TODAY)
-            .unwrap_err()
-            .code,
-        "consent-required"
-    );
+    assert_eq!((r.code.as_str(), r.status), ("consent-required", 403));
+    assert!(r.detail.contains("UAVG art. 5"), "{}", r.detail);
     let young = ConsentRecord {
         given_by: GivenBy::Jongere,
+        ..parent.clone()
+    };
+    let d = run_env(&env, "obs-de-linde", std::slice::from_ref(&young), P4_TODAY).unwrap();
+    // Data about the parents needs the parents' consent at every age.
+    assert_delivered(&d, &env, &["leerling.voornamen"]);
+    assert_withheld(
+        &d,
+        &["ouders[0].naam", "ouders[0].telefoon"],
+        "consent-not-parents",
+    );
+    let parents = ConsentRecord {
+        consent_id: "p".into(),
+        ..parent.clone()
+    };
+    let d = run_env(&env, "obs-de-linde", &[young.clone(), parents], P4_TODAY).unwrap();
+    assert_delivered(&d, &env, &["leerling.voornamen", "ouders[0].naam"]);
+    assert_eq!(
+        d.outcome("ouders[0].naam").unwrap().consent_id.as_deref(),
+        Some("p")
+    );
+    assert_eq!(
+        d.outcome("leerling.voornamen")
+            .unwrap()
+            .consent_id
+            .as_deref(),
+        Some("c")
+    );
+
+    // No birth date in the message: the consent's own birth date decides, and without one an age-dependent
+    // consent does not count (422, never a guess); `ouder-en-jongere` counts at every age.
+    let mut no_birth = env.clone();
+    no_birth["data"]["leerling"]
+        .as_object_mut()
+        .unwrap()
+        .remove("geboortedatum");
+    for c in [&parent, &young] {
+        let r = run_env(&no_birth, "obs-de-linde", std::slice::from_ref(c), P4_TODAY).unwrap_err();
+        assert_eq!(
+            (r.code.as_str(), r.status),
+            ("consent-age-unknown", 422),
+            "{c:?}"
+        );
+    }
+    assert!(run_env(
+        &no_birth,
+        "obs-de-linde",
+        std::slice::from_ref(&both),
+        P4_TODAY
+    )
+    .is_ok());
+    let ten = ConsentRecord {
+        subject_birth_date: Some(date!(2016 - 04 - 22)),
+        ..parent.clone()
+    };
+    assert!(run_env(
+        &no_birth,
+        "obs-de-linde",
+        std::slice::from_ref(&ten),
+        P4_TODAY
+    )
+    .is_ok());
+    let ten_alone = ConsentRecord {
+        given_by: GivenBy::Jongere,
+        ..ten.clone()
+    };
+    let r = run_env(&no_birth, "obs-de-linde", &[ten_alone], P4_TODAY).unwrap_err();
+    assert_eq!(r.code, "consent-required");
+    // The message's birth date goes before the consent's.
+    let seventeen = ConsentRecord {
+        subject_birth_date: Some(date!(2009 - 01 - 10)),
         ..parent
     };
-    assert!(run_env(&env, "obs-de-linde", &[young], P4_TODAY).is_ok());
+    env["data"]["leerling"]["geboortedatum"] = json!("2016-04-22");
+    assert!(run_env(&env, "obs-de-linde", &[seventeen], P4_TODAY).is_ok());
+}
+
+/// The defect of issue 25: a consent the wijkteam registered for itself unlocked the school's P4.
+#[test]
+fn p4_a_consent_counts_only_for_the_organisation_that_registered_it() {
+    let env = example("P4-signaal-wijkteam.json");
+    let mine = consent(
+        "c",
+        "vroegsignalering",
+        "wijkteam-noord",
+        &["*"],
+        GivenBy::Ouder,
+    );
+    for other in ["wijkteam-noord", "cbs-het-anker"] {
+        let theirs = ConsentRecord {
+            registered_by: other.into(),
+            ..mine.clone()
+        };
+        let r = run_env(
+            &env,
+            "obs-de-linde",
+            std::slice::from_ref(&theirs),
+            P4_TODAY,
+        )
+        .unwrap_err();
+        assert_eq!((r.code.as_str(), r.status), ("consent-required", 403));
+        assert!(
+            r.detail
+                .contains("registered by another organisation, not by the sender"),
+            "{}",
+            r.detail
+        );
+        // With the sender's own consent beside it, the own one is the one used.
+        let d = run_env(
+            &env,
+            "obs-de-linde",
+            &[
+                theirs,
+                ConsentRecord {
+                    consent_id: "own".into(),
+                    ..mine.clone()
+                },
+            ],
+            P4_TODAY,
+        )
+        .unwrap();
+        assert_eq!(d.consents_used, vec!["own".to_string()]);
+    }
+    // In a flow that does not rest on consent as a whole, consent-only fields are withheld with the same reason.
+    let p1 = example("P1-overstap-po-vo.json");
+    let theirs = ConsentRecord {
+        registered_by: "lyceum-zuid".into(),
+        ..consent(
+            "c",
+            "overstap-po-vo",
+            "lyceum-zuid",
+            &["ATT"],
+            GivenBy::OuderEnJongere,
+        )
+    };
+    let d = run_env(&p1, "obs-de-linde", &[theirs], P1_TODAY).unwrap();
+    assert_withheld(&d, &["bijlagen[0].inhoud"], "consent-other-organisation");
+    assert!(withheld_reason(&d, "bijlagen[0].inhoud").contains("not by the sender"));
 }
 
 // ------------------------------------------------------------------------------------------ P5
 
 const P5_TODAY: time::Date = date!(2026 - 12 - 01);
 
+/// The P5 carries no birth date: the age comes from the consent (the pupil of the P4, born 2016-04-22, is 10).
+fn p5_consent(id: &str, recipient: &str, cats: &[&str], by: GivenBy) -> ConsentRecord {
+    ConsentRecord {
+        subject_birth_date: Some(date!(2016 - 04 - 22)),
+        ..consent(id, "afstemming-ondersteuning", recipient, cats, by)
+    }
+}
+
 #[test]
 fn p5_feedback_with_consent_delivers_involvement_contact_and_advice_only() {
     let env = example("P5-terugkoppeling-school.json");
-    let c = consent(
-        "c-p5",
-        "afstemming-ondersteuning",
-        "obs-de-linde",
-        &["*"],
-        GivenBy::Ouder,
-    );
+    let c = p5_consent("c-p5", "obs-de-linde", &["*"], GivenBy::Ouder);
     let d = run_env(&env, "wijkteam-noord", &[c], P5_TODAY).unwrap();
     assert_accounted(&d, &env);
     assert_eq!(d.flow_id, "P5");
@@ -1130,13 +1334,7 @@ fn p5_without_consent_or_with_a_partial_one() {
     let env = example("P5-terugkoppeling-school.json");
     let r = run_env(&env, "wijkteam-noord", &[], P5_TODAY).unwrap_err();
     assert_eq!((r.code.as_str(), r.status), ("consent-required", 403));
-    let adm = consent(
-        "c-adm",
-        "afstemming-ondersteuning",
-        "school-po",
-        &["ADM"],
-        GivenBy::Ouder,
-    );
+    let adm = p5_consent("c-adm", "school-po", &["ADM"], GivenBy::Ouder);
     let d = run_env(&env, "wijkteam-noord", &[adm], P5_TODAY).unwrap();
     assert_delivered(&d, &env, &["wijkteam.contactpersoon"]);
     assert_withheld(
@@ -1146,19 +1344,86 @@ fn p5_without_consent_or_with_a_partial_one() {
     );
     let mut no_just = env.clone();
     no_just["justification"] = Value::Null;
-    let c = consent(
-        "c",
-        "afstemming-ondersteuning",
-        "obs-de-linde",
-        &["*"],
-        GivenBy::Ouder,
-    );
+    let c = p5_consent("c", "obs-de-linde", &["*"], GivenBy::Ouder);
     assert_eq!(
         run_env(&no_just, "wijkteam-noord", &[c], P5_TODAY)
             .unwrap_err()
             .code,
         "justification-required"
     );
+}
+
+/// The wijkteam provides jeugdhulp: Jeugdwet art. 7.3.11, with the policy's stricter choice for 12 to 15.
+#[test]
+fn p5_consent_follows_the_jeugdwet_ages_with_the_policys_stricter_12_to_15() {
+    let env = example("P5-terugkoppeling-school.json");
+    assert!(flow_by_id("P5").consent_12_15_both);
+    let born = |y, by| ConsentRecord {
+        subject_birth_date: Some(
+            time::Date::from_calendar_date(y, time::Month::January, 10).unwrap(),
+        ),
+        ..p5_consent("c", "obs-de-linde", &["*"], by)
+    };
+    use GivenBy::*;
+    // (birth year → age on P5_TODAY, given by, counts)
+    let table = [
+        (2016, Ouder, true),
+        (2016, Voogd, true),
+        (2016, Jongere, false),
+        (2013, Ouder, false),
+        (2013, Jongere, false),
+        (2013, OuderEnJongere, true),
+        (2009, Jongere, true),
+        (2009, Ouder, false),
+        (2007, Vertegenwoordiger, true),
+        (2009, Vertegenwoordiger, false),
+    ];
+    for (year, by, counts) in table {
+        let r = run_env(&env, "wijkteam-noord", &[born(year, by)], P5_TODAY);
+        match (counts, r) {
+            (true, Ok(d)) => assert_eq!(d.flow_id, "P5"),
+            (false, Err(r)) => {
+                assert_eq!(
+                    (r.code.as_str(), r.status),
+                    ("consent-required", 403),
+                    "{year} {by:?}"
+                );
+                assert!(r.detail.contains("Jeugdwet art. 7.3.11"), "{}", r.detail);
+            }
+            (counts, r) => panic!(
+                "{year} {by:?}: expected counts={counts}, got {:?}",
+                r.map(|d| d.flow_id)
+            ),
+        }
+    }
+    // No birth date anywhere: 422, unless both gave it.
+    let unknown = ConsentRecord {
+        subject_birth_date: None,
+        ..born(2016, Ouder)
+    };
+    let r = run_env(&env, "wijkteam-noord", &[unknown], P5_TODAY).unwrap_err();
+    assert_eq!((r.code.as_str(), r.status), ("consent-age-unknown", 422));
+    assert!(run_env(
+        &env,
+        "wijkteam-noord",
+        &[ConsentRecord {
+            subject_birth_date: None,
+            ..born(2016, OuderEnJongere)
+        }],
+        P5_TODAY
+    )
+    .is_ok());
+    // A consent the school registered does not unlock the wijkteam's disclosure.
+    let schools = ConsentRecord {
+        registered_by: "obs-de-linde".into(),
+        ..born(2016, Ouder)
+    };
+    let r = run_env(&env, "wijkteam-noord", &[schools], P5_TODAY).unwrap_err();
+    assert!(r.detail.contains("not by the sender"), "{}", r.detail);
+}
+
+fn flow_by_id(id: &str) -> &'static Flow {
+    policies().flows().find(|f| f.id == id).unwrap()
 }
 
 // ------------------------------------------------------------------------------------------ P6
@@ -1592,8 +1857,9 @@ mod properties {
         variant: u8,
     }
 
-    /// purpose ok, recipient kind, categories, `*`, given by, valid from/until offsets, withdrawn.
-    type ConsentSpec = (bool, u8, Vec<usize>, bool, u8, i64, i64, bool);
+    /// purpose ok, recipient kind, categories, `*`, given by, valid from/until offsets, withdrawn, registered by the
+    /// receiver instead of the sender.
+    type ConsentSpec = (bool, u8, Vec<usize>, bool, u8, i64, i64, bool, bool);
 
     #[derive(Debug, Clone)]
     struct Case {
@@ -1620,7 +1886,7 @@ mod properties {
             ),
             proptest::collection::vec(("[a-z_]{1,8}|[A-Z ]{1,5}", 0u8..3), 0..3),
             proptest::bool::weighted(0.8),
-            proptest::option::of(4i32..19),
+            proptest::option::weighted(0.85, 4i32..26),
             0u8..3,
             proptest::collection::vec(
                 (
@@ -1628,12 +1894,13 @@ mod properties {
                     0u8..3,
                     proptest::collection::vec(0usize..12, 0..4),
                     any::<bool>(),
-                    0u8..4,
+                    0u8..5,
                     -60i64..10,
                     -10i64..60,
                     proptest::bool::weighted(0.1),
+                    proptest::bool::weighted(0.1),
                 ),
-                0..4,
+                0..5,
             ),
             any::<u64>(),
         )
@@ -1735,10 +2002,13 @@ mod properties {
             .iter()
             .enumerate()
             .map(
-                |(i, (purpose_ok, rcpt, cats, star, by, from_off, until_off, withdrawn))| {
+                |(
+                    i,
+                    (purpose_ok, rcpt, cats, star, by, from_off, until_off, withdrawn, foreign),
+                )| {
                     ConsentRecord {
                         consent_id: format!("c{i}"),
-                        registered_by: from.into(),
+                        registered_by: if *foreign { to.into() } else { from.into() },
                         purpose: if *purpose_ok {
                             flow.purpose.clone()
                         } else {
@@ -1756,12 +2026,16 @@ mod properties {
                                 .map(|k| categories[k % categories.len()].to_owned())
                                 .collect()
                         },
-                        given_by: [
-                            GivenBy::Ouder,
-                            GivenBy::Voogd,
-                            GivenBy::Jongere,
-                            GivenBy::OuderEnJongere,
-                        ][*by as usize],
+                        given_by: GivenBy::ALL[*by as usize % GivenBy::ALL.len()],
+                        // The age also on the consent, for flows whose message has no birth date (P5).
+                        subject_birth_date: c.age.map(|age| {
+                            time::Date::from_calendar_date(
+                                TODAY.year() - age,
+                                time::Month::March,
+                                1,
+                            )
+                            .unwrap()
+                        }),
                         valid_from: TODAY + time::Duration::days(*from_off),
                         valid_until: TODAY + time::Duration::days(*until_off),
                         withdrawn: *withdrawn,
@@ -1863,7 +2137,14 @@ mod properties {
                         let rec = b.consents.iter().find(|r| &r.consent_id == id).unwrap();
                         prop_assert!(rec.applies(&flow.purpose, &receiver, TODAY));
                         prop_assert!(rec.covers_category(&field.category));
-                        prop_assert!(decide::consent_fits_age(rec.given_by, age));
+                        prop_assert_eq!(&rec.registered_by, sender(&c), "only the sender's consent counts");
+                        let rule = AgeRule::for_discloser(provides_jeugdhulp(sender(&c)));
+                        let about = if cp.starts_with(decide::PARENTS_PREFIX) { About::Parents } else { About::Pupil };
+                        let age = age.or_else(|| rec.subject_birth_date.map(|b| decide::age_on(b, TODAY)));
+                        prop_assert_eq!(
+                            consent_fits(rule, flow.consent_12_15_both, rec.given_by, about, age),
+                            Fit::Counts
+                        );
                     }
                     (None, false) => {}
                     (got, needs) => prop_assert!(false, "{}: consent {:?}, needed {}", f.path, got, needs),
@@ -1933,5 +2214,184 @@ mod properties {
             ok > 60 && refused > 20 && consented > 10,
             "ok {ok}, refused {refused}, consented {consented}"
         );
+    }
+}
+
+/// Who may consent, against a table written by hand from DOMAIN.md ("Legal bases", the consent bullets), not
+/// computed by the engine's code: every age 0–25 and an unknown age × every `GivenBy` × every kind of discloser ×
+/// data about the pupil or about the parents; and the same through `decide` for the flows that exist (a school's
+/// P4, the youth-care wijkteam's P5).
+mod consent_ages {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Discloser {
+        School,
+        Swv,
+        /// A wijkteam that provides jeugdhulp, under the default policy's stricter 12–15 choice (P5).
+        YouthCare,
+        /// The same without the policy choice: the Jeugdwet alone.
+        YouthCareLawOnly,
+    }
+
+    const DISCLOSERS: [Discloser; 4] = [
+        Discloser::School,
+        Discloser::Swv,
+        Discloser::YouthCare,
+        Discloser::YouthCareLawOnly,
+    ];
+
+    /// `Y` counts, `N` does not, `U` does not because the age is unknown (422 when nothing else serves).
+    /// Columns: ages 0–11, 12–15, 16–17, 18 and over, unknown.
+    fn pupil_row(d: Discloser, g: GivenBy) -> &'static str {
+        use GivenBy::*;
+        match (d, g) {
+            // UAVG art. 5: under 16 the legal representative, from 16 the pupil; both together always;
+            // the representative of an adult under curatele/mentorschap from 18.
+            (Discloser::School | Discloser::Swv, Ouder) => "YYNNU",
+            (Discloser::School | Discloser::Swv, Voogd) => "YYNNU",
+            (Discloser::School | Discloser::Swv, Jongere) => "NNYYU",
+            (Discloser::School | Discloser::Swv, OuderEnJongere) => "YYYYY",
+            (Discloser::School | Discloser::Swv, Vertegenwoordiger) => "NNNYU",
+            // Jeugdwet 7.3.11: under 12 parents with gezag or voogd, from 12 the young person ...
+            (Discloser::YouthCareLawOnly, Ouder) => "YNNNU",
+            (Discloser::YouthCareLawOnly, Voogd) => "YNNNU",
+            (Discloser::YouthCareLawOnly, Jongere) => "NYYYU",
+            (Discloser::YouthCareLawOnly, OuderEnJongere) => "YYYYY",
+            (Discloser::YouthCareLawOnly, Vertegenwoordiger) => "NNNYU",
+            // ... and ketenpoort's default policy asks both together from 12 to 15.
+            (Discloser::YouthCare, Ouder) => "YNNNU",
+            (Discloser::YouthCare, Voogd) => "YNNNU",
+            (Discloser::YouthCare, Jongere) => "NNYYU",
+            (Discloser::YouthCare, OuderEnJongere) => "YYYYY",
+            (Discloser::YouthCare, Vertegenwoordiger) => "NNNYU",
+        }
+    }
+
+    /// Data about the parents themselves: the parents' consent at every age, whoever discloses.
+    fn parents_counts(g: GivenBy) -> bool {
+        matches!(g, GivenBy::Ouder | GivenBy::Voogd | GivenBy::OuderEnJongere)
+    }
+
+    fn expected(d: Discloser, g: GivenBy, about: About, age: Option<i32>) -> Fit {
+        if about == About::Parents {
+            return if parents_counts(g) {
+                Fit::Counts
+            } else {
+                Fit::WrongGiver
+            };
+        }
+        let column = match age {
+            Some(0..=11) => 0,
+            Some(12..=15) => 1,
+            Some(16..=17) => 2,
+            Some(_) => 3,
+            None => 4,
+        };
+        match pupil_row(d, g).as_bytes()[column] {
+            b'Y' => Fit::Counts,
+            b'N' => Fit::WrongGiver,
+            _ => Fit::AgeUnknown,
+        }
+    }
+
+    fn engine(d: Discloser, g: GivenBy, about: About, age: Option<i32>) -> Fit {
+        let (jeugdhulp, strict) = match d {
+            Discloser::School | Discloser::Swv => (false, false),
+            Discloser::YouthCare => (true, true),
+            Discloser::YouthCareLawOnly => (true, false),
+        };
+        consent_fits(AgeRule::for_discloser(jeugdhulp), strict, g, about, age)
+    }
+
+    #[test]
+    fn every_age_giver_discloser_and_subject_against_the_table() {
+        for d in DISCLOSERS {
+            for g in GivenBy::ALL {
+                for about in [About::Pupil, About::Parents] {
+                    for age in (0..=25).map(Some).chain([None]) {
+                        assert_eq!(
+                            engine(d, g, about, age),
+                            expected(d, g, about, age),
+                            "{d:?} {g:?} {about:?} age {age:?}"
+                        );
+                    }
+                }
+            }
+        }
+        // The P5 flow carries the stricter choice, and the example wijkteam provides jeugdhulp.
+        assert!(flow_by_id("P5").consent_12_15_both);
+        assert!(!flow_by_id("P4").consent_12_15_both);
+        assert!(provides_jeugdhulp("wijkteam-noord") && !provides_jeugdhulp("obs-de-linde"));
+    }
+
+    fn case() -> impl Strategy<Value = (bool, usize, Option<i32>, bool)> {
+        (
+            any::<bool>(),
+            0..GivenBy::ALL.len(),
+            prop_oneof![1 => Just(None), 8 => (0i32..=25).prop_map(Some)],
+            any::<bool>(),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Through `decide`: a school's P4 and the wijkteam's P5 with one consent of the sender, the age from the
+        /// message (P4) or from the consent (`subject_birth_date`, P5; or P4 when `on_consent`).
+        #[test]
+        fn decide_follows_the_table(
+            (youth_care, g, age, on_consent) in case()
+        ) {
+            let g = GivenBy::ALL[g];
+            let (mut env, from, to, purpose, today, d) = if youth_care {
+                (example("P5-terugkoppeling-school.json"), "wijkteam-noord", "obs-de-linde",
+                 "afstemming-ondersteuning", P5_TODAY, Discloser::YouthCare)
+            } else {
+                (example("P4-signaal-wijkteam.json"), "obs-de-linde", "wijkteam-noord",
+                 "vroegsignalering", P4_TODAY, Discloser::School)
+            };
+            let birth = age.map(|a| {
+                time::Date::from_calendar_date(today.year() - a, time::Month::January, 1).unwrap()
+            });
+            let leerling = env["data"]["leerling"].as_object_mut();
+            let mut c = consent("c", purpose, to, &["*"], g);
+            match (leerling, birth) {
+                (Some(l), Some(b)) if !on_consent => {
+                    l.insert("geboortedatum".into(), json!(b.to_string()));
+                }
+                (l, b) => {
+                    if let Some(l) = l {
+                        l.remove("geboortedatum");
+                    }
+                    c.subject_birth_date = b;
+                }
+            }
+            let result = run_env(&env, from, &[c], today);
+            match expected(d, g, About::Pupil, age) {
+                Fit::Counts => {
+                    let decision = result.unwrap();
+                    let parents_field = decision.outcome("ouders[0].naam");
+                    if let Some(o) = parents_field {
+                        let delivered = o.action.is_delivered();
+                        prop_assert_eq!(delivered, expected(d, g, About::Parents, age) == Fit::Counts);
+                        if !delivered {
+                            prop_assert_eq!(&o.action, &FieldAction::Withheld { reason: WithheldReason::ConsentNotParents });
+                        }
+                    }
+                    let pupil_field = if youth_care { "wijkteam.betrokken" } else { "leerling.voornamen" };
+                    prop_assert!(decision.outcome(pupil_field).unwrap().action.is_delivered());
+                }
+                Fit::WrongGiver => {
+                    let r = result.unwrap_err();
+                    prop_assert_eq!((r.code.as_str(), r.status), ("consent-required", 403));
+                }
+                Fit::AgeUnknown => {
+                    let r = result.unwrap_err();
+                    prop_assert_eq!((r.code.as_str(), r.status), ("consent-age-unknown", 422));
+                }
+            }
+        }
     }
 }

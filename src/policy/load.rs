@@ -841,6 +841,7 @@ impl Builder {
             retention_text: d.retention.text.clone(),
             justification_required: d.justification == JustificationDef::Required,
             consent: d.consent,
+            consent_12_15_both: d.consent_12_15.is_some(),
             subject: d.subject,
             subject_basis: d.subject_basis.clone(),
             agreement,

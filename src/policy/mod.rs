@@ -10,6 +10,7 @@
 //! a message into an error, a refusal detail, a withheld reason or `Debug` output: those name
 //! field paths, rules and categories only.
 
+mod ages;
 mod aggregate;
 mod check;
 mod decide;
@@ -31,8 +32,9 @@ use serde::Deserialize;
 
 use crate::domain::Role;
 
+pub use ages::{consent_fits, About, AgeRule, Fit};
 pub use check::{check, check_sources, lint, Finding, Severity};
-pub use decide::{age_on, consent_fits_age, decide, DecisionRequest, BIRTH_DATE_PATH};
+pub use decide::{age_on, decide, DecisionRequest, BIRTH_DATE_PATH, PARENTS_PREFIX};
 pub use explain::explain;
 pub use load::PolicyError;
 pub use path::{strip_paths, Pattern};
@@ -47,6 +49,7 @@ pub mod codes {
     pub const INVALID_DATA: ProblemCode = ProblemCode::InvalidData;
     pub const INVALID_DATE: ProblemCode = ProblemCode::InvalidDate;
     pub const CONSENT_REQUIRED: ProblemCode = ProblemCode::ConsentRequired;
+    pub const CONSENT_AGE_UNKNOWN: ProblemCode = ProblemCode::ConsentAgeUnknown;
     pub const MISSING_REQUIRED_FIELD: ProblemCode = ProblemCode::MissingRequiredField;
     pub const SCREENED_TERM: ProblemCode = ProblemCode::ScreenedTerm;
     pub const JUSTIFICATION_REQUIRED: ProblemCode = ProblemCode::JustificationRequired;
@@ -500,6 +503,9 @@ pub struct Flow {
     pub justification_required: bool,
     /// The whole flow rests on consent: no applying consent record, no message.
     pub consent: bool,
+    /// `consent_12_15 = "ouder-en-jongere"`: from 12 to 15 only a consent of parents and young person together
+    /// counts (a policy choice, stricter than the law).
+    pub consent_12_15_both: bool,
     pub subject: SubjectDelivery,
     pub subject_basis: Option<String>,
     pub agreement: Option<Agreement>,
@@ -604,6 +610,14 @@ pub enum WithheldReason {
     NotInFlow,
     NotInCatalogue,
     ConsentMissing,
+    /// The only consents covering the field were registered by another organisation than the sender.
+    ConsentOtherOrganisation,
+    /// Who may consent depends on the pupil's age and no birth date is known.
+    ConsentAgeUnknown,
+    /// The consent was not given by someone who may consent for the pupil at this age.
+    ConsentWrongGiver,
+    /// Data about the parents, and no consent of the parents.
+    ConsentNotParents,
     NotInClosedList,
     InvalidValue,
     /// An aggregate cell below the minimum size, or suppressed to protect one.
@@ -617,6 +631,10 @@ impl WithheldReason {
             WithheldReason::NotInFlow => "not-in-flow",
             WithheldReason::NotInCatalogue => "not-in-catalogue",
             WithheldReason::ConsentMissing => "consent-missing",
+            WithheldReason::ConsentOtherOrganisation => "consent-other-organisation",
+            WithheldReason::ConsentAgeUnknown => "consent-age-unknown",
+            WithheldReason::ConsentWrongGiver => "consent-wrong-giver",
+            WithheldReason::ConsentNotParents => "consent-not-parents",
             WithheldReason::NotInClosedList => "not-in-closed-list",
             WithheldReason::InvalidValue => "invalid-value",
             WithheldReason::Suppressed => "suppressed",
@@ -632,6 +650,18 @@ impl WithheldReason {
                 "the field is not in the catalogue of this message type"
             }
             WithheldReason::ConsentMissing => "no valid consent covers this field's category",
+            WithheldReason::ConsentOtherOrganisation => {
+                "a consent for this purpose was registered by another organisation, not by the sender; only the sender's own consent counts"
+            }
+            WithheldReason::ConsentAgeUnknown => {
+                "who may consent depends on the pupil's age and no birth date is known (leerling.geboortedatum or the consent's subject_birth_date)"
+            }
+            WithheldReason::ConsentWrongGiver => {
+                "the consent was not given by someone who may consent for the pupil at this age (UAVG art. 5, or Jeugdwet art. 7.3.11 when a youth-care organisation discloses)"
+            }
+            WithheldReason::ConsentNotParents => {
+                "data about the parents needs the parents' consent (ouder, voogd or ouder-en-jongere)"
+            }
             WithheldReason::NotInClosedList => {
                 "the value is not one of the catalogue's closed list"
             }
@@ -742,6 +772,10 @@ pub(super) enum Why {
     NotInFlow,
     NotInCatalogue,
     ConsentMissing,
+    ConsentOtherOrganisation,
+    ConsentAgeUnknown,
+    ConsentWrongGiver,
+    ConsentNotParents,
     NotInClosedList,
     InvalidValue,
 }
@@ -754,6 +788,10 @@ impl Why {
             Why::NotInFlow => Some(WithheldReason::NotInFlow),
             Why::NotInCatalogue => Some(WithheldReason::NotInCatalogue),
             Why::ConsentMissing => Some(WithheldReason::ConsentMissing),
+            Why::ConsentOtherOrganisation => Some(WithheldReason::ConsentOtherOrganisation),
+            Why::ConsentAgeUnknown => Some(WithheldReason::ConsentAgeUnknown),
+            Why::ConsentWrongGiver => Some(WithheldReason::ConsentWrongGiver),
+            Why::ConsentNotParents => Some(WithheldReason::ConsentNotParents),
             Why::NotInClosedList => Some(WithheldReason::NotInClosedList),
             Why::InvalidValue => Some(WithheldReason::InvalidValue),
         }

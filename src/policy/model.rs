@@ -65,6 +65,9 @@ pub(super) struct FlowDef {
     pub justification: JustificationDef,
     #[serde(default)]
     pub consent: bool,
+    /// `"ouder-en-jongere"`: from 12 to 15 only a consent of parents and young person together counts.
+    #[serde(default)]
+    pub consent_12_15: Option<Consent1215Def>,
     pub subject: super::SubjectDelivery,
     #[serde(default)]
     pub subject_basis: Option<String>,
@@ -82,6 +85,13 @@ pub(super) struct FlowDef {
     pub screening: Vec<Spanned<ScreenDef>>,
     #[serde(default)]
     pub aggregate: Option<Spanned<AggregateDef>>,
+}
+
+/// The only stricter rule for 12 to 15 a flow may choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum Consent1215Def {
+    OuderEnJongere,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -167,6 +167,8 @@ pub struct StoredConsent {
     pub valid_until: String,
     pub created_ms: i64,
     pub withdrawn_ms: Option<i64>,
+    /// The pupil's birth date (`YYYY-MM-DD`) registered with the consent, for the age rules.
+    pub subject_birth_date: Option<String>,
 }
 
 /// A change recorded by the log entries of the same batch.

@@ -40,6 +40,11 @@ fn migrator() -> Migrator {
             "stored Merkle subtrees",
             include_str!("../../migrations/postgres/0003_log_subtrees.sql"),
         ),
+        (
+            4,
+            "pupil birth date on consents",
+            include_str!("../../migrations/postgres/0004_consent_birth_date.sql"),
+        ),
     ])
 }
 

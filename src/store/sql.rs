@@ -75,6 +75,7 @@ fn consent_from_row(row: &$row) -> Result<StoredConsent, StoreError> {
         valid_until: row.try_get("valid_until")?,
         created_ms: row.try_get("created_ms")?,
         withdrawn_ms: row.try_get("withdrawn_ms")?,
+        subject_birth_date: row.try_get("subject_birth_date")?,
     })
 }
 
@@ -211,9 +212,9 @@ const CLAIM_SQL: &str = concat!("SELECT fetch_count FROM messages WHERE id = $1"
 const DELETE_MESSAGE_SQL: &str = "DELETE FROM messages WHERE id = $1";
 const COUNT_FETCH_SQL: &str = "UPDATE messages SET fetch_count = fetch_count + 1 WHERE id = $1";
 const INSERT_IDEMPOTENCY_SQL: &str = "INSERT INTO idempotency (sender, key, body_hash, status, response, log_id, seq, leaf_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-const INSERT_CONSENT_SQL: &str = "INSERT INTO consents (id, registered_by, subject, purpose, recipient, categories, given_by, evidence, valid_from, valid_until, created_ms, withdrawn_ms) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
-const CONSENTS_FOR_SUBJECT_SQL: &str = "SELECT id, registered_by, subject, purpose, recipient, categories, given_by, evidence, valid_from, valid_until, created_ms, withdrawn_ms FROM consents WHERE subject = $1 ORDER BY created_ms";
+const INSERT_CONSENT_SQL: &str = "INSERT INTO consents (id, registered_by, subject, purpose, recipient, categories, given_by, evidence, valid_from, valid_until, created_ms, withdrawn_ms, subject_birth_date) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+const CONSENTS_FOR_SUBJECT_SQL: &str = "SELECT id, registered_by, subject, purpose, recipient, categories, given_by, evidence, valid_from, valid_until, created_ms, withdrawn_ms, subject_birth_date FROM consents WHERE subject = $1 ORDER BY created_ms";
 const WITHDRAW_CONSENT_SQL: &str = "UPDATE consents SET withdrawn_ms = $1 WHERE id = $2 AND withdrawn_ms IS NULL";
 /// The log state compare-and-set: `$5` is the size the batch continues from; no row changed means another
 /// writer appended first.
@@ -306,6 +307,7 @@ async fn apply(
                 .bind(&c.valid_until)
                 .bind(c.created_ms)
                 .bind(c.withdrawn_ms)
+                .bind(&c.subject_birth_date)
                 .execute(&mut **tx)
                 .await?;
         }

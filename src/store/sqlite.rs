@@ -135,6 +135,11 @@ fn migrator() -> Migrator {
             "no organisation, sender or receiver indexes",
             include_str!("../../migrations/sqlite/0006_drop_party_indexes.sql"),
         ),
+        (
+            7,
+            "pupil birth date on consents",
+            include_str!("../../migrations/sqlite/0007_consent_birth_date.sql"),
+        ),
     ])
 }
 
@@ -728,6 +733,7 @@ fn write_batch_rows(conn: &rusqlite::Connection, batch: &super::Batch) -> Result
                         &c.valid_until,
                         c.created_ms,
                         c.withdrawn_ms,
+                        &c.subject_birth_date,
                     ),
                 )?;
             }
@@ -911,6 +917,7 @@ fn read_consents(
             valid_until: r.get(9)?,
             created_ms: r.get(10)?,
             withdrawn_ms: r.get(11)?,
+            subject_birth_date: r.get(12)?,
         })
     })?;
     rows.collect()

@@ -227,6 +227,7 @@ pub fn field_filter_delivered(bytes: &[u8]) -> usize {
             recipient: receiver.id.clone(),
             categories: vec!["*".into()],
             given_by: GivenBy::OuderEnJongere,
+            subject_birth_date: None,
             valid_from: today,
             valid_until: today,
             withdrawn: false,
@@ -243,6 +244,7 @@ pub fn field_filter_delivered(bytes: &[u8]) -> usize {
                 consents: &consents,
                 today,
                 pseudonym_key: b"fuzz",
+                sender_provides_jeugdhulp: false,
             };
             let Ok(d) = decide(policies, &req) else {
                 continue;
