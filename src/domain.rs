@@ -11,38 +11,58 @@ use std::fmt;
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     SchoolPo,
+    SchoolSo,
     SchoolVo,
     SchoolVso,
+    SchoolMbo,
     SwvPo,
     SwvVo,
     Leerplicht,
     Wijkteam,
+    Jgz,
+    VeiligThuis,
     PrivacyOfficer,
 }
 
 impl Role {
-    pub const ALL: [Role; 8] = [
+    pub const ALL: [Role; 12] = [
         Role::SchoolPo,
+        Role::SchoolSo,
         Role::SchoolVo,
         Role::SchoolVso,
+        Role::SchoolMbo,
         Role::SwvPo,
         Role::SwvVo,
         Role::Leerplicht,
         Role::Wijkteam,
+        Role::Jgz,
+        Role::VeiligThuis,
         Role::PrivacyOfficer,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Role::SchoolPo => "school-po",
+            Role::SchoolSo => "school-so",
             Role::SchoolVo => "school-vo",
             Role::SchoolVso => "school-vso",
+            Role::SchoolMbo => "school-mbo",
             Role::SwvPo => "swv-po",
             Role::SwvVo => "swv-vo",
             Role::Leerplicht => "leerplicht",
             Role::Wijkteam => "wijkteam",
+            Role::Jgz => "jgz",
+            Role::VeiligThuis => "veilig-thuis",
             Role::PrivacyOfficer => "privacy-officer",
         }
+    }
+
+    /// A school of any kind (po, so, vo, vso, mbo).
+    pub fn is_school(self) -> bool {
+        matches!(
+            self,
+            Role::SchoolPo | Role::SchoolSo | Role::SchoolVo | Role::SchoolVso | Role::SchoolMbo
+        )
     }
 
     pub fn parse(s: &str) -> Option<Role> {

@@ -43,6 +43,15 @@ struct PartnerEntry {
     common_name: Option<String>,
     rate_per_second: Option<u32>,
     burst: Option<u32>,
+    /// The samenwerkingsverbanden a school belongs to (partner ids).
+    #[serde(default)]
+    swv: Vec<String>,
+    /// The gemeenten (CBS gemeentecode, 4 digits) a leerplicht office, wijkteam, jgz or Veilig Thuis serves.
+    #[serde(default)]
+    gemeenten: Vec<String>,
+    /// The JGZ attached to a school (partner ids).
+    #[serde(default)]
+    jgz: Vec<String>,
 }
 
 /// A partner known to the gateway, with its per-partner settings.
@@ -53,6 +62,24 @@ pub struct PartnerInfo {
     pub sees_all: bool,
     pub rate_per_second: Option<u32>,
     pub burst: Option<u32>,
+    /// What this organisation is responsible for (DOMAIN.md "Who is responsible for a pupil").
+    pub responsible: Responsibilities,
+}
+
+/// The facts of `partners.toml` that bind a receiver to a pupil's case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Responsibilities {
+    /// A school: the samenwerkingsverbanden it belongs to (partner ids).
+    pub swv: Vec<String>,
+    /// A leerplicht office, wijkteam, jgz or Veilig Thuis: the gemeenten it serves (CBS gemeentecodes).
+    pub gemeenten: Vec<String>,
+    /// A school: the JGZ attached to it (partner ids).
+    pub jgz: Vec<String>,
+}
+
+/// A CBS gemeentecode: exactly 4 digits.
+pub fn is_gemeentecode(s: &str) -> bool {
+    s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `partners.toml`: certificate (OIN, common name) -> partner.
@@ -82,6 +109,13 @@ impl PartnerDirectory {
             if e.oin.len() != 20 || !e.oin.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(format!("partner {}: an OIN is 20 digits", e.id));
             }
+            if let Some(g) = e.gemeenten.iter().find(|g| !is_gemeentecode(g)) {
+                return Err(format!(
+                    "partner {}: gemeente `{}` is not a CBS gemeentecode (4 digits)",
+                    e.id,
+                    g.chars().take(16).collect::<String>()
+                ));
+            }
             if e.role == Role::PrivacyOfficer && e.organisation.is_none() {
                 return Err(format!(
                     "partner {}: a privacy officer names its organisation",
@@ -100,6 +134,11 @@ impl PartnerDirectory {
                 sees_all: e.sees_all,
                 rate_per_second: e.rate_per_second,
                 burst: e.burst,
+                responsible: Responsibilities {
+                    swv: e.swv,
+                    gemeenten: e.gemeenten,
+                    jgz: e.jgz,
+                },
             });
             if dir.by_id.insert(e.id.clone(), info.clone()).is_some() {
                 return Err(format!("partner id {} appears twice", e.id));
@@ -117,7 +156,39 @@ impl PartnerDirectory {
                 ));
             }
         }
+        dir.check_references()?;
         Ok(dir)
+    }
+
+    /// Every partner id named under `swv` or `jgz` is a partner of the right role.
+    fn check_references(&self) -> Result<(), String> {
+        for info in self.by_id.values() {
+            let r = &info.responsible;
+            let lists: [(&str, &[String], &[Role]); 2] = [
+                ("swv", &r.swv, &[Role::SwvPo, Role::SwvVo]),
+                ("jgz", &r.jgz, &[Role::Jgz]),
+            ];
+            for (key, ids, roles) in lists {
+                for id in ids {
+                    match self.by_id.get(id) {
+                        None => {
+                            return Err(format!(
+                                "partner {}: `{key}` names `{id}`, which is not a partner",
+                                info.partner.id
+                            ))
+                        }
+                        Some(other) if !roles.contains(&other.partner.role) => {
+                            return Err(format!(
+                                "partner {}: `{key}` names `{id}`, whose role is {}",
+                                info.partner.id, other.partner.role
+                            ))
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn by_id(&self, id: &str) -> Option<&Arc<PartnerInfo>> {
@@ -384,5 +455,33 @@ organisation = "lyceum-zuid"
             &PARTNERS[..PARTNERS.find("[[partner]]\nid = \"fg").unwrap()]
         );
         assert!(PartnerDirectory::from_toml(&twice).is_err());
+    }
+
+    #[test]
+    fn responsibilities_are_read_and_checked() {
+        let ok = format!(
+            "{PARTNERS}swv = [\"swv-vo-zuid\"]\n\n[[partner]]\nid = \"swv-vo-zuid\"\nname = \"S\"\nrole = \"swv-vo\"\noin = \"00000001800000000004\"\n\n[[partner]]\nid = \"lp\"\nname = \"L\"\nrole = \"leerplicht\"\noin = \"00000001800000000005\"\ngemeenten = [\"0599\"]\n"
+        );
+        let dir = PartnerDirectory::from_toml(&ok).unwrap();
+        // `swv` was appended to the last partner of PARTNERS (the privacy officer), which is enough to read it.
+        assert_eq!(
+            dir.by_id("fg-lyceum-zuid").unwrap().responsible.swv,
+            vec!["swv-vo-zuid".to_owned()]
+        );
+        assert_eq!(dir.by_id("lp").unwrap().responsible.gemeenten, vec!["0599"]);
+        let bad_code = ok.replace("\"0599\"", "\"599\"");
+        assert!(PartnerDirectory::from_toml(&bad_code)
+            .unwrap_err()
+            .contains("gemeentecode"));
+        let unknown = ok.replace("swv = [\"swv-vo-zuid\"]", "swv = [\"swv-elders\"]");
+        assert!(PartnerDirectory::from_toml(&unknown)
+            .unwrap_err()
+            .contains("not a partner"));
+        let wrong_role = ok.replace("swv = [\"swv-vo-zuid\"]", "swv = [\"lp\"]");
+        assert!(PartnerDirectory::from_toml(&wrong_role)
+            .unwrap_err()
+            .contains("whose role"));
+        let jgz = ok.replace("swv = [\"swv-vo-zuid\"]", "jgz = [\"lp\"]");
+        assert!(PartnerDirectory::from_toml(&jgz).is_err());
     }
 }

@@ -119,6 +119,7 @@ mod tests {
             sees_all: false,
             rate_per_second: rate,
             burst,
+            responsible: Default::default(),
         }
     }
 

@@ -40,6 +40,12 @@ async fn every_example_partner_is_admitted_and_refused_certificates_are_not() {
             "fg-lyceum-zuid",
             "fg-obs-de-linde",
             "fg-operator",
+            "so-de-brug",
+            "mbo-college-zuid",
+            "leerplicht-buurgemeente",
+            "swv-po-noord",
+            "jgz-ggd-zuid",
+            "veilig-thuis-zuid",
         ] {
             let r = gw.client(partner).get("/v1/inbox").await;
             assert_eq!(r.status, 200, "{partner}: {}", r.text());
