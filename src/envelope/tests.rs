@@ -955,3 +955,28 @@ proptest! {
         prop_assert_eq!(env.justification, Some(justification));
     }
 }
+
+#[test]
+fn in_reply_to_is_a_message_id_and_is_never_echoed() {
+    let id = "0190f3a1b2c3d4e5f60718293a4b5c6d";
+    let env = parse(&with("in_reply_to", json!(id)), &Limits::default()).unwrap();
+    assert_eq!(env.in_reply_to.as_deref(), Some(id));
+    assert_eq!(
+        parse(&serde_json::to_vec(&base()).unwrap(), &Limits::default())
+            .unwrap()
+            .in_reply_to,
+        None
+    );
+    for bad in [
+        json!("CANARY-REPLY"),
+        json!(id.to_uppercase()),
+        json!(&id[1..]),
+        json!(format!("{id}0")),
+        json!(42),
+        json!(null),
+    ] {
+        let err = assert_refused(&with("in_reply_to", bad), codes::INVALID_ENVELOPE, 422);
+        assert_clean(&err, &["CANARY-REPLY", &id.to_uppercase()]);
+        assert!(err.detail().contains("in_reply_to"));
+    }
+}

@@ -40,6 +40,11 @@ fn migrator() -> Migrator {
             "stored Merkle subtrees",
             include_str!("../../migrations/postgres/0003_log_subtrees.sql"),
         ),
+        (
+            4,
+            "disclosure of a message by its id",
+            include_str!("../../migrations/postgres/0004_message_disclosures.sql"),
+        ),
     ])
 }
 

@@ -135,6 +135,11 @@ fn migrator() -> Migrator {
             "no organisation, sender or receiver indexes",
             include_str!("../../migrations/sqlite/0006_drop_party_indexes.sql"),
         ),
+        (
+            7,
+            "disclosure of a message by its id",
+            include_str!("../../migrations/sqlite/0007_message_disclosures.sql"),
+        ),
     ])
 }
 
