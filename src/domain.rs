@@ -253,6 +253,22 @@ impl ConsentRecord {
     }
 }
 
+/// A CBS gemeentecode: exactly 4 digits.
+pub fn is_gemeentecode(s: &str) -> bool {
+    s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The facts of `partners.toml` that bind a receiver to a pupil's case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Responsibilities {
+    /// A school: the samenwerkingsverbanden it belongs to (partner ids).
+    pub swv: Vec<String>,
+    /// A leerplicht office, wijkteam, jgz or Veilig Thuis: the gemeenten it serves (CBS gemeentecodes).
+    pub gemeenten: Vec<String>,
+    /// A school: the JGZ attached to it (partner ids).
+    pub jgz: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

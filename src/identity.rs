@@ -4,7 +4,7 @@
 //! request against the current revocation list (so a revoked partner is refused on a resumed session or an open
 //! keep-alive connection too). It must never be taken from a header, a body or a query parameter.
 
-use crate::domain::{Partner, Role};
+use crate::domain::{is_gemeentecode, Partner, Responsibilities, Role};
 use crate::refusal::{ProblemCode, Refusal};
 use crate::tls::{parse_client_identity, ClientIdentity, Revocations};
 use serde::Deserialize;
@@ -64,22 +64,6 @@ pub struct PartnerInfo {
     pub burst: Option<u32>,
     /// What this organisation is responsible for (DOMAIN.md "Who is responsible for a pupil").
     pub responsible: Responsibilities,
-}
-
-/// The facts of `partners.toml` that bind a receiver to a pupil's case.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Responsibilities {
-    /// A school: the samenwerkingsverbanden it belongs to (partner ids).
-    pub swv: Vec<String>,
-    /// A leerplicht office, wijkteam, jgz or Veilig Thuis: the gemeenten it serves (CBS gemeentecodes).
-    pub gemeenten: Vec<String>,
-    /// A school: the JGZ attached to it (partner ids).
-    pub jgz: Vec<String>,
-}
-
-/// A CBS gemeentecode: exactly 4 digits.
-pub fn is_gemeentecode(s: &str) -> bool {
-    s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `partners.toml`: certificate (OIN, common name) -> partner.

@@ -227,6 +227,21 @@ fn lint_flow(set: &PolicySet, flow: &Flow, out: &mut Vec<Finding>) {
             ),
         ));
     }
+    if let Some(answers) = &flow.answers {
+        if !set.flows().any(|f| &f.id == answers) {
+            // It loads (a reply to a flow that is not there is refused: its reference never matches), but it is
+            // a mistake.
+            out.push(Finding::at(
+                flow,
+                flow.line,
+                Severity::Error,
+                format!(
+                    "flow {}: `answers` names flow {answers}, which does not exist",
+                    flow.id
+                ),
+            ));
+        }
+    }
     if let Some(a) = &flow.aggregate {
         if !a.secondary_suppression {
             out.push(Finding::at(
