@@ -740,41 +740,6 @@ mod tests {
     }
 
     #[test]
-    fn partners_toml_carries_membership_and_service_areas() {
-        let certs = TempCerts::new();
-        let dir = crate::identity::PartnerDirectory::load(&certs.path("partners.toml")).unwrap();
-        let r = |id: &str| dir.by_id(id).unwrap().responsible.clone();
-        assert_eq!(r("lyceum-zuid").swv, ["swv-vo-zuid"]);
-        assert!(r("obs-de-linde").swv.is_empty());
-        for school in [
-            "obs-de-linde",
-            "cbs-het-anker",
-            "lyceum-zuid",
-            "so-de-brug",
-            "mbo-college-zuid",
-        ] {
-            assert_eq!(r(school).jgz, ["jgz-ggd-zuid"], "{school}");
-        }
-        for office in [
-            "leerplicht-gemeente",
-            "wijkteam-noord",
-            "jgz-ggd-zuid",
-            "veilig-thuis-zuid",
-        ] {
-            assert_eq!(r(office).gemeenten, [EXAMPLE_GEMEENTE], "{office}");
-        }
-        assert_eq!(r("leerplicht-buurgemeente").gemeenten, [OTHER_GEMEENTE]);
-        assert_eq!(
-            dir.by_id("so-de-brug").unwrap().partner.role,
-            Role::SchoolSo
-        );
-        assert_eq!(
-            dir.by_id("veilig-thuis-zuid").unwrap().partner.role,
-            Role::VeiligThuis
-        );
-    }
-
-    #[test]
     fn partners_toml_lists_the_known_partners_only() {
         let certs = TempCerts::new();
         let text = std::fs::read_to_string(certs.path("partners.toml")).unwrap();

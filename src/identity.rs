@@ -421,6 +421,48 @@ organisation = "lyceum-zuid"
     }
 
     #[test]
+    fn partners_toml_carries_membership_and_service_areas() {
+        let certs = crate::certs::test_support::TempCerts::new();
+        let dir = PartnerDirectory::load(&certs.path("partners.toml")).unwrap();
+        let r = |id: &str| dir.by_id(id).unwrap().responsible.clone();
+        assert_eq!(r("lyceum-zuid").swv, ["swv-vo-zuid"]);
+        assert!(r("obs-de-linde").swv.is_empty());
+        for school in [
+            "obs-de-linde",
+            "cbs-het-anker",
+            "lyceum-zuid",
+            "so-de-brug",
+            "mbo-college-zuid",
+        ] {
+            assert_eq!(r(school).jgz, ["jgz-ggd-zuid"], "{school}");
+        }
+        for office in [
+            "leerplicht-gemeente",
+            "wijkteam-noord",
+            "jgz-ggd-zuid",
+            "veilig-thuis-zuid",
+        ] {
+            assert_eq!(
+                r(office).gemeenten,
+                [crate::certs::EXAMPLE_GEMEENTE],
+                "{office}"
+            );
+        }
+        assert_eq!(
+            r("leerplicht-buurgemeente").gemeenten,
+            [crate::certs::OTHER_GEMEENTE]
+        );
+        assert_eq!(
+            dir.by_id("so-de-brug").unwrap().partner.role,
+            Role::SchoolSo
+        );
+        assert_eq!(
+            dir.by_id("veilig-thuis-zuid").unwrap().partner.role,
+            Role::VeiligThuis
+        );
+    }
+
+    #[test]
     fn bad_partner_files_are_refused() {
         assert!(PartnerDirectory::from_toml(
             "[[partner]]\nid='a'\nname='a'\nrole='school-po'\noin='1'\n"
