@@ -73,6 +73,12 @@ pub struct ExamplePartner {
     pub organisation: Option<&'static str>,
     pub sees_all: bool,
     pub case: ExampleCase,
+    /// `swv` in `partners.toml`: the samenwerkingsverbanden a school belongs to.
+    pub swv: &'static [&'static str],
+    /// `gemeenten`: the CBS gemeentecodes an office, wijkteam, jgz or Veilig Thuis serves.
+    pub gemeenten: &'static [&'static str],
+    /// `jgz`: the JGZ attached to a school.
+    pub jgz: &'static [&'static str],
 }
 
 impl ExamplePartner {
@@ -80,7 +86,25 @@ impl ExamplePartner {
     pub fn listed(&self) -> bool {
         !matches!(self.case, ExampleCase::OtherCa | ExampleCase::NotListed)
     }
+
+    const fn member_of(self, swv: &'static [&'static str]) -> ExamplePartner {
+        ExamplePartner { swv, ..self }
+    }
+
+    const fn serves(self, gemeenten: &'static [&'static str]) -> ExamplePartner {
+        ExamplePartner { gemeenten, ..self }
+    }
+
+    const fn with_jgz(self, jgz: &'static [&'static str]) -> ExamplePartner {
+        ExamplePartner { jgz, ..self }
+    }
 }
+
+/// The gemeente the example pupils live in, and the one the other leerplicht office serves.
+pub const EXAMPLE_GEMEENTE: &str = "0599";
+pub const OTHER_GEMEENTE: &str = "0606";
+const SERVES_EXAMPLE: &[&str] = &[EXAMPLE_GEMEENTE];
+const SCHOOL_JGZ: &[&str] = &["jgz-ggd-zuid"];
 
 const fn partner(
     id: &'static str,
@@ -99,6 +123,9 @@ const fn partner(
         organisation: None,
         sees_all: false,
         case,
+        swv: &[],
+        gemeenten: &[],
+        jgz: &[],
     }
 }
 
@@ -119,6 +146,9 @@ const fn officer(
         organisation: Some(organisation),
         sees_all,
         case: ExampleCase::Accepted,
+        swv: &[],
+        gemeenten: &[],
+        jgz: &[],
     }
 }
 
@@ -134,7 +164,8 @@ pub const EXAMPLE_PARTNERS: &[ExamplePartner] = {
             SchoolPo,
             "00000001800000000001",
             Accepted,
-        ),
+        )
+        .with_jgz(SCHOOL_JGZ),
         partner(
             "cbs-het-anker",
             "CBS Het Anker",
@@ -142,7 +173,8 @@ pub const EXAMPLE_PARTNERS: &[ExamplePartner] = {
             SchoolPo,
             "00000001800000000002",
             Accepted,
-        ),
+        )
+        .with_jgz(SCHOOL_JGZ),
         partner(
             "lyceum-zuid",
             "Lyceum Zuid",
@@ -150,7 +182,9 @@ pub const EXAMPLE_PARTNERS: &[ExamplePartner] = {
             SchoolVo,
             "00000001800000000003",
             Accepted,
-        ),
+        )
+        .member_of(&["swv-vo-zuid"])
+        .with_jgz(SCHOOL_JGZ),
         partner(
             "swv-vo-zuid",
             "Samenwerkingsverband VO Zuid",
@@ -166,7 +200,8 @@ pub const EXAMPLE_PARTNERS: &[ExamplePartner] = {
             Leerplicht,
             "00000001800000000005",
             Accepted,
-        ),
+        )
+        .serves(SERVES_EXAMPLE),
         partner(
             "wijkteam-noord",
             "Wijkteam Noord",
@@ -174,7 +209,61 @@ pub const EXAMPLE_PARTNERS: &[ExamplePartner] = {
             Wijkteam,
             "00000001800000000006",
             Accepted,
+        )
+        .serves(SERVES_EXAMPLE),
+        partner(
+            "so-de-brug",
+            "SO De Brug",
+            "SO De Brug",
+            SchoolSo,
+            "00000001800000000007",
+            Accepted,
+        )
+        .with_jgz(SCHOOL_JGZ),
+        partner(
+            "mbo-college-zuid",
+            "MBO College Zuid",
+            "MBO College Zuid",
+            SchoolMbo,
+            "00000001800000000008",
+            Accepted,
+        )
+        .with_jgz(SCHOOL_JGZ),
+        partner(
+            "leerplicht-buurgemeente",
+            "Leerplicht Buurgemeente",
+            "Gemeente Buurgemeente",
+            Leerplicht,
+            "00000001800000000009",
+            Accepted,
+        )
+        .serves(&[OTHER_GEMEENTE]),
+        partner(
+            "swv-po-noord",
+            "Samenwerkingsverband PO Noord",
+            "Samenwerkingsverband PO Noord",
+            SwvPo,
+            "00000001800000000010",
+            Accepted,
         ),
+        partner(
+            "jgz-ggd-zuid",
+            "JGZ GGD Zuid",
+            "GGD Zuid",
+            Jgz,
+            "00000001800000000011",
+            Accepted,
+        )
+        .serves(SERVES_EXAMPLE),
+        partner(
+            "veilig-thuis-zuid",
+            "Veilig Thuis Zuid",
+            "Veilig Thuis Zuid",
+            VeiligThuis,
+            "00000001800000000012",
+            Accepted,
+        )
+        .serves(SERVES_EXAMPLE),
         officer(
             "fg-lyceum-zuid",
             "Functionaris gegevensbescherming Lyceum Zuid",
@@ -204,7 +293,7 @@ pub const EXAMPLE_PARTNERS: &[ExamplePartner] = {
             "Basisschool Ingetrokken",
             "Basisschool Ingetrokken",
             SchoolPo,
-            "00000001800000000011",
+            "00000001800000000016",
             Revoked,
         ),
         partner(
@@ -212,7 +301,7 @@ pub const EXAMPLE_PARTNERS: &[ExamplePartner] = {
             "Basisschool Verlopen",
             "Basisschool Verlopen",
             SchoolPo,
-            "00000001800000000012",
+            "00000001800000000017",
             Expired,
         ),
         partner(
@@ -259,6 +348,12 @@ struct PartnerRow<'a> {
     sees_all: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     jeugdhulp: bool,
+    #[serde(skip_serializing_if = "<[&str]>::is_empty")]
+    swv: &'a [&'a str],
+    #[serde(skip_serializing_if = "<[&str]>::is_empty")]
+    gemeenten: &'a [&'a str],
+    #[serde(skip_serializing_if = "<[&str]>::is_empty")]
+    jgz: &'a [&'a str],
 }
 
 /// Example partners that provide jeugdhulp (`jeugdhulp = true`: their disclosures follow the consent rules of
@@ -269,6 +364,8 @@ const PARTNERS_HEADER: &str = "\
 # Partners known to the gateway, found from the verified client certificate's subject
 # serialNumber (OIN) and common name. Generated by `ketenpoort certs init`: fictional example data.
 # revoked-school, expired-school and no-eku-school are listed on purpose: TLS refuses them.
+# What binds a receiver to a pupil's case (DOMAIN.md): `swv` the samenwerkingsverbanden a school belongs to,
+# `gemeenten` the CBS gemeentecodes an office, wijkteam, jgz or Veilig Thuis serves, `jgz` the JGZ of a school.
 
 ";
 
@@ -396,6 +493,9 @@ pub fn init(dir: &Path) -> Result<(), CertsError> {
             organisation: p.organisation,
             sees_all: p.sees_all,
             jeugdhulp: PROVIDES_JEUGDHULP.contains(&p.id),
+            swv: p.swv,
+            gemeenten: p.gemeenten,
+            jgz: p.jgz,
         })
         .collect();
     let body = toml::to_string(&PartnersToml { partner: rows })?;
@@ -678,6 +778,9 @@ mod tests {
                 "organisation",
                 "sees_all",
                 "jeugdhulp",
+                "swv",
+                "gemeenten",
+                "jgz",
             ];
             assert!(row.keys().all(|k| allowed.contains(&k.as_str())), "{id}");
             let organisation = row.get("organisation").map(|v| v.as_str().unwrap());

@@ -11,38 +11,58 @@ use std::fmt;
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     SchoolPo,
+    SchoolSo,
     SchoolVo,
     SchoolVso,
+    SchoolMbo,
     SwvPo,
     SwvVo,
     Leerplicht,
     Wijkteam,
+    Jgz,
+    VeiligThuis,
     PrivacyOfficer,
 }
 
 impl Role {
-    pub const ALL: [Role; 8] = [
+    pub const ALL: [Role; 12] = [
         Role::SchoolPo,
+        Role::SchoolSo,
         Role::SchoolVo,
         Role::SchoolVso,
+        Role::SchoolMbo,
         Role::SwvPo,
         Role::SwvVo,
         Role::Leerplicht,
         Role::Wijkteam,
+        Role::Jgz,
+        Role::VeiligThuis,
         Role::PrivacyOfficer,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Role::SchoolPo => "school-po",
+            Role::SchoolSo => "school-so",
             Role::SchoolVo => "school-vo",
             Role::SchoolVso => "school-vso",
+            Role::SchoolMbo => "school-mbo",
             Role::SwvPo => "swv-po",
             Role::SwvVo => "swv-vo",
             Role::Leerplicht => "leerplicht",
             Role::Wijkteam => "wijkteam",
+            Role::Jgz => "jgz",
+            Role::VeiligThuis => "veilig-thuis",
             Role::PrivacyOfficer => "privacy-officer",
         }
+    }
+
+    /// A school of any kind (po, so, vo, vso, mbo).
+    pub fn is_school(self) -> bool {
+        matches!(
+            self,
+            Role::SchoolPo | Role::SchoolSo | Role::SchoolVo | Role::SchoolVso | Role::SchoolMbo
+        )
     }
 
     pub fn parse(s: &str) -> Option<Role> {
@@ -261,6 +281,22 @@ impl ConsentRecord {
     pub fn covers_category(&self, category: &str) -> bool {
         self.categories.iter().any(|c| c == "*" || c == category)
     }
+}
+
+/// A CBS gemeentecode: exactly 4 digits.
+pub fn is_gemeentecode(s: &str) -> bool {
+    s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The facts of `partners.toml` that bind a receiver to a pupil's case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Responsibilities {
+    /// A school: the samenwerkingsverbanden it belongs to (partner ids).
+    pub swv: Vec<String>,
+    /// A leerplicht office, wijkteam, jgz or Veilig Thuis: the gemeenten it serves (CBS gemeentecodes).
+    pub gemeenten: Vec<String>,
+    /// A school: the JGZ attached to it (partner ids).
+    pub jgz: Vec<String>,
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! request against the current revocation list (so a revoked partner is refused on a resumed session or an open
 //! keep-alive connection too). It must never be taken from a header, a body or a query parameter.
 
-use crate::domain::{Partner, Role};
+use crate::domain::{is_gemeentecode, Partner, Responsibilities, Role};
 use crate::refusal::{ProblemCode, Refusal};
 use crate::tls::{parse_client_identity, ClientIdentity, Revocations};
 use serde::Deserialize;
@@ -46,6 +46,15 @@ struct PartnerEntry {
     /// The organisation provides jeugdhulp: its consents follow Jeugdwet art. 7.3.11 (DOMAIN.md).
     #[serde(default)]
     jeugdhulp: bool,
+    /// The samenwerkingsverbanden a school belongs to (partner ids).
+    #[serde(default)]
+    swv: Vec<String>,
+    /// The gemeenten (CBS gemeentecode, 4 digits) a leerplicht office, wijkteam, jgz or Veilig Thuis serves.
+    #[serde(default)]
+    gemeenten: Vec<String>,
+    /// The JGZ attached to a school (partner ids).
+    #[serde(default)]
+    jgz: Vec<String>,
 }
 
 /// A partner known to the gateway, with its per-partner settings.
@@ -59,6 +68,8 @@ pub struct PartnerInfo {
     /// `jeugdhulp = true`: a youth-care provider, whose disclosures fall under Jeugdwet art. 7.3.11's consent
     /// rules instead of UAVG art. 5's.
     pub jeugdhulp: bool,
+    /// What this organisation is responsible for (DOMAIN.md "Who is responsible for a pupil").
+    pub responsible: Responsibilities,
 }
 
 /// `partners.toml`: certificate (OIN, common name) -> partner.
@@ -88,6 +99,13 @@ impl PartnerDirectory {
             if e.oin.len() != 20 || !e.oin.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(format!("partner {}: an OIN is 20 digits", e.id));
             }
+            if let Some(g) = e.gemeenten.iter().find(|g| !is_gemeentecode(g)) {
+                return Err(format!(
+                    "partner {}: gemeente `{}` is not a CBS gemeentecode (4 digits)",
+                    e.id,
+                    g.chars().take(16).collect::<String>()
+                ));
+            }
             if e.role == Role::PrivacyOfficer && e.organisation.is_none() {
                 return Err(format!(
                     "partner {}: a privacy officer names its organisation",
@@ -107,6 +125,11 @@ impl PartnerDirectory {
                 rate_per_second: e.rate_per_second,
                 burst: e.burst,
                 jeugdhulp: e.jeugdhulp,
+                responsible: Responsibilities {
+                    swv: e.swv,
+                    gemeenten: e.gemeenten,
+                    jgz: e.jgz,
+                },
             });
             if dir.by_id.insert(e.id.clone(), info.clone()).is_some() {
                 return Err(format!("partner id {} appears twice", e.id));
@@ -124,7 +147,39 @@ impl PartnerDirectory {
                 ));
             }
         }
+        dir.check_references()?;
         Ok(dir)
+    }
+
+    /// Every partner id named under `swv` or `jgz` is a partner of the right role.
+    fn check_references(&self) -> Result<(), String> {
+        for info in self.by_id.values() {
+            let r = &info.responsible;
+            let lists: [(&str, &[String], &[Role]); 2] = [
+                ("swv", &r.swv, &[Role::SwvPo, Role::SwvVo]),
+                ("jgz", &r.jgz, &[Role::Jgz]),
+            ];
+            for (key, ids, roles) in lists {
+                for id in ids {
+                    match self.by_id.get(id) {
+                        None => {
+                            return Err(format!(
+                                "partner {}: `{key}` names `{id}`, which is not a partner",
+                                info.partner.id
+                            ))
+                        }
+                        Some(other) if !roles.contains(&other.partner.role) => {
+                            return Err(format!(
+                                "partner {}: `{key}` names `{id}`, whose role is {}",
+                                info.partner.id, other.partner.role
+                            ))
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn by_id(&self, id: &str) -> Option<&Arc<PartnerInfo>> {
@@ -373,6 +428,48 @@ organisation = "lyceum-zuid"
     }
 
     #[test]
+    fn partners_toml_carries_membership_and_service_areas() {
+        let certs = crate::certs::test_support::TempCerts::new();
+        let dir = PartnerDirectory::load(&certs.path("partners.toml")).unwrap();
+        let r = |id: &str| dir.by_id(id).unwrap().responsible.clone();
+        assert_eq!(r("lyceum-zuid").swv, ["swv-vo-zuid"]);
+        assert!(r("obs-de-linde").swv.is_empty());
+        for school in [
+            "obs-de-linde",
+            "cbs-het-anker",
+            "lyceum-zuid",
+            "so-de-brug",
+            "mbo-college-zuid",
+        ] {
+            assert_eq!(r(school).jgz, ["jgz-ggd-zuid"], "{school}");
+        }
+        for office in [
+            "leerplicht-gemeente",
+            "wijkteam-noord",
+            "jgz-ggd-zuid",
+            "veilig-thuis-zuid",
+        ] {
+            assert_eq!(
+                r(office).gemeenten,
+                [crate::certs::EXAMPLE_GEMEENTE],
+                "{office}"
+            );
+        }
+        assert_eq!(
+            r("leerplicht-buurgemeente").gemeenten,
+            [crate::certs::OTHER_GEMEENTE]
+        );
+        assert_eq!(
+            dir.by_id("so-de-brug").unwrap().partner.role,
+            Role::SchoolSo
+        );
+        assert_eq!(
+            dir.by_id("veilig-thuis-zuid").unwrap().partner.role,
+            Role::VeiligThuis
+        );
+    }
+
+    #[test]
     fn bad_partner_files_are_refused() {
         assert!(PartnerDirectory::from_toml(
             "[[partner]]\nid='a'\nname='a'\nrole='school-po'\noin='1'\n"
@@ -391,5 +488,33 @@ organisation = "lyceum-zuid"
             &PARTNERS[..PARTNERS.find("[[partner]]\nid = \"fg").unwrap()]
         );
         assert!(PartnerDirectory::from_toml(&twice).is_err());
+    }
+
+    #[test]
+    fn responsibilities_are_read_and_checked() {
+        let ok = format!(
+            "{PARTNERS}swv = [\"swv-vo-zuid\"]\n\n[[partner]]\nid = \"swv-vo-zuid\"\nname = \"S\"\nrole = \"swv-vo\"\noin = \"00000001800000000004\"\n\n[[partner]]\nid = \"lp\"\nname = \"L\"\nrole = \"leerplicht\"\noin = \"00000001800000000005\"\ngemeenten = [\"0599\"]\n"
+        );
+        let dir = PartnerDirectory::from_toml(&ok).unwrap();
+        // `swv` was appended to the last partner of PARTNERS (the privacy officer), which is enough to read it.
+        assert_eq!(
+            dir.by_id("fg-lyceum-zuid").unwrap().responsible.swv,
+            vec!["swv-vo-zuid".to_owned()]
+        );
+        assert_eq!(dir.by_id("lp").unwrap().responsible.gemeenten, vec!["0599"]);
+        let bad_code = ok.replace("\"0599\"", "\"599\"");
+        assert!(PartnerDirectory::from_toml(&bad_code)
+            .unwrap_err()
+            .contains("gemeentecode"));
+        let unknown = ok.replace("swv = [\"swv-vo-zuid\"]", "swv = [\"swv-elders\"]");
+        assert!(PartnerDirectory::from_toml(&unknown)
+            .unwrap_err()
+            .contains("not a partner"));
+        let wrong_role = ok.replace("swv = [\"swv-vo-zuid\"]", "swv = [\"lp\"]");
+        assert!(PartnerDirectory::from_toml(&wrong_role)
+            .unwrap_err()
+            .contains("whose role"));
+        let jgz = ok.replace("swv = [\"swv-vo-zuid\"]", "jgz = [\"lp\"]");
+        assert!(PartnerDirectory::from_toml(&jgz).is_err());
     }
 }

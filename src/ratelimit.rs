@@ -120,6 +120,7 @@ mod tests {
             rate_per_second: rate,
             burst,
             jeugdhulp: false,
+            responsible: Default::default(),
         }
     }
 

@@ -70,6 +70,9 @@ problem_codes! {
     PersonLevelInAggregate = "person-level-in-aggregate", 422;
     InvalidAggregate = "invalid-aggregate", 422;
     UnknownReceiver = "unknown-receiver", 422;
+    // The receiver bound to the pupil's case (DOMAIN.md "Who is responsible for a pupil").
+    ReceiverNotResponsible = "receiver-not-responsible", 403;
+    UnknownReference = "unknown-reference", 404;
     // Idempotency.
     InvalidIdempotencyKey = "invalid-idempotency-key", 400;
     IdempotencyKeyReused = "idempotency-key-reused", 409;

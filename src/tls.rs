@@ -454,7 +454,7 @@ mod tests {
         let without_crl = server_config(&settings(&certs, false)).unwrap();
         let outcome = connect(without_crl, &certs, Some("revoked-school"), BOTH).await;
         assert_eq!(outcome.client.unwrap(), 0x2a);
-        assert_eq!(outcome.server.unwrap().0.oin, "00000001800000000011");
+        assert_eq!(outcome.server.unwrap().0.oin, "00000001800000000016");
 
         let with_crl = server_config(&settings(&certs, true)).unwrap();
         let outcome = connect(with_crl, &certs, Some("unknown-school"), BOTH).await;

@@ -1172,9 +1172,10 @@ async fn art15_report_for_the_pupil_of_p4_and_p5_lists_both_exchanges() {
             .post("/v1/messages", &example("P4"))
             .await;
         assert_eq!(r.status, 201, "P4: {}", r.text());
+        let p4_id = r.json()["message_id"].as_str().unwrap().to_owned();
         let r = gw
             .client("wijkteam-noord")
-            .post("/v1/messages", &example("P5"))
+            .post("/v1/messages", &reply("P5", &p4_id))
             .await;
         assert_eq!(r.status, 201, "P5: {}", r.text());
 

@@ -216,6 +216,8 @@ async fn matrix(backend: Backend) -> Tally {
     let gw = Gateway::start(backend);
     let mut t = Tally::default();
     let mut sent: HashMap<String, Sent> = HashMap::new();
+    // (flow, sender, receiver) -> the first message delivered along it, for the replies' `in_reply_to`.
+    let mut answered: HashMap<(&str, String, String), String> = HashMap::new();
 
     // Consents for the consent-only flows (P4, P5): each possible sender for each possible receiver.
     let mut consents: Vec<(String, String)> = Vec::new();
@@ -224,7 +226,8 @@ async fn matrix(backend: Backend) -> Tally {
         ("P5", "afstemming-ondersteuning"),
     ] {
         let (_, senders, receivers) = FLOWS.iter().find(|f| f.0 == flow).unwrap();
-        let subject = example_json(flow)["subject"].clone();
+        // P5 names no pupil: it is the one of the P4 it answers.
+        let subject = example_json("P4")["subject"].clone();
         for (s, _, _) in PARTNERS.iter().filter(|p| senders.contains(&p.1)) {
             for (r, _, _) in PARTNERS.iter().filter(|p| receivers.contains(&p.1)) {
                 let body = json!({"subject": subject, "purpose": purpose, "recipient": r,
@@ -249,6 +252,16 @@ async fn matrix(backend: Backend) -> Tally {
         let mut all_canary = original.clone();
         let mut generated = HashMap::new();
         canarify(&mut all_canary["data"], flow, String::new(), &mut generated);
+        // What binds the receiver to the case stays a real value (set per receiver below).
+        for (pointer, path) in [
+            ("/leerling/woongemeente", "leerling.woongemeente"),
+            ("/aanmelding/school", "aanmelding.school"),
+        ] {
+            if let Some(v) = original["data"].pointer(pointer) {
+                *all_canary["data"].pointer_mut(pointer).unwrap() = v.clone();
+                generated.retain(|_, at| at != path);
+            }
+        }
         // The scanner finds what it must find.
         assert_eq!(
             find_canaries(&serde_json::to_vec(&all_canary).unwrap())
@@ -266,6 +279,18 @@ async fn matrix(backend: Backend) -> Tally {
                 for (receiver, receiver_role, _) in PARTNERS {
                     let mut env = base.clone();
                     env["to"] = json!(receiver);
+                    if let Some(school) = env["data"].pointer_mut("/aanmelding/school") {
+                        *school = json!(receiver);
+                    }
+                    // A reply answers a message the receiver sent this sender in the flow answered, if there is
+                    // one; else it names an id nobody sent (404 unknown-reference).
+                    if env.get("in_reply_to").is_some() {
+                        let answers = if flow == "P5" { "P4" } else { "P3" };
+                        env["in_reply_to"] = json!(answered
+                            .get(&(answers, receiver.to_string(), sender.to_string()))
+                            .cloned()
+                            .unwrap_or_else(|| "0".repeat(32)));
+                    }
                     let r = conn
                         .request(
                             "POST",
@@ -289,6 +314,9 @@ async fn matrix(backend: Backend) -> Tally {
                                 r.text()
                             );
                             let v = r.json();
+                            answered
+                                .entry((flow, sender.to_string(), receiver.to_string()))
+                                .or_insert_with(|| v["message_id"].as_str().unwrap().to_owned());
                             t.delivered += 1;
                             *t.delivered_per_flow.entry(flow).or_default() += 1;
                             sent.insert(
@@ -302,6 +330,9 @@ async fn matrix(backend: Backend) -> Tally {
                             );
                         }
                         403 | 422 => {
+                            t.refused.insert(format!("{} {}", r.status, r.code()));
+                        }
+                        404 if r.code() == "unknown-reference" => {
                             t.refused.insert(format!("{} {}", r.status, r.code()));
                         }
                         s => panic!("{place}: unexpected {s}: {}", r.text()),

@@ -228,8 +228,22 @@ async fn p4_needs_consent_and_withdrawal_reaches_waiting_messages() {
 async fn p5_feedback_from_wijkteam_needs_its_own_consent() {
     for backend in backends() {
         let gw = Gateway::start(backend);
+        // P5 answers a P4 (and names no pupil: it is the P4's).
+        let school = gw.client("obs-de-linde");
+        let r = school
+            .post_json(
+                "/v1/consents",
+                &consent("wijkteam-noord", "vroegsignalering", "ouder"),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let r = school.post("/v1/messages", &example("P4")).await;
+        assert_eq!(r.status, 201, "P4: {}", r.text());
+        let p4 = r.json()["message_id"].as_str().unwrap().to_owned();
+        let p5 = reply("P5", &p4);
+        assert_eq!(gw.client("wijkteam-noord").inbox().await.len(), 1);
         let wijkteam = gw.client("wijkteam-noord");
-        let r = wijkteam.post("/v1/messages", &example("P5")).await;
+        let r = wijkteam.post("/v1/messages", &p5).await;
         assert_eq!(r.status, 403, "{}", r.text());
         assert_eq!(r.code(), "consent-required");
         // The P5 carries no birth date: a parent's consent counts only with the pupil's age known, here from the
@@ -247,8 +261,9 @@ async fn p5_feedback_from_wijkteam_needs_its_own_consent() {
         parent["subject_birth_date"] = json!("2016-04-22");
         let r = wijkteam.post_json("/v1/consents", &parent).await;
         assert_eq!(r.status, 201, "{}", r.text());
-        let r = wijkteam.post("/v1/messages", &example("P5")).await;
+        let r = wijkteam.post("/v1/messages", &p5).await;
         assert_eq!(r.status, 201, "{}", r.text());
+        assert!(r.json()["withheld"].as_array().is_some());
         let inbox = gw.client("obs-de-linde").inbox().await;
         assert_eq!(inbox.len(), 1);
         let data = &inbox[0]["data"];

@@ -40,6 +40,12 @@ async fn every_example_partner_is_admitted_and_refused_certificates_are_not() {
             "fg-lyceum-zuid",
             "fg-obs-de-linde",
             "fg-operator",
+            "so-de-brug",
+            "mbo-college-zuid",
+            "leerplicht-buurgemeente",
+            "swv-po-noord",
+            "jgz-ggd-zuid",
+            "veilig-thuis-zuid",
         ] {
             let r = gw.client(partner).get("/v1/inbox").await;
             assert_eq!(r.status, 200, "{partner}: {}", r.text());
@@ -213,10 +219,11 @@ async fn p3_and_p6_deliver_allowed_fields_and_keep_canaries_out() {
         assert_eq!(inbox[0]["subject"]["pgn"], "507529170");
         assert!(inbox[0]["data"].get("toetsen").is_none());
         assert_absent(&serde_json::to_vec(&inbox).unwrap(), &canaries, "P3 inbox");
+        let p3 = sent["message_id"].as_str().unwrap();
 
         let r = gw
             .client("leerplicht-gemeente")
-            .post("/v1/messages", &example("P6"))
+            .post("/v1/messages", &reply("P6", p3))
             .await;
         assert_eq!(r.status, 201, "{}", r.text());
         let inbox = gw.client("lyceum-zuid").inbox().await;

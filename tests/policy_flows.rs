@@ -244,11 +244,19 @@ async fn p2_tlv_request_reaches_the_swv_field_by_field_with_a_receiver_pseudonym
         assert_ne!(log_subject, pseudonym);
         assert_ne!(log_subject, P2_PGN);
 
-        // Another school sending about the same pupil to the same SWV: the same pseudonym, so the SWV can join.
+        // A school that does not belong to this SWV gets nothing through (DOMAIN.md: P2 only to its own SWV).
         let r = gw
             .client("obs-de-linde")
             .post("/v1/messages", &example("P2"))
             .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (403, "receiver-not-responsible".to_owned()),
+            "{}",
+            r.text()
+        );
+        // A second request about the same pupil to the same SWV: the same pseudonym, so the SWV can join them.
+        let r = school.post("/v1/messages", &example("P2")).await;
         assert_eq!(r.status, 201, "{}", r.text());
         let inbox2 = swv.inbox().await;
         assert_eq!(inbox2.len(), 2);

@@ -998,3 +998,45 @@ async fn a_writer_that_lost_the_race_for_its_log_goes_on_after_the_winner() {
         assert_eq!(state.size, 2, "{backend:?}");
     }
 }
+
+/// A reply's `in_reply_to` is looked up by message id: the disclosure entry is found while the mailbox row exists,
+/// after it is acknowledged (deleted) too, and an id that was never sent is not found.
+#[tokio::test]
+async fn the_disclosure_of_a_message_is_found_by_its_id_after_the_row_is_gone() {
+    for backend in backends() {
+        let db = open(backend).await;
+        let s = &db.store;
+        let mut log = Log::new("log-a");
+        log.commit(s, log.batch(3, 1, vec![])).await.unwrap();
+        let mut entry = log.entry(3, 2);
+        entry.event = "message-disclosed".into();
+        entry.flow_id = Some("P4".into());
+        entry.subject = Some("pseudonym-m9".into());
+        let mut m = message("m9", "wijkteam-noord", 2);
+        m.seq = 3;
+        log.commit(
+            s,
+            log.batch_of(vec![entry], vec![Mutation::InsertMessage(Box::new(m))]),
+        )
+        .await
+        .unwrap();
+        let found = |s: &DynStore| {
+            let s = s.clone();
+            async move { s.disclosure_of_message("m9").await.unwrap().expect("found") }
+        };
+        let e = found(s).await;
+        assert_eq!((e.log_id.as_str(), e.seq), ("log-a", 3), "{backend:?}");
+        assert_eq!(e.event, "message-disclosed");
+        assert_eq!(e.flow_id.as_deref(), Some("P4"));
+        assert_eq!(e.subject.as_deref(), Some("pseudonym-m9"));
+        log.commit(
+            s,
+            log.batch(1, 3, vec![Mutation::DeleteMessage { id: "m9".into() }]),
+        )
+        .await
+        .unwrap();
+        assert!(s.message("m9").await.unwrap().is_none());
+        assert_eq!(found(s).await.seq, 3, "{backend:?}: found after the ack");
+        assert!(s.disclosure_of_message("m10").await.unwrap().is_none());
+    }
+}

@@ -35,7 +35,7 @@ pub mod codes {
 }
 
 /// The top-level keys an envelope may have.
-pub const ENVELOPE_KEYS: [&str; 7] = [
+pub const ENVELOPE_KEYS: [&str; 8] = [
     "to",
     "type",
     "purpose",
@@ -43,6 +43,7 @@ pub const ENVELOPE_KEYS: [&str; 7] = [
     "actor",
     "justification",
     "data",
+    "in_reply_to",
 ];
 
 const SUBJECT_KINDS: [SubjectKind; 3] = [
@@ -98,6 +99,8 @@ pub struct Envelope<'a> {
     pub justification: Option<String>,
     /// Always a JSON object.
     pub data: Node<'a>,
+    /// The message id a reply answers (P5 → its P4, P6 → its P3): 32 lowercase hexadecimal digits.
+    pub in_reply_to: Option<String>,
 }
 
 impl fmt::Debug for Envelope<'_> {
@@ -109,6 +112,7 @@ impl fmt::Debug for Envelope<'_> {
             .field("purpose", &self.purpose)
             .field("subject", &self.subject)
             .field("actor", &self.actor)
+            .field("in_reply_to", &self.in_reply_to)
             .field(
                 "justification",
                 &self
@@ -547,6 +551,7 @@ fn envelope_from_map<'a>(
         .remove("justification")
         .map(|j| justification(j, limits))
         .transpose()?;
+    let in_reply_to = map.remove("in_reply_to").map(message_id).transpose()?;
     let data = match map.remove("data") {
         None => return Err(missing("data")),
         Some(data @ Node::Object(_)) => data,
@@ -565,7 +570,25 @@ fn envelope_from_map<'a>(
         actor,
         justification,
         data,
+        in_reply_to,
     })
+}
+
+/// `in_reply_to`: a message id as the gateway hands them out (`exchange::new_id`). The detail never repeats it.
+fn message_id(value: Node) -> Result<String, EnvelopeError> {
+    match value {
+        Node::String(s)
+            if s.len() == 32
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Ok(s.into_owned())
+        }
+        _ => Err(EnvelopeError::invalid(
+            codes::INVALID_ENVELOPE,
+            "`in_reply_to` must be a message id: 32 lowercase hexadecimal digits",
+        )),
+    }
 }
 
 fn missing(path: &str) -> EnvelopeError {

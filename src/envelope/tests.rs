@@ -14,16 +14,28 @@ const EXAMPLES: [&str; 7] = [
     "P7-telling-thuiszitters.json",
 ];
 
-/// `shared/examples` beside the crate, else the copies in the fuzz seed corpus.
+/// The committed `examples/`, else the copies in the fuzz seed corpus.
 fn examples_dir() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [
-        root.join("../shared/examples"),
-        root.join("fuzz/corpus/envelope"),
-    ]
-    .into_iter()
-    .find(|dir| EXAMPLES.iter().all(|name| dir.join(name).is_file()))
-    .expect("the example envelopes are found in ../shared/examples or fuzz/corpus/envelope")
+    [root.join("examples"), root.join("fuzz/corpus/envelope")]
+        .into_iter()
+        .find(|dir| EXAMPLES.iter().all(|name| dir.join(name).is_file()))
+        .expect("the example envelopes are found in examples or fuzz/corpus/envelope")
+}
+
+/// An example as sent: a reply's `in_reply_to` placeholder (`REPLACE-WITH-THE-P4-MESSAGE-ID`) becomes a message id.
+fn as_sent(bytes: Vec<u8>) -> Vec<u8> {
+    let text = String::from_utf8(bytes).expect("examples are UTF-8");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("\"REPLACE-WITH-") {
+        out.push_str(&rest[..i]);
+        let end = rest[i + 1..].find('"').expect("closing quote") + i + 2;
+        out.push_str("\"0190f3a1b2c3d4e5f60718293a4b5c6d\"");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out.into_bytes()
 }
 
 fn examples() -> &'static [(&'static str, Vec<u8>)] {
@@ -35,7 +47,7 @@ fn examples() -> &'static [(&'static str, Vec<u8>)] {
             .map(|name| {
                 (
                     *name,
-                    std::fs::read(dir.join(name)).expect("example readable"),
+                    as_sent(std::fs::read(dir.join(name)).expect("example readable")),
                 )
             })
             .collect()
@@ -950,5 +962,31 @@ proptest! {
         prop_assert!(env.data.equals(&reference["data"]));
         prop_assert_eq!(env.data.as_object().map(Object::len), data.as_object().map(serde_json::Map::len));
         prop_assert_eq!(env.justification, Some(justification));
+    }
+}
+
+#[test]
+fn in_reply_to_is_a_message_id_and_is_never_echoed() {
+    let id = "0190f3a1b2c3d4e5f60718293a4b5c6d";
+    let body = with("in_reply_to", json!(id));
+    let env = parse(&body, &Limits::default()).unwrap();
+    assert_eq!(env.in_reply_to.as_deref(), Some(id));
+    assert_eq!(
+        parse(&serde_json::to_vec(&base()).unwrap(), &Limits::default())
+            .unwrap()
+            .in_reply_to,
+        None
+    );
+    for bad in [
+        json!("CANARY-REPLY"),
+        json!(id.to_uppercase()),
+        json!(&id[1..]),
+        json!(format!("{id}0")),
+        json!(42),
+        json!(null),
+    ] {
+        let err = assert_refused(&with("in_reply_to", bad), codes::INVALID_ENVELOPE, 422);
+        assert_clean(&err, &["CANARY-REPLY", &id.to_uppercase()]);
+        assert!(err.detail().contains("in_reply_to"));
     }
 }

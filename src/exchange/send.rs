@@ -1,7 +1,8 @@
 //! `POST /v1/messages`: the named phases a message passes through, in order.
 //!
 //! identity → rate limit → body (all in `http`) → idempotency → parse → bind the receiver → identify the flow →
-//! consents → decide → seal → log (durable, together with the mailbox row) → answer.
+//! case (the receiver bound to the pupil's case, the message answered) → consents → decide → seal → log (durable,
+//! together with the mailbox row) → answer.
 //! Each phase is a function with its own error; `send` turns a phase's error into a `Stop` and `refuse` is the one
 //! place a refused message is logged. Nothing reaches a mailbox unless its disclosure entry is committed in the same
 //! transaction. No phase may put a payload value in a log entry, an error or a trace.
@@ -76,7 +77,7 @@ impl From<serde_json::Error> for Stop {
 
 /// The body phase failed in the HTTP layer (size, deadline, unreadable): log the refusal like any other.
 pub async fn refuse_body(gw: &Gateway, caller: &Caller, r: Refusal) -> Refusal {
-    refuse(gw, caller, r, None).await
+    refuse(gw, caller, r, None, None).await
 }
 
 /// Runs the phases of one message. `idempotency_key` is the header's raw bytes, if the request had one.
@@ -87,10 +88,21 @@ pub async fn send(
     body: &[u8],
 ) -> Result<Sent, Refusal> {
     let mut env = None;
-    let result = phases(gw, caller, idempotency_key, body, &mut env).await;
+    let mut subject_key = None;
+    let result = phases(
+        gw,
+        caller,
+        idempotency_key,
+        body,
+        &mut env,
+        &mut subject_key,
+    )
+    .await;
     match result {
         Ok(sent) | Err(Stop::Replayed(sent)) => Ok(sent),
-        Err(Stop::Refused(r)) => Err(refuse(gw, caller, r, env.as_ref()).await),
+        Err(Stop::Refused(r)) => {
+            Err(refuse(gw, caller, r, env.as_ref(), subject_key.as_deref()).await)
+        }
         Err(Stop::Failed(r)) => {
             gw.metrics.refusal(r.code.as_str());
             Err(r)
@@ -104,16 +116,27 @@ async fn phases<'b>(
     idempotency_key: Option<&[u8]>,
     body: &'b [u8],
     parsed: &mut Option<Envelope<'b>>,
+    pupil: &mut Option<String>,
 ) -> Result<Sent, Stop> {
     let idempotency = claim_idempotency(gw, caller, idempotency_key, body).await?;
     let env = parsed.insert(parse(gw, body)?);
     let receiver = bind_receiver(gw, env)?;
     let policies = gw.policy();
-    // The flow is named by `decide`'s outcome (or its refusal's log entry): a flow that is not written does not exist.
-    let subject_key = env
+    *pupil = env
         .subject
         .as_ref()
         .map(|s| gw.keys.subject_pseudonym(s.number()));
+    // The flow is named by `decide`'s outcome (or its refusal's log entry): a flow that is not written does not exist,
+    // and `decide` refuses it.
+    if let Some(flow) = identify_flow(&policies, caller.partner(), &receiver.partner, &env.purpose)
+    {
+        if let Some(from_reference) =
+            bind_case(gw, flow, caller, &receiver, env, pupil.as_deref()).await?
+        {
+            pupil.get_or_insert(from_reference);
+        }
+    }
+    let subject_key = pupil.clone();
     let consents = consents(gw, subject_key.as_deref()).await?;
     let decision = decide(gw, &policies, caller, &receiver.partner, env, &consents)?;
     let message_id = new_id();
@@ -236,6 +259,49 @@ fn identify_flow<'p>(
     purpose: &str,
 ) -> Option<&'p policy::Flow> {
     policies.find_flow(sender.role, receiver.role, purpose)
+}
+
+/// Phase case: the receiver must be the organisation responsible for this pupil (`policy::bind_receiver`, pure),
+/// from `partners.toml` and, for a reply, the disclosure it answers as the log recorded it (the mailbox row is gone
+/// once acknowledged). A message id the sender was not party to is treated as unknown: the answer never says
+/// whether another organisation's message exists. Returns the pupil (keyed pseudonym) of the message answered.
+async fn bind_case(
+    gw: &Gateway,
+    flow: &policy::Flow,
+    caller: &Caller,
+    receiver: &PartnerInfo,
+    env: &Envelope<'_>,
+    subject_key: Option<&str>,
+) -> Result<Option<String>, Stop> {
+    let answered = match (&env.in_reply_to, &flow.receiver) {
+        (Some(id), Some(policy::ReceiverBinding::InReplyTo)) => gw
+            .store
+            .disclosure_of_message(id)
+            .await?
+            .filter(|e| e.event == EventKind::MessageDisclosed.as_str())
+            .filter(|e| {
+                e.sender.as_deref() == Some(caller.id())
+                    || e.receiver.as_deref() == Some(caller.id())
+            }),
+        _ => None,
+    };
+    let facts = policy::CaseFacts {
+        sender: caller.partner(),
+        sender_responsible: &caller.info.responsible,
+        receiver: &receiver.partner,
+        receiver_responsible: &receiver.responsible,
+        data: &env.data,
+        in_reply_to: env.in_reply_to.is_some(),
+        reference: answered.as_ref().map(|e| policy::Reference {
+            sender: e.sender.as_deref().unwrap_or_default(),
+            receiver: e.receiver.as_deref().unwrap_or_default(),
+            flow_id: e.flow_id.as_deref(),
+            subject: e.subject.as_deref(),
+        }),
+        subject: subject_key,
+    };
+    policy::bind_receiver(flow, &facts)?;
+    Ok(answered.and_then(|e| e.subject))
 }
 
 /// Phase consents: the pupil's consent records (only the keyed pseudonym ever reaches the store).
@@ -400,7 +466,13 @@ struct StoredActor<'a> {
 
 /// The one place a refused message is logged (through `Gateway::log_refusal`), with what is known of it and without
 /// any payload value; when even the refusal cannot be logged, the caller gets 503 instead.
-async fn refuse(gw: &Gateway, caller: &Caller, r: Refusal, env: Option<&Envelope<'_>>) -> Refusal {
+async fn refuse(
+    gw: &Gateway,
+    caller: &Caller,
+    r: Refusal,
+    env: Option<&Envelope<'_>>,
+    subject_key: Option<&str>,
+) -> Refusal {
     let mut entry = gw.entry_for(caller, EventKind::MessageRefused);
     let policies = gw.policy();
     entry.policy_hash = Some(policies.hash().to_owned());
@@ -418,10 +490,11 @@ async fn refuse(gw: &Gateway, caller: &Caller, r: Refusal, env: Option<&Envelope
                 entry.actor = Some(actor_ref(env));
             }
         }
-        entry.subject = env
-            .subject
-            .as_ref()
-            .map(|s| gw.keys.subject_pseudonym(s.number()));
+        entry.subject = subject_key.map(str::to_owned).or_else(|| {
+            env.subject
+                .as_ref()
+                .map(|s| gw.keys.subject_pseudonym(s.number()))
+        });
     }
     entry.detail = Some(r.detail.clone());
     gw.log_refusal(entry, r).await

@@ -87,11 +87,15 @@ fn role_nl(role: &str) -> String {
     match Role::parse(role) {
         Some(Role::SchoolPo) => "school (primair onderwijs)".into(),
         Some(Role::SchoolVo) => "school (voortgezet onderwijs)".into(),
+        Some(Role::SchoolSo) => "school (speciaal onderwijs)".into(),
         Some(Role::SchoolVso) => "school (voortgezet speciaal onderwijs)".into(),
+        Some(Role::SchoolMbo) => "school (middelbaar beroepsonderwijs)".into(),
         Some(Role::SwvPo) => "samenwerkingsverband po".into(),
         Some(Role::SwvVo) => "samenwerkingsverband vo".into(),
         Some(Role::Leerplicht) => "leerplicht".into(),
         Some(Role::Wijkteam) => "wijkteam".into(),
+        Some(Role::Jgz) => "jeugdgezondheidszorg (GGD)".into(),
+        Some(Role::VeiligThuis) => "Veilig Thuis".into(),
         Some(Role::PrivacyOfficer) => "functionaris gegevensbescherming".into(),
         None => role.to_owned(),
     }

@@ -216,16 +216,46 @@ fn lint_flow(set: &PolicySet, flow: &Flow, out: &mut Vec<Finding>) {
             ),
         ));
     }
-    if flow.subject == SubjectDelivery::AsIs && flow.receivers.contains(&Role::Wijkteam) {
-        out.push(Finding::at(
-            flow,
-            flow.line,
-            Severity::Warning,
-            format!(
-                "flow {} delivers the PGN to a wijkteam; WPO 178a does not allow that (UAVG art. 46)",
-                flow.id
-            ),
-        ));
+    if flow.subject == SubjectDelivery::AsIs {
+        // UAVG art. 46 (DOMAIN.md "Identifiers"): no law lets the PGN go between a school and a wijkteam or jgz, in
+        // either direction, nor from a school to Veilig Thuis; a cited `subject_basis` does not change that.
+        let youth_care = [Role::Wijkteam, Role::Jgz];
+        let to = flow.receivers.iter().find(|r| youth_care.contains(r));
+        let from = flow.senders.iter().find(|r| youth_care.contains(r));
+        let school_to_vt = flow.senders.iter().any(|r| r.is_school())
+            && flow.receivers.contains(&Role::VeiligThuis);
+        let what = match (to, from) {
+            (Some(r), _) => Some(format!("to a {r}")),
+            (None, Some(r)) => Some(format!("from a {r}")),
+            (None, None) if school_to_vt => Some("from a school to Veilig Thuis".to_owned()),
+            (None, None) => None,
+        };
+        if let Some(what) = what {
+            out.push(Finding::at(
+                flow,
+                flow.line,
+                Severity::Error,
+                format!(
+                    "flow {} delivers the PGN as is {what}; no law allows that (UAVG art. 46, WPO 178a): use subject = \"none\" or \"pseudonymise\"",
+                    flow.id
+                ),
+            ));
+        }
+    }
+    if let Some(answers) = &flow.answers {
+        if !set.flows().any(|f| &f.id == answers) {
+            // It loads (a reply to a flow that is not there is refused: its reference never matches), but it is
+            // a mistake.
+            out.push(Finding::at(
+                flow,
+                flow.line,
+                Severity::Error,
+                format!(
+                    "flow {}: `answers` names flow {answers}, which does not exist",
+                    flow.id
+                ),
+            ));
+        }
     }
     if let Some(a) = &flow.aggregate {
         if !a.secondary_suppression {
@@ -358,6 +388,37 @@ text = "30 dagen"
         assert!(f[0].is_error());
         assert_eq!(f[0].file, "catalogue.toml");
         assert_eq!(f[0].line, Some(2));
+    }
+
+    #[test]
+    fn a_flow_delivering_the_pgn_to_or_from_a_wijkteam_or_jgz_is_an_error() {
+        let as_is = |from: &str, to: &str| {
+            flow(r#"{ path = "leerling.*", action = "allow" },"#, "")
+                .replace(
+                    "subject = \"none\"",
+                    "subject = \"as-is\"\nsubject_basis = \"Wabb art. 10\"",
+                )
+                .replace(r#"from = ["school-po"]"#, &format!("from = [\"{from}\"]"))
+                .replace(r#"to = ["school-vo"]"#, &format!("to = [\"{to}\"]"))
+        };
+        let errors = |from, to| -> Vec<Finding> {
+            run(&as_is(from, to))
+                .into_iter()
+                .filter(|f| f.is_error())
+                .collect()
+        };
+        for (from, to) in [
+            ("school-po", "wijkteam"),
+            ("wijkteam", "school-po"),
+            ("school-vo", "jgz"),
+            ("jgz", "school-vo"),
+            ("school-po", "veilig-thuis"),
+        ] {
+            let e = errors(from, to);
+            assert_eq!(e.len(), 1, "{from} → {to}: {e:?}");
+            assert!(e[0].message.contains("UAVG art. 46"), "{e:?}");
+        }
+        assert!(errors("school-po", "school-vo").is_empty());
     }
 
     #[test]

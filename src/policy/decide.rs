@@ -342,12 +342,19 @@ fn decide_record(
     catalogue: &MessageCatalogue,
     req: &DecisionRequest,
 ) -> Result<Decision, Refusal> {
-    let subject = req.subject.ok_or_else(|| {
-        Refusal::new(
-            codes::MISSING_SUBJECT,
-            format!("flow {} is about one pupil: `subject` is required", flow.id),
-        )
-    })?;
+    // A reply that delivers no pupil number (P5) names no pupil: it is the one of the message it answers, which the
+    // receiver binding (`binding::bind_receiver`) has checked before the decision.
+    let from_reference = flow.answers.is_some() && flow.subject == SubjectDelivery::None;
+    let subject = match req.subject {
+        Some(s) => Some(s),
+        None if from_reference => None,
+        None => {
+            return Err(Refusal::new(
+                codes::MISSING_SUBJECT,
+                format!("flow {} is about one pupil: `subject` is required", flow.id),
+            ))
+        }
+    };
     if !req.data.is_object() {
         return Err(Refusal::new(
             codes::INVALID_DATA,
@@ -445,8 +452,9 @@ fn decide_record(
     used.sort();
     d.consents_used = used;
     d.delivered = delivered;
-    d.subject = match flow.subject {
-        SubjectDelivery::AsIs => {
+    d.subject = match (flow.subject, subject) {
+        (SubjectDelivery::None, _) | (_, None) => None,
+        (SubjectDelivery::AsIs, Some(subject)) => {
             let mut m = Map::with_capacity(1);
             m.insert(
                 subject.kind().as_str().to_owned(),
@@ -454,7 +462,7 @@ fn decide_record(
             );
             Some(Value::Object(m))
         }
-        SubjectDelivery::Pseudonymise => {
+        (SubjectDelivery::Pseudonymise, Some(subject)) => {
             let mut m = Map::with_capacity(1);
             m.insert(
                 "pseudonym".to_owned(),
@@ -462,7 +470,6 @@ fn decide_record(
             );
             Some(Value::Object(m))
         }
-        SubjectDelivery::None => None,
     };
     d.fields = Fields::compact(Compact {
         table: flow.table.clone(),

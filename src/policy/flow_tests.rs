@@ -23,14 +23,8 @@ fn policies() -> &'static PolicySet {
 }
 
 fn example(name: &str) -> Value {
-    // ../shared/examples when it is beside the checkout, else the copies committed in examples/.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let shared = root.join("../shared/examples");
-    let dir = if shared.is_dir() {
-        shared
-    } else {
-        root.join("examples")
-    };
+    // The committed examples/ (P3–P6 as in ../shared/examples-corrected).
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
     let p = dir.join(name);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).unwrap()
@@ -119,7 +113,30 @@ fn run_env(
         pseudonym_key: SECRET,
         sender_provides_jeugdhulp: provides_jeugdhulp(from),
     };
-    let result = decide(policies(), &req);
+    // The receiver binding runs before the decision (`exchange::send`, phase case). Here only a binding by a field
+    // of the message (P1's `aanmelding.school`), which needs no partners.toml and no message answered; the others
+    // are tested in `binding` and through the API (tests/receiver_bound.rs).
+    let flow = policies().find_flow(sender.role, receiver.role, req.purpose);
+    let result = match flow.filter(|f| matches!(f.receiver, Some(ReceiverBinding::Field(_)))) {
+        Some(flow) => {
+            let none = crate::domain::Responsibilities::default();
+            bind_receiver(
+                flow,
+                &CaseFacts {
+                    sender: &sender,
+                    sender_responsible: &none,
+                    receiver: &receiver,
+                    receiver_responsible: &none,
+                    data: req.data,
+                    in_reply_to: false,
+                    reference: None,
+                    subject: None,
+                },
+            )
+            .and_then(|()| decide(policies(), &req))
+        }
+        None => decide(policies(), &req),
+    };
     match &result {
         Ok(d) => assert_no_canary(d),
         Err(r) => assert!(
@@ -477,7 +494,7 @@ fn p1_needs_aanmelding_and_inzage_before_anything_is_sent() {
         ("/data/inzage/ouders_geinformeerd", json!(false)),
         ("/data/inzage/ouders_geinformeerd", json!("true")),
         ("/data/aanmelding/datum", json!("")),
-        ("/data/aanmelding/school", json!("CANARY-andere-school")),
+        ("/data/aanmelding/school", json!("")),
         ("/data/aanmelding/datum", Value::Null),
     ];
     for (ptr, v) in cases {
@@ -490,6 +507,14 @@ fn p1_needs_aanmelding_and_inzage_before_anything_is_sent() {
             "{ptr}"
         );
     }
+    // Another school than the one where the pupil is aangemeld: the receiver is not responsible (DOMAIN.md).
+    let mut env = base.clone();
+    *env.pointer_mut("/data/aanmelding/school").unwrap() = json!("CANARY-andere-school");
+    let r = run_env(&env, "obs-de-linde", &[], P1_TODAY).unwrap_err();
+    assert_eq!(
+        (r.code.as_str(), r.status),
+        ("receiver-not-responsible", 403)
+    );
     let mut env = base.clone();
     env["data"].as_object_mut().unwrap().shift_remove("inzage");
     let r = run_env(&env, "obs-de-linde", &[], P1_TODAY).unwrap_err();
@@ -1301,7 +1326,10 @@ fn p5_feedback_with_consent_delivers_involvement_contact_and_advice_only() {
     let d = run_env(&env, "wijkteam-noord", &[c], P5_TODAY).unwrap();
     assert_accounted(&d, &env);
     assert_eq!(d.flow_id, "P5");
-    assert_eq!(d.subject, Some(json!({"pgn": "121547280"})));
+    assert_eq!(
+        d.subject, None,
+        "no PGN from a wijkteam to a school (UAVG art. 46)"
+    );
     assert_delivered(
         &d,
         &env,

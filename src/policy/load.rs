@@ -13,8 +13,8 @@ use super::model::{self, ActionName, JustificationDef, MethodName, PolicyFile};
 use super::path::{valid_catalogue_path, valid_key, Pattern};
 use super::{
     screen, AggregateRules, Agreement, CatalogueField, Dimension, FieldRule, FieldTable, Flow,
-    GeneraliseMethod, LegalBasis, MessageCatalogue, PathTree, PolicySet, RequiredField, RuleAction,
-    ScreenList, SubjectDelivery, TableField, ValueKind,
+    GeneraliseMethod, LegalBasis, MessageCatalogue, PathTree, PolicySet, ReceiverBinding,
+    RequiredField, RuleAction, ScreenList, SubjectDelivery, TableField, ValueKind,
 };
 
 /// AVG art. 6 lid 1 grounds a flow may cite.
@@ -657,6 +657,45 @@ impl Builder {
             });
         }
 
+        let receiver = d.receiver.as_ref().map(|r| {
+            let binding = ReceiverBinding::parse(r.get_ref());
+            if let ReceiverBinding::Field(field) = &binding {
+                let in_catalogue = catalogue
+                    .as_ref()
+                    .is_some_and(|c| c.field(field).is_some());
+                if field.contains('[') || !in_catalogue {
+                    err(
+                        r.span().start,
+                        format!(
+                            "flow {}: `receiver` is one of {} or a catalogue field of `{}` outside any array that names the receiver",
+                            d.id,
+                            ReceiverBinding::KEYWORDS.join(", "),
+                            d.message
+                        ),
+                    );
+                }
+            }
+            binding
+        });
+        let answers = d.answers.as_ref().map(|a| a.get_ref().clone());
+        match (&receiver, &d.answers) {
+            (Some(ReceiverBinding::InReplyTo), None) => err(
+                start,
+                format!(
+                    "flow {}: receiver = \"in-reply-to\" needs `answers`, the id of the flow it answers",
+                    d.id
+                ),
+            ),
+            (Some(ReceiverBinding::InReplyTo), Some(_)) | (_, None) => {}
+            (_, Some(a)) => err(
+                a.span().start,
+                format!(
+                    "flow {}: `answers` goes with receiver = \"in-reply-to\" only",
+                    d.id
+                ),
+            ),
+        }
+
         let mut screening = Vec::new();
         for s in &d.screening {
             let at = s.span().start;
@@ -806,6 +845,15 @@ impl Builder {
                     format!("flow {}: an aggregate flow has no `fields`, `required` or `screening`; [flow.aggregate] decides", d.id),
                 );
             }
+            if receiver.is_some() {
+                err(
+                    start,
+                    format!(
+                        "flow {}: an aggregate flow concerns no pupil and binds no receiver to one",
+                        d.id
+                    ),
+                );
+            }
             if d.subject != SubjectDelivery::None || d.consent {
                 err(
                     start,
@@ -844,6 +892,8 @@ impl Builder {
             consent_12_15_both: d.consent_12_15.is_some(),
             subject: d.subject,
             subject_basis: d.subject_basis.clone(),
+            receiver,
+            answers,
             agreement,
             required,
             field_rules: Vec::new(),

@@ -12,6 +12,7 @@
 
 mod ages;
 mod aggregate;
+mod binding;
 mod check;
 mod decide;
 mod explain;
@@ -33,6 +34,7 @@ use serde::Deserialize;
 use crate::domain::Role;
 
 pub use ages::{consent_fits, About, AgeRule, Fit};
+pub use binding::{bind_receiver, CaseFacts, ReceiverBinding, Reference};
 pub use check::{check, check_sources, lint, Finding, Severity};
 pub use decide::{age_on, decide, DecisionRequest, BIRTH_DATE_PATH, PARENTS_PREFIX};
 pub use explain::explain;
@@ -55,6 +57,9 @@ pub mod codes {
     pub const JUSTIFICATION_REQUIRED: ProblemCode = ProblemCode::JustificationRequired;
     pub const PERSON_LEVEL_IN_AGGREGATE: ProblemCode = ProblemCode::PersonLevelInAggregate;
     pub const INVALID_AGGREGATE: ProblemCode = ProblemCode::InvalidAggregate;
+    pub const INVALID_ENVELOPE: ProblemCode = ProblemCode::InvalidEnvelope;
+    pub const RECEIVER_NOT_RESPONSIBLE: ProblemCode = ProblemCode::ReceiverNotResponsible;
+    pub const UNKNOWN_REFERENCE: ProblemCode = ProblemCode::UnknownReference;
 }
 
 /// Minimum number of non-whitespace characters of a justification.
@@ -508,6 +513,10 @@ pub struct Flow {
     pub consent_12_15_both: bool,
     pub subject: SubjectDelivery,
     pub subject_basis: Option<String>,
+    /// Who may receive this pupil's message (`receiver` in the file); `None` for aggregates.
+    pub receiver: Option<ReceiverBinding>,
+    /// With `receiver = "in-reply-to"`: the flow of the message this one answers (`answers`).
+    pub answers: Option<String>,
     pub agreement: Option<Agreement>,
     pub required: Vec<RequiredField>,
     pub rules: Vec<FieldRule>,

@@ -72,6 +72,10 @@ pub(super) struct FlowDef {
     #[serde(default)]
     pub subject_basis: Option<String>,
     #[serde(default)]
+    pub receiver: Option<Spanned<String>>,
+    #[serde(default)]
+    pub answers: Option<Spanned<String>>,
+    #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
     pub fields: Vec<Spanned<RuleDef>>,

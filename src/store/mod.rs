@@ -299,6 +299,8 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreFuture<'a, Vec<StoredMessage>>;
     fn message<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<StoredMessage>>;
+    /// The log entry that disclosed message `id` (its `message-disclosed` entry), also after the mailbox row is gone.
+    fn disclosure_of_message<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<StoredEntry>>;
     /// Messages whose retention ended before `now_ms`.
     fn expired_messages(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<StoredMessage>>;
 

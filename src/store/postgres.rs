@@ -45,6 +45,11 @@ fn migrator() -> Migrator {
             "pupil birth date on consents",
             include_str!("../../migrations/postgres/0004_consent_birth_date.sql"),
         ),
+        (
+            5,
+            "disclosure of a message by its id",
+            include_str!("../../migrations/postgres/0005_message_disclosures.sql"),
+        ),
     ])
 }
 

@@ -202,6 +202,9 @@ async fn retire_if_failed(
 /// Rows per multi-row INSERT through sqlx (15 bind parameters a log row: far below SQLite's and PostgreSQL's limits).
 const ROWS_PER_INSERT: usize = 64;
 
+/// `Store::disclosure_of_message`: through `message_disclosures` (written by a trigger with each mailbox row) to the
+/// log entry, by both primary keys.
+const DISCLOSURE_OF_MESSAGE_SQL: &str = "SELECT e.log_id, e.seq, e.time_ms, e.event, e.partner, e.organisation, e.sender, e.receiver, e.purpose, e.flow_id, e.subject, e.outcome, e.entry, e.leaf_hash, e.chain_hash FROM message_disclosures d JOIN log_entries e ON e.log_id = d.log_id AND e.seq = d.seq WHERE d.id = $1";
 const ENTRY_COLUMNS: &str = "log_id, seq, time_ms, event, partner, organisation, sender, receiver, purpose, flow_id, subject, outcome, entry, leaf_hash, chain_hash";
 
 /// The columns a new mailbox row is inserted with, in `NewMessage` field order (`pos`, `fetch_count` default).
@@ -648,6 +651,16 @@ impl Store for $store {
                 .fetch_optional(&self.pool)
                 .await?;
             row.as_ref().map(message_from_row).transpose()
+        })
+    }
+
+    fn disclosure_of_message<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<StoredEntry>> {
+        Box::pin(async move {
+            let row = sqlx::query(DISCLOSURE_OF_MESSAGE_SQL)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(entry_from_row).transpose()
         })
     }
 

@@ -140,6 +140,11 @@ fn migrator() -> Migrator {
             "pupil birth date on consents",
             include_str!("../../migrations/sqlite/0007_consent_birth_date.sql"),
         ),
+        (
+            8,
+            "disclosure of a message by its id",
+            include_str!("../../migrations/sqlite/0008_message_disclosures.sql"),
+        ),
     ])
 }
 

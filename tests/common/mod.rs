@@ -25,15 +25,24 @@ pub fn certs_dir() -> PathBuf {
     root().join("certs-example")
 }
 
-/// The shared example messages: `../shared/examples` next to the main checkout, else the repository's copy
-/// (`examples/`, the same files) in a worktree.
+/// The example messages (`examples/`: P1, P2 and P7 as in `../shared/examples`, P3–P6 as in
+/// `../shared/examples-corrected`, with receivers bound to the case).
 pub fn examples_dir() -> PathBuf {
-    let shared = root().join("../shared/examples");
-    if shared.is_dir() {
-        shared
-    } else {
-        root().join("examples")
-    }
+    root().join("examples")
+}
+
+/// An example reply (P5, P6) with its `in_reply_to` placeholder (`REPLACE-WITH-THE-P4-MESSAGE-ID` and the like)
+/// replaced by the id of the message it answers.
+pub fn reply(name: &str, answered: &str) -> Vec<u8> {
+    let mut v = example_json(name);
+    assert!(
+        v["in_reply_to"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("REPLACE-WITH-")),
+        "{name} answers a message"
+    );
+    v["in_reply_to"] = Value::String(answered.to_owned());
+    serde_json::to_vec(&v).unwrap()
 }
 
 /// `<examples_dir>/<name>` as the JSON text partners send.
