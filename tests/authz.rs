@@ -228,9 +228,12 @@ async fn matrix(backend: Backend) -> Tally {
         let (_, senders, receivers) = FLOWS.iter().find(|f| f.0 == flow).unwrap();
         // P5 names no pupil: it is the one of the P4 it answers.
         let subject = example_json("P4")["subject"].clone();
+        // P5 carries no birth date: the consent records it for the age rules (DOMAIN.md).
+        let birth = example_json("P4")["data"]["leerling"]["geboortedatum"].clone();
         for (s, _, _) in PARTNERS.iter().filter(|p| senders.contains(&p.1)) {
             for (r, _, _) in PARTNERS.iter().filter(|p| receivers.contains(&p.1)) {
                 let body = json!({"subject": subject, "purpose": purpose, "recipient": r,
+                    "subject_birth_date": birth,
                     "categories": ["*"], "given_by": "ouder", "evidence": "formulier in dossier",
                     "valid_from": "2026-01-01", "valid_until": "2030-12-31"});
                 let resp = gw.client(s).post_json("/v1/consents", &body).await;

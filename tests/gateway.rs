@@ -216,7 +216,16 @@ async fn p3_and_p6_deliver_allowed_fields_and_keep_canaries_out() {
         let inbox = gw.client("leerplicht-gemeente").inbox().await;
         assert_eq!(inbox.len(), 1);
         assert_eq!(inbox[0]["data"]["verzuim"]["soort"], "16-uur-4-weken");
-        assert_eq!(inbox[0]["subject"]["pgn"], "507529170");
+        assert_eq!(
+            inbox[0]["data"]["verzuim"]["duo_meldingsnummer"],
+            example_json("P3")["data"]["verzuim"]["duo_meldingsnummer"]
+        );
+        // No PGN to the leerplicht office: the DUO meldingsnummer identifies the melding (UAVG art. 46).
+        assert!(inbox[0]["subject"].is_null(), "{}", inbox[0]["subject"]);
+        assert!(
+            !serde_json::to_string(&inbox).unwrap().contains("507529170"),
+            "the PGN reached the leerplicht office"
+        );
         assert!(inbox[0]["data"].get("toetsen").is_none());
         assert_absent(&serde_json::to_vec(&inbox).unwrap(), &canaries, "P3 inbox");
         let p3 = sent["message_id"].as_str().unwrap();

@@ -549,7 +549,8 @@ async fn p4_needs_a_real_justification_and_keeps_it_in_the_log() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn p3_reason_naming_a_forbidden_category_is_refused_without_quoting_it() {
+async fn p3_reason_naming_a_forbidden_category_is_withheld_without_quoting_it_and_the_melding_goes()
+{
     // (category, a reason naming one of its terms next to a canary, the term)
     let cases = [
         (
@@ -585,24 +586,60 @@ async fn p3_reason_naming_a_forbidden_category_is_refused_without_quoting_it() {
             let mut env = example_json("P3");
             env["data"]["verzuim"]["vermoedelijke_reden"] = json!(text);
             let r = school.post_json("/v1/messages", &env).await;
-            assert_eq!(r.status, 422, "{category}: {}", r.text());
-            assert_eq!(r.code(), "screened-term");
-            let detail = r.json()["detail"].as_str().unwrap().to_owned();
-            assert!(detail.contains(category), "{detail}");
-            assert!(detail.contains("verzuim.vermoedelijke_reden"), "{detail}");
-            assert_absent(&r.body, &secrets, "the refusal");
+            // The melding goes "onverwijld": the screened reason is withheld with its reason, the rest delivered.
+            assert_eq!(r.status, 201, "{category}: {}", r.text());
+            let withheld = &r.json()["withheld"];
+            assert!(
+                withheld.to_string().contains("verzuim.vermoedelijke_reden")
+                    && withheld.to_string().contains("screened-term"),
+                "{category}: {withheld}"
+            );
+            assert_absent(&r.body, &secrets, "the 201");
         }
-        let refused = entries_of(&gw, EventKind::MessageRefused).await;
-        assert_eq!(refused.len(), cases.len(), "{refused:?}");
-        for (e, (category, _, _)) in refused.iter().zip(&cases) {
-            assert_eq!(e.outcome, "screened-term");
+        let disclosed = entries_of(&gw, EventKind::MessageDisclosed).await;
+        assert_eq!(disclosed.len(), cases.len(), "{disclosed:?}");
+        for e in &disclosed {
             assert_eq!(e.flow_id.as_deref(), Some("P3"));
-            assert!(e.detail.as_deref().unwrap().contains(category), "{e:?}");
+            assert!(
+                e.withheld
+                    .iter()
+                    .any(|w| w.field == "verzuim.vermoedelijke_reden"
+                        && w.reason.starts_with("screened-term")),
+                "{e:?}"
+            );
         }
+        let delivered = leerplicht.inbox().await;
+        assert_eq!(delivered.len(), cases.len());
+        for m in &delivered {
+            assert!(
+                m["data"]["verzuim"].get("vermoedelijke_reden").is_none(),
+                "{m}"
+            );
+            assert!(
+                m["data"]["verzuim"].get("duo_meldingsnummer").is_some(),
+                "{m}"
+            );
+            assert_absent(m.to_string().as_bytes(), &secrets, "the inbox");
+            let id = m["message_id"].as_str().unwrap();
+            let r = leerplicht.post(&format!("/v1/inbox/{id}/ack"), b"").await;
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+
+        // Without the DUO meldingsnummer there is no P3: the school reports at DUO (or on the gemeente's form) first.
+        let mut env = example_json("P3");
+        env["data"]["verzuim"]
+            .as_object_mut()
+            .unwrap()
+            .remove("duo_meldingsnummer");
+        let r = school.post_json("/v1/messages", &env).await;
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert_eq!(r.code(), "missing-required-field");
+        let detail = r.json()["detail"].as_str().unwrap().to_owned();
         assert!(
-            leerplicht.inbox().await.is_empty(),
-            "a screened message was delivered"
+            detail.contains("verzuim.duo_meldingsnummer") && detail.contains("DUO"),
+            "{detail}"
         );
+        assert!(leerplicht.inbox().await.is_empty());
 
         // The example's own reason names none of the categories: delivered as written.
         let r = school.post("/v1/messages", &example("P3")).await;

@@ -292,9 +292,14 @@ fn check_required(flow: &Flow, req: &DecisionRequest) -> Result<(), Refusal> {
                 (None, true) => "must name the receiving organisation".to_owned(),
                 (None, false) => "must be present".to_owned(),
             };
+            let hint = r
+                .hint
+                .as_deref()
+                .map(|h| format!(": {h}"))
+                .unwrap_or_default();
             return Err(Refusal::new(
                 codes::MISSING_REQUIRED_FIELD,
-                format!("flow {}: field `{}` {what}", flow.id, r.path),
+                format!("flow {}: field `{}` {what}{hint}", flow.id, r.path),
             ));
         }
     }
@@ -309,18 +314,32 @@ fn invalid_date(flow: &Flow, path: &str, rule: &str) -> Refusal {
     )
 }
 
-fn check_screening(flow: &Flow, req: &DecisionRequest) -> Result<(), Refusal> {
+/// The screened free-text fields: a hit in a `refuse` list refuses the message; the catalogue indices of the fields
+/// with a hit in a `withhold` list are returned, to be withheld by the walk while the rest goes.
+fn check_screening(
+    flow: &Flow,
+    catalogue: &MessageCatalogue,
+    req: &DecisionRequest,
+) -> Result<Vec<usize>, Refusal> {
     let mut hits: Vec<(&str, &str)> = Vec::new();
+    let mut withheld = Vec::new();
     for list in &flow.screening {
         let Some(text) = path::get_dotted(req.data, &list.field).and_then(Node::as_str) else {
             continue;
         };
-        if screen::names_any(text, &list.terms) && !hits.contains(&(&list.field, &list.category)) {
+        if !screen::names_any(text, &list.terms) {
+            continue;
+        }
+        if list.withhold {
+            if let Some(i) = catalogue.fields.iter().position(|f| f.path == list.field) {
+                withheld.push(i);
+            }
+        } else if !hits.contains(&(&list.field, &list.category)) {
             hits.push((&list.field, &list.category));
         }
     }
     if hits.is_empty() {
-        return Ok(());
+        return Ok(withheld);
     }
     let named: Vec<String> = hits
         .iter()
@@ -371,7 +390,7 @@ fn decide_record(
         return Err(no_consent(flow, req, consents.why_not(About::Pupil, None)));
     }
     check_required(flow, req)?;
-    check_screening(flow, req)?;
+    let screened = check_screening(flow, catalogue, req)?;
 
     let mut walk = Walk {
         flow,
@@ -391,6 +410,7 @@ fn decide_record(
         out: Vec::with_capacity(2048),
         today: req.today,
         implausible: None,
+        screened: &screened,
     };
     let delivered = if walk.value(req.data, Some(PathTree::ROOT)) {
         String::from_utf8(std::mem::take(&mut walk.out))
@@ -514,6 +534,8 @@ struct Walk<'p, 'c, 'v, 'b> {
     /// The first date leaf (whatever the flow does with it) that is not plausible: its path and the rule it breaks.
     /// It refuses the whole message.
     implausible: Option<(String, &'static str)>,
+    /// Catalogue fields whose text hit a `withhold` screening list: withheld with `screened-term`.
+    screened: &'p [usize],
 }
 
 impl<'v, 'b> Walk<'_, '_, 'v, 'b> {
@@ -643,6 +665,9 @@ impl<'v, 'b> Walk<'_, '_, 'v, 'b> {
         };
         if let RuleAction::Deny { .. } = rule.action {
             return withhold(Why::Denied);
+        }
+        if self.screened.contains(&index) {
+            return withhold(Why::Screened);
         }
         if !transform::kind_ok(field.kind, value) {
             return withhold(Why::InvalidValue);

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use ring::digest;
 
-use super::model::{self, ActionName, JustificationDef, MethodName, PolicyFile};
+use super::model::{self, ActionName, JustificationDef, MethodName, OnHitDef, PolicyFile};
 use super::path::{valid_catalogue_path, valid_key, Pattern};
 use super::{
     screen, AggregateRules, Agreement, CatalogueField, Dimension, FieldRule, FieldTable, Flow,
@@ -654,6 +654,7 @@ impl Builder {
                 path: rd.path.clone(),
                 equals,
                 equals_receiver: rd.equals_receiver,
+                hint: rd.hint.clone(),
             });
         }
 
@@ -736,6 +737,7 @@ impl Builder {
                 field: sd.field.clone(),
                 category: sd.category.clone(),
                 terms: sd.terms.clone(),
+                withhold: sd.on_hit == OnHitDef::Withhold,
             });
         }
 

@@ -464,14 +464,18 @@ pub struct RequiredField {
     pub equals: Option<serde_json::Value>,
     /// The value must be the receiving organisation's partner id.
     pub equals_receiver: bool,
+    /// What the sender must do first when the field is missing (added to the refusal's detail).
+    pub hint: Option<String>,
 }
 
-/// A term list: a text field naming any of the terms refuses the whole message.
+/// A term list: a text field naming any of the terms refuses the whole message, or (`withhold`) is withheld with
+/// its reason while the rest of the message goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScreenList {
     pub field: String,
     pub category: String,
     pub terms: Vec<String>,
+    pub withhold: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -631,6 +635,8 @@ pub enum WithheldReason {
     InvalidValue,
     /// An aggregate cell below the minimum size, or suppressed to protect one.
     Suppressed,
+    /// A free text naming a term of a category the flow screens out (`on_hit = "withhold"`).
+    Screened,
 }
 
 impl WithheldReason {
@@ -647,6 +653,7 @@ impl WithheldReason {
             WithheldReason::NotInClosedList => "not-in-closed-list",
             WithheldReason::InvalidValue => "invalid-value",
             WithheldReason::Suppressed => "suppressed",
+            WithheldReason::Screened => "screened-term",
         }
     }
 
@@ -676,6 +683,9 @@ impl WithheldReason {
             }
             WithheldReason::InvalidValue => "the value is not of the catalogue's kind",
             WithheldReason::Suppressed => "small cell suppressed (disclosure control)",
+            WithheldReason::Screened => {
+                "the text names a term of a category this flow screens out; it is withheld and the rest of the message goes (the text is not repeated here)"
+            }
         }
     }
 }
@@ -787,6 +797,7 @@ pub(super) enum Why {
     ConsentNotParents,
     NotInClosedList,
     InvalidValue,
+    Screened,
 }
 
 impl Why {
@@ -803,6 +814,7 @@ impl Why {
             Why::ConsentNotParents => Some(WithheldReason::ConsentNotParents),
             Why::NotInClosedList => Some(WithheldReason::NotInClosedList),
             Why::InvalidValue => Some(WithheldReason::InvalidValue),
+            Why::Screened => Some(WithheldReason::Screened),
         }
     }
 }

@@ -169,6 +169,9 @@ pub(super) struct RequiredDef {
     pub equals: Option<toml::Value>,
     #[serde(default)]
     pub equals_receiver: bool,
+    /// What the sender must do first when the field is missing, added to the refusal's detail.
+    #[serde(default)]
+    pub hint: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +180,18 @@ pub(super) struct ScreenDef {
     pub field: String,
     pub category: String,
     pub terms: Vec<String>,
+    /// `refuse` (default): a hit refuses the whole message; `withhold`: the field is withheld with its reason
+    /// and the rest of the message goes.
+    #[serde(default)]
+    pub on_hit: OnHitDef,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum OnHitDef {
+    #[default]
+    Refuse,
+    Withhold,
 }
 
 #[derive(Debug, Deserialize)]
