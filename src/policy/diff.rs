@@ -55,10 +55,11 @@ pub struct FlowDiff {
     /// fields follow `[flow.aggregate]`, under `properties`).
     pub fields: Vec<Change>,
     /// The citations: AVG art. 6 ground, the Dutch article(s), the art. 9/10 exception, the basis for delivering
-    /// the pupil number.
+    /// the pupil number. Empty for a vanishing flow.
     pub citations: Vec<Change>,
     /// Everything else: roles, purpose, justification, consent, pupil number, retention, agreement, required
-    /// fields, screening, counts, and any property without a label yet.
+    /// fields, screening, counts, and any property without a label yet. For a vanishing flow only its roles,
+    /// purpose and message type.
     pub properties: Vec<Change>,
 }
 
@@ -153,8 +154,9 @@ pub fn diff(old: &PolicySet, new: &PolicySet) -> PolicyDiff {
                 file: o.file.clone(),
                 status: Status::Removed,
                 fields: Vec::new(),
-                citations: changes(&citations(o), &[]),
-                properties: changes(&properties(o), &[]),
+                citations: Vec::new(),
+                // What is no longer allowed: the roles and purpose (and message type) the flow named.
+                properties: changes(&properties(o)[1..5], &[]),
             }),
         }
     }
@@ -355,6 +357,7 @@ const FLOW_FIELDS_SHOWN: [&str; 25] = [
     "legal_basis_text",
 ];
 
+/// The flow's properties under their Dutch labels; positions 1 to 4 are the roles, purpose and message type.
 fn properties(f: &Flow) -> Vec<(String, String)> {
     let mut p: Vec<(String, String)> = vec![
         ("naam".into(), f.name.clone()),

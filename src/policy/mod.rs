@@ -34,7 +34,7 @@ use serde::Deserialize;
 use crate::domain::Role;
 
 pub use ages::{consent_fits, About, AgeRule, Fit};
-pub use check::{check, check_sources, lint, Finding, Severity};
+pub use check::{check, check_sources, lint, load_checked, Finding, Severity};
 pub use decide::{age_on, decide, DecisionRequest, BIRTH_DATE_PATH, PARENTS_PREFIX};
 pub use diff::{diff, CatalogueDiff, Change, FlowDiff, PolicyDiff, Section, Status};
 pub use explain::explain;
