@@ -1,4 +1,4 @@
-//! The command line: `serve`, `certs init`, `policy check|explain`, `audit verify`.
+//! The command line: `serve`, `certs init`, `policy check|explain|diff`, `audit verify`.
 //!
 //! Parses arguments, loads configuration and calls the library; no gateway logic lives here.
 
@@ -87,6 +87,16 @@ pub enum PolicyCommand {
         #[arg(long, default_value = "policies")]
         policies: PathBuf,
     },
+    /// Show what changes, flow by flow, when the policies of NEW replace those of OLD (in Dutch).
+    ///
+    /// Exit code as diff(1): 0 no difference in what the policies do, 1 differences, 2 a directory does not load
+    /// or `policy check` finds an error in it.
+    Diff {
+        /// The policy directory in force (e.g. a copy of the running one).
+        old: PathBuf,
+        /// The policy directory to be reloaded.
+        new: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -131,8 +141,24 @@ pub fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
-pub fn main() -> anyhow::Result<()> {
-    main_from(std::env::args_os())
+/// The program's entry point: `policy diff` exits 0, 1 or 2 (see `PolicyCommand::Diff`); every other command
+/// exits 0 on success and 1 with the error on stderr.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Command::Policy {
+        command: PolicyCommand::Diff { old, new },
+    } = &cli.command
+    {
+        return std::process::ExitCode::from(policy_diff(old, new));
+    }
+    match main_with(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // As `Result` returned from `main` prints it.
+            eprintln!("Error: {e:?}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// `main` with the arguments given (the first is the program name); the benchmark tool runs the gateway this way.
@@ -141,7 +167,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = Cli::parse_from(args);
+    main_with(Cli::parse_from(args))
+}
+
+fn main_with(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -207,6 +236,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(r) => bail!("{}: {}", r.code, r.detail),
             }
         }
+        Command::Policy {
+            command: PolicyCommand::Diff { old, new },
+        } => match policy_diff(&old, &new) {
+            2 => bail!("policy diff: a policy directory does not load or has errors"),
+            _ => Ok(()),
+        },
         Command::Audit {
             command:
                 AuditCommand::Verify {
@@ -250,6 +285,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `ketenpoort policy diff OLD NEW`: prints the differences (Dutch, `policy::PolicyDiff`'s text) and returns the
+/// exit code: 0 no difference in what the sets do, 1 differences, 2 a directory that does not load or that
+/// `policy check` finds an error in (each finding on stderr, naming the directory and the file).
+fn policy_diff(old: &std::path::Path, new: &std::path::Path) -> u8 {
+    let load = |dir: &std::path::Path, which: &str| match crate::policy::load_checked(dir) {
+        Ok((set, _warnings)) => Some(set),
+        Err(findings) => {
+            eprintln!(
+                "{} ({which}): het beleid laadt niet of bevat fouten (zie ketenpoort policy check {}):",
+                dir.display(),
+                dir.display()
+            );
+            for mut f in findings.into_iter().filter(|f| f.is_error()) {
+                // A finding names the file inside the directory; say which directory.
+                if !f.file.contains('/') {
+                    f.file = dir.join(&f.file).display().to_string();
+                }
+                eprintln!("  {f}");
+            }
+            None
+        }
+    };
+    // Both directories are checked, so one run names the errors of both.
+    let (Some(old_set), Some(new_set)) = (load(old, "oud"), load(new, "nieuw")) else {
+        return 2;
+    };
+    let d = crate::policy::diff(&old_set, &new_set);
+    print!("{d}");
+    u8::from(!d.is_empty())
 }
 
 /// Every `*.pub` file in the key directory and next to the signing key: the public keys of all instances that

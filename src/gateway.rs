@@ -1,16 +1,17 @@
 //! The running gateway's shared state, built once at start-up from the configuration.
 //!
 //! Holds the parts every stage needs (partners, policies, keys, store, log writer, limits, metrics). Reloadable
-//! parts (policies, revocation list) are swapped whole: a bad new version never replaces a good one.
+//! parts (policies, revocation list) are swapped whole: a bad new version never replaces a good one. The last
+//! reload that changed the policies is kept with its diff (`PolicyChange`) for the console.
 
 use crate::audit::checkpoint::SigningKey;
 use crate::audit::entry::{EventKind, LogEntry};
-use crate::audit::writer::{AuditError, LogWriter, WriterConfig};
+use crate::audit::writer::{format_time, now_ms, AuditError, LogWriter, WriterConfig};
 use crate::config::Config;
 use crate::identity::{Caller, PartnerDirectory, PeerCache};
 use crate::keys::Keys;
 use crate::metrics::{Gauges, Metrics};
-use crate::policy::PolicySet;
+use crate::policy::{PolicyDiff, PolicySet};
 use crate::ratelimit::RateLimits;
 use crate::refusal::Refusal;
 use crate::store::{self, DynStore};
@@ -51,6 +52,18 @@ pub enum ReloadError {
     LogUnavailable,
 }
 
+/// A reload that replaced the running policy set by one with another hash: what the console's policy page shows as
+/// the last change. Holds hashes, file names and policy text only, never anything from a message.
+#[derive(Debug, Clone)]
+pub struct PolicyChange {
+    /// When the new set took over (RFC 3339, UTC), just after its `policy-loaded` entry was durable.
+    pub at: String,
+    /// The position of that `policy-loaded` entry in this instance's log.
+    pub log_seq: u64,
+    /// What changed: `old_hash` is the set that was running, `new_hash` the one that runs now.
+    pub diff: PolicyDiff,
+}
+
 pub struct Gateway {
     pub config: Config,
     pub partners: PartnerDirectory,
@@ -66,6 +79,13 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// (sender, Idempotency-Key) pairs being processed right now.
     pub in_flight: Mutex<HashSet<(String, String)>>,
+    /// When this instance started (RFC 3339, UTC).
+    pub started_at: String,
+    /// The last reload that changed the policy set; `None` when none did since start-up.
+    pub last_policy_change: RwLock<Option<Arc<PolicyChange>>>,
+    /// Held for the whole of a policy reload, so reloads (ops endpoint, SIGHUP) apply one at a time: the running
+    /// set, the order of their `policy-loaded` entries and `last_policy_change` then always agree.
+    reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl Gateway {
@@ -125,6 +145,9 @@ impl Gateway {
             limits,
             metrics: Metrics::default(),
             in_flight: Mutex::new(HashSet::new()),
+            started_at: format_time(now_ms()),
+            last_policy_change: RwLock::new(None),
+            reload_lock: tokio::sync::Mutex::new(()),
         });
         // After a crash, PostgreSQL may still finish the dead process's last COMMIT after this one read the log state:
         // the start-up entry then loses the race for its sequence number. The writer reloads the state after a
@@ -158,9 +181,19 @@ impl Gateway {
         self.revocations.read().expect("revocation lock").clone()
     }
 
+    /// The last reload that changed the policy set, if any since start-up.
+    pub fn last_policy_change(&self) -> Option<Arc<PolicyChange>> {
+        self.last_policy_change
+            .read()
+            .expect("policy change lock")
+            .clone()
+    }
+
     /// Loads the policy directory again; the running set is replaced only when the new one is valid and its
-    /// `policy-loaded` entry is durable (a set no entry names would decide unexplainable disclosures).
+    /// `policy-loaded` entry is durable (a set no entry names would decide unexplainable disclosures). When the
+    /// new set's hash differs from the running one's, the change and its diff become `last_policy_change`.
     pub async fn reload_policies(&self) -> Result<String, ReloadError> {
+        let _one_at_a_time = self.reload_lock.lock().await;
         match PolicySet::load_dir(&self.config.policies.dir) {
             Ok(set) => {
                 let hash = set.hash().to_owned();
@@ -169,14 +202,31 @@ impl Gateway {
                 entry.organisation = "gateway".into();
                 entry.policy_hash = Some(hash.clone());
                 entry.detail = Some("reload".into());
-                if let Err(e) = self.writer.append_one(entry).await {
-                    self.metrics
-                        .policy_reload_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, "policy reload not applied: the disclosure log cannot be written");
-                    return Err(ReloadError::LogUnavailable);
+                let receipt = match self.writer.append_one(entry).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.metrics
+                            .policy_reload_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "policy reload not applied: the disclosure log cannot be written");
+                        return Err(ReloadError::LogUnavailable);
+                    }
+                };
+                let at = format_time(now_ms());
+                let new = Arc::new(set);
+                let old = std::mem::replace(
+                    &mut *self.policies.write().expect("policy lock"),
+                    new.clone(),
+                );
+                if old.hash() != new.hash() {
+                    let change = PolicyChange {
+                        at,
+                        log_seq: receipt.seq,
+                        diff: crate::policy::diff(&old, &new),
+                    };
+                    *self.last_policy_change.write().expect("policy change lock") =
+                        Some(Arc::new(change));
                 }
-                *self.policies.write().expect("policy lock") = Arc::new(set);
                 self.metrics.policy_reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(policy_hash = %hash, "policies reloaded");
                 Ok(hash)

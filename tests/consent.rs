@@ -251,7 +251,7 @@ async fn p5_feedback_from_wijkteam_needs_its_own_consent() {
         let mut parent = consent("obs-de-linde", "afstemming-ondersteuning", "ouder");
         let r = wijkteam.post_json("/v1/consents", &parent).await;
         assert_eq!(r.status, 201, "{}", r.text());
-        let r = wijkteam.post("/v1/messages", &example("P5")).await;
+        let r = wijkteam.post("/v1/messages", &p5).await;
         assert_eq!(
             (r.status, r.code().as_str()),
             (422, "consent-age-unknown"),

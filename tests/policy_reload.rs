@@ -1,5 +1,6 @@
 //! Policy reload: a bad policy set is refused whole and the running one stays (ops POST and SIGHUP);
-//! a good one replaces it, and its hash is what the next disclosure records.
+//! a good one replaces it, and its hash is what the next disclosure records. The console's policy page shows the
+//! diff of the last reload that changed the set.
 
 mod common;
 
@@ -155,4 +156,106 @@ async fn bad_policies_never_replace_good_ones() {
     }
     let (ok, out) = gw.audit_verify();
     assert!(ok, "{out}");
+}
+
+/// The file of flow `id` in `dir`.
+fn flow_file(dir: &std::path::Path, id: &str) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.trim() == format!("id = \"{id}\""))
+        })
+        .unwrap_or_else(|| panic!("no file holds flow {id}"))
+}
+
+/// Before any reload `/console/beleid` says the policies did not change since start; after `POST /policies/reload`
+/// with one field rule of P4 changed it shows "Laatste wijziging van het beleid" with both hashes and that field's
+/// old and new action (the new deny reason, which holds markup, escaped). A reload of the same files keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_page_shows_the_diff_of_the_last_reload() {
+    for backend in backends() {
+        let dir = TempDir::new("kp-policies-");
+        copy_dir(&root().join("policies"), dir.path());
+        let mut opts = GatewayOptions::new(backend);
+        opts.policies = dir.path().to_owned();
+        let gw = Gateway::start_with(opts);
+        let fg = gw.client("fg-lyceum-zuid");
+        let page = fg.get("/console/beleid").await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let html = page.text();
+        assert!(
+            html.contains("<h2 id=\"laatste-wijziging\">Laatste wijziging van het beleid</h2>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("Het beleid is sinds de start van de gateway ("),
+            "{html}"
+        );
+        let (_, ready) = gw.ops_get("/readyz");
+        let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+        let hash_before = ready["policy_hash"].as_str().unwrap().to_owned();
+
+        // P4: its first `consent` field rule becomes a deny whose reason holds markup.
+        let file = flow_file(dir.path(), "P4");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains("action = \"consent\"") && l.contains("path = \""))
+            .expect("P4 has a consent field rule")
+            .to_owned();
+        let path = line
+            .split("path = \"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        let denied = line.replacen(
+            "action = \"consent\"",
+            "action = \"deny\", reason = \"<b>niet</b> & nooit\"",
+            1,
+        );
+        std::fs::write(&file, text.replacen(&line, &denied, 1)).unwrap();
+        let (status, body) = gw.ops_post("/policies/reload");
+        assert_eq!(status, 200, "{body}");
+        let reloaded: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let hash_after = reloaded["policy_hash"].as_str().unwrap().to_owned();
+        assert_ne!(hash_after, hash_before);
+
+        let row = format!(
+            "<tr><td><code>{path}</code></td><td>verstrekken, alleen met toestemming</td>\
+             <td>weigeren (reden: &lt;b&gt;niet&lt;/b&gt; &amp; nooit)</td></tr>"
+        );
+        for round in ["after the reload", "after reloading the same files"] {
+            let html = fg.get("/console/beleid").await.text();
+            assert!(
+                html.contains("Laatste wijziging van het beleid"),
+                "{round}: {html}"
+            );
+            assert!(
+                !html.contains("sinds de start van de gateway"),
+                "{round}: {html}"
+            );
+            assert!(
+                html.contains(&format!(
+                    "Oude beleid-hash <code>{hash_before}</code>, nieuwe beleid-hash <code>{hash_after}</code>."
+                )),
+                "{round}: {html}"
+            );
+            assert!(html.contains("<h3>Flow P4 — "), "{round}: {html}");
+            assert!(
+                html.contains("Verschillen: 1 flow gewijzigd."),
+                "{round}: {html}"
+            );
+            assert!(html.contains(&row), "{round}: {row} not in {html}");
+            assert!(!html.contains("<b>niet"), "{round}: unescaped: {html}");
+            let (status, body) = gw.ops_post("/policies/reload");
+            assert_eq!(status, 200, "{body}");
+        }
+    }
 }

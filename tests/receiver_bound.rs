@@ -32,7 +32,9 @@ async fn consent(gw: &Gateway, by: &str, pgn: &str, purpose: &str, recipient: &s
         .client(by)
         .post_json(
             "/v1/consents",
+            // The birth date of the example pupil: P5 carries none, and the age rules need it (DOMAIN.md).
             &json!({"subject": {"pgn": pgn}, "purpose": purpose, "recipient": recipient,
+                "subject_birth_date": example_json("P4")["data"]["leerling"]["geboortedatum"],
                 "categories": ["*"], "given_by": "ouder", "evidence": "formulier in dossier",
                 "valid_from": "2026-01-01", "valid_until": "2030-07-31"}),
         )

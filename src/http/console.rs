@@ -1,7 +1,8 @@
 //! The privacy officer's web console at `/console/` on the partner listener: server-rendered HTML in Dutch.
 //!
 //! Pages: overview, the disclosure table with a GET filter form (and CSV download), the subject report
-//! (AVG art. 15), the log's integrity status (checkpoints and a full recomputation) and the policy view.
+//! (AVG art. 15), the log's integrity status (checkpoints and a full recomputation) and the policy view (with the
+//! diff of the last policy reload, `Gateway::last_policy_change`).
 //! Only privacy-officer certificates get in (others: 403 problem+json); searches go through `oversight`, so the
 //! same scoping applies and every search is itself a log entry. Pages need no JavaScript and load nothing from
 //! elsewhere. They are `maud` templates: every value is HTML-escaped by the template, and raw HTML
@@ -15,9 +16,10 @@ use crate::audit::entry::EventKind;
 use crate::audit::verify;
 use crate::audit::writer::format_time;
 use crate::domain::Role;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, PolicyChange};
 use crate::identity::Caller;
 use crate::oversight::{self as api, DisclosureParams, Officer, ShownEntry, SubjectReport};
+use crate::policy::{Change, Section, Status};
 use crate::refusal::{ProblemCode, Refusal};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
@@ -135,6 +137,7 @@ p.meta, .muted { color:var(--muted); }
 table { border-collapse:collapse; width:100%; margin:.4rem 0 1rem; font-size:.9rem; }
 th, td { border-bottom:1px solid var(--line); padding:.35rem .5rem; text-align:left; vertical-align:top; }
 th { background:var(--band); font-weight:600; }
+caption { text-align:left; font-weight:600; padding:.2rem 0 .3rem; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; }
 code, .mono { font-family: "DejaVu Sans Mono", "Liberation Mono", monospace; font-size:.82rem; overflow-wrap:anywhere; }
 form.filters { display:grid; grid-template-columns:repeat(auto-fill, minmax(12rem, 1fr)); gap:.5rem 1rem; background:var(--band); padding:.8rem 1rem; border:1px solid var(--line); }
@@ -930,6 +933,69 @@ fn explain_block(gw: &Gateway, from: Role, to: Role, purpose: &str) -> Markup {
     }
 }
 
+/// One section of a diff (a flow's fields, citations or other properties; a message type's catalogue) as a table
+/// of what, old and new.
+fn changes_table(section: Section, status: Status, changes: &[Change]) -> Markup {
+    // A whole flow or message type that is new or gone has nothing on its other side.
+    let side = |v: &Option<String>| match (v, status) {
+        (Some(v), _) => v.clone(),
+        (None, Status::Added | Status::Removed) => "—".to_owned(),
+        (None, Status::Changed) => section.absent().to_owned(),
+    };
+    html! {
+        table {
+            caption { (section.nl()) }
+            thead { tr { th scope="col" { "Wat" } th scope="col" { "Was" } th scope="col" { "Wordt" } } }
+            tbody {
+                @for c in changes {
+                    tr { td { code { (c.what) } } td { (side(&c.old)) } td { (side(&c.new)) } }
+                }
+            }
+        }
+    }
+}
+
+/// "Laatste wijziging van het beleid": the last reload that changed the set, with its diff, or that none did.
+fn last_change_block(gw: &Gateway, change: Option<&PolicyChange>) -> Markup {
+    html! {
+        h2 id="laatste-wijziging" { "Laatste wijziging van het beleid" }
+        @match change {
+            None => p {
+                "Het beleid is sinds de start van de gateway (" (when(&gw.started_at)) ") niet gewijzigd: "
+                "er is niet herladen, of het herladen beleid was gelijk aan het lopende."
+            },
+            Some(c) => {
+                p {
+                    "Herladen op " (when(&c.at)) " (regel " (c.log_seq) " van het logboek). Oude beleid-hash "
+                    code { (c.diff.old_hash) } ", nieuwe beleid-hash " code { (c.diff.new_hash) } "."
+                }
+                @if !c.diff.files_added.is_empty() {
+                    p { "Bestanden erbij: " (c.diff.files_added.join(", ")) "." }
+                }
+                @if !c.diff.files_removed.is_empty() {
+                    p { "Bestanden weg: " (c.diff.files_removed.join(", ")) "." }
+                }
+                p { strong { (c.diff.summary()) } }
+                @for d in &c.diff.flows {
+                    h3 { (d.heading()) }
+                    @if d.status == Status::Removed {
+                        p { "Berichten die alleen deze flow toeliet, worden voortaan geweigerd (403 no-policy)." }
+                    }
+                    @for (section, list) in d.sections() {
+                        (changes_table(section, d.status, list))
+                    }
+                }
+                @for d in &c.diff.catalogues {
+                    h3 { (d.heading()) }
+                    @if !d.changes.is_empty() {
+                        (changes_table(Section::Catalogue, d.status, &d.changes))
+                    }
+                }
+            },
+        }
+    }
+}
+
 fn role_select(name: &str, selected: Option<&str>) -> Markup {
     html! {
         select name=(name) {
@@ -969,7 +1035,8 @@ async fn policy(
     let body = html! {
         p {
             "Per flow (verstrekker, ontvanger, doel) wat er met elk veld gebeurt: verstrekken, alleen met toestemming, grover maken, pseudonimiseren of weigeren. Beleid-hash: "
-            code { (hash) } "."
+            code { (hash) } ". "
+            a href="#laatste-wijziging" { "Wat veranderde bij het laatste herladen" } "."
         }
         form.single method="get" action="/console/beleid" {
             label { "Van" span { (role_select("from", p.from.as_deref())) } }
@@ -981,6 +1048,7 @@ async fn policy(
             h2 { (role_nl(from.as_str())) " → " (role_nl(to.as_str())) ", doel " (purpose) }
             (explain_block(&gw, from, to, purpose))
         }
+        (last_change_block(&gw, gw.last_policy_change().as_deref()))
         h2 { "Referentieflows" }
         @for (id, from, to, purpose) in REFERENCE_FLOWS {
             h3 { (id) ": " (role_nl(from.as_str())) " → " (role_nl(to.as_str())) ", doel " code { (purpose) } }

@@ -82,6 +82,24 @@ pub fn check(policy_dir: &Path) -> Vec<Finding> {
     }
 }
 
+/// Loads `policy_dir` as `check` judges it: the set and `check`'s warnings, or every finding when any is an error
+/// (the set does not load, or the lint finds an error). `policy diff` compares only sets that pass this.
+pub fn load_checked(policy_dir: &Path) -> Result<(PolicySet, Vec<Finding>), Vec<Finding>> {
+    let files = read_dir(policy_dir)
+        .map_err(|e| vec![from_error(&e, &policy_dir.display().to_string())])?;
+    let set = PolicySet::from_sources(&files).map_err(|e| {
+        e.errors()
+            .into_iter()
+            .map(|e| from_error(e, "-"))
+            .collect::<Vec<_>>()
+    })?;
+    let findings = lint(&set);
+    if findings.iter().any(Finding::is_error) {
+        return Err(findings);
+    }
+    Ok((set, findings))
+}
+
 /// Checks a set given as (file name, text) pairs.
 pub fn check_sources(files: &[(String, String)]) -> Vec<Finding> {
     match PolicySet::from_sources(files) {

@@ -15,6 +15,7 @@ mod aggregate;
 mod binding;
 mod check;
 mod decide;
+mod diff;
 mod explain;
 mod load;
 mod model;
@@ -35,8 +36,9 @@ use crate::domain::Role;
 
 pub use ages::{consent_fits, About, AgeRule, Fit};
 pub use binding::{bind_receiver, CaseFacts, ReceiverBinding, Reference};
-pub use check::{check, check_sources, lint, Finding, Severity};
+pub use check::{check, check_sources, lint, load_checked, Finding, Severity};
 pub use decide::{age_on, decide, DecisionRequest, BIRTH_DATE_PATH, PARENTS_PREFIX};
+pub use diff::{diff, CatalogueDiff, Change, FlowDiff, PolicyDiff, Section, Status};
 pub use explain::explain;
 pub use load::PolicyError;
 pub use path::{strip_paths, Pattern};
