@@ -133,7 +133,7 @@ async fn phases<'b>(
         suppressed_cells: &decision.suppressed_cells,
     })?;
     let created_ms = now_ms();
-    let retention_ms = i64::from(decision.retention_days.max(1)) * 86_400_000;
+    let retention_ms = i64::from(decision.retention.gateway_days.max(1)) * 86_400_000;
     let mut mutations = vec![Mutation::InsertMessage(Box::new(NewMessage {
         id: message_id.clone(),
         sender: caller.id().to_owned(),
