@@ -1,8 +1,14 @@
-//! Retention: a background task that purges message payloads whose flow's retention limit has passed.
+//! Retention: a background task that purges message payloads the gateway kept for their flow's `gateway_days`.
 //!
-//! Each purge is a `payload-purged` log entry committed in the same transaction as the deletion, so a payload
-//! never disappears unrecorded. Log entries themselves are never purged (they hold no payload values), which is
-//! why purging never breaks verification. The task must never delete anything without its log entry.
+//! The gateway's period is not the receiver's: `[flow.retention] gateway_days` (days) sets the mailbox row's
+//! `expires_ms` when the message is sent; what the receiver keeps its copy for travels with the message and is not
+//! enforced here. Past `expires_ms` the payload goes, with one log entry in the same transaction as the deletion:
+//! - never fetched: `message-expired` ("verlopen, niet opgehaald"), naming the flow, sender, receiver and pupil
+//!   pseudonym (never a value), so the sender's FG finds it (the entry names the sender);
+//! - fetched but never acknowledged: `payload-purged` (the receiver has its copy; only the gateway's goes).
+//!
+//! So a payload never disappears unrecorded. Log entries themselves are never purged (they hold no payload values),
+//! which is why purging never breaks verification. The task must never delete anything without its log entry.
 
 use crate::audit::entry::EventKind;
 use crate::audit::writer::{now_ms, AuditError};
@@ -46,7 +52,7 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Purges every message whose retention ended before `now_ms`; returns how many were purged.
+/// Purges every message whose gateway retention ended before `now_ms`; returns how many were purged.
 pub async fn sweep(gw: &Gateway, now_ms: i64) -> Result<usize, RetentionError> {
     let mut purged = 0;
     loop {
@@ -58,8 +64,13 @@ pub async fn sweep(gw: &Gateway, now_ms: i64) -> Result<usize, RetentionError> {
         let mut entries = Vec::with_capacity(n);
         let mut mutations = Vec::with_capacity(n);
         for row in expired {
+            let fetched = row.fetch_count > 0;
             let m = row.msg;
-            let mut e = gw.gateway_entry(EventKind::PayloadPurged);
+            let mut e = gw.gateway_entry(if fetched {
+                EventKind::PayloadPurged
+            } else {
+                EventKind::MessageExpired
+            });
             gw.describe_stored_flow(&mut e, &m.sender, &m.receiver, &m.purpose);
             e.message_id = Some(m.id.clone());
             e.subject = m.subject;
@@ -67,10 +78,17 @@ pub async fn sweep(gw: &Gateway, now_ms: i64) -> Result<usize, RetentionError> {
             e.receiver = Some(m.receiver);
             e.message_type = Some(m.message_type);
             e.purpose = Some(m.purpose);
-            e.detail = Some(format!(
-                "retention limit reached; disclosed as {}#{}",
-                m.log_id, m.seq
-            ));
+            e.detail = Some(if fetched {
+                format!(
+                    "fetched but not acknowledged within the gateway's retention; disclosed as {}#{}",
+                    m.log_id, m.seq
+                )
+            } else {
+                format!(
+                    "not fetched within the gateway's retention; disclosed as {}#{}",
+                    m.log_id, m.seq
+                )
+            });
             entries.push(e);
             mutations.push(Mutation::DeleteMessage { id: m.id });
         }

@@ -1307,13 +1307,13 @@ async fn retention_purges_expired_payloads_with_a_log_entry_and_the_log_still_ve
         let purges = gw
             .store
             .query_entries(&EntryFilter {
-                event: Some("payload-purged".into()),
+                event: Some("message-expired".into()),
                 limit: 100,
                 ..EntryFilter::default()
             })
             .await
             .unwrap();
-        assert_eq!(purges.len(), 1, "one purge, logged once");
+        assert_eq!(purges.len(), 1, "one expiry (never fetched), logged once");
         let purge = LogEntry::decode(&purges[0].bytes).unwrap();
         assert_eq!(purge.message_id.as_deref(), Some(ids[0].as_str()));
         assert_eq!(purge.receiver.as_deref(), Some("lyceum-zuid"));

@@ -722,32 +722,235 @@ async fn every_entry_records_the_policy_hash_and_fetch_and_ack_the_flow() {
     }
 }
 
-/// A payload purged at its flow's retention limit: the `payload-purged` entry names the message's flow and the
-/// policy hash. The message is sent through the binary; the sweep runs in-process on the same database and keys
-/// (after the binary stopped) with a clock ten years ahead.
+/// Two retentions end to end, on both backends. P1 runs under a test copy of the policies with `gateway_days = 1`,
+/// P3 under its shipped 30 days (its receiver keeps 5 years). The P3 receiver fetches without acknowledging; nobody
+/// fetches the P1. Messages go through the binary over mTLS; the sweep runs in-process on the same database and
+/// keys (the binary stopped) with a clock 2 and then 31 days ahead, and the binary is started again to look:
+/// - the inbox item carries the receiver's period; the disclosure entries record it;
+/// - after 2 days the P1 is gone (`message-expired`: flow, sender, receiver, pseudonym, no values) and the P3,
+///   whose receiver may keep it 5 years, is still there: the gateway's period decides, not the receiver's;
+/// - after 31 days the fetched, unacknowledged P3 goes too, as `payload-purged`;
+/// - the sender's FG finds the expiry in /v1/audit/disclosures and the console ("verlopen, niet opgehaald"); the
+///   art. 15 report shows the receiver's period per recipient and marks the expired disclosure; `audit verify`
+///   passes; no canary value appears in any of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn payload_purge_entries_record_the_messages_flow() {
+async fn an_unfetched_message_expires_after_the_gateway_s_days_and_the_receiver_s_period_travels_with_it(
+) {
+    const DAY: i64 = 86_400_000;
+    let canaries = canaries();
     for backend in backends() {
-        let mut gw = Gateway::start(backend);
-        let hash = running_policy_hash(&gw);
+        let dir = TempDir::new("kp-two-retentions-");
+        let policies = dir.path().join("policies");
+        copy_dir(&root().join("policies"), &policies);
+        let p1 = policies.join("p1-overstap-po-vo.toml");
+        edit(&p1, "gateway_days = 30\n", "gateway_days = 1\n");
+        let mut opts = GatewayOptions::new(backend);
+        opts.policies = policies.clone();
+        // No background sweep: the test runs it with a clock ahead.
+        opts.extra_config = "[log]\nretention_sweep_secs = 0\n".into();
+        let mut gw = Gateway::start_with(opts);
+
+        let r = gw
+            .client("obs-de-linde")
+            .post("/v1/messages", &example("P1"))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let p1_id = r.json()["message_id"].as_str().unwrap().to_owned();
         let r = gw
             .client("lyceum-zuid")
             .post("/v1/messages", &example("P3"))
             .await;
         assert_eq!(r.status, 201, "{}", r.text());
-        let id = r.json()["message_id"].as_str().unwrap().to_owned();
+        let p3_id = r.json()["message_id"].as_str().unwrap().to_owned();
+
+        // The receiver is told its period with the message (P3: fetched, never acknowledged).
+        let inbox = gw.client("leerplicht-gemeente").inbox().await;
+        let item = inbox
+            .iter()
+            .find(|m| m["message_id"] == p3_id.as_str())
+            .unwrap();
+        let retention = &item["retention"];
+        assert_eq!(
+            retention["receiver"], "Leerplicht bewaart het verzuimdossier 5 jaar.",
+            "{item}"
+        );
+        assert_eq!(retention["receiver_days"], 1825, "{item}");
+        let sent_ms = ketenpoort::audit::writer::now_ms();
+        let until = time::OffsetDateTime::parse(
+            retention["gateway_until"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let until_ms = (until.unix_timestamp_nanos() / 1_000_000) as i64;
+        assert!(
+            (until_ms - (sent_ms + 30 * DAY)).abs() < 60_000,
+            "the gateway keeps it 30 days, not 5 years: {retention}"
+        );
+        // The disclosure entries record the receiver's period.
+        let d1 = entry_about(&gw, EventKind::MessageDisclosed, &p1_id).await;
+        let r1 = d1.receiver_retention.clone().expect("P1 records it");
+        assert!(r1.text.contains("leerlingdossier"), "{r1:?}");
+        assert_eq!(r1.days, None);
+        let d3 = entry_about(&gw, EventKind::MessageDisclosed, &p3_id).await;
+        assert_eq!(d3.receiver_retention.as_ref().unwrap().days, Some(1825));
+        let hash = running_policy_hash(&gw);
         gw.stop();
 
         let config = ketenpoort::config::Config::load(&gw.config_path).unwrap();
         let (inner, _writer) = ketenpoort::gateway::Gateway::start(config).await.unwrap();
-        let later = ketenpoort::audit::writer::now_ms() + 10 * 365 * 86_400_000;
+        let now = ketenpoort::audit::writer::now_ms();
         assert_eq!(
-            ketenpoort::retention::sweep(&inner, later).await.unwrap(),
+            ketenpoort::retention::sweep(&inner, now + 2 * DAY).await.unwrap(),
+            1,
+            "only the P1 (gateway_days = 1); the P3's receiver period is no reason to keep it, nor to drop it"
+        );
+        assert!(inner.store.message(&p1_id).await.unwrap().is_none());
+        assert!(inner.store.message(&p3_id).await.unwrap().is_some());
+        assert_eq!(
+            ketenpoort::retention::sweep(&inner, now + 31 * DAY)
+                .await
+                .unwrap(),
             1
         );
-        let e = entry_about(&gw, EventKind::PayloadPurged, &id).await;
-        assert_eq!(e.flow_id.as_deref(), Some("P3"), "{e:?}");
-        assert_eq!(e.policy_hash.as_deref(), Some(&*hash), "{e:?}");
-        assert_eq!(e.receiver.as_deref(), Some("leerplicht-gemeente"));
+        drop(inner);
+        drop(_writer);
+        let gw = gw.restart();
+        gw.wait_ready();
+
+        // The inboxes no longer hold them.
+        for (receiver, id) in [("lyceum-zuid", &p1_id), ("leerplicht-gemeente", &p3_id)] {
+            let inbox = gw.client(receiver).inbox().await;
+            assert!(
+                inbox.iter().all(|m| m["message_id"] != id.as_str()),
+                "{receiver} still has {id}"
+            );
+        }
+        // One message-expired entry for the unfetched P1: flow, sender, receiver, pseudonym, no values.
+        let expired = entry_about(&gw, EventKind::MessageExpired, &p1_id).await;
+        assert_eq!(expired.flow_id.as_deref(), Some("P1"), "{expired:?}");
+        assert_eq!(expired.sender.as_deref(), Some("obs-de-linde"));
+        assert_eq!(expired.receiver.as_deref(), Some("lyceum-zuid"));
+        assert_eq!(expired.purpose.as_deref(), Some("overstap-po-vo"));
+        assert_eq!(expired.subject, d1.subject, "the pupil's pseudonym");
+        assert!(expired.subject.is_some());
+        assert_eq!(expired.policy_hash.as_deref(), Some(&*hash));
+        assert!(expired.delivered.is_empty() && expired.withheld.is_empty());
+        assert!(expired.payload_digest.is_none() && expired.justification.is_none());
+        assert!(
+            entries_of(&gw, EventKind::MessageExpired)
+                .await
+                .iter()
+                .all(|e| e.message_id.as_deref() == Some(p1_id.as_str())),
+            "the fetched P3 did not expire unfetched"
+        );
+        let purged = entry_about(&gw, EventKind::PayloadPurged, &p3_id).await;
+        assert_eq!(purged.flow_id.as_deref(), Some("P3"), "{purged:?}");
+        assert_eq!(purged.receiver.as_deref(), Some("leerplicht-gemeente"));
+        for (stored, e) in gw.log_entries().await {
+            if matches!(
+                e.event(),
+                EventKind::MessageExpired | EventKind::PayloadPurged
+            ) {
+                assert_absent(&stored.bytes, &canaries, "an expiry or purge entry");
+            }
+        }
+
+        // The sender's FG finds the expiry; the console shows it with its Dutch label.
+        let fg = gw.client("fg-obs-de-linde");
+        let r = fg.get("/v1/audit/disclosures?event=message-expired").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let found = r.json();
+        let found = found["entries"].as_array().unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0]["message_id"], p1_id.as_str());
+        assert_eq!(found[0]["flow_id"], "P1");
+        assert_absent(r.text().as_bytes(), &canaries, "the FG's search");
+        let r = fg
+            .get("/v1/audit/disclosures?event=message-disclosed")
+            .await;
+        let shown = r.json();
+        let shown = &shown["entries"].as_array().unwrap()[0];
+        assert!(
+            shown["receiver_retention"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("leerlingdossier"),
+            "{shown}"
+        );
+        let r = fg
+            .get("/console/verstrekkingen?event=message-expired")
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let page = r.text();
+        assert!(page.contains("verlopen, niet opgehaald"), "{page}");
+        assert!(page.contains("tag expired"), "{page}");
+        assert_absent(page.as_bytes(), &canaries, "the console");
+        let page = fg
+            .get("/console/verstrekkingen?event=message-disclosed")
+            .await
+            .text();
+        assert!(
+            page.contains("Bewaren door ontvanger: De vo-school bewaart"),
+            "{page}"
+        );
+
+        // The art. 15 report: the receiver's period per recipient; the expired disclosure marked.
+        let fg = gw.client("fg-operator");
+        let pgn = example_json("P1")["subject"]["pgn"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = fg.get(&format!("/v1/audit/subjects/{pgn}")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let report = r.json();
+        let recipients = report["recipients"].as_array().unwrap();
+        let lyceum = recipients
+            .iter()
+            .find(|r| r["organisation"] == "lyceum-zuid")
+            .unwrap_or_else(|| panic!("{report}"));
+        assert_eq!(lyceum["retention"], json!([{"text": r1.text}]), "{report}");
+        let disclosure = report["disclosures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["flow_id"] == "P1")
+            .unwrap();
+        assert_eq!(disclosure["expired_unfetched"], true, "{report}");
+        assert_eq!(disclosure["receiver_retention"]["text"], r1.text.as_str());
+        assert_absent(r.text().as_bytes(), &canaries, "the art. 15 report");
+        let r = fg
+            .request(
+                "GET",
+                &format!("/v1/audit/subjects/{pgn}"),
+                &[("accept", "text/html")],
+                None,
+            )
+            .await;
+        let page = r.text();
+        assert!(page.contains("Bewaartermijn bij de ontvanger"), "{page}");
+        assert!(
+            page.contains("De vo-school bewaart het rapport in het leerlingdossier"),
+            "{page}"
+        );
+        assert!(page.contains("verlopen, niet opgehaald"), "{page}");
+        assert_absent(page.as_bytes(), &canaries, "the printable report");
+        let pgn3 = example_json("P3")["subject"]["pgn"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let report = fg.get(&format!("/v1/audit/subjects/{pgn3}")).await.json();
+        let leerplicht = report["recipients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["organisation"] == "leerplicht-gemeente")
+            .unwrap_or_else(|| panic!("{report}"));
+        assert_eq!(
+            leerplicht["retention"],
+            json!([{"text": "Leerplicht bewaart het verzuimdossier 5 jaar.", "days": 1825}])
+        );
+
+        let (ok, out) = gw.audit_verify();
+        assert!(ok, "{out}");
     }
 }

@@ -10,6 +10,9 @@
 //!   (a path on its own stays a string), and consecutive withheld fields with the same reason as one
 //!   `{"reason":"...","fields":["diagnoses[0].omschrijving","diagnoses[0].datum"]}` (the reason text once).
 //!
+//! Optional members are omitted when absent in both layouts. A member added later (`receiver_retention`) is
+//! therefore no new version: every entry written before it has none and encodes to the bytes it was stored as.
+//!
 //! In memory both decode to the same `LogEntry` (only `v` differs); `encode` writes the layout of the entry's
 //! `v`, so an entry read back encodes to the bytes it was stored as. Stored bytes are never re-encoded: the
 //! Merkle leaf is over the bytes as stored. `LogEntry`'s own serde form (the audit API's JSON) keeps the
@@ -38,15 +41,17 @@ pub enum EventKind {
     PolicyLoaded,
     AuditQuery,
     PayloadPurged,
+    MessageExpired,
 }
 
 impl EventKind {
     /// Every kind, in the order the audit API and the console list them.
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::MessageDisclosed,
         EventKind::MessageRefused,
         EventKind::MessageFetched,
         EventKind::MessageAcknowledged,
+        EventKind::MessageExpired,
         EventKind::PayloadPurged,
         EventKind::ConsentRecorded,
         EventKind::ConsentWithdrawn,
@@ -73,6 +78,7 @@ impl EventKind {
             EventKind::PolicyLoaded => "beleid geladen",
             EventKind::AuditQuery => "auditvraag",
             EventKind::PayloadPurged => "inhoud verwijderd",
+            EventKind::MessageExpired => "verlopen, niet opgehaald",
         }
     }
 
@@ -88,6 +94,7 @@ impl EventKind {
             EventKind::PolicyLoaded => "policy-loaded",
             EventKind::AuditQuery => "audit-query",
             EventKind::PayloadPurged => "payload-purged",
+            EventKind::MessageExpired => "message-expired",
         }
     }
 }
@@ -104,12 +111,13 @@ mod event_kind_tests {
             EventKind::MessageRefused => 1,
             EventKind::MessageFetched => 2,
             EventKind::MessageAcknowledged => 3,
-            EventKind::PayloadPurged => 4,
-            EventKind::ConsentRecorded => 5,
-            EventKind::ConsentWithdrawn => 6,
-            EventKind::ConsentRefused => 7,
-            EventKind::PolicyLoaded => 8,
-            EventKind::AuditQuery => 9,
+            EventKind::MessageExpired => 4,
+            EventKind::PayloadPurged => 5,
+            EventKind::ConsentRecorded => 6,
+            EventKind::ConsentWithdrawn => 7,
+            EventKind::ConsentRefused => 8,
+            EventKind::PolicyLoaded => 9,
+            EventKind::AuditQuery => 10,
         }
     }
 
@@ -134,6 +142,16 @@ pub struct ActorRef {
     pub id: String,
     pub name: String,
     pub function: String,
+}
+
+/// How long the receiver keeps what it received, as the flow told it (`[flow.retention]` `receiver_text` and
+/// `receiver_days`). Recorded in a disclosure entry; the gateway does not enforce it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverRetention {
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub days: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +198,10 @@ pub struct LogEntry {
     pub policy_hash: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub agreement_id: Option<String>,
+    /// The receiver's retention period the flow set (disclosures since the two retentions; omitted when absent, so
+    /// older entries encode as they were stored).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub receiver_retention: Option<ReceiverRetention>,
     /// Keyed HMAC pseudonym of the pupil; never the BSN/PGN.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub subject: Option<String>,
@@ -308,6 +330,7 @@ impl Serialize for V2<'_> {
         opt!("flow_id", e.flow_id);
         opt!("policy_hash", e.policy_hash);
         opt!("agreement_id", e.agreement_id);
+        opt!("receiver_retention", e.receiver_retention);
         opt!("subject", e.subject);
         if e.delivered.is_empty() {
             m.skip_field("delivered")?;
@@ -572,6 +595,57 @@ mod tests {
             bytes.len(),
             P1_V1.len()
         );
+    }
+
+    /// A P1 disclosure entry exactly as the gateway wrote it in version 2, before `receiver_retention` existed.
+    const P1_V2: &str = include_str!("fixtures/p1_v2_entry.json");
+
+    #[test]
+    fn the_receiver_retention_member_is_omitted_when_absent_so_older_entries_keep_their_bytes() {
+        for stored in [P1_V1, P1_V2] {
+            let e = LogEntry::decode(stored.as_bytes()).unwrap();
+            assert_eq!(e.receiver_retention, None);
+            assert_eq!(
+                e.encode(),
+                stored.as_bytes(),
+                "read back, it encodes as stored"
+            );
+        }
+        let mut e = LogEntry::decode(P1_V2.as_bytes()).unwrap();
+        e.receiver_retention = Some(ReceiverRetention {
+            text: "in het leerlingdossier".into(),
+            days: None,
+        });
+        let bytes = e.encode();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(
+            text.contains(r#""receiver_retention":{"text":"in het leerlingdossier"},"subject":"#),
+            "{text}"
+        );
+        assert_eq!(LogEntry::decode(&bytes).unwrap(), e);
+        e.receiver_retention = Some(ReceiverRetention {
+            text: "5 jaar".into(),
+            days: Some(1825),
+        });
+        for v in [1, ENTRY_VERSION] {
+            e.v = v;
+            let bytes = e.encode();
+            let text = std::str::from_utf8(&bytes).unwrap();
+            assert!(
+                text.contains(r#""receiver_retention":{"text":"5 jaar","days":1825}"#),
+                "{text}"
+            );
+            let back = LogEntry::decode(&bytes).unwrap();
+            assert_eq!(back, e);
+            assert_eq!(back.encode(), bytes);
+        }
+        // Nothing but the period: an unknown member inside it is refused like one outside.
+        let with = |r: &str| {
+            LogEntry::decode(format!(r#"{{"v":2,"log_id":"a","seq":1,"time":"t","event":"message-disclosed","partner":"","organisation":"","cert_fingerprint":"","receiver_retention":{r},"outcome":"ok"}}"#).as_bytes())
+        };
+        assert!(with(r#"{"text":"x"}"#).is_ok());
+        assert!(with(r#"{"text":"x","value":"y"}"#).is_err());
+        assert!(with(r#"{"days":3}"#).is_err());
     }
 
     #[test]

@@ -200,11 +200,30 @@ async fn open_message(
         "actor": stored.get("actor").cloned().unwrap_or(Value::Null),
         "justification": stored.get("justification").cloned().unwrap_or(Value::Null),
         "data": stored.get("data").cloned().unwrap_or(Value::Null),
+        "retention": retention_json(stored.get("retention"), m.expires_ms),
         "sent_at": crate::audit::writer::format_time(m.created_ms),
         "redelivery": row.fetch_count > 0,
         "disclosure": disclosure_json(&Receipt { log_id: m.log_id.clone(), seq: m.seq, leaf_hash: m.leaf_hash }),
     });
     Ok((message, lapsed))
+}
+
+/// The inbox item's `retention`: the receiver's period as the flow set it when the message was sent (sealed with
+/// the payload), and when the gateway drops its own copy if the message is not acknowledged.
+fn retention_json(stored: Option<&Value>, expires_ms: i64) -> Value {
+    let mut out = serde_json::Map::new();
+    if let Some(Value::Object(r)) = stored {
+        for key in ["receiver", "receiver_days"] {
+            if let Some(v) = r.get(key) {
+                out.insert(key.into(), v.clone());
+            }
+        }
+    }
+    out.insert(
+        "gateway_until".into(),
+        crate::audit::writer::format_time(expires_ms).into(),
+    );
+    Value::Object(out)
 }
 
 pub async fn ack(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Refusal> {

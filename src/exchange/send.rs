@@ -14,7 +14,7 @@
 //! flood write the log (`http`).
 
 use super::{disclosure_json, new_id};
-use crate::audit::entry::{ActorRef, EventKind, LogEntry, WithheldField};
+use crate::audit::entry::{ActorRef, EventKind, LogEntry, ReceiverRetention, WithheldField};
 use crate::audit::writer::{now_ms, AuditError, Receipt};
 use crate::domain::{ConsentRecord, Partner};
 use crate::envelope::{self, Envelope, EnvelopeError};
@@ -156,7 +156,8 @@ async fn phases<'b>(
         suppressed_cells: &decision.suppressed_cells,
     })?;
     let created_ms = now_ms();
-    let retention_ms = i64::from(decision.retention_days.max(1)) * 86_400_000;
+    // The gateway's own period, not the receiver's: past it the payload is purged (`retention`).
+    let retention_ms = i64::from(decision.retention.gateway_days.max(1)) * 86_400_000;
     let mut mutations = vec![Mutation::InsertMessage(Box::new(NewMessage {
         id: message_id.clone(),
         sender: caller.id().to_owned(),
@@ -363,6 +364,10 @@ fn seal(gw: &Gateway, message_id: &str, env: &Envelope<'_>, d: &Decision) -> Res
         },
         justification: &env.justification,
         data: &d.delivered,
+        retention: StoredRetention {
+            receiver: &d.retention.receiver.text,
+            receiver_days: d.retention.receiver.days,
+        },
     };
     let plaintext = serde_json::to_vec(&stored)?;
     let digest = hex::encode(digest::digest(&digest::SHA256, &plaintext));
@@ -455,6 +460,15 @@ struct StoredPayload<'a> {
     actor: StoredActor<'a>,
     justification: &'a Option<String>,
     data: &'a Delivered,
+    /// The receiver's retention period, delivered with the message (the inbox item's `retention`).
+    retention: StoredRetention<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct StoredRetention<'a> {
+    receiver: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receiver_days: Option<u32>,
 }
 
 #[derive(serde::Serialize)]
@@ -523,6 +537,10 @@ fn apply_decision(entry: &mut LogEntry, d: &Decision) {
     entry.policy_hash = Some(d.policy_hash.clone());
     entry.legal_basis = Some(d.legal_basis.clone());
     entry.agreement_id = d.agreement_id.clone();
+    entry.receiver_retention = Some(ReceiverRetention {
+        text: d.retention.receiver.text.clone(),
+        days: d.retention.receiver.days,
+    });
     entry.delivered = d.delivered_paths();
     entry.withheld = d
         .withheld()

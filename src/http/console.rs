@@ -155,6 +155,7 @@ form.single { display:flex; gap:1rem; align-items:end; background:var(--band); p
 .tag { display:inline-block; padding:0 .35rem; border-radius:3px; background:var(--band); border:1px solid var(--line); font-size:.8rem; white-space:nowrap; }
 .tag.refused { border-color:#e3a7a3; background:#fdf0ef; }
 .tag.disclosed { border-color:#9fd0ab; background:#eef8f0; }
+.tag.expired { border-color:#e0c97a; background:#fdf8e8; }
 pre { background:var(--band); border:1px solid var(--line); padding:.6rem .8rem; overflow:auto; font-size:.82rem; white-space:pre-wrap; overflow-wrap:anywhere; }
 ul.fields { margin:0; padding-left:1.1rem; }
 footer { color:var(--muted); font-size:.8rem; padding:0 1.5rem 1.5rem; }
@@ -431,6 +432,7 @@ fn entry_row(gw: &Gateway, s: &ShownEntry) -> Markup {
     let class = match e.event() {
         EventKind::MessageDisclosed => " disclosed",
         EventKind::MessageRefused | EventKind::ConsentRefused => " refused",
+        EventKind::MessageExpired => " expired",
         _ => "",
     };
     let withheld: Vec<String> = e
@@ -472,7 +474,12 @@ fn entry_row(gw: &Gateway, s: &ShownEntry) -> Markup {
                     (None, None) => {}
                 }
             }
-            td { (e.legal_basis.as_deref().unwrap_or("")) }
+            td {
+                (e.legal_basis.as_deref().unwrap_or(""))
+                @if let Some(r) = &e.receiver_retention {
+                    br; span.muted { "Bewaren door ontvanger: " (api::retention_text(r)) }
+                }
+            }
             td { (fields_list(&e.delivered)) }
             td { (fields_list(&withheld)) }
             td { (fields_list(&e.consents)) }
@@ -638,7 +645,7 @@ pub fn subject_report_html(report: &SubjectReport, pgn: &str) -> Markup {
                 thead {
                     tr {
                         th { "Organisatie" } th { "Soort organisatie" } th { "Aantal verstrekkingen" }
-                        th { "Eerste" } th { "Laatste" }
+                        th { "Eerste" } th { "Laatste" } th { "Bewaartermijn bij de ontvanger" }
                     }
                 }
                 tbody {
@@ -649,6 +656,15 @@ pub fn subject_report_html(report: &SubjectReport, pgn: &str) -> Markup {
                             td.num { (r.disclosures) }
                             td { (when(&r.first)) }
                             td { (when(&r.last)) }
+                            td {
+                                @if r.retention.is_empty() {
+                                    span.muted { "niet vastgelegd" }
+                                }
+                                @for (i, p) in r.retention.iter().enumerate() {
+                                    @if i > 0 { br; }
+                                    (api::retention_text(p))
+                                }
+                            }
                         }
                     }
                 }
@@ -662,7 +678,7 @@ pub fn subject_report_html(report: &SubjectReport, pgn: &str) -> Markup {
                 thead {
                     tr {
                         th { "Datum" } th { "Van" } th { "Aan" } th { "Doel" } th { "Grondslag" }
-                        th { "Verstrekte gegevens" } th { "Gebruikte toestemming" }
+                        th { "Verstrekte gegevens" } th { "Gebruikte toestemming" } th { "Bewaartermijn bij de ontvanger" }
                     }
                 }
                 tbody {
@@ -675,6 +691,16 @@ pub fn subject_report_html(report: &SubjectReport, pgn: &str) -> Markup {
                             td { (d.legal_basis) }
                             td { (fields_list(&d.fields_delivered)) }
                             td { (fields_list(&d.consents_used)) }
+                            td {
+                                @if d.expired_unfetched {
+                                    span class="tag expired" { (EventKind::MessageExpired.label_nl()) }
+                                    br; span.muted { "de ontvanger heeft het bericht nooit opgehaald" }
+                                } @else if let Some(r) = &d.receiver_retention {
+                                    (api::retention_text(r))
+                                } @else {
+                                    span.muted { "niet vastgelegd" }
+                                }
+                            }
                         }
                     }
                 }

@@ -9,7 +9,7 @@
 
 pub mod proofs;
 
-use crate::audit::entry::{EventKind, LogEntry, WithheldField};
+use crate::audit::entry::{EventKind, LogEntry, ReceiverRetention, WithheldField};
 use crate::audit::merkle::Hash;
 use crate::audit::writer::format_time;
 use crate::domain::{Role, SubjectId, SubjectKind};
@@ -351,7 +351,7 @@ async fn log_query(
         .map_err(|e| Refusal::audit_unavailable().because(e))
 }
 
-pub const CSV_COLUMNS: [&str; 25] = [
+pub const CSV_COLUMNS: [&str; 26] = [
     "log_id",
     "seq",
     "time",
@@ -377,6 +377,7 @@ pub const CSV_COLUMNS: [&str; 25] = [
     "outcome",
     "detail",
     "leaf_hash",
+    "receiver_retention",
 ];
 
 /// One CSV cell (RFC 4180 quoting); cells a spreadsheet would run as a formula get a leading apostrophe.
@@ -390,6 +391,14 @@ fn csv_cell(v: &str) -> String {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {
         v
+    }
+}
+
+/// A receiver's retention period in one line: its text, and its days when the flow gave them.
+pub fn retention_text(r: &ReceiverRetention) -> String {
+    match r.days {
+        Some(d) => format!("{} ({d} dagen)", r.text),
+        None => r.text.clone(),
     }
 }
 
@@ -432,6 +441,10 @@ pub fn to_csv(entries: &[ShownEntry]) -> String {
                 e.outcome.clone(),
                 o(&e.detail),
                 hex::encode(s.leaf_hash),
+                e.receiver_retention
+                    .as_ref()
+                    .map(retention_text)
+                    .unwrap_or_default(),
             ],
             None => {
                 let mut row = vec![String::new(); CSV_COLUMNS.len()];
@@ -471,6 +484,10 @@ pub struct ReportDisclosure {
     pub legal_basis: String,
     pub flow_id: String,
     pub agreement_id: Option<String>,
+    /// How long the recipient keeps what it received, as the flow told it (absent in entries from before).
+    pub receiver_retention: Option<ReceiverRetention>,
+    /// The recipient never fetched it: the gateway purged it after its own period (`message-expired`).
+    pub expired_unfetched: bool,
     pub fields_delivered: Vec<String>,
     pub fields_withheld: Vec<WithheldField>,
     pub consents_used: Vec<String>,
@@ -487,6 +504,8 @@ pub struct ReportRecipient {
     pub disclosures: usize,
     pub first: String,
     pub last: String,
+    /// The retention periods the recipient was told, one per distinct period (AVG art. 15(1)(d)).
+    pub retention: Vec<ReceiverRetention>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -573,6 +592,9 @@ pub async fn subject_report(
     }
     let mut disclosures = Vec::new();
     let mut refused = Vec::new();
+    // The message id of each disclosure, and the messages that expired unfetched.
+    let mut disclosed_ids: Vec<Option<String>> = Vec::new();
+    let mut expired = std::collections::BTreeSet::new();
     for s in stored {
         let shown = ShownEntry::from_stored(s);
         let Some(e) = shown.entry else { continue };
@@ -581,6 +603,7 @@ pub async fn subject_report(
             EventKind::MessageDisclosed if e.outcome == "ok" => {
                 let recipient = o(&e.receiver);
                 let sender = o(&e.sender);
+                disclosed_ids.push(e.message_id.clone());
                 disclosures.push(ReportDisclosure {
                     time: e.time.clone(),
                     sender_name: partner_name(gw, &sender),
@@ -593,6 +616,8 @@ pub async fn subject_report(
                     legal_basis: o(&e.legal_basis),
                     flow_id: o(&e.flow_id),
                     agreement_id: e.agreement_id.clone(),
+                    receiver_retention: e.receiver_retention.clone(),
+                    expired_unfetched: false,
                     fields_delivered: e.delivered.clone(),
                     fields_withheld: e.withheld.clone(),
                     consents_used: e.consents.clone(),
@@ -608,7 +633,15 @@ pub async fn subject_report(
                 purpose: o(&e.purpose),
                 outcome: e.outcome.clone(),
             }),
+            EventKind::MessageExpired => {
+                expired.extend(e.message_id.clone());
+            }
             _ => {}
+        }
+    }
+    if !expired.is_empty() {
+        for (d, id) in disclosures.iter_mut().zip(&disclosed_ids) {
+            d.expired_unfetched = id.as_ref().is_some_and(|id| expired.contains(id));
         }
     }
     let mut by_recipient: BTreeMap<String, ReportRecipient> = BTreeMap::new();
@@ -622,9 +655,15 @@ pub async fn subject_report(
                 disclosures: 0,
                 first: d.time.clone(),
                 last: d.time.clone(),
+                retention: Vec::new(),
             });
         r.disclosures += 1;
         r.last = d.time.clone();
+        if let Some(p) = &d.receiver_retention {
+            if !r.retention.contains(p) {
+                r.retention.push(p.clone());
+            }
+        }
     }
     let consents = gw
         .store

@@ -329,8 +329,8 @@ article = "WPO art. 42"
 {special}
 
 [flow.retention]
-days = 30
-text = "30 dagen"
+gateway_days = 30
+receiver_text = "30 dagen"
 "#
         )
     }

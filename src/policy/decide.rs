@@ -97,7 +97,7 @@ pub fn decide(policy: &PolicySet, req: &DecisionRequest) -> Result<Decision, Ref
         flow_name: flow.name.clone(),
         policy_hash: policy.hash().to_owned(),
         legal_basis: flow.legal_basis_text.clone(),
-        retention_days: flow.retention_days,
+        retention: flow.retention.clone(),
         agreement_id: flow.agreement.as_ref().map(|a| a.id.clone()),
         subject: None,
         delivered: Delivered::empty(),

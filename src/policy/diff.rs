@@ -12,7 +12,9 @@
 
 use std::fmt::{self, Debug};
 
-use super::{CatalogueField, Flow, MessageCatalogue, PolicySet, RuleAction, SubjectDelivery};
+use super::{
+    CatalogueField, Flow, MessageCatalogue, PolicySet, ReceiverBinding, RuleAction, SubjectDelivery,
+};
 use crate::domain::Role;
 
 /// One thing that differs: what, its old value and its new value (`None`: absent on that side).
@@ -329,7 +331,9 @@ fn roles(r: &[Role]) -> String {
 
 /// The `Flow` fields `properties` and `citations` show under a Dutch label, or that are no property of what the
 /// flow does (location, rules, what the loader derives from them). Any other field is shown by `debug_fields`.
-const FLOW_FIELDS_SHOWN: [&str; 25] = [
+const FLOW_FIELDS_SHOWN: [&str; 26] = [
+    "receiver",
+    "answers",
     "id",
     "name",
     "file",
@@ -340,8 +344,7 @@ const FLOW_FIELDS_SHOWN: [&str; 25] = [
     "message_type",
     "description",
     "legal_basis",
-    "retention_days",
-    "retention_text",
+    "retention",
     "justification_required",
     "consent",
     "consent_12_15_both",
@@ -405,10 +408,37 @@ fn properties(f: &Flow) -> Vec<(String, String)> {
             },
         ),
         (
-            "bewaartermijn".into(),
-            format!("{} dagen", f.retention_days),
+            "bewaartermijn gateway (niet opgehaald)".into(),
+            format!("{} dagen", f.retention.gateway_days),
         ),
-        ("bewaartekst".into(), f.retention_text.clone()),
+        (
+            "bewaartermijn ontvanger".into(),
+            match f.retention.receiver.days {
+                Some(days) => format!("{} ({days} dagen)", f.retention.receiver.text),
+                None => f.retention.receiver.text.clone(),
+            },
+        ),
+        (
+            "ontvanger gebonden aan".into(),
+            match &f.receiver {
+                None => "geen binding".into(),
+                Some(ReceiverBinding::Field(path)) => format!("de organisatie in `{path}`"),
+                Some(ReceiverBinding::MemberOfSender) => {
+                    "een samenwerkingsverband waar de school lid van is".into()
+                }
+                Some(ReceiverBinding::ServesWoongemeente) => {
+                    "een organisatie die de woongemeente van de leerling bedient".into()
+                }
+                Some(ReceiverBinding::JgzOfSender) => "de JGZ van de school".into(),
+                Some(ReceiverBinding::InReplyTo) => {
+                    "de afzender van het bericht waarop dit antwoordt".into()
+                }
+            },
+        ),
+        (
+            "antwoord op flow".into(),
+            f.answers.clone().unwrap_or_else(|| "—".into()),
+        ),
         (
             "convenant".into(),
             match &f.agreement {

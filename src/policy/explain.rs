@@ -103,9 +103,26 @@ pub fn explain(policy: &PolicySet, from: Role, to: Role, purpose: &str) -> Resul
     let _ = writeln!(s, "  legal basis:    {}", flow.legal_basis);
     let _ = writeln!(
         s,
-        "  retention:      {} days — {}",
-        flow.retention_days, flow.retention_text
+        "  gateway keeps:  {} days unacknowledged, then purged (message-expired when never fetched)",
+        flow.retention.gateway_days
     );
+    let receiver = &flow.retention.receiver;
+    match receiver.days {
+        Some(days) => {
+            let _ = writeln!(
+                s,
+                "  receiver keeps: {} ({days} days; told to the receiver, not enforced by the gateway)",
+                receiver.text
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "  receiver keeps: {} (told to the receiver, not enforced by the gateway)",
+                receiver.text
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "  justification:  {}",

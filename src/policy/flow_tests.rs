@@ -241,7 +241,16 @@ fn p1_without_consent_delivers_the_report_and_withholds_attachments_jh_and_straf
     let d = run_env(&env, "obs-de-linde", &[], P1_TODAY).unwrap();
     assert_accounted(&d, &env);
     assert_eq!(d.flow_id, "P1");
-    assert_eq!(d.retention_days, 30);
+    assert_eq!(d.retention.gateway_days, 30);
+    assert!(
+        d.retention.receiver.text.contains("leerlingdossier"),
+        "{:?}",
+        d.retention
+    );
+    assert_eq!(
+        d.retention.receiver.days, None,
+        "the leerlingdossier is no number of days"
+    );
     assert!(d.legal_basis.contains("WPO art. 42"), "{}", d.legal_basis);
     assert!(d.legal_basis.contains("lid 1 sub c"), "{}", d.legal_basis);
     assert_eq!(d.policy_hash, policies().hash());
@@ -713,7 +722,16 @@ fn p2_tlv_delivers_support_data_with_a_pseudonym_instead_of_the_pgn() {
     let d = run_env(&env, "lyceum-zuid", &[], P2_TODAY).unwrap();
     assert_accounted(&d, &env);
     assert_eq!(d.flow_id, "P2");
-    assert_eq!(d.retention_days, 1095);
+    assert_eq!(d.retention.gateway_days, 30);
+    assert!(
+        d.retention.receiver.text.contains("3 jaar na het besluit"),
+        "{:?}",
+        d.retention
+    );
+    assert_eq!(
+        d.retention.receiver.days, None,
+        "counted from the decision, not from receipt"
+    );
     assert_delivered(
         &d,
         &env,

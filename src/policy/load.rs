@@ -14,7 +14,8 @@ use super::path::{valid_catalogue_path, valid_key, Pattern};
 use super::{
     screen, AggregateRules, Agreement, CatalogueField, Dimension, FieldRule, FieldTable, Flow,
     GeneraliseMethod, LegalBasis, MessageCatalogue, PathTree, PolicySet, ReceiverBinding,
-    RequiredField, RuleAction, ScreenList, SubjectDelivery, TableField, ValueKind,
+    ReceiverRetention, RequiredField, Retention, RuleAction, ScreenList, SubjectDelivery,
+    TableField, ValueKind, MAX_GATEWAY_DAYS,
 };
 
 /// AVG art. 6 lid 1 grounds a flow may cite.
@@ -427,14 +428,44 @@ impl Builder {
                 ),
             );
         }
-        if d.retention.days == 0 || d.retention.text.trim().is_empty() {
+        let retention_at = d.retention.span().start;
+        let r = d.retention.get_ref();
+        if !(1..=MAX_GATEWAY_DAYS).contains(&r.gateway_days) {
             err(
-                start,
+                retention_at,
                 format!(
-                    "flow {}: retention needs `days` (at least 1) and `text`",
+                    "flow {}: retention.gateway_days is how long the gateway keeps a payload nobody fetched: \
+                     1 to {MAX_GATEWAY_DAYS} days (the gateway is a transport, not an archive)",
                     d.id
                 ),
             );
+        }
+        if r.receiver_text.trim().is_empty() {
+            err(
+                retention_at,
+                format!(
+                    "flow {}: retention.receiver_text must say how long the receiver keeps what it received",
+                    d.id
+                ),
+            );
+        }
+        match r.receiver_days {
+            Some(0) => err(
+                retention_at,
+                format!(
+                    "flow {}: retention.receiver_days is at least 1 (leave it out when the period is no number of days)",
+                    d.id
+                ),
+            ),
+            Some(days) if days < r.gateway_days => err(
+                retention_at,
+                format!(
+                    "flow {}: retention.gateway_days ({}) is longer than receiver_days ({days}): the gateway would keep \
+                     a payload longer than the receiver may",
+                    d.id, r.gateway_days
+                ),
+            ),
+            _ => {}
         }
         if d.subject == SubjectDelivery::AsIs
             && d.subject_basis
@@ -887,8 +918,13 @@ impl Builder {
             description: d.description.clone(),
             legal_basis_text: legal_basis.to_string(),
             legal_basis,
-            retention_days: d.retention.days,
-            retention_text: d.retention.text.clone(),
+            retention: Retention {
+                gateway_days: d.retention.get_ref().gateway_days,
+                receiver: ReceiverRetention {
+                    text: d.retention.get_ref().receiver_text.trim().to_owned(),
+                    days: d.retention.get_ref().receiver_days,
+                },
+            },
             justification_required: d.justification == JustificationDef::Required,
             consent: d.consent,
             consent_12_15_both: d.consent_12_15.is_some(),
@@ -999,8 +1035,8 @@ ground = "6.1.c"
 article = "WPO art. 42"
 
 [flow.retention]
-days = 30
-text = "30 dagen"
+gateway_days = 30
+receiver_text = "30 dagen"
 "#
         )
     }
@@ -1129,6 +1165,79 @@ text = "30 dagen"
         let c = CATALOGUE.replace("toetsen[].score", "leerling.naam.x");
         let e = load(&[("a.toml", &c)]).unwrap_err();
         assert!(e.to_string().contains("conflict"), "{e}");
+    }
+
+    #[test]
+    fn retention_has_the_gateway_s_days_and_the_receiver_s_period() {
+        let with = |table: &str| {
+            flow("").replace(
+                "[flow.retention]\ngateway_days = 30\nreceiver_text = \"30 dagen\"\n",
+                &format!("[flow.retention]\n{table}"),
+            )
+        };
+        let ok = with("gateway_days = 14\nreceiver_text = \" 2 jaar \"\nreceiver_days = 730\n");
+        let set = load(&[("a.toml", CATALOGUE), ("p.toml", &ok)]).unwrap();
+        let f = set.flows().next().unwrap();
+        assert_eq!(
+            f.retention,
+            Retention {
+                gateway_days: 14,
+                receiver: ReceiverRetention {
+                    text: "2 jaar".into(),
+                    days: Some(730)
+                }
+            }
+        );
+        let words = with("gateway_days = 90\nreceiver_text = \"in het leerlingdossier\"\n");
+        let set = load(&[("a.toml", CATALOGUE), ("p.toml", &words)]).unwrap();
+        assert_eq!(set.flows().next().unwrap().retention.receiver.days, None);
+
+        for (table, needle) in [
+            ("gateway_days = 0\nreceiver_text = \"x\"\n", "1 to 90 days"),
+            ("gateway_days = 91\nreceiver_text = \"x\"\n", "1 to 90 days"),
+            (
+                "gateway_days = 1825\nreceiver_text = \"x\"\n",
+                "not an archive",
+            ),
+            ("gateway_days = -1\nreceiver_text = \"x\"\n", "expected u32"),
+            (
+                "gateway_days = 30\nreceiver_text = \"  \"\n",
+                "receiver_text",
+            ),
+            ("receiver_text = \"x\"\n", "gateway_days"),
+            ("gateway_days = 30\n", "receiver_text"),
+            (
+                "gateway_days = 30\nreceiver_text = \"x\"\nreceiver_days = 0\n",
+                "at least 1",
+            ),
+            (
+                "gateway_days = 30\nreceiver_text = \"x\"\nreceiver_days = 7\n",
+                "longer than receiver_days (7)",
+            ),
+            ("days = 30\ntext = \"30 dagen\"\n", "unknown field `days`"),
+            (
+                "gateway_days = 30\nreceiver_text = \"x\"\ntext = \"y\"\n",
+                "unknown field `text`",
+            ),
+        ] {
+            let e = load(&[("a.toml", CATALOGUE), ("p.toml", &with(table))])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{table}: {e}");
+            assert!(e.starts_with("p.toml:"), "{table}: {e}");
+        }
+        // A validation error names the line of the retention table.
+        let e = load(&[
+            ("a.toml", CATALOGUE),
+            (
+                "p.toml",
+                &with("gateway_days = 365\nreceiver_text = \"x\"\n"),
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+        let line: usize = e.split(':').nth(1).unwrap().parse().unwrap();
+        assert!(line >= 14, "{e}");
     }
 
     #[test]

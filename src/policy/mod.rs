@@ -426,6 +426,31 @@ pub enum SubjectDelivery {
     None,
 }
 
+/// The longest `gateway_days` a flow may set: a quarter. The gateway is a transport, not an archive: a payload nobody
+/// fetched in that time (longer than the six-week summer holiday, with room to spare) has a receiver that is not
+/// listening, and the sender must hear that instead of the payload waiting for months in a second store.
+pub const MAX_GATEWAY_DAYS: u32 = 90;
+
+/// `[flow.retention]`: two periods that are not the same thing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// How long the gateway keeps a payload that was not acknowledged, counted from sending (`1..=MAX_GATEWAY_DAYS`).
+    /// Past it the payload is purged: `message-expired` when never fetched, `payload-purged` when fetched.
+    pub gateway_days: u32,
+    /// How long the receiver keeps what it received: told to the receiver, shown to the FG and in the art. 15
+    /// report; the gateway does not enforce it.
+    pub receiver: ReceiverRetention,
+}
+
+/// The receiver's retention period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiverRetention {
+    /// The period in words (`receiver_text`): some are no number of days ("in het leerlingdossier").
+    pub text: String,
+    /// The period in days from receipt, when it is one (`receiver_days`).
+    pub days: Option<u32>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegalBasis {
     /// AVG art. 6 ground: `6.1.a` … `6.1.f`.
@@ -509,8 +534,7 @@ pub struct Flow {
     pub message_type: String,
     pub description: Option<String>,
     pub legal_basis: LegalBasis,
-    pub retention_days: u32,
-    pub retention_text: String,
+    pub retention: Retention,
     pub justification_required: bool,
     /// The whole flow rests on consent: no applying consent record, no message.
     pub consent: bool,
@@ -1001,7 +1025,9 @@ pub struct Decision {
     pub flow_name: String,
     pub policy_hash: String,
     pub legal_basis: String,
-    pub retention_days: u32,
+    /// The flow's two retention periods (the mailbox row expires after `gateway_days`; the receiver's period goes
+    /// with the message and into the log entry).
+    pub retention: Retention,
     pub agreement_id: Option<String>,
     /// The inbox's `subject`: `{"pgn": …}` (or `bsn`/`onderwijsnummer`), `{"pseudonym": …}`, or none.
     pub subject: Option<serde_json::Value>,

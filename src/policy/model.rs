@@ -80,7 +80,7 @@ pub(super) struct FlowDef {
     #[serde(default)]
     pub fields: Vec<Spanned<RuleDef>>,
     pub legal_basis: LegalBasisDef,
-    pub retention: RetentionDef,
+    pub retention: Spanned<RetentionDef>,
     #[serde(default)]
     pub agreement: Option<AgreementDef>,
     #[serde(default)]
@@ -146,8 +146,13 @@ pub(super) struct LegalBasisDef {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RetentionDef {
-    pub days: u32,
-    pub text: String,
+    /// Days the gateway keeps a payload that was not acknowledged (`MAX_GATEWAY_DAYS` at most).
+    pub gateway_days: u32,
+    /// What the receiver keeps its copy for, in words the FG and the parents read.
+    pub receiver_text: String,
+    /// The same as a number of days from receipt, when the period is one.
+    #[serde(default)]
+    pub receiver_days: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
