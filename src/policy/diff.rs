@@ -879,15 +879,19 @@ mod tests {
     #[test]
     fn other_properties_and_the_catalogue_are_compared() {
         let s = sources();
-        let changed = edit(&s, "p4-", "days = 90", "days = 120");
+        let changed = edit(&s, "p4-", "gateway_days = 14", "gateway_days = 21");
         let changed = edit(&changed, "p4-", "consent = true", "consent = false");
         let d = diff(&load(&s), &load(&changed));
         let p4 = flow(&d, "P4");
         let what: Vec<&str> = p4.properties.iter().map(|c| c.what.as_str()).collect();
-        assert_eq!(what, ["toestemming", "bewaartermijn"], "{d}");
+        assert_eq!(
+            what,
+            ["toestemming", "bewaartermijn gateway (niet opgehaald)"],
+            "{d}"
+        );
         assert!(d
             .to_string()
-            .contains("    bewaartermijn: 90 dagen → 120 dagen\n"));
+            .contains("    bewaartermijn gateway (niet opgehaald): 14 dagen → 21 dagen\n"));
 
         // A catalogue change shows under the message type, and a field a wildcard now covers under each flow.
         let mut changed = s.clone();
