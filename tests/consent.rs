@@ -20,6 +20,22 @@ fn consent(recipient: &str, purpose: &str, given_by: &str) -> Value {
     })
 }
 
+/// The school registers a consent for the wijkteam's vroegsignalering (given by `given_by`) and sends its P4;
+/// the P4's message id.
+async fn p4_with_the_schools_consent(gw: &Gateway, given_by: &str) -> String {
+    let school = gw.client("obs-de-linde");
+    let r = school
+        .post_json(
+            "/v1/consents",
+            &consent("wijkteam-noord", "vroegsignalering", given_by),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = school.post("/v1/messages", &example("P4")).await;
+    assert_eq!(r.status, 201, "P4: {}", r.text());
+    r.json()["message_id"].as_str().unwrap().to_owned()
+}
+
 fn has_path(v: &Value, path: &[&str]) -> bool {
     let mut cur = v;
     for p in path {
@@ -229,17 +245,7 @@ async fn p5_feedback_from_wijkteam_needs_its_own_consent() {
     for backend in backends() {
         let gw = Gateway::start(backend);
         // P5 answers a P4 (and names no pupil: it is the P4's).
-        let school = gw.client("obs-de-linde");
-        let r = school
-            .post_json(
-                "/v1/consents",
-                &consent("wijkteam-noord", "vroegsignalering", "ouder"),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text());
-        let r = school.post("/v1/messages", &example("P4")).await;
-        assert_eq!(r.status, 201, "P4: {}", r.text());
-        let p4 = r.json()["message_id"].as_str().unwrap().to_owned();
+        let p4 = p4_with_the_schools_consent(&gw, "ouder").await;
         let p5 = reply("P5", &p4);
         assert_eq!(gw.client("wijkteam-noord").inbox().await.len(), 1);
         let wijkteam = gw.client("wijkteam-noord");
@@ -512,16 +518,7 @@ async fn the_wijkteam_registers_by_message_id_and_discloses_under_the_jeugdwet_a
         let gw = Gateway::start(backend);
         let school = gw.client("obs-de-linde");
         let wijkteam = gw.client("wijkteam-noord");
-        let r = school
-            .post_json(
-                "/v1/consents",
-                &consent("wijkteam-noord", "vroegsignalering", "ouder-en-jongere"),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text());
-        let r = school.post("/v1/messages", &example("P4")).await;
-        assert_eq!(r.status, 201, "{}", r.text());
-        let p4_id = r.json()["message_id"].as_str().unwrap().to_owned();
+        let p4_id = p4_with_the_schools_consent(&gw, "ouder-en-jongere").await;
         assert_eq!(wijkteam.inbox().await.len(), 1);
 
         let by_message = |given_by: &str, years: i32| {

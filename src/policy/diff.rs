@@ -475,14 +475,7 @@ fn properties(f: &Flow) -> Vec<(String, String)> {
         ));
     }
     if let Some(a) = &f.aggregate {
-        let dims: Vec<String> = a
-            .dimensions
-            .iter()
-            .map(|d| match &d.values {
-                Some(v) => format!("{} ({})", d.name, v.join("/")),
-                None => d.name.clone(),
-            })
-            .collect();
+        let dims = a.dimension_labels();
         p.extend([
             ("telling: dimensies".into(), dims.join(", ")),
             (

@@ -193,14 +193,7 @@ pub fn explain(policy: &PolicySet, from: Role, to: Role, purpose: &str) -> Resul
         );
     }
     if let Some(a) = &flow.aggregate {
-        let dims: Vec<String> = a
-            .dimensions
-            .iter()
-            .map(|d| match &d.values {
-                Some(v) => format!("{} ({})", d.name, v.join("/")),
-                None => d.name.clone(),
-            })
-            .collect();
+        let dims = a.dimension_labels();
         let _ = writeln!(
             s,
             "  aggregate:      counts only, at most {} of dimensions {}",

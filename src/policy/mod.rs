@@ -521,6 +521,19 @@ pub struct AggregateRules {
     pub secondary_suppression: bool,
 }
 
+impl AggregateRules {
+    /// Each dimension as a reader sees it: its name, with its closed list of values where it has one.
+    pub fn dimension_labels(&self) -> Vec<String> {
+        self.dimensions
+            .iter()
+            .map(|d| match &d.values {
+                Some(v) => format!("{} ({})", d.name, v.join("/")),
+                None => d.name.clone(),
+            })
+            .collect()
+    }
+}
+
 /// One flow: (sender role, receiver role, purpose) → what may be disclosed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flow {
