@@ -21,8 +21,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use http_body_util::BodyExt;
 use serde::Deserialize;
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 pub fn router(gw: Arc<Gateway>) -> Router {
@@ -56,20 +56,32 @@ async fn method_not_allowed() -> Problem {
 }
 
 /// The metrics label of a route: its method and the path template axum matched (a fixed vocabulary: the router's
-/// routes). Each label is made once and kept for the life of the process.
+/// routes). Each label is made once and kept for the life of the process; a request only reads it (no allocation,
+/// a shared lock).
 fn route_label(method: &Method, matched: Option<&MatchedPath>) -> &'static str {
-    static LABELS: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    type Labels = BTreeMap<String, Vec<(Method, &'static str)>>;
+    static LABELS: RwLock<Labels> = RwLock::new(BTreeMap::new());
     let Some(path) = matched else {
         return "other";
     };
-    let label = format!("{method} {}", path.as_str());
-    let mut labels = LABELS.lock().expect("route labels");
-    if let Some(known) = labels.get(label.as_str()) {
-        return known;
+    let find = |labels: &Labels| {
+        labels
+            .get(path.as_str())
+            .and_then(|l| l.iter().find(|(m, _)| m == method).map(|(_, label)| *label))
+    };
+    if let Some(label) = find(&LABELS.read().expect("route labels")) {
+        return label;
     }
-    let leaked: &'static str = Box::leak(label.into_boxed_str());
-    labels.insert(leaked);
-    leaked
+    let mut labels = LABELS.write().expect("route labels");
+    if let Some(label) = find(&labels) {
+        return label;
+    }
+    let label: &'static str = Box::leak(format!("{method} {}", path.as_str()).into_boxed_str());
+    labels
+        .entry(path.as_str().to_owned())
+        .or_default()
+        .push((method.clone(), label));
+    label
 }
 
 /// Identity and quota phases: who is calling (from the certificate only), and may they call now.

@@ -1520,6 +1520,28 @@ fn p6_values_outside_the_closed_lists_are_withheld() {
     assert_delivered(&d, &env, &["contactpersoon"]);
 }
 
+#[test]
+fn p6_carries_duos_statuses_only_and_nothing_that_reveals_youth_care_or_a_referral() {
+    let mut env = example("P6-status-verzuim.json");
+    for status in [
+        "geregistreerd",
+        "in-behandeling",
+        "afgesloten",
+        "ingetrokken",
+        "ter-kennisgeving-aangenomen",
+    ] {
+        env["data"]["status"] = json!(status);
+        let d = run_env(&env, "leerplicht-gemeente", &[], P6_TODAY).unwrap();
+        assert_delivered(&d, &env, &["status"]);
+    }
+    env["data"]["status"] = json!("doorverwezen");
+    env["data"]["reden_afsluiting"] = json!("hulpverlening-gestart");
+    let d = run_env(&env, "leerplicht-gemeente", &[], P6_TODAY).unwrap();
+    assert_withheld(&d, &["status", "reden_afsluiting"], "not-in-closed-list");
+    assert!(!d.delivered.json().contains("doorverwezen"));
+    assert!(!d.delivered.json().contains("hulpverlening"));
+}
+
 // ------------------------------------------------------------------------------------------ P7
 
 const P7_TODAY: time::Date = date!(2026 - 10 - 15);
