@@ -36,6 +36,17 @@ async fn p4_with_the_schools_consent(gw: &Gateway, given_by: &str) -> String {
     r.json()["message_id"].as_str().unwrap().to_owned()
 }
 
+/// `r` is refused with `status` and `code`, and its detail names `rule`.
+fn assert_refused(r: &Response, status: u16, code: &str, rule: &str) {
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (status, code),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains(rule), "{}", r.text());
+}
+
 fn has_path(v: &Value, path: &[&str]) -> bool {
     let mut cur = v;
     for p in path {
@@ -367,13 +378,7 @@ async fn a_consent_counts_only_for_the_organisation_that_registered_it() {
             .await;
         assert_eq!(r.status, 201, "{}", r.text());
         let r = school.post("/v1/messages", &example("P4")).await;
-        assert_eq!(
-            (r.status, r.code().as_str()),
-            (403, "consent-required"),
-            "{}",
-            r.text()
-        );
-        assert!(r.text().contains("not by the sender"), "{}", r.text());
+        assert_refused(&r, 403, "consent-required", "not by the sender");
         let refused: Vec<LogEntry> = gw
             .log_entries()
             .await
@@ -461,13 +466,7 @@ async fn the_school_discloses_under_the_uavg_ages_and_an_unknown_age_is_refused(
         let r = school
             .post("/v1/messages", &p4_born(Some(&seventeen)))
             .await;
-        assert_eq!(
-            (r.status, r.code().as_str()),
-            (403, "consent-required"),
-            "{}",
-            r.text()
-        );
-        assert!(r.text().contains("UAVG art. 5"), "{}", r.text());
+        assert_refused(&r, 403, "consent-required", "UAVG art. 5");
         // (The parent's consent would still cover the parents' own data; withdrawn, so only the pupil's is left.)
         assert_eq!(
             school
@@ -571,13 +570,7 @@ async fn the_wijkteam_registers_by_message_id_and_discloses_under_the_jeugdwet_a
             assert_eq!(r.status, 201, "{}", r.text());
             let id = r.json()["consent_id"].as_str().unwrap().to_owned();
             let r = wijkteam.post("/v1/messages", &p5_replying_to(&p4_id)).await;
-            assert_eq!(
-                (r.status, r.code().as_str()),
-                (403, "consent-required"),
-                "{given_by}: {}",
-                r.text()
-            );
-            assert!(r.text().contains("Jeugdwet art. 7.3.11"), "{}", r.text());
+            assert_refused(&r, 403, "consent-required", "Jeugdwet art. 7.3.11");
             assert_eq!(
                 wijkteam.delete(&format!("/v1/consents/{id}")).await.status,
                 200

@@ -36,20 +36,6 @@ fn policy_diff(old: &Path, new: &Path) -> (i32, String, String) {
     )
 }
 
-/// The file of flow `id` in `dir`.
-fn flow_file(dir: &Path, id: &str) -> std::path::PathBuf {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            std::fs::read_to_string(p)
-                .unwrap_or_default()
-                .lines()
-                .any(|l| l.trim() == format!("id = \"{id}\""))
-        })
-        .unwrap_or_else(|| panic!("no file holds flow {id}"))
-}
-
 #[test]
 fn policy_diff_names_the_field_whose_action_changes() {
     let dir = TempDir::new("kp-policy-diff-");
@@ -62,20 +48,7 @@ fn policy_diff_names_the_field_whose_action_changes() {
     assert!(out.contains("Geen verschil"), "{out}");
 
     // P4 rests on consent: turn its first `consent` field rule into `allow`.
-    let file = flow_file(&new, "P4");
-    let text = std::fs::read_to_string(&file).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.contains("action = \"consent\"") && l.contains("path = \""))
-        .expect("P4 has a consent field rule")
-        .to_owned();
-    let path = line
-        .split("path = \"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
+    let (file, text, line, path) = first_consent_rule(&new, "P4");
     std::fs::write(
         &file,
         text.replacen(

@@ -158,20 +158,6 @@ async fn bad_policies_never_replace_good_ones() {
     assert!(ok, "{out}");
 }
 
-/// The file of flow `id` in `dir`.
-fn flow_file(dir: &std::path::Path, id: &str) -> std::path::PathBuf {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            std::fs::read_to_string(p)
-                .unwrap_or_default()
-                .lines()
-                .any(|l| l.trim() == format!("id = \"{id}\""))
-        })
-        .unwrap_or_else(|| panic!("no file holds flow {id}"))
-}
-
 /// Before any reload `/console/beleid` says the policies did not change since start; after `POST /policies/reload`
 /// with one field rule of P4 changed it shows "Laatste wijziging van het beleid" with both hashes and that field's
 /// old and new action (the new deny reason, which holds markup, escaped). A reload of the same files keeps it.
@@ -200,21 +186,7 @@ async fn the_policy_page_shows_the_diff_of_the_last_reload() {
         let hash_before = ready["policy_hash"].as_str().unwrap().to_owned();
 
         // P4: its first `consent` field rule becomes a deny whose reason holds markup.
-        let file = flow_file(dir.path(), "P4");
-        let text = std::fs::read_to_string(&file).unwrap();
-        let line = text
-            .lines()
-            .find(|l| l.contains("action = \"consent\"") && l.contains("path = \""))
-            .expect("P4 has a consent field rule")
-            .to_owned();
-        let path = line
-            .split("path = \"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .to_owned();
+        let (file, text, line, path) = first_consent_rule(dir.path(), "P4");
         let denied = line.replacen(
             "action = \"consent\"",
             "action = \"deny\", reason = \"<b>niet</b> & nooit\"",

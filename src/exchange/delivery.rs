@@ -160,8 +160,10 @@ async fn open_message(
         .keys
         .open(&row.msg.sealed, row.msg.id.as_bytes())
         .map_err(|e| Refusal::internal().because(e))?;
-    let mut stored: Value =
-        serde_json::from_slice(&plain).map_err(|e| Refusal::internal().because(e))?;
+    let mut stored: Value = serde_json::from_slice(&plain).map_err(|_| {
+        // serde's message is not passed on as the cause: it could quote the decrypted payload.
+        Refusal::internal().because(std::io::Error::other("a stored payload is not valid JSON"))
+    })?;
     let consent_paths: Vec<(String, String)> =
         serde_json::from_str(&row.msg.consent_paths).map_err(|e| Refusal::internal().because(e))?;
     let mut lapsed: Vec<(String, &'static str)> = Vec::new();

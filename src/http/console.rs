@@ -10,7 +10,7 @@
 //! that page only.
 
 use super::audit::private_headers;
-use super::problem::Problem;
+use super::problem::{status_of, Problem};
 use crate::audit::checkpoint::SignedCheckpoint;
 use crate::audit::entry::EventKind;
 use crate::audit::verify;
@@ -226,10 +226,6 @@ fn page(gw: &Gateway, caller: &Caller, active: &str, title: &str, body: Markup) 
         }
     };
     document(title, content)
-}
-
-fn status_of(r: &Refusal) -> StatusCode {
-    Problem(r.clone()).status()
 }
 
 fn html(status: StatusCode, page: Markup) -> Response {

@@ -31,7 +31,7 @@ impl Problem {
     }
 
     pub fn status(&self) -> StatusCode {
-        StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        status_of(&self.0)
     }
 
     pub fn body(&self) -> Value {
@@ -50,6 +50,11 @@ impl Problem {
         }
         body
     }
+}
+
+/// The HTTP status a refusal is answered with.
+pub fn status_of(r: &Refusal) -> StatusCode {
+    StatusCode::from_u16(r.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl std::fmt::Display for Problem {

@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use super::{codes, Flow, MessageCatalogue, PolicySet, Refusal, RuleAction, SubjectDelivery};
+use super::{
+    codes, Flow, MessageCatalogue, PolicySet, ReceiverBinding, Refusal, RuleAction, SubjectDelivery,
+};
 use crate::domain::Role;
 
 fn roles(r: &[Role]) -> String {
@@ -162,6 +164,23 @@ pub fn explain(policy: &PolicySet, from: Role, to: Role, purpose: &str) -> Resul
         SubjectDelivery::None => "not delivered".into(),
     };
     let _ = writeln!(s, "  pupil number:   {subject}");
+    let receiver = match &flow.receiver {
+        None => "any partner of a receiving role (no binding to the case)".to_owned(),
+        Some(ReceiverBinding::Field(path)) => format!("only the organisation `{path}` names"),
+        Some(ReceiverBinding::MemberOfSender) => "only an SWV the sending school belongs to".into(),
+        Some(ReceiverBinding::ServesWoongemeente) => {
+            "only an organisation serving the pupil's leerling.woongemeente".into()
+        }
+        Some(ReceiverBinding::JgzOfSender) => "only the JGZ attached to the sending school".into(),
+        Some(ReceiverBinding::InReplyTo) => format!(
+            "only the sender of the {} this answers (in_reply_to)",
+            flow.answers.as_deref().unwrap_or("message")
+        ),
+    };
+    let _ = writeln!(
+        s,
+        "  receiver:       {receiver}; otherwise 403 receiver-not-responsible"
+    );
     if let Some(a) = &flow.agreement {
         let _ = writeln!(
             s,
@@ -181,13 +200,23 @@ pub fn explain(policy: &PolicySet, from: Role, to: Role, purpose: &str) -> Resul
             (None, true) => "must name the receiving organisation".into(),
             (None, false) => "must be present".into(),
         };
-        let _ = writeln!(s, "  required:       {} {what}", r.path);
+        let hint = r
+            .hint
+            .as_deref()
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        let _ = writeln!(s, "  required:       {} {what}{hint}", r.path);
     }
     for l in &flow.screening {
         let _ = writeln!(
             s,
-            "  screening:      {} refused when it names a term of {} ({} terms)",
+            "  screening:      {} {} when it names a term of {} ({} terms)",
             l.field,
+            if l.withhold {
+                "withheld (the rest goes)"
+            } else {
+                "refused as a whole"
+            },
             l.category,
             l.terms.len()
         );

@@ -907,3 +907,38 @@ pub fn first_stdout_line(child: &mut Child) -> std::sync::mpsc::Receiver<String>
     });
     rx
 }
+
+/// The file of flow `id` in a policy directory.
+pub fn flow_file(dir: &Path, id: &str) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.trim() == format!("id = \"{id}\""))
+        })
+        .unwrap_or_else(|| panic!("no file holds flow {id}"))
+}
+
+/// The first `consent` field rule of flow `id` in a policy directory: the file, its text, the rule's line and the
+/// rule's path.
+pub fn first_consent_rule(dir: &Path, id: &str) -> (PathBuf, String, String, String) {
+    let file = flow_file(dir, id);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("action = \"consent\"") && l.contains("path = \""))
+        .unwrap_or_else(|| panic!("{id} has no consent field rule"))
+        .to_owned();
+    let path = line
+        .split("path = \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    (file, text, line, path)
+}
