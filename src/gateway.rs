@@ -95,7 +95,7 @@ impl Gateway {
         config: Config,
     ) -> Result<(Arc<Gateway>, tokio::task::JoinHandle<()>), StartError> {
         let partners = PartnerDirectory::load(&config.tls.partners)?;
-        let policies = PolicySet::load_dir(&config.policies.dir)
+        let policies = crate::policy::load_for_serving(&config.policies.dir)
             .map_err(|e| StartError::Policy(e.to_string()))?;
         let revocations = match &config.tls.crl {
             Some(path) => Some(Arc::new(Revocations::load(path)?)),
@@ -194,7 +194,7 @@ impl Gateway {
     /// new set's hash differs from the running one's, the change and its diff become `last_policy_change`.
     pub async fn reload_policies(&self) -> Result<String, ReloadError> {
         let _one_at_a_time = self.reload_lock.lock().await;
-        match PolicySet::load_dir(&self.config.policies.dir) {
+        match crate::policy::load_for_serving(&self.config.policies.dir) {
             Ok(set) => {
                 let hash = set.hash().to_owned();
                 let mut entry = LogEntry::new(EventKind::PolicyLoaded);
