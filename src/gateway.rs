@@ -327,7 +327,23 @@ impl Gateway {
             log_failures: s.failures.load(Ordering::Relaxed),
             log_healthy: s.healthy.load(Ordering::Relaxed),
             policy_hash: self.policy().hash().to_owned(),
+            incidents: None,
         }
+    }
+
+    /// `gauges` with the breach registers' counts read from the store.
+    pub async fn gauges_with_incidents(&self) -> Gauges {
+        let mut g = self.gauges();
+        if let Ok(all) = self.store.incidents(None).await {
+            let now = crate::audit::writer::now_ms();
+            let open = all.iter().filter(|i| i.status == "open");
+            let late = open
+                .clone()
+                .filter(|i| !i.decided && i.deadline_ms < now)
+                .count();
+            g.incidents = Some((open.count() as u64, late as u64));
+        }
+        g
     }
 
     /// Ready when the database answers and the log writer's last commit succeeded.

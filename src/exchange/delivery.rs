@@ -16,7 +16,7 @@ use crate::gateway::Gateway;
 use crate::identity::Caller;
 use crate::policy;
 use crate::refusal::{ProblemCode, Refusal};
-use crate::store::{Mutation, StoredMessage};
+use crate::store::{FetchClaim, MessageEnd, Mutation, StoredMessage};
 use serde_json::{json, Value};
 
 pub struct InboxQuery {
@@ -96,8 +96,14 @@ async fn fetch_page(
     let today = time::OffsetDateTime::now_utc().date();
     let mut messages = Vec::with_capacity(rows.len());
     let mut entries = Vec::with_capacity(rows.len());
+    let mut claims = Vec::with_capacity(rows.len());
     for row in &rows {
         let (message, lapsed) = open_message(gw, row, today).await?;
+        claims.push(FetchClaim {
+            id: row.msg.id.clone(),
+            seen: row.fetch_count,
+            stripped: lapsed.len() as i64,
+        });
         let mut entry = gw.entry_for(caller, EventKind::MessageFetched);
         gw.describe_stored_flow(
             &mut entry,
@@ -122,15 +128,11 @@ async fn fetch_page(
         messages.push(message);
     }
     if !entries.is_empty() {
-        let claims = rows
-            .iter()
-            .map(|r| (r.msg.id.clone(), r.fetch_count))
-            .collect();
-        match gw
-            .writer
-            .append(entries, vec![Mutation::ClaimFetched { claims }])
-            .await
-        {
+        let claim = Mutation::ClaimFetched {
+            claims,
+            at_ms: crate::audit::writer::now_ms(),
+        };
+        match gw.writer.append(entries, vec![claim]).await {
             Ok(_) => {}
             Err(AuditError::Conflict(_)) => return Err(FetchError::Lost),
             Err(e) => return Err(Refusal::audit_unavailable().because(e).into()),
@@ -286,6 +288,9 @@ pub async fn ack(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Refus
                 vec![entry],
                 vec![Mutation::DeleteMessage {
                     id: row.msg.id.clone(),
+                    end: MessageEnd::Acknowledged,
+                    at_ms: crate::audit::writer::now_ms(),
+                    unfetched_only: false,
                 }],
             )
             .await;
