@@ -531,3 +531,109 @@ async fn a_recall_racing_a_fetch_on_two_instances_has_one_winner() {
     let (ok, out) = a.audit_verify();
     assert!(ok, "{out}");
 }
+
+/// The console's Datalekken page: the FG sees the open incident with its countdown and records a step through the
+/// form; a cross-site form post is refused; another organisation's FG does not see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_datalekken_page_shows_the_register_and_records_a_step() {
+    let gw = Gateway::start(Backend::Sqlite);
+    let school = gw.client("obs-de-linde");
+    let vo = gw.client("lyceum-zuid");
+    let fg = gw.client("fg-obs-de-linde");
+    let r = school.post_json("/v1/messages", &p1_with_canary()).await;
+    let id = r.json()["message_id"].as_str().unwrap().to_owned();
+    let r = vo
+        .post_json(
+            &format!("/v1/inbox/{id}/misaddressed"),
+            &json!({"reason": "verkeerde-school", "copies_deleted": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let inc = fg.get("/v1/audit/incidents").await.json()["incidents"][0].clone();
+    let inc_id = inc["id"].as_str().unwrap().to_owned();
+
+    let r = fg.get("/console/datalekken").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = r.text();
+    assert!(page.contains(&inc_id), "{page}");
+    assert!(page.contains("uur tot de termijn van 72 uur"), "{page}");
+    assert!(page.contains("verkeerde-school"), "{page}");
+    assert!(
+        page.contains(&format!("action=\"/console/datalekken/{inc_id}\"")),
+        "{page}"
+    );
+    assert_absent(
+        &r.body,
+        &[CANARY.to_owned(), "628194821".to_owned()],
+        "the Datalekken page",
+    );
+    let overview = fg.get("/console/").await.text();
+    assert!(overview.contains("1 open datalek(ken)"), "{overview}");
+    let other = gw
+        .client("fg-lyceum-zuid")
+        .get("/console/datalekken")
+        .await
+        .text();
+    assert!(!other.contains(&inc_id));
+    assert_eq!(school.get("/console/datalekken").await.status, 403);
+
+    let form = b"risk=laag&notify_ap=nee&ap_notified_at=&ap_reference=&subjects_informed=nee&measures=Kopie+verwijderd&close=";
+    let path = format!("/console/datalekken/{inc_id}");
+    let ct = ("content-type", "application/x-www-form-urlencoded");
+    let r = fg
+        .request(
+            "POST",
+            &path,
+            &[ct, ("sec-fetch-site", "cross-site")],
+            Some(form.to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = fg
+        .request(
+            "POST",
+            &path,
+            &[ct, ("origin", "https://elders.example")],
+            Some(form.to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(fg
+        .get(&format!("/v1/audit/incidents/{inc_id}"))
+        .await
+        .json()["risk"]
+        .is_null());
+    let r = fg
+        .request(
+            "POST",
+            &path,
+            &[ct, ("sec-fetch-site", "same-origin")],
+            Some(form.to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(
+        r.headers.get("location").and_then(|v| v.to_str().ok()),
+        Some(format!("/console/datalekken#{inc_id}").as_str())
+    );
+    let after = fg
+        .get(&format!("/v1/audit/incidents/{inc_id}"))
+        .await
+        .json();
+    assert_eq!(after["risk"], "laag");
+    assert_eq!(after["notify_ap"], false);
+    assert_eq!(after["measures"], "Kopie verwijderd");
+    // A step that is refused shows the page again with the reason.
+    let r = fg
+        .request("POST", &path, &[ct], Some(b"risk=enorm".to_vec()))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.text().contains("risk is geen, laag, hoog or empty"),
+        "{}",
+        r.text()
+    );
+    let r = fg.get("/console/datalekken.csv").await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains(&inc_id));
+}

@@ -45,6 +45,7 @@ pub fn router() -> Router<Arc<Gateway>> {
         .route("/console/leerling", get(subject))
         .route("/console/integriteit", get(integrity))
         .route("/console/beleid", get(policy))
+        .merge(super::datalekken::router())
 }
 
 /// The reference flows of DOMAIN.md the policy page explains by default.
@@ -112,7 +113,7 @@ fn outcome_nl(outcome: &str) -> String {
 }
 
 /// `2026-11-22T08:06:00.123Z` → `2026-11-22 08:06:00`.
-fn when(rfc3339: &str) -> String {
+pub(super) fn when(rfc3339: &str) -> String {
     let mut s = rfc3339.replacen('T', " ", 1);
     if let Some(dot) = s.find('.') {
         s.truncate(dot);
@@ -146,6 +147,13 @@ input, select { font:inherit; padding:.3rem .4rem; border:1px solid #9aa4ae; bor
 .actions { display:flex; align-items:end; gap:.8rem; }
 button { font:inherit; background:var(--accent); color:#fff; border:0; border-radius:3px; padding:.4rem 1rem; cursor:pointer; }
 form.single { display:flex; gap:1rem; align-items:end; background:var(--band); padding:.8rem 1rem; border:1px solid var(--line); }
+form.steps { display:grid; grid-template-columns:repeat(auto-fill, minmax(14rem, 1fr)); gap:.5rem 1rem; background:var(--band); padding:.8rem 1rem; border:1px solid var(--line); margin-top:.6rem; }
+form.steps h3 { grid-column:1 / -1; margin:0; }
+form.steps label { display:flex; flex-direction:column; font-size:.82rem; color:var(--ink); }
+textarea { font:inherit; padding:.3rem .4rem; border:1px solid #9aa4ae; border-radius:3px; }
+dl { display:grid; grid-template-columns:max-content 1fr; gap:.2rem 1rem; }
+dt { font-weight:600; }
+dd { margin:0; }
 .cards { display:grid; grid-template-columns:repeat(auto-fill, minmax(18rem, 1fr)); gap:1rem; }
 .card { border:1px solid var(--line); padding:.8rem 1rem; border-radius:4px; }
 .card h2 { margin-top:0; }
@@ -185,7 +193,7 @@ fn document(title: &str, body: Markup) -> Markup {
 }
 
 /// The name of partner `id` (or the id itself when it is not in partners.toml).
-fn partner_name(gw: &Gateway, id: &str) -> String {
+pub(super) fn partner_name(gw: &Gateway, id: &str) -> String {
     gw.partners
         .by_id(id)
         .map(|p| p.partner.name.clone())
@@ -193,7 +201,13 @@ fn partner_name(gw: &Gateway, id: &str) -> String {
 }
 
 /// A console page: header with the caller and scope, navigation, body.
-fn page(gw: &Gateway, caller: &Caller, active: &str, title: &str, body: Markup) -> Markup {
+pub(super) fn page(
+    gw: &Gateway,
+    caller: &Caller,
+    active: &str,
+    title: &str,
+    body: Markup,
+) -> Markup {
     let scope = api::scope_of(caller);
     let content = html! {
         header.top {
@@ -210,6 +224,7 @@ fn page(gw: &Gateway, caller: &Caller, active: &str, title: &str, body: Markup) 
                     ("/console/", "Overzicht"),
                     ("/console/verstrekkingen", "Verstrekkingen"),
                     ("/console/leerling", "Inzageverzoek leerling"),
+                    ("/console/datalekken", "Datalekken"),
                     ("/console/integriteit", "Integriteit logboek"),
                     ("/console/beleid", "Beleid"),
                 ] {
@@ -228,7 +243,7 @@ fn page(gw: &Gateway, caller: &Caller, active: &str, title: &str, body: Markup) 
     document(title, content)
 }
 
-fn html(status: StatusCode, page: Markup) -> Response {
+pub(super) fn html(status: StatusCode, page: Markup) -> Response {
     let mut resp = (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -239,7 +254,7 @@ fn html(status: StatusCode, page: Markup) -> Response {
     resp
 }
 
-fn error_box(p: &Refusal) -> Markup {
+pub(super) fn error_box(p: &Refusal) -> Markup {
     html! {
         div.error {
             strong { "Dit kan niet worden gezocht:" } " " (p.detail) " " span.muted { "(" (p.code) ")" }
@@ -262,6 +277,18 @@ async fn overview(
         .await
         .ok()
         .and_then(|c| c.into_iter().next());
+    let now = crate::audit::writer::now_ms();
+    let incidents = crate::oversight::incidents::list(&gw, &officer)
+        .await
+        .ok()
+        .map(|all| {
+            let open: Vec<_> = all.iter().filter(|i| i.is_open()).collect();
+            let late = open
+                .iter()
+                .filter(|i| !i.decided() && i.to_json(now)["hours_left"].as_i64().unwrap_or(0) < 0)
+                .count();
+            (open.len(), late)
+        });
     let body = html! {
         p {
             @match api::scope_of(caller) {
@@ -280,6 +307,17 @@ async fn overview(
             div.card {
                 h2 { a href="/console/leerling" { "Inzageverzoek leerling" } }
                 p { "Overzicht voor ouders of leerling (AVG art. 15): welke organisaties wanneer welke gegevens ontvingen, met doel, grondslag en toestemming. Af te drukken." }
+            }
+            div.card {
+                h2 { a href="/console/datalekken" { "Datalekken" } }
+                @match &incidents {
+                    Some((open, late)) => p {
+                        (open) " open datalek(ken), waarvan "
+                        strong class=[(*late > 0).then_some("bad")] { (late) }
+                        " over de termijn van 72 uur zonder besluit over melding bij de AP."
+                    },
+                    None => p.bad { "Het datalekkenregister kan nu niet worden gelezen." },
+                }
             }
             div.card {
                 h2 { a href="/console/integriteit" { "Integriteit logboek" } }

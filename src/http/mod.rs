@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod console;
+pub mod datalekken;
 pub mod ops;
 pub mod partner;
 pub mod problem;
