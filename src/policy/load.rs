@@ -284,6 +284,15 @@ impl Builder {
                 ));
                 continue;
             }
+            if fd.label.trim().is_empty() {
+                self.errors.push(here.at(
+                    at,
+                    format!(
+                        "field `{}`: `label` says in Dutch words what the field is (`Achternaam leerling`)",
+                        fd.path
+                    ),
+                ));
+            }
             if fd.category.is_empty() || !fd.category.bytes().all(|b| b.is_ascii_uppercase()) {
                 self.errors.push(here.at(
                     at,
@@ -330,6 +339,7 @@ impl Builder {
             }
             fields.push(CatalogueField {
                 path: fd.path.clone(),
+                label: fd.label.trim().to_owned(),
                 category: fd.category.clone(),
                 class: fd.class,
                 kind: fd.kind,
@@ -1013,8 +1023,8 @@ mod tests {
 [[message]]
 type = "rapport"
 fields = [
-  { path = "leerling.naam", category = "ADM", class = "S1" },
-  { path = "toetsen[].score", category = "TOETS", class = "S2" },
+  { path = "leerling.naam", label = "leerling.naam", category = "ADM", class = "S1" },
+  { path = "toetsen[].score", label = "toetsen[].score", category = "TOETS", class = "S2" },
 ]
 "#;
 
@@ -1063,7 +1073,7 @@ receiver_text = "30 dagen"
 
     #[test]
     fn bad_toml_names_file_and_line() {
-        let bad = "[[message]]\ntype = \"x\"\nfields = [\n  { path = \"a\", category = \"ADM\" class = \"S1\" },\n]\n";
+        let bad = "[[message]]\ntype = \"x\"\nfields = [\n  { path = \"a\", label = \"a\", category = \"ADM\" class = \"S1\" },\n]\n";
         let e = load(&[("broken.toml", bad)]).unwrap_err();
         match &e {
             PolicyError::At { file, line, .. } => {
@@ -1096,10 +1106,10 @@ receiver_text = "30 dagen"
     #[test]
     fn a_date_rule_needs_a_date_field_and_a_known_rule() {
         let catalogue = |field: &str| {
-            format!("[[message]]\ntype = \"rapport\"\nfields = [\n  {{ path = \"leerling.naam\", category = \"ADM\", class = \"S1\" }},\n  {field}\n]\n")
+            format!("[[message]]\ntype = \"rapport\"\nfields = [\n  {{ path = \"leerling.naam\", label = \"leerling.naam\", category = \"ADM\", class = \"S1\" }},\n  {field}\n]\n")
         };
         let ok = catalogue(
-            r#"{ path = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "date", date = "birth" }"#,
+            r#"{ path = "leerling.geboortedatum", label = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "date", date = "birth" }"#,
         );
         let set = load(&[("a.toml", &ok)]).unwrap();
         let field = set
@@ -1109,7 +1119,7 @@ receiver_text = "30 dagen"
             .unwrap();
         assert_eq!(field.date, Some(super::super::DateRule::Birth));
         let not_a_date = catalogue(
-            r#"{ path = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "string", date = "birth" }"#,
+            r#"{ path = "leerling.geboortedatum", label = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "string", date = "birth" }"#,
         );
         let e = load(&[("a.toml", &not_a_date)]).unwrap_err().to_string();
         assert!(
@@ -1117,7 +1127,7 @@ receiver_text = "30 dagen"
             "{e}"
         );
         let unknown = catalogue(
-            r#"{ path = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "date", date = "soon" }"#,
+            r#"{ path = "leerling.geboortedatum", label = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "date", date = "soon" }"#,
         );
         let e = load(&[("a.toml", &unknown)]).unwrap_err().to_string();
         assert!(e.contains("soon"), "{e}");
