@@ -161,7 +161,7 @@ async fn get_subject(
     let mut resp = if wants(&headers, "text/html") {
         (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            super::console::subject_report_page(&report, pgn.trim()),
+            super::console::subject_report_page(&report),
         )
             .into_response()
     } else {
