@@ -489,8 +489,7 @@ async fn console_pages_in_chromium_show_the_lyceum_fg_only_its_own_organisation(
                 "flow P3",
                 "Leerplichtwet 1969 art. 21 en 21a",
                 // Its data by category and label, folded; no field paths for parents.
-                "Verzuimmelding (",
-                "Administratieve gegevens (",
+                "<span>Verzuimmelding: 12</span>, <span>Administratieve gegevens: 11</span>",
                 "<details><summary>Alle velden (",
                 "Soort verzuim",
                 "Achternaam leerling",

@@ -437,7 +437,7 @@ enum Readers {
     Parents,
 }
 
-/// A log entry's fields per category: the counts (`ADM 7, SCH 3` for the officer, `Administratieve gegevens (7)`
+/// A log entry's fields per category: the counts (`ADM 7, SCH 3` for the officer, `Administratieve gegevens: 7`
 /// for parents), then every field by its label in a `<details>`, folded unless `open`.
 fn field_groups(groups: &[CategoryGroup], readers: Readers, open: bool) -> Markup {
     let total: usize = groups.iter().map(|g| g.fields.len()).sum();
@@ -451,7 +451,7 @@ fn field_groups(groups: &[CategoryGroup], readers: Readers, open: bool) -> Marku
                     span {
                         @match readers {
                             Readers::Officer => { (g.code()) " " (g.fields.len()) }
-                            Readers::Parents => { (g.title()) " (" (g.fields.len()) ")" }
+                            Readers::Parents => { (g.title()) ": " (g.fields.len()) }
                         }
                     }
                 }
