@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -302,6 +302,60 @@ fn check_policy_field_actions(dom: &str) {
     assert!(text_of(legend).contains("ADM Administratieve gegevens"));
 }
 
+/// axe-core's script: `KETENPOORT_AXE`, else where `.ci/run` installs it (`npm install --prefix target/axe axe-core@4`).
+fn axe_script() -> PathBuf {
+    std::env::var_os("KETENPOORT_AXE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/axe/node_modules/axe-core/axe.min.js"))
+}
+
+/// axe-core finds no WCAG 2.1 A or AA violation on any of the pages (web pages of Dutch public bodies must meet
+/// WCAG 2.1 AA), run in Chromium with the browser's client certificate by `tests/axe-check.mjs`.
+fn check_accessibility(browser: &Browser, urls: &[String]) {
+    if !require_program("node", "the console's accessibility check (axe-core)") {
+        return;
+    }
+    let axe = axe_script();
+    if !axe.exists() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!(
+                "{} is required in CI for the console's accessibility check (npm install --prefix target/axe axe-core@4)",
+                axe.display()
+            );
+        }
+        eprintln!(
+            "SKIPPED (no {}): the console's accessibility check",
+            axe.display()
+        );
+        return;
+    }
+    let profile = TempDir::new("kp-chromium-axe-");
+    let out = Command::new("node")
+        .env("HOME", browser.home.path())
+        .arg(root().join("tests/axe-check.mjs"))
+        .arg(&axe)
+        .arg(profile.path())
+        .args(urls)
+        .output()
+        .expect("start node");
+    assert!(
+        out.status.success(),
+        "axe-check: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).expect("axe-check's JSON");
+    for url in urls {
+        let violations = results[url.as_str()]
+            .as_array()
+            .unwrap_or_else(|| panic!("axe-check did not check {url}: {results}"));
+        assert!(
+            violations.is_empty(),
+            "{url}: WCAG 2.1 AA violations: {violations:#?}"
+        );
+    }
+}
+
 /// The art. 15 report on the pupil page: the recipient with its retention and categories, the school as source, and
 /// no pupil number (the page has it only in the search form and the link to the printable version).
 fn check_subject_report(dom: &str) {
@@ -565,6 +619,14 @@ async fn console_pages_in_chromium_show_the_lyceum_fg_only_its_own_organisation(
             check_grouped_fields(&dom);
         }
     }
+
+    // Every page, and the printable art. 15 report, meets WCAG 2.1 AA as far as axe-core can tell.
+    let mut urls: Vec<String> = pages
+        .iter()
+        .map(|(_, path, _, _)| format!("{origin}{path}"))
+        .collect();
+    urls.push(format!("{origin}/v1/audit/subjects/{LYCEUM_PUPIL}"));
+    check_accessibility(&browser, &urls);
 
     // The browser's visits are audit queries in the log (the pupil only as pseudonym).
     let r = gw
