@@ -165,9 +165,8 @@ async fn get_subject(
         )
             .into_response()
     } else {
-        let mut v = serde_json::to_value(&report).map_err(|e| Refusal::internal().because(e))?;
-        v["subject"] = json!({"pgn": pgn.trim()});
-        Json(v).into_response()
+        // The report names the pupil only by the log's pseudonym (`subject_ref`), never by the number asked with.
+        Json(report).into_response()
     };
     private_headers(&mut resp);
     Ok(resp)

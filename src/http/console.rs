@@ -176,7 +176,6 @@ footer { color:var(--muted); font-size:.8rem; padding:0 1.5rem 1.5rem; }
   main { padding:0; max-width:none; }
   body { font-size:10.5pt; }
   a { color:inherit; text-decoration:none; }
-  a[href^="https://"]::after { content:" (" attr(href) ")"; }
   h2, h3 { break-after:avoid; }
   tr, li { break-inside:avoid; }
   details summary { color:inherit; }
