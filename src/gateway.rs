@@ -95,7 +95,7 @@ impl Gateway {
         config: Config,
     ) -> Result<(Arc<Gateway>, tokio::task::JoinHandle<()>), StartError> {
         let partners = PartnerDirectory::load(&config.tls.partners)?;
-        let policies = PolicySet::load_dir(&config.policies.dir)
+        let policies = crate::policy::load_for_serving(&config.policies.dir)
             .map_err(|e| StartError::Policy(e.to_string()))?;
         let revocations = match &config.tls.crl {
             Some(path) => Some(Arc::new(Revocations::load(path)?)),
@@ -194,7 +194,7 @@ impl Gateway {
     /// new set's hash differs from the running one's, the change and its diff become `last_policy_change`.
     pub async fn reload_policies(&self) -> Result<String, ReloadError> {
         let _one_at_a_time = self.reload_lock.lock().await;
-        match PolicySet::load_dir(&self.config.policies.dir) {
+        match crate::policy::load_for_serving(&self.config.policies.dir) {
             Ok(set) => {
                 let hash = set.hash().to_owned();
                 let mut entry = LogEntry::new(EventKind::PolicyLoaded);
@@ -327,7 +327,23 @@ impl Gateway {
             log_failures: s.failures.load(Ordering::Relaxed),
             log_healthy: s.healthy.load(Ordering::Relaxed),
             policy_hash: self.policy().hash().to_owned(),
+            incidents: None,
         }
+    }
+
+    /// `gauges` with the breach registers' counts read from the store.
+    pub async fn gauges_with_incidents(&self) -> Gauges {
+        let mut g = self.gauges();
+        if let Ok(all) = self.store.incidents(None).await {
+            let now = crate::audit::writer::now_ms();
+            let open = all.iter().filter(|i| i.status == "open");
+            let late = open
+                .clone()
+                .filter(|i| !i.decided && i.deadline_ms < now)
+                .count();
+            g.incidents = Some((open.count() as u64, late as u64));
+        }
+        g
     }
 
     /// Ready when the database answers and the log writer's last commit succeeded.

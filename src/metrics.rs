@@ -13,6 +13,10 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     refusals: Mutex<BTreeMap<&'static str, u64>>,
     disclosures: Mutex<BTreeMap<String, u64>>,
+    /// Recalls and "niet voor ons" reports by flow; incidents opened by source.
+    recalls: Mutex<BTreeMap<String, u64>>,
+    misaddressed: Mutex<BTreeMap<String, u64>>,
+    incidents_opened: Mutex<BTreeMap<&'static str, u64>>,
     pub policy_reload_failures: AtomicU64,
     pub policy_reloads: AtomicU64,
 }
@@ -65,6 +69,9 @@ pub struct Gauges {
     pub log_failures: u64,
     pub log_healthy: bool,
     pub policy_hash: String,
+    /// Open incidents in every register, and those past their 72 hours without an AP decision; `None` when the
+    /// register could not be read (the lines are left out rather than reported as zero).
+    pub incidents: Option<(u64, u64)>,
 }
 
 /// A label value as the Prometheus text exposition format writes it: backslash, double quote and line feed
@@ -123,6 +130,20 @@ impl Metrics {
             .or_insert(0) += 1;
     }
 
+    /// `flow_id` comes from the policy set (or the log), never from the request.
+    pub fn recall(&self, flow_id: &str) {
+        bump(&self.recalls, flow_id.to_owned());
+    }
+
+    pub fn misaddressed(&self, flow_id: &str) {
+        bump(&self.misaddressed, flow_id.to_owned());
+    }
+
+    /// `source`: `misaddressed`, `recall` or `manual`.
+    pub fn incident_opened(&self, source: &'static str) {
+        bump(&self.incidents_opened, source);
+    }
+
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::new();
         out.push_str("# HELP ketenpoort_requests_total Partner API requests by route and status.\n# TYPE ketenpoort_requests_total counter\n");
@@ -142,6 +163,36 @@ impl Metrics {
         for (flow, n) in self.disclosures.lock().expect("metrics").iter() {
             let flow = LabelValue(flow);
             let _ = writeln!(out, "ketenpoort_disclosures_total{{flow=\"{flow}\"}} {n}");
+        }
+        for (name, help, map) in [
+            (
+                "ketenpoort_recalls_total",
+                "Messages recalled by their sender before fetch, by flow.",
+                &self.recalls,
+            ),
+            (
+                "ketenpoort_misaddressed_total",
+                "Messages reported by their receiver as not for it, by flow.",
+                &self.misaddressed,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (flow, n) in map.lock().expect("metrics").iter() {
+                let flow = LabelValue(flow);
+                let _ = writeln!(out, "{name}{{flow=\"{flow}\"}} {n}");
+            }
+        }
+        out.push_str("# HELP ketenpoort_incidents_opened_total Incidents opened in the breach registers, by how they came to light.\n# TYPE ketenpoort_incidents_opened_total counter\n");
+        for (source, n) in self.incidents_opened.lock().expect("metrics").iter() {
+            let source = LabelValue(source);
+            let _ = writeln!(
+                out,
+                "ketenpoort_incidents_opened_total{{source=\"{source}\"}} {n}"
+            );
+        }
+        if let Some((open, late)) = g.incidents {
+            let _ = writeln!(out, "# HELP ketenpoort_incidents_open Open incidents in the breach registers.\n# TYPE ketenpoort_incidents_open gauge\nketenpoort_incidents_open {open}");
+            let _ = writeln!(out, "# HELP ketenpoort_incidents_past_deadline Open incidents past 72 hours from discovery without a decision on notifying the AP.\n# TYPE ketenpoort_incidents_past_deadline gauge\nketenpoort_incidents_past_deadline {late}");
         }
         let _ = writeln!(out, "# HELP ketenpoort_log_size Entries in this instance's disclosure log.\n# TYPE ketenpoort_log_size gauge\nketenpoort_log_size {}", g.log_size);
         let _ = writeln!(
@@ -195,6 +246,10 @@ impl Metrics {
     }
 }
 
+fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
+    *map.lock().expect("metrics").entry(key).or_insert(0) += 1;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +270,7 @@ mod tests {
             log_failures: 0,
             log_healthy: true,
             policy_hash: "abc".into(),
+            incidents: None,
         });
         assert!(text
             .contains("ketenpoort_requests_total{route=\"POST /v1/messages\",status=\"201\"} 2"));
@@ -242,6 +298,7 @@ mod tests {
             log_failures: 0,
             log_healthy: true,
             policy_hash: "abc".into(),
+            incidents: None,
         });
         for line in [
             "ketenpoort_log_commit_seconds_bucket{le=\"0.0005\"} 2",
@@ -280,6 +337,7 @@ mod tests {
             log_failures: 0,
             log_healthy: true,
             policy_hash: tricky.into(),
+            incidents: None,
         });
         let escaped = r#"a\"b\\c\nd"#;
         assert!(

@@ -95,12 +95,23 @@ problem_codes! {
     InvalidCursor = "invalid-cursor", 400;
     InvalidConsent = "invalid-consent", 422;
     UnknownConsentKey = "unknown-consent-key", 400;
+    // Outbox, recall and "niet voor ons".
+    InvalidReport = "invalid-report", 422;
+    AlreadyFetched = "already-fetched", 409;
+    NotRecallable = "not-recallable", 409;
+    AlreadyReported = "already-reported", 409;
     // The audit API.
     NotAPrivacyOfficer = "not-a-privacy-officer", 403;
     InvalidProofRequest = "invalid-proof-request", 422;
     InvalidFilter = "invalid-filter", 422;
     UnknownLog = "unknown-log", 404;
     LogInconsistent = "log-inconsistent", 500;
+    // The breach register.
+    InvalidIncident = "invalid-incident", 422;
+    UnknownDisclosure = "unknown-disclosure", 422;
+    IncidentIncomplete = "incident-incomplete", 422;
+    IncidentClosed = "incident-closed", 409;
+    IncidentChanged = "incident-changed", 409;
     // The ops listener (not part of the partner API).
     PolicyInvalid = "policy-invalid", 422;
     CrlInvalid = "crl-invalid", 422;

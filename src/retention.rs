@@ -13,7 +13,7 @@
 use crate::audit::entry::EventKind;
 use crate::audit::writer::{now_ms, AuditError};
 use crate::gateway::Gateway;
-use crate::store::{Mutation, StoreError};
+use crate::store::{MessageEnd, Mutation, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -90,7 +90,16 @@ pub async fn sweep(gw: &Gateway, now_ms: i64) -> Result<usize, RetentionError> {
                 )
             });
             entries.push(e);
-            mutations.push(Mutation::DeleteMessage { id: m.id });
+            mutations.push(Mutation::DeleteMessage {
+                id: m.id,
+                end: if fetched {
+                    MessageEnd::Purged
+                } else {
+                    MessageEnd::Expired
+                },
+                at_ms: now_ms,
+                unfetched_only: false,
+            });
         }
         gw.writer.append(entries, mutations).await?;
         purged += n;

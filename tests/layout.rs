@@ -33,7 +33,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "exchange",
         &[
-            "audit", "domain", "envelope", "gateway", "identity", "keys", "policy", "refusal",
+            "audit",
+            "domain",
+            "envelope",
+            "gateway",
+            "identity",
+            "keys",
+            "oversight",
+            "policy",
+            "refusal",
             "store",
         ],
     ),

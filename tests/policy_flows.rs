@@ -145,9 +145,6 @@ const P2_DELIVERED: &[&str] = &[
     "ondersteuning.belemmeringen",
     "ondersteuning.arrangementen",
     "ondersteuning.opp",
-    "diagnoses[0].categorie",
-    "diagnoses[0].omschrijving",
-    "diagnoses[0].datum",
     "verzuim.relatief_uren_12mnd",
 ];
 
@@ -175,6 +172,9 @@ async fn p2_tlv_request_reaches_the_swv_field_by_field_with_a_receiver_pseudonym
         assert_eq!(
             fields,
             [
+                "diagnoses[0].categorie",
+                "diagnoses[0].omschrijving",
+                "diagnoses[0].datum",
                 "bijlagen[0].titel",
                 "bijlagen[0].mediatype",
                 "bijlagen[0].inhoud",
@@ -184,7 +184,8 @@ async fn p2_tlv_request_reaches_the_swv_field_by_field_with_a_receiver_pseudonym
             "{w:?}"
         );
         for (field, reason) in &w {
-            let code = if field.starts_with("bijlagen") {
+            // No art. 9 exception for an SWV: diagnoses and attachments only with consent.
+            let code = if field.starts_with("bijlagen") || field.starts_with("diagnoses") {
                 "consent-missing: "
             } else {
                 "deny: jeugdhulp valt onder het beroepsgeheim"
@@ -225,9 +226,10 @@ async fn p2_tlv_request_reaches_the_swv_field_by_field_with_a_receiver_pseudonym
             );
             assert!(at(data, path).is_some(), "{path} missing");
         }
-        // And nothing else: no attachment, no youth-care data.
+        // And nothing else: no diagnosis, no attachment, no youth-care data.
         let mut expected = env["data"].clone();
         let obj = expected.as_object_mut().unwrap();
+        obj.remove("diagnoses");
         obj.remove("bijlagen");
         obj.remove("jeugdhulp");
         assert_eq!(data, &expected);
@@ -239,7 +241,7 @@ async fn p2_tlv_request_reaches_the_swv_field_by_field_with_a_receiver_pseudonym
         assert_eq!(disclosed.flow_id.as_deref(), Some("P2"));
         assert_eq!(disclosed.receiver.as_deref(), Some("swv-vo-zuid"));
         assert_eq!(disclosed.delivered, P2_DELIVERED);
-        assert_eq!(disclosed.withheld.len(), 5);
+        assert_eq!(disclosed.withheld.len(), 8);
         let log_subject = disclosed.subject.clone().expect("a subject pseudonym");
         assert_ne!(log_subject, pseudonym);
         assert_ne!(log_subject, P2_PGN);
@@ -293,14 +295,26 @@ async fn p2_tlv_request_reaches_the_swv_field_by_field_with_a_receiver_pseudonym
     }
 }
 
-/// S4 fields (the P2 diagnoses) need a justification even where the flow makes it optional.
+/// S4 fields (the P2 diagnoses) go to an SWV only with the school's consent (no art. 9 exception for SWVs), and
+/// then need a justification even where the flow makes it optional.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn p2_without_justification_is_refused_only_while_it_would_deliver_s4_fields() {
+async fn p2_diagnoses_go_only_with_consent_and_then_need_a_justification() {
     for backend in backends() {
         let gw = Gateway::start(backend);
         let school = gw.client("lyceum-zuid");
         let mut env = example_json("P2");
         env.as_object_mut().unwrap().remove("justification");
+        // No consent: the diagnoses are withheld, nothing of S4 goes, no justification needed.
+        let r = school.post_json("/v1/messages", &env).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert!(!strings(&r.json()["delivered"])
+            .iter()
+            .any(|f| f.starts_with("diagnoses")));
+        // The school's own consent for DIAG (the pupil is 14: a parent decides, UAVG art. 5).
+        let mut c = consent("swv-vo-zuid", "tlv-aanvraag", P2_PGN);
+        c["categories"] = json!(["DIAG"]);
+        let r = school.post_json("/v1/consents", &c).await;
+        assert_eq!(r.status, 201, "{}", r.text());
         let r = school.post_json("/v1/messages", &env).await;
         assert_eq!(r.status, 422, "{}", r.text());
         assert_eq!(r.code(), "justification-required");
@@ -310,12 +324,118 @@ async fn p2_without_justification_is_refused_only_while_it_would_deliver_s4_fiel
         assert_eq!(refused[0].outcome, "justification-required");
         assert_eq!(refused[0].flow_id.as_deref(), Some("P2"));
 
-        env["data"].as_object_mut().unwrap().remove("diagnoses");
+        let r = school.post("/v1/messages", &example("P2")).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let delivered = strings(&r.json()["delivered"]);
+        for f in [
+            "diagnoses[0].categorie",
+            "diagnoses[0].omschrijving",
+            "diagnoses[0].datum",
+        ] {
+            assert!(delivered.iter().any(|d| d == f), "{f}: {delivered:?}");
+        }
+        let id = r.json()["message_id"].as_str().unwrap().to_owned();
+        let disclosed = entry_about(&gw, EventKind::MessageDisclosed, &id).await;
+        assert_eq!(disclosed.consents.len(), 1, "{disclosed:?}");
+        let inbox = gw.client("swv-vo-zuid").inbox().await;
+        let m = inbox
+            .iter()
+            .find(|m| m["message_id"] == id.as_str())
+            .unwrap();
+        assert_eq!(
+            m["data"]["diagnoses"],
+            example_json("P2")["data"]["diagnoses"]
+        );
+    }
+}
+
+/// P1's rules that depend on a value (policies/README.md, `when`): the IQ goes with a PrO/LWOO advice and otherwise
+/// only with consent; a diagnosis category of the closed list goes, another one only with consent. Through the
+/// API, on both backends, with canaries for what must not go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p1_iq_and_diagnosis_categories_follow_the_advice_and_the_closed_list() {
+    const PGN: &str = "628194821";
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        let school = gw.client("obs-de-linde");
+        let vo = gw.client("lyceum-zuid");
+        let mut env = example_json("P1");
+        env["data"]["diagnoses"] = json!([
+            {"categorie": "dyslexie"},
+            {"categorie": "CANARY-P1-CATEGORIE-BUITEN-LIJST"}
+        ]);
+        env["data"]["cognitief"]["iq_totaal"] = json!(7_331_977);
+        env["data"]["thuissituatie"]["zorgpunt"] = json!("CANARY-P1-ZORGPUNT");
+        // Advice havo: the IQ is not needed for admission.
         let r = school.post_json("/v1/messages", &env).await;
         assert_eq!(r.status, 201, "{}", r.text());
-        assert!(!strings(&r.json()["delivered"])
+        let sent = r.json();
+        let w = withheld(&sent);
+        for (field, code) in [
+            ("cognitief.iq_totaal", "consent-missing"),
+            ("cognitief.onderzoeksdatum", "consent-missing"),
+            ("diagnoses[1].categorie", "consent-missing"),
+            ("thuissituatie.zorgpunt", "consent-missing"),
+        ] {
+            let reason = w.iter().find(|(f, _)| f == field).map(|(_, r)| r.clone());
+            assert!(
+                reason.as_deref().is_some_and(|r| r.starts_with(code)),
+                "{field}: {reason:?}"
+            );
+        }
+        assert!(strings(&sent["delivered"]).contains(&"diagnoses[0].categorie".to_owned()));
+        let canaries = [
+            "CANARY-P1-CATEGORIE-BUITEN-LIJST".to_owned(),
+            "CANARY-P1-ZORGPUNT".to_owned(),
+            "7331977".to_owned(),
+        ];
+        let inbox = vo.inbox().await;
+        assert_eq!(inbox.len(), 1);
+        assert_eq!(
+            inbox[0]["data"]["diagnoses"],
+            json!([{"categorie": "dyslexie"}])
+        );
+        let all = serde_json::to_vec(&inbox).unwrap();
+        assert_absent(&all, &canaries, "the vo-school's inbox");
+        assert_absent(&r.body, &canaries, "the 201 response");
+
+        // Advice PrO: the IQ goes without consent.
+        env["data"]["advies"]["schooladvies"] = json!("pro");
+        let r = school.post_json("/v1/messages", &env).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let id = r.json()["message_id"].as_str().unwrap().to_owned();
+        let inbox = vo.inbox().await;
+        let m = inbox
             .iter()
-            .any(|f| f.starts_with("diagnoses")));
+            .find(|m| m["message_id"] == id.as_str())
+            .unwrap();
+        assert_eq!(m["data"]["cognitief"]["iq_totaal"], json!(7_331_977));
+
+        // With the school's consent for DIAG and THUIS, the other category and the point of concern go too.
+        let mut c = consent("lyceum-zuid", "overstap-po-vo", PGN);
+        c["categories"] = json!(["DIAG", "THUIS"]);
+        let r = school.post_json("/v1/consents", &c).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let r = school.post_json("/v1/messages", &env).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let id = r.json()["message_id"].as_str().unwrap().to_owned();
+        let inbox = vo.inbox().await;
+        let m = inbox
+            .iter()
+            .find(|m| m["message_id"] == id.as_str())
+            .unwrap();
+        assert_eq!(m["data"]["diagnoses"], env["data"]["diagnoses"]);
+        assert_eq!(
+            m["data"]["thuissituatie"]["zorgpunt"],
+            json!("CANARY-P1-ZORGPUNT")
+        );
+
+        // No value in the log or the tracing output.
+        let log = entry_bytes(&gw).await;
+        assert_absent(&log, &canaries, "the log entries");
+        assert_absent(gw.stderr().as_bytes(), &canaries, "the tracing output");
+        let (ok, out) = gw.audit_verify();
+        assert!(ok, "{out}");
     }
 }
 

@@ -158,6 +158,46 @@ async fn bad_policies_never_replace_good_ones() {
     assert!(ok, "{out}");
 }
 
+/// A set that parses but that `policy check` fails (here a flow whose legal basis cites no article, as P7 once cited
+/// its convenant) is refused at reload like a broken file, naming the file and the rule, and the running set stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_that_policy_check_fails_is_never_served() {
+    let dir = TempDir::new("kp-policies-");
+    copy_dir(&root().join("policies"), dir.path());
+    let mut opts = GatewayOptions::new(Backend::Sqlite);
+    opts.policies = dir.path().to_owned();
+    let gw = Gateway::start_with(opts);
+    let p7 = dir.path().join("p7-monitoring-thuiszitters.toml");
+    let text = std::fs::read_to_string(&p7).unwrap();
+    let start = text.find("article = ").expect("P7 cites an article");
+    let end = start + text[start..].find('\n').unwrap();
+    let uncited = format!(
+        "{}article = \"Convenant thuiszitters\"{}",
+        &text[..start],
+        &text[end..]
+    );
+    std::fs::write(&p7, uncited).unwrap();
+    let (status, body) = gw.ops_post("/policies/reload");
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("p7-monitoring-thuiszitters.toml") && body.contains("cites no article"),
+        "{body}"
+    );
+    // The running set still serves.
+    let r = gw
+        .client("obs-de-linde")
+        .post("/v1/messages", &example("P1"))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    // And a gateway does not start on it.
+    let mut opts = GatewayOptions::new(Backend::Sqlite);
+    opts.policies = dir.path().to_owned();
+    match Gateway::try_start_with(opts) {
+        Ok(_) => panic!("the gateway started on a set policy check fails"),
+        Err(out) => assert!(out.contains("cites no article"), "{out}"),
+    }
+}
+
 /// Before any reload `/console/beleid` says the policies did not change since start; after `POST /policies/reload`
 /// with one field rule of P4 changed it shows "Laatste wijziging van het beleid" with both hashes and that field's
 /// old and new action (the new deny reason, which holds markup, escaped). A reload of the same files keeps it.

@@ -6,8 +6,9 @@ mod common;
 
 use common::*;
 use ketenpoort::store::{
-    self, Batch, DynStore, EntryFilter, IdempotencyRecord, LogState, Mutation, NewMessage,
-    StoreError, StoredCheckpoint, StoredConsent, StoredEntry, StoredSubtree, SubtreeSpan,
+    self, Batch, DynStore, EntryFilter, FetchClaim, IdempotencyRecord, LogState, MessageEnd,
+    Mutation, NewMessage, OutboxFilter, StoreError, StoredCheckpoint, StoredConsent, StoredEntry,
+    StoredIncident, StoredSubtree, SubtreeSpan,
 };
 use std::sync::Arc;
 
@@ -231,10 +232,7 @@ async fn a_failing_batch_leaves_nothing_behind() {
         let gone = log.batch(
             1,
             2_000,
-            vec![
-                insert("m2", "lyceum-zuid", 2_000),
-                Mutation::DeleteMessage { id: "nope".into() },
-            ],
+            vec![insert("m2", "lyceum-zuid", 2_000), delete_msg("nope")],
         );
         assert!(is_conflict(log.commit(s, gone).await), "{backend:?}");
         let stale = log.batch(
@@ -245,9 +243,7 @@ async fn a_failing_batch_leaves_nothing_behind() {
                     id: "c0".into(),
                     at_ms: 5,
                 },
-                Mutation::ClaimFetched {
-                    claims: vec![("m0".into(), 3)],
-                },
+                claim_fetch("m0", 3),
             ],
         );
         assert!(is_conflict(log.commit(s, stale).await), "{backend:?}");
@@ -403,9 +399,7 @@ async fn claims_count_each_fetch_once_and_purge_once() {
         )
         .await
         .unwrap();
-        let claim = |id: &str, seen| Mutation::ClaimFetched {
-            claims: vec![(id.to_owned(), seen)],
-        };
+        let claim = claim_fetch;
         log.commit(s, log.batch(1, 2, vec![claim("m1", 0)]))
             .await
             .unwrap();
@@ -423,7 +417,7 @@ async fn claims_count_each_fetch_once_and_purge_once() {
         assert_eq!(s.message("m1").await.unwrap().unwrap().fetch_count, 2);
         assert_eq!(s.message("m2").await.unwrap().unwrap().fetch_count, 0);
 
-        let delete = |id: &str| Mutation::DeleteMessage { id: id.to_owned() };
+        let delete = delete_msg;
         log.commit(s, log.batch(1, 4, vec![delete("m1")]))
             .await
             .unwrap();
@@ -456,9 +450,7 @@ async fn two_pools_racing_for_the_same_rows_each_win_a_row_once() {
             let mut log = Log::new(log_id);
             let mut won = Vec::new();
             for id in ids {
-                let claim = Mutation::ClaimFetched {
-                    claims: vec![(id.clone(), 0)],
-                };
+                let claim = claim_fetch(&id, 0);
                 match log.commit(&store, log.batch(1, 2, vec![claim])).await {
                     Ok(()) => won.push(id),
                     Err(StoreError::Conflict(_)) => {}
@@ -1029,14 +1021,220 @@ async fn the_disclosure_of_a_message_is_found_by_its_id_after_the_row_is_gone() 
         assert_eq!(e.event, "message-disclosed");
         assert_eq!(e.flow_id.as_deref(), Some("P4"));
         assert_eq!(e.subject.as_deref(), Some("pseudonym-m9"));
-        log.commit(
-            s,
-            log.batch(1, 3, vec![Mutation::DeleteMessage { id: "m9".into() }]),
-        )
-        .await
-        .unwrap();
+        log.commit(s, log.batch(1, 3, vec![delete_msg("m9")]))
+            .await
+            .unwrap();
         assert!(s.message("m9").await.unwrap().is_none());
         assert_eq!(found(s).await.seq, 3, "{backend:?}: found after the ack");
         assert!(s.disclosure_of_message("m10").await.unwrap().is_none());
+    }
+}
+
+/// A fetch claim of one message whose fetch count was read as `seen`.
+fn claim_fetch(id: &str, seen: i64) -> Mutation {
+    Mutation::ClaimFetched {
+        claims: vec![FetchClaim {
+            id: id.to_owned(),
+            seen,
+            stripped: 0,
+        }],
+        at_ms: 7,
+    }
+}
+
+/// The purge of an acknowledged message.
+fn delete_msg(id: &str) -> Mutation {
+    Mutation::DeleteMessage {
+        id: id.to_owned(),
+        end: MessageEnd::Acknowledged,
+        at_ms: 9,
+        unfetched_only: false,
+    }
+}
+
+fn incident(id: &str, organisation: &str, updated_ms: i64, record: &str) -> StoredIncident {
+    StoredIncident {
+        id: id.into(),
+        organisation: organisation.into(),
+        status: "open".into(),
+        discovered_ms: 1_000,
+        deadline_ms: 1_000 + 72 * 3_600_000,
+        decided: false,
+        updated_ms,
+        record: record.into(),
+    }
+}
+
+/// The outbox row follows its message through fetch and its end, in the commit of the entry that records it, and
+/// outlives the mailbox row; a recall (`unfetched_only`) never wins over a fetch; a report after the acknowledgement
+/// ends only the outbox row, once; an incident is changed only by who read its latest version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_and_the_breach_register_change_only_with_their_entries() {
+    for backend in backends() {
+        let db = open(backend).await;
+        let s = &db.store;
+        let mut log = Log::new("log-a");
+        // m0's disclosure is entry 0 of log-a (`message` points there); m1 too (a test shortcut).
+        log.commit(
+            s,
+            log.batch(
+                1,
+                1_000,
+                vec![
+                    insert("m0", "lyceum-zuid", 1_000),
+                    insert("m1", "lyceum-zuid", 1_001),
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+        let filter = OutboxFilter {
+            sender: "obs-de-linde".into(),
+            limit: 10,
+            ..Default::default()
+        };
+        let rows = s.outbox(&filter).await.unwrap();
+        assert_eq!(rows.len(), 2, "{backend:?}");
+        assert_eq!(rows[0].id, "m1", "newest first");
+        assert!(rows
+            .iter()
+            .all(|r| r.status == "waiting" && r.fetched_ms.is_none()));
+        assert_eq!(rows[0].disclosure.seq, 0);
+        assert!(s
+            .outbox(&OutboxFilter {
+                sender: "lyceum-zuid".into(),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .is_empty());
+
+        // A fetch that stripped fields: consent-withdrawn, with its time; a recall of it then loses.
+        let fetch = Mutation::ClaimFetched {
+            claims: vec![FetchClaim {
+                id: "m0".into(),
+                seen: 0,
+                stripped: 2,
+            }],
+            at_ms: 2_000,
+        };
+        log.commit(s, log.batch(1, 2_000, vec![fetch]))
+            .await
+            .unwrap();
+        let m0 = s.outbox_message("m0").await.unwrap().unwrap();
+        assert_eq!(
+            (m0.status.as_str(), m0.fetched_ms, m0.stripped),
+            ("consent-withdrawn", Some(2_000), 2)
+        );
+        let recall = |id: &str| Mutation::DeleteMessage {
+            id: id.into(),
+            end: MessageEnd::Recalled("verkeerde-ontvanger".into()),
+            at_ms: 3_000,
+            unfetched_only: true,
+        };
+        assert!(is_conflict(
+            log.commit(s, log.batch(1, 3_000, vec![recall("m0")])).await
+        ));
+        assert!(
+            s.message("m0").await.unwrap().is_some(),
+            "the losing recall purged nothing"
+        );
+        // m1 is not fetched: the recall wins and the row ends as recalled.
+        log.commit(s, log.batch(1, 3_000, vec![recall("m1")]))
+            .await
+            .unwrap();
+        assert!(s.message("m1").await.unwrap().is_none());
+        let m1 = s.outbox_message("m1").await.unwrap().unwrap();
+        assert_eq!(
+            (m1.status.as_str(), m1.ended_ms, m1.end_reason.as_deref()),
+            ("recalled", Some(3_000), Some("verkeerde-ontvanger"))
+        );
+        // Filtered by status.
+        let recalled = s
+            .outbox(&OutboxFilter {
+                status: Some("recalled".into()),
+                ..filter.clone()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            recalled.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["m1"]
+        );
+
+        // Acknowledged, then reported as not for the receiver: only the outbox row changes, once.
+        log.commit(s, log.batch(1, 4_000, vec![delete_msg("m0")]))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.outbox_message("m0").await.unwrap().unwrap().status,
+            "acknowledged"
+        );
+        let report = |id: &str| Mutation::EndOutbox {
+            id: id.into(),
+            end: MessageEnd::Misaddressed("verkeerde-school".into()),
+            at_ms: 5_000,
+        };
+        log.commit(s, log.batch(1, 5_000, vec![report("m0")]))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.outbox_message("m0").await.unwrap().unwrap().status,
+            "misaddressed"
+        );
+        assert!(is_conflict(
+            log.commit(s, log.batch(1, 5_000, vec![report("m0")])).await
+        ));
+        assert!(
+            is_conflict(log.commit(s, log.batch(1, 5_000, vec![report("m1")])).await),
+            "recalled stays recalled"
+        );
+        assert!(is_conflict(
+            log.commit(s, log.batch(1, 5_000, vec![report("nope")]))
+                .await
+        ));
+
+        // The register: inserted, listed per organisation, updated only from the version read.
+        log.commit(
+            s,
+            log.batch(
+                1,
+                6_000,
+                vec![Mutation::InsertIncident(incident(
+                    "inc-1",
+                    "obs-de-linde",
+                    6_000,
+                    "{}",
+                ))],
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.incidents(Some("obs-de-linde")).await.unwrap().len(), 1);
+        assert!(s.incidents(Some("lyceum-zuid")).await.unwrap().is_empty());
+        assert_eq!(s.incidents(None).await.unwrap().len(), 1);
+        let mut next = incident("inc-1", "obs-de-linde", 7_000, r#"{"risk":"laag"}"#);
+        next.decided = true;
+        let update = |previous| Mutation::UpdateIncident {
+            incident: next.clone(),
+            previous_updated_ms: previous,
+        };
+        assert!(is_conflict(
+            log.commit(s, log.batch(1, 7_000, vec![update(5_999)]))
+                .await
+        ));
+        log.commit(s, log.batch(1, 7_000, vec![update(6_000)]))
+            .await
+            .unwrap();
+        assert_eq!(s.incident("inc-1").await.unwrap().unwrap(), next);
+        assert!(
+            is_conflict(
+                log.commit(s, log.batch(1, 7_000, vec![update(6_000)]))
+                    .await
+            ),
+            "a second writer of the same version loses"
+        );
+        assert_eq!(log.size, 7, "{backend:?}: a losing batch leaves no entry");
     }
 }

@@ -42,17 +42,27 @@ pub enum EventKind {
     AuditQuery,
     PayloadPurged,
     MessageExpired,
+    MessageRecalled,
+    MessageMisaddressed,
+    IncidentOpened,
+    IncidentUpdated,
+    IncidentClosed,
 }
 
 impl EventKind {
     /// Every kind, in the order the audit API and the console list them.
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::MessageDisclosed,
         EventKind::MessageRefused,
         EventKind::MessageFetched,
         EventKind::MessageAcknowledged,
         EventKind::MessageExpired,
         EventKind::PayloadPurged,
+        EventKind::MessageRecalled,
+        EventKind::MessageMisaddressed,
+        EventKind::IncidentOpened,
+        EventKind::IncidentUpdated,
+        EventKind::IncidentClosed,
         EventKind::ConsentRecorded,
         EventKind::ConsentWithdrawn,
         EventKind::ConsentRefused,
@@ -79,6 +89,11 @@ impl EventKind {
             EventKind::AuditQuery => "auditvraag",
             EventKind::PayloadPurged => "inhoud verwijderd",
             EventKind::MessageExpired => "verlopen, niet opgehaald",
+            EventKind::MessageRecalled => "teruggeroepen door de verzender",
+            EventKind::MessageMisaddressed => "gemeld als niet voor ons",
+            EventKind::IncidentOpened => "datalek geopend",
+            EventKind::IncidentUpdated => "datalek bijgewerkt",
+            EventKind::IncidentClosed => "datalek gesloten",
         }
     }
 
@@ -95,6 +110,11 @@ impl EventKind {
             EventKind::AuditQuery => "audit-query",
             EventKind::PayloadPurged => "payload-purged",
             EventKind::MessageExpired => "message-expired",
+            EventKind::MessageRecalled => "message-recalled",
+            EventKind::MessageMisaddressed => "message-misaddressed",
+            EventKind::IncidentOpened => "incident-opened",
+            EventKind::IncidentUpdated => "incident-updated",
+            EventKind::IncidentClosed => "incident-closed",
         }
     }
 }
@@ -113,11 +133,16 @@ mod event_kind_tests {
             EventKind::MessageAcknowledged => 3,
             EventKind::MessageExpired => 4,
             EventKind::PayloadPurged => 5,
-            EventKind::ConsentRecorded => 6,
-            EventKind::ConsentWithdrawn => 7,
-            EventKind::ConsentRefused => 8,
-            EventKind::PolicyLoaded => 9,
-            EventKind::AuditQuery => 10,
+            EventKind::MessageRecalled => 6,
+            EventKind::MessageMisaddressed => 7,
+            EventKind::IncidentOpened => 8,
+            EventKind::IncidentUpdated => 9,
+            EventKind::IncidentClosed => 10,
+            EventKind::ConsentRecorded => 11,
+            EventKind::ConsentWithdrawn => 12,
+            EventKind::ConsentRefused => 13,
+            EventKind::PolicyLoaded => 14,
+            EventKind::AuditQuery => 15,
         }
     }
 

@@ -16,7 +16,7 @@ use crate::gateway::Gateway;
 use crate::identity::Caller;
 use crate::policy;
 use crate::refusal::{ProblemCode, Refusal};
-use crate::store::{Mutation, StoredMessage};
+use crate::store::{FetchClaim, MessageEnd, Mutation, StoredMessage};
 use serde_json::{json, Value};
 
 pub struct InboxQuery {
@@ -96,8 +96,14 @@ async fn fetch_page(
     let today = time::OffsetDateTime::now_utc().date();
     let mut messages = Vec::with_capacity(rows.len());
     let mut entries = Vec::with_capacity(rows.len());
+    let mut claims = Vec::with_capacity(rows.len());
     for row in &rows {
         let (message, lapsed) = open_message(gw, row, today).await?;
+        claims.push(FetchClaim {
+            id: row.msg.id.clone(),
+            seen: row.fetch_count,
+            stripped: lapsed.len() as i64,
+        });
         let mut entry = gw.entry_for(caller, EventKind::MessageFetched);
         gw.describe_stored_flow(
             &mut entry,
@@ -122,15 +128,11 @@ async fn fetch_page(
         messages.push(message);
     }
     if !entries.is_empty() {
-        let claims = rows
-            .iter()
-            .map(|r| (r.msg.id.clone(), r.fetch_count))
-            .collect();
-        match gw
-            .writer
-            .append(entries, vec![Mutation::ClaimFetched { claims }])
-            .await
-        {
+        let claim = Mutation::ClaimFetched {
+            claims,
+            at_ms: crate::audit::writer::now_ms(),
+        };
+        match gw.writer.append(entries, vec![claim]).await {
             Ok(_) => {}
             Err(AuditError::Conflict(_)) => return Err(FetchError::Lost),
             Err(e) => return Err(Refusal::audit_unavailable().because(e).into()),
@@ -150,6 +152,27 @@ fn lapse_reason(consent: Option<&ConsentRecord>, today: time::Date) -> Option<&'
     consent.map_or(Some("consent-missing"), |c| c.lapse_on(today))
 }
 
+/// The consents of a stored message that no longer count on `today` because the pupil has had a birthday since
+/// it was sent (`Decision::consent_counts_until`, sealed with the payload). A date that does not parse fails
+/// closed: the consent counts as outgrown.
+fn outgrown_consents(stored: &Value, today: time::Date) -> Vec<String> {
+    let Some(map) = stored
+        .get("consent_counts_until")
+        .and_then(Value::as_object)
+    else {
+        return Vec::new();
+    };
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    map.iter()
+        .filter(|(_, last)| {
+            last.as_str()
+                .and_then(|l| time::Date::parse(l, &format).ok())
+                .is_none_or(|last| today > last)
+        })
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
 /// Decrypts a stored message and strips consent-only fields whose consent no longer holds.
 async fn open_message(
     gw: &Gateway,
@@ -166,6 +189,7 @@ async fn open_message(
     })?;
     let consent_paths: Vec<(String, String)> =
         serde_json::from_str(&row.msg.consent_paths).map_err(|e| Refusal::internal().because(e))?;
+    let outgrown = outgrown_consents(&stored, today);
     let mut lapsed: Vec<(String, &'static str)> = Vec::new();
     let mut checked: Vec<(String, Option<&'static str>)> = Vec::new();
     for (path, consent_id) in consent_paths {
@@ -177,7 +201,10 @@ async fn open_message(
                     .consent(&consent_id)
                     .await
                     .map_err(|e| Refusal::audit_unavailable().because(e))?;
-                let l = lapse_reason(c.as_ref().and_then(consent_record).as_ref(), today);
+                let l =
+                    lapse_reason(c.as_ref().and_then(consent_record).as_ref(), today).or(outgrown
+                        .contains(&consent_id)
+                        .then_some(policy::WithheldReason::ConsentWrongGiver.code()));
                 checked.push((consent_id.clone(), l));
                 l
             }
@@ -261,6 +288,9 @@ pub async fn ack(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Refus
                 vec![entry],
                 vec![Mutation::DeleteMessage {
                     id: row.msg.id.clone(),
+                    end: MessageEnd::Acknowledged,
+                    at_ms: crate::audit::writer::now_ms(),
+                    unfetched_only: false,
                 }],
             )
             .await;
@@ -282,7 +312,23 @@ pub async fn ack(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Refus
 
 #[cfg(test)]
 mod tests {
-    use super::lapse_reason;
+    use super::{lapse_reason, outgrown_consents};
+    use serde_json::json;
+
+    #[test]
+    fn a_consent_outgrown_by_a_birthday_since_sending_lapses_at_fetch() {
+        let stored = json!({"data": {}, "consent_counts_until": {"c-ouder": "2026-11-24", "c-kapot": "24-11-2026"}});
+        // The last day it counts, it still counts; the day after, not; an unreadable date fails closed.
+        assert_eq!(
+            outgrown_consents(&stored, date!(2026 - 11 - 24)),
+            vec!["c-kapot".to_string()]
+        );
+        let mut outgrown = outgrown_consents(&stored, date!(2026 - 11 - 25));
+        outgrown.sort();
+        assert_eq!(outgrown, vec!["c-kapot".to_string(), "c-ouder".to_string()]);
+        assert!(outgrown_consents(&json!({"data": {}}), date!(2030 - 01 - 01)).is_empty());
+    }
+
     use crate::domain::{ConsentRecord, GivenBy};
     use time::macros::date;
 

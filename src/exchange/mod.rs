@@ -6,6 +6,7 @@
 
 pub mod consent;
 pub mod delivery;
+pub mod outbox;
 pub mod send;
 
 use crate::audit::writer::Receipt;

@@ -368,6 +368,11 @@ fn seal(gw: &Gateway, message_id: &str, env: &Envelope<'_>, d: &Decision) -> Res
             receiver: &d.retention.receiver.text,
             receiver_days: d.retention.receiver.days,
         },
+        consent_counts_until: d
+            .consent_counts_until
+            .iter()
+            .map(|(id, last)| (id.as_str(), last.to_string()))
+            .collect(),
     };
     let plaintext = serde_json::to_vec(&stored)?;
     let digest = hex::encode(digest::digest(&digest::SHA256, &plaintext));
@@ -462,6 +467,10 @@ struct StoredPayload<'a> {
     data: &'a Delivered,
     /// The receiver's retention period, delivered with the message (the inbox item's `retention`).
     retention: StoredRetention<'a>,
+    /// Consent id → the last day it counts by the pupil's age (`Decision::consent_counts_until`); checked at fetch.
+    /// Sealed, never in a plain column: it would tell the pupil's birthday.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    consent_counts_until: std::collections::BTreeMap<&'a str, String>,
 }
 
 #[derive(serde::Serialize)]

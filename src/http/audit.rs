@@ -4,8 +4,9 @@
 
 use super::problem::Problem;
 use crate::gateway::Gateway;
-use crate::oversight::{self, proofs, DisclosureParams, Officer};
+use crate::oversight::{self, incidents, proofs, DisclosureParams, Officer};
 use crate::refusal::{ProblemCode, Refusal};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -28,6 +29,15 @@ pub fn officer_router() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/v1/audit/disclosures", get(get_disclosures))
         .route("/v1/audit/subjects/{pgn}", get(get_subject))
+        .route(
+            "/v1/audit/incidents",
+            get(get_incidents).post(post_incident),
+        )
+        .route("/v1/audit/incidents/sent-to", get(get_sent_to))
+        .route(
+            "/v1/audit/incidents/{id}",
+            get(get_incident).patch(patch_incident),
+        )
 }
 
 fn invalid_query(allowed: &str) -> Refusal {
@@ -186,4 +196,122 @@ mod tests {
         assert!(wants(&h, "text/csv"));
         assert!(!wants(&h, "text/html"));
     }
+}
+
+/// The breach register: JSON, or CSV for the AP with `Accept: text/csv`.
+async fn get_incidents(
+    State(gw): State<Arc<Gateway>>,
+    Extension(officer): Extension<Officer>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let all = incidents::list(&gw, &officer).await?;
+    let mut resp = if wants(&headers, "text/csv") {
+        (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"ketenpoort-datalekkenregister.csv\"",
+                ),
+            ],
+            incidents::csv(&all),
+        )
+            .into_response()
+    } else {
+        let now = crate::audit::writer::now_ms();
+        Json(json!({"incidents": all.iter().map(|i| i.to_json(now)).collect::<Vec<_>>()}))
+            .into_response()
+    };
+    private_headers(&mut resp);
+    Ok(resp)
+}
+
+async fn get_incident(
+    State(gw): State<Arc<Gateway>>,
+    Extension(officer): Extension<Officer>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let (incident, _) = incidents::get(&gw, &officer, &id).await?;
+    let mut resp = Json(incident.to_json(crate::audit::writer::now_ms())).into_response();
+    private_headers(&mut resp);
+    Ok(resp)
+}
+
+fn incident_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, Refusal> {
+    serde_json::from_slice(body).map_err(|e| {
+        // serde's message names the member (never a value of the log: the body is the officer's own).
+        Refusal::new(ProblemCode::InvalidIncident, format!("{shape}: {e}"))
+    })
+}
+
+async fn post_incident(
+    State(gw): State<Arc<Gateway>>,
+    Extension(officer): Extension<Officer>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let body = super::partner::read_body(&gw, &headers, body).await?;
+    let req = incident_body(
+        &body,
+        "an incident is {\"description\", \"discovered_at\" (RFC 3339, optional), \"disclosures\": [{\"log_id\", \"seq\"}]}",
+    )?;
+    let opened = incidents::open(&gw, &officer, req).await?;
+    let mut resp = (axum::http::StatusCode::CREATED, Json(opened)).into_response();
+    private_headers(&mut resp);
+    Ok(resp)
+}
+
+async fn patch_incident(
+    State(gw): State<Arc<Gateway>>,
+    Extension(officer): Extension<Officer>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let body = super::partner::read_body(&gw, &headers, body).await?;
+    let req = incident_body(
+        &body,
+        "a step names risk (geen|laag|hoog), notify_ap, ap_notified_at, ap_reference, subjects_informed, measures, add_disclosures or close",
+    )?;
+    let updated = incidents::update(&gw, &officer, &id, req).await?;
+    let mut resp = Json(updated).into_response();
+    private_headers(&mut resp);
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SentToParams {
+    receiver: String,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// "Which dossiers did we send to the wrong organisation in this period": the officer's organisation's disclosures
+/// to one receiver in a window.
+async fn get_sent_to(
+    State(gw): State<Arc<Gateway>>,
+    Extension(officer): Extension<Officer>,
+    params: Result<Query<SentToParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(p) = params.map_err(|_| invalid_query("receiver (required), from, to"))?;
+    let when = |v: &Option<String>, end: bool| -> Result<Option<i64>, Refusal> {
+        match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => oversight::instant(s, end).map(Some).ok_or_else(|| {
+                invalid_query("receiver (required), from, to (YYYY-MM-DD or RFC 3339)")
+            }),
+        }
+    };
+    let found = incidents::sent_to(
+        &gw,
+        &officer,
+        p.receiver.trim(),
+        when(&p.from, false)?,
+        when(&p.to, true)?,
+    )
+    .await?;
+    let mut resp = Json(found).into_response();
+    private_headers(&mut resp);
+    Ok(resp)
 }

@@ -39,7 +39,7 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        gw.metrics.render(&gw.gauges()),
+        gw.metrics.render(&gw.gauges_with_incidents().await),
     )
         .into_response()
 }

@@ -7,7 +7,7 @@
 
 use super::problem::Problem;
 use super::ConnPeer;
-use crate::exchange::{consent, delivery, send};
+use crate::exchange::{consent, delivery, outbox, send};
 use crate::gateway::Gateway;
 use crate::identity::{self, Caller};
 use crate::oversight;
@@ -30,6 +30,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/messages", post(post_message))
         .route("/v1/inbox", get(get_inbox))
         .route("/v1/inbox/{id}/ack", post(post_ack))
+        .route("/v1/inbox/{id}/misaddressed", post(post_misaddressed))
+        .route("/v1/outbox", get(get_outbox))
+        .route("/v1/outbox/{id}", get(get_outbox_message))
+        .route("/v1/outbox/{id}/recall", post(post_recall))
         .route("/v1/consents", post(post_consent).get(get_consents))
         .route("/v1/consents/{id}", axum::routing::delete(delete_consent))
         .merge(super::audit::router())
@@ -145,6 +149,8 @@ async fn officer_gate(State(gw): State<Arc<Gateway>>, mut req: Request, next: Ne
         "console"
     } else if path.starts_with("/v1/audit/subjects") {
         "subject report"
+    } else if path.starts_with("/v1/audit/incidents") {
+        "breach register"
     } else {
         "disclosures"
     };
@@ -158,7 +164,7 @@ async fn officer_gate(State(gw): State<Arc<Gateway>>, mut req: Request, next: Ne
 }
 
 /// Reads a request body within the configured size and time limits.
-async fn read_body(
+pub(super) async fn read_body(
     gw: &Gateway,
     headers: &HeaderMap,
     body: Body,
@@ -342,4 +348,68 @@ async fn delete_consent(
         StatusCode::OK,
         consent::withdraw(&gw, &caller, &id).await?,
     ))
+}
+
+async fn post_misaddressed(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let body = read_body(&gw, &headers, body).await;
+    let done = outbox::misaddressed(
+        &gw,
+        &caller,
+        &id,
+        body.as_ref().map(|b| b.as_ref()).map_err(Clone::clone),
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, done))
+}
+
+async fn get_outbox(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    params: Result<Query<outbox::OutboxQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(params) = params.map_err(|_| {
+        Refusal::new(
+            ProblemCode::InvalidQuery,
+            "allowed: status, purpose, receiver, from, to (YYYY-MM-DD), limit, cursor",
+        )
+    })?;
+    Ok(json_response(
+        StatusCode::OK,
+        outbox::list(&gw, &caller, params).await?,
+    ))
+}
+
+async fn get_outbox_message(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    Ok(json_response(
+        StatusCode::OK,
+        outbox::get(&gw, &caller, &id).await?,
+    ))
+}
+
+async fn post_recall(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let body = read_body(&gw, &headers, body).await;
+    let done = outbox::recall(
+        &gw,
+        &caller,
+        &id,
+        body.as_ref().map(|b| b.as_ref()).map_err(Clone::clone),
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, done))
 }

@@ -9,6 +9,7 @@
 //! the log, a trace or an error, and entries are shown as decoded from their stored canonical bytes, never from the
 //! index columns. Knows no HTTP: the handlers and pages are in `http::audit` and `http::console`.
 
+pub mod incidents;
 pub mod proofs;
 
 use crate::audit::entry::{EventKind, LogEntry, ReceiverRetention, WithheldField};
@@ -103,8 +104,13 @@ fn set(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// `parse_instant` for the HTTP layer's query parameters.
+pub fn instant(s: &str, end_of_day: bool) -> Option<i64> {
+    parse_instant(s, end_of_day)
+}
+
 /// Midnight UTC of a `YYYY-MM-DD` date (the next day's for an inclusive end), or an RFC 3339 instant.
-fn parse_instant(s: &str, end_of_day: bool) -> Option<i64> {
+pub(super) fn parse_instant(s: &str, end_of_day: bool) -> Option<i64> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     if let Ok(d) = time::Date::parse(s, &fmt) {
         let d = if end_of_day { d.next_day()? } else { d };
@@ -384,7 +390,7 @@ pub const CSV_COLUMNS: [&str; 26] = [
 ];
 
 /// One CSV cell (RFC 4180 quoting); cells a spreadsheet would run as a formula get a leading apostrophe.
-fn csv_cell(v: &str) -> String {
+pub(super) fn csv_cell(v: &str) -> String {
     let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{v}")
     } else {
@@ -760,7 +766,8 @@ pub async fn subject_report(
                     outcome: e.outcome.clone(),
                 })
             }
-            EventKind::MessageExpired => {
+            // Never received: purged unfetched, or recalled by the sender before any fetch.
+            EventKind::MessageExpired | EventKind::MessageRecalled => {
                 expired.extend(e.message_id.clone());
             }
             _ => {}

@@ -100,6 +100,33 @@ pub fn load_checked(policy_dir: &Path) -> Result<(PolicySet, Vec<Finding>), Vec<
     Ok((set, findings))
 }
 
+/// Loads `policy_dir` for serving: a set whose lint finds an error (an S4 field without consent or exception, the
+/// PGN to a wijkteam, a flow without a cited article, …) is refused like one that does not parse, so the gateway
+/// never serves, at start or reload, a set that `policy check` fails.
+pub fn load_for_serving(policy_dir: &Path) -> Result<PolicySet, PolicyError> {
+    let set = PolicySet::load_dir(policy_dir)?;
+    let errors: Vec<PolicyError> = lint(&set)
+        .into_iter()
+        .filter(Finding::is_error)
+        .map(|f| match f.line {
+            Some(line) => PolicyError::At {
+                file: f.file,
+                line,
+                message: f.message,
+            },
+            None => PolicyError::File {
+                file: f.file,
+                message: f.message,
+            },
+        })
+        .collect();
+    match errors.len() {
+        0 => Ok(set),
+        1 => Err(errors.into_iter().next().expect("one error")),
+        _ => Err(PolicyError::Several(errors)),
+    }
+}
+
 /// Checks a set given as (file name, text) pairs.
 pub fn check_sources(files: &[(String, String)]) -> Vec<Finding> {
     match PolicySet::from_sources(files) {
@@ -295,6 +322,29 @@ fn lint_flow(set: &PolicySet, flow: &Flow, out: &mut Vec<Finding>) {
             ));
         }
     }
+    // A privacy officer checks a flow against the law it cites: each citation must name an article.
+    let citations = [
+        (
+            "legal_basis.article",
+            Some(flow.legal_basis.article.as_str()),
+        ),
+        ("legal_basis.special", flow.legal_basis.special.as_deref()),
+        ("subject_basis", flow.subject_basis.as_deref()),
+    ];
+    for (key, text) in citations {
+        if text.is_some_and(|t| !cites_article(t)) {
+            out.push(Finding::at(
+                flow,
+                flow.line,
+                Severity::Error,
+                format!(
+                    "flow {}: `{key}` cites no article: name the article and the law as they read today (`WPO art. 42`, \
+                     `Leerplichtwet 1969 art. 21a`)",
+                    flow.id
+                ),
+            ));
+        }
+    }
     if let Some(a) = &flow.aggregate {
         if !a.secondary_suppression {
             out.push(Finding::at(
@@ -308,6 +358,23 @@ fn lint_flow(set: &PolicySet, flow: &Flow, out: &mut Vec<Finding>) {
             ));
         }
     }
+}
+
+/// Whether `text` names an article: `art.` or `artikel` followed by its number (`art. 42`, `artikel 7.3.11`).
+pub(super) fn cites_article(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    ["art.", "artikel"].iter().any(|word| {
+        lower.match_indices(word).any(|(at, w)| {
+            let before_ok = lower[..at]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !c.is_alphanumeric());
+            before_ok
+                && lower[at + w.len()..]
+                    .trim_start()
+                    .starts_with(|c: char| c.is_ascii_digit())
+        })
+    })
 }
 
 #[cfg(test)]
@@ -417,6 +484,53 @@ receiver_text = "30 dagen"
         let bad: Vec<_> = f.iter().filter(|x| x.is_error()).collect();
         assert_eq!(bad.len(), 1, "{f:?}");
         assert!(bad[0].message.contains("leerling.naam"));
+    }
+
+    #[test]
+    fn a_flow_without_a_cited_article_does_not_pass() {
+        let uncited = flow(r#"{ path = "leerling.*", action = "allow" },"#, "").replace(
+            r#"article = "WPO art. 42""#,
+            r#"article = "Convenant thuiszitters""#,
+        );
+        let f = run(&uncited);
+        let e = f.iter().find(|x| x.is_error()).expect("an error");
+        assert!(
+            e.message.contains("`legal_basis.article` cites no article"),
+            "{e}"
+        );
+        let f = run(&flow(
+            r#"{ path = "diagnoses[].*", action = "allow" },"#,
+            r#"special = "de uitzondering voor scholen""#,
+        ));
+        assert!(
+            f.iter()
+                .any(|x| x.is_error()
+                    && x.message.contains("`legal_basis.special` cites no article")),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn a_citation_names_an_article() {
+        for yes in [
+            "WPO art. 42",
+            "Jeugdwet art. 7.3.11",
+            "Leerplichtwet 1969 artikel 21a",
+            "UAVG Art.30 lid 2",
+        ] {
+            assert!(cites_article(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "Convenant thuiszitters",
+            "de wet",
+            "WPO art. ",
+            "Stb. 2012, 234",
+            "part. 5",
+            "artikelen",
+        ] {
+            assert!(!cites_article(no), "{no}");
+        }
     }
 
     #[test]

@@ -103,6 +103,7 @@ pub fn decide(policy: &PolicySet, req: &DecisionRequest) -> Result<Decision, Ref
         delivered: Delivered::empty(),
         fields: Fields::default(),
         consents_used: Vec::new(),
+        consent_counts_until: Vec::new(),
         suppressed_cells: Vec::new(),
     };
     match &flow.aggregate {
@@ -128,6 +129,8 @@ struct Judged<'c> {
     /// Whether it counts for data about the pupil, and about the parents (`ouders[].*`).
     pupil: Fit,
     parents: Fit,
+    /// The birth date its age rule was judged by (the message's, else the one registered with it).
+    birth: Option<time::Date>,
 }
 
 impl Judged<'_> {
@@ -147,9 +150,8 @@ struct Consents<'c> {
 
 impl<'c> Consents<'c> {
     fn judge(req: &DecisionRequest<'c>, flow: &Flow) -> Consents<'c> {
-        let envelope_age = path::get_dotted(req.data, BIRTH_DATE_PATH)
-            .and_then(transform::parse_date)
-            .map(|b| age_on(b, req.today));
+        let envelope_birth =
+            path::get_dotted(req.data, BIRTH_DATE_PATH).and_then(transform::parse_date);
         let rule = AgeRule::for_discloser(req.sender_provides_jeugdhulp);
         let sender = req.sender.organisation_id();
         let mut all: Vec<Judged<'c>> = req
@@ -158,8 +160,8 @@ impl<'c> Consents<'c> {
             .filter(|c| c.applies(req.purpose, req.receiver, req.today))
             .map(|rec| {
                 // The message's birth date first; else the one registered with the consent.
-                let age =
-                    envelope_age.or_else(|| rec.subject_birth_date.map(|b| age_on(b, req.today)));
+                let birth = envelope_birth.or(rec.subject_birth_date);
+                let age = birth.map(|b| age_on(b, req.today));
                 let fit =
                     |about| consent_fits(rule, flow.consent_12_15_both, rec.given_by, about, age);
                 Judged {
@@ -167,6 +169,7 @@ impl<'c> Consents<'c> {
                     own: rec.registered_by == sender,
                     pupil: fit(About::Pupil),
                     parents: fit(About::Parents),
+                    birth,
                 }
             })
             .collect();
@@ -411,6 +414,7 @@ fn decide_record(
         today: req.today,
         implausible: None,
         screened: &screened,
+        held: conditions_held(flow, req.data),
     };
     let delivered = if walk.value(req.data, Some(PathTree::ROOT)) {
         String::from_utf8(std::mem::take(&mut walk.out))
@@ -470,6 +474,7 @@ fn decide_record(
         }
     }
     used.sort();
+    d.consent_counts_until = counts_until(flow, req, &consents, &walk, &used);
     d.consents_used = used;
     d.delivered = delivered;
     d.subject = match (flow.subject, subject) {
@@ -499,6 +504,76 @@ fn decide_record(
         consent_ids: walk.consent_ids,
     });
     Ok(d)
+}
+
+/// Per consent the message's data about the pupil rests on, the last day it still counts by the pupil's age when
+/// a birthday before the gateway purges the message ends that (a parent's consent, the day before the pupil turns
+/// 16 under UAVG art. 5). The fetch is a disclosure too: what rests on a consent that no longer counts is stripped
+/// then, as after a withdrawal. A message lives at most `MAX_GATEWAY_DAYS` (less than a year), so only the next
+/// birthday matters.
+fn counts_until(
+    flow: &Flow,
+    req: &DecisionRequest,
+    consents: &Consents,
+    walk: &Walk,
+    used: &[String],
+) -> Vec<(String, time::Date)> {
+    let rule = AgeRule::for_discloser(req.sender_provides_jeugdhulp);
+    let whole_flow = flow
+        .consent
+        .then(|| consents.find(About::Pupil, None))
+        .flatten()
+        .map(|j| consents.all[j].rec.consent_id.as_str());
+    let about_pupil = |id: &str| {
+        whole_flow == Some(id)
+            || walk.leaves.iter().any(|l| {
+                l.action.is_delivered()
+                    && l.consent != NONE
+                    && walk.consent_ids[l.consent as usize] == id
+                    && about(&walk.catalogue.fields[l.field as usize].path) == About::Pupil
+            })
+    };
+    let mut out = Vec::new();
+    for id in used {
+        let Some(j) = consents.all.iter().find(|j| &j.rec.consent_id == id) else {
+            continue;
+        };
+        let Some(birth) = j.birth else {
+            continue;
+        };
+        if !about_pupil(id) {
+            continue;
+        }
+        let Some(next) = next_birthday(birth, req.today) else {
+            continue;
+        };
+        let older = age_on(birth, next);
+        let fit = consent_fits(
+            rule,
+            flow.consent_12_15_both,
+            j.rec.given_by,
+            About::Pupil,
+            Some(older),
+        );
+        if fit != Fit::Counts {
+            if let Some(last) = next.previous_day() {
+                out.push((id.clone(), last));
+            }
+        }
+    }
+    out
+}
+
+/// The first day after `today` on which the pupil is a year older (`age_on`'s counting: someone born on 29
+/// February is a year older on 1 March in a year without one).
+pub fn next_birthday(birth: time::Date, today: time::Date) -> Option<time::Date> {
+    let now = age_on(birth, today);
+    [today.year(), today.year() + 1].into_iter().find_map(|y| {
+        let d = time::Date::from_calendar_date(y, birth.month(), birth.day())
+            .or_else(|_| time::Date::from_calendar_date(y, time::Month::March, 1))
+            .ok()?;
+        (d > today && age_on(birth, d) > now).then_some(d)
+    })
 }
 
 /// One walk over the message's `data`: every leaf is decided (`Walk::leaf`) and what is delivered is written as
@@ -536,6 +611,24 @@ struct Walk<'p, 'c, 'v, 'b> {
     implausible: Option<(String, &'static str)>,
     /// Catalogue fields whose text hit a `withhold` screening list: withheld with `screened-term`.
     screened: &'p [usize],
+    /// Per rule of the flow, whether its condition on another field holds (see `conditions_held`).
+    held: Vec<bool>,
+}
+
+/// Per rule of `flow`, whether its `when` on a field of the message (not its own field) holds; empty when no rule
+/// of the flow has a condition.
+fn conditions_held(flow: &Flow, data: &Node) -> Vec<bool> {
+    if flow.rules.iter().all(|r| r.condition.is_none()) {
+        return Vec::new();
+    }
+    flow.rules
+        .iter()
+        .map(|r| {
+            r.condition
+                .as_ref()
+                .is_some_and(|c| !c.own && c.holds_for(path::get_dotted(data, &c.field)))
+        })
+        .collect()
 }
 
 impl<'v, 'b> Walk<'_, '_, 'v, 'b> {
@@ -660,10 +753,27 @@ impl<'v, 'b> Walk<'_, '_, 'v, 'b> {
     fn decide_leaf(&mut self, index: usize, value: &Node) -> (LeafAction, u32) {
         let withhold = |why| (LeafAction::Withheld(why), NONE);
         let (flow, field) = (self.flow, &self.catalogue.fields[index]);
-        let Some(rule) = flow.rule_for_field(index) else {
+        let Some(ri) = flow.rule_index_for_field(index) else {
             return withhold(Why::NotInFlow);
         };
-        if let RuleAction::Deny { .. } = rule.action {
+        let rule = &flow.rules[ri];
+        // A rule with a condition that does not hold acts as its stricter `otherwise`.
+        let rule_action = match &rule.condition {
+            None => &rule.action,
+            Some(c) => {
+                let holds = if c.own {
+                    c.holds_for(Some(value))
+                } else {
+                    self.held.get(ri).copied().unwrap_or(false)
+                };
+                if holds {
+                    &rule.action
+                } else {
+                    &c.otherwise
+                }
+            }
+        };
+        if let RuleAction::Deny { .. } = rule_action {
             return withhold(Why::Denied);
         }
         if self.screened.contains(&index) {
@@ -678,14 +788,14 @@ impl<'v, 'b> Walk<'_, '_, 'v, 'b> {
             }
         }
         let mut consent = None;
-        if flow.consent || rule.action.needs_consent() {
+        if flow.consent || rule_action.needs_consent() {
             let about = about(&field.path);
             match self.consents.find(about, Some(&field.category)) {
                 Some(j) => consent = Some(j),
                 None => return withhold(self.consents.why_not(about, Some(&field.category))),
             }
         }
-        let action = match &rule.action {
+        let action = match rule_action {
             RuleAction::Allow | RuleAction::Consent => {
                 write_json(&mut self.out, value);
                 LeafAction::Delivered

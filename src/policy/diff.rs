@@ -268,7 +268,7 @@ pub(super) fn action_nl(flow: &Flow, path: &str) -> String {
             s
         }
     };
-    match &rule.action {
+    let action = |a: &RuleAction| match a {
         RuleAction::Allow => "verstrekken".into(),
         RuleAction::Consent => "verstrekken, alleen met toestemming".into(),
         RuleAction::Generalise { method, consent } => {
@@ -276,6 +276,20 @@ pub(super) fn action_nl(flow: &Flow, path: &str) -> String {
         }
         RuleAction::Pseudonymise { consent } => with_consent("pseudonimiseren".into(), *consent),
         RuleAction::Deny { reason } => format!("weigeren (reden: {reason})"),
+    };
+    match &rule.condition {
+        None => action(&rule.action),
+        Some(c) => format!(
+            "{} als {} een van {} is; anders {}",
+            action(&rule.action),
+            if c.own {
+                "de waarde".to_owned()
+            } else {
+                format!("`{}`", c.field)
+            },
+            c.one_of.join(", "),
+            action(&c.otherwise)
+        ),
     }
 }
 

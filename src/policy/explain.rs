@@ -61,7 +61,31 @@ fn generalised(method: super::GeneraliseMethod) -> String {
     }
 }
 
-/// (action, reason) of one catalogue field in a person-level `flow`.
+/// An action in the words of `ACTIONS`, with the category whose consent it needs when it needs one.
+fn action_words(action: &RuleAction, flow_consent: bool, category: &str) -> String {
+    let consent = flow_consent || action.needs_consent();
+    let with_consent = |what: String| {
+        if consent {
+            format!("{what}, alleen met toestemming ({category})")
+        } else {
+            what
+        }
+    };
+    match action {
+        RuleAction::Allow | RuleAction::Consent if consent => {
+            format!("alleen met toestemming ({category})")
+        }
+        RuleAction::Allow | RuleAction::Consent => "toegestaan".into(),
+        RuleAction::Generalise { method, .. } => {
+            with_consent(format!("gegeneraliseerd: {}", generalised(*method)))
+        }
+        RuleAction::Pseudonymise { .. } => with_consent("gepseudonimiseerd".into()),
+        RuleAction::Deny { .. } => "geweigerd".into(),
+    }
+}
+
+/// (action, reason) of one catalogue field in a person-level `flow`. A rule with a condition (`when`) reads
+/// "action, anders otherwise", the condition in the reason.
 fn describe(flow: &Flow, cat: &MessageCatalogue, path: &str) -> (String, String) {
     let field = cat.field(path);
     let closed = field
@@ -71,30 +95,31 @@ fn describe(flow: &Flow, cat: &MessageCatalogue, path: &str) -> (String, String)
     let Some(rule) = flow.rule_for(path) else {
         return ("geweigerd".into(), "niet in deze flow (not-in-flow)".into());
     };
-    let consent = flow.consent || rule.action.needs_consent();
     let category = field.map(|f| f.category.as_str()).unwrap_or("-");
-    let with_consent = |what: &str| {
-        if consent {
-            format!("{what}, alleen met toestemming ({category})")
-        } else {
-            what.to_owned()
-        }
-    };
-    let action = match &rule.action {
-        RuleAction::Allow | RuleAction::Consent if consent => {
-            format!("alleen met toestemming ({category})")
-        }
-        RuleAction::Allow | RuleAction::Consent => "toegestaan".into(),
-        RuleAction::Generalise { method, .. } => {
-            with_consent(&format!("gegeneraliseerd: {}", generalised(*method)))
-        }
-        RuleAction::Pseudonymise { .. } => with_consent("gepseudonimiseerd"),
-        RuleAction::Deny { .. } => "geweigerd".into(),
-    };
-    let reason = match &rule.action {
+    let mut action = action_words(&rule.action, flow.consent, category);
+    let mut reason = match &rule.action {
         RuleAction::Deny { reason } => format!("{reason} (regel `{}`)", rule.pattern_text),
         _ => format!("regel `{}`{closed}", rule.pattern_text),
     };
+    if let Some(c) = &rule.condition {
+        action = format!(
+            "{action}, anders {}",
+            action_words(&c.otherwise, flow.consent, category)
+        );
+        let read = if c.own {
+            "de waarde".to_owned()
+        } else {
+            named(cat, &c.field)
+        };
+        reason = format!(
+            "{} als {read} een van deze is: {}; {reason}",
+            action_words(&rule.action, flow.consent, category),
+            c.one_of.join(", ")
+        );
+        if let RuleAction::Deny { reason: why } = &c.otherwise {
+            reason = format!("{reason}; anders: {why}");
+        }
+    }
     let reason = match &rule.note {
         Some(n) => format!("{reason} — {n}"),
         None => reason,
@@ -542,6 +567,24 @@ mod tests {
             assert!(!text.contains(english), "{english} in\n{text}");
         }
         assert!(line(&text, "-").starts_with("(elk ander veld)"));
+    }
+
+    #[test]
+    fn a_rule_with_a_condition_names_both_actions_and_the_field_it_reads() {
+        let text = explain(&set(), Role::SchoolPo, Role::SchoolVo, "overstap-po-vo").unwrap();
+        let iq = line(&text, "cognitief.iq_totaal");
+        assert!(
+            iq.contains("toegestaan, anders alleen met toestemming (COG)")
+                && iq.contains(
+                    "toegestaan als Schooladvies (advies.schooladvies) een van deze is: pro,"
+                ),
+            "{iq}"
+        );
+        let categorie = line(&text, "diagnoses[].categorie");
+        assert!(
+            categorie.contains("toegestaan als de waarde een van deze is: dyslexie,"),
+            "{categorie}"
+        );
     }
 
     #[test]

@@ -291,15 +291,12 @@ fn p1_without_consent_delivers_the_report_and_withholds_attachments_jh_and_straf
             "advies.schooladvies",
             "advies.wensen_ouders",
             "advies.wensen_leerling",
-            "cognitief.iq_totaal",
-            "cognitief.onderzoeksdatum",
             "sociaal_emotioneel.beschrijving",
             "sociaal_emotioneel.werkhouding",
             "ondersteuning.belemmeringen",
             "ondersteuning.arrangementen",
             "ondersteuning.opp",
             "diagnoses[0].categorie",
-            "thuissituatie.zorgpunt",
             "verzuim.relatief_uren_12mnd",
         ],
     );
@@ -315,12 +312,16 @@ fn p1_without_consent_delivers_the_report_and_withholds_attachments_jh_and_straf
         ],
         "deny",
     );
+    // Beyond the Besluit's list: only with consent. The advice is havo, so the IQ is not needed for admission.
     assert_withheld(
         &d,
         &[
             "bijlagen[0].titel",
             "bijlagen[0].mediatype",
             "bijlagen[0].inhoud",
+            "cognitief.iq_totaal",
+            "cognitief.onderzoeksdatum",
+            "thuissituatie.zorgpunt",
         ],
         "consent-missing",
     );
@@ -337,10 +338,9 @@ fn p1_without_consent_delivers_the_report_and_withholds_attachments_jh_and_straf
         d.delivered.to_value()["diagnoses"],
         json!([{"categorie": "dyslexie"}])
     );
-    assert_eq!(
-        d.delivered.to_value()["thuissituatie"],
-        json!({"zorgpunt": "Echtscheiding ouders 2025."})
-    );
+    for absent in ["thuissituatie", "cognitief"] {
+        assert!(d.delivered.to_value().get(absent).is_none(), "{absent}");
+    }
     assert!(d.consents_used.is_empty());
     assert!(d.consent_dependent().is_empty());
     assert_eq!(
@@ -494,6 +494,146 @@ fn p1_attachments_need_a_consent_that_fits_purpose_receiver_category_and_age() {
     )
     .unwrap();
     assert_delivered(&d, &env, &att);
+}
+
+#[test]
+fn p1_iq_goes_with_a_pro_or_lwoo_advice_and_otherwise_only_with_consent() {
+    let base = example("P1-overstap-po-vo.json");
+    let with_advice = |advice: Option<&str>| {
+        let mut env = base.clone();
+        match advice {
+            Some(a) => env["data"]["advies"]["schooladvies"] = json!(a),
+            None => {
+                env["data"]["advies"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("schooladvies");
+            }
+        }
+        env
+    };
+    // The admission criteria of praktijkonderwijs and LWOO need the IQ: no consent.
+    for advice in ["pro", "PrO", " vmbo-b-lwoo ", "lwoo"] {
+        let env = with_advice(Some(advice));
+        let d = run_env(&env, "obs-de-linde", &[], P1_TODAY).unwrap();
+        assert_delivered(
+            &d,
+            &env,
+            &["cognitief.iq_totaal", "cognitief.onderzoeksdatum"],
+        );
+        assert!(d.consents_used.is_empty(), "{advice}");
+    }
+    // Any other advice, a look-alike, a missing advice or one that is not text: the condition does not hold and the
+    // stricter action (consent) applies.
+    let mut not_text = with_advice(None);
+    not_text["data"]["advies"]["schooladvies"] = json!(["pro"]);
+    for env in [
+        with_advice(Some("havo")),
+        with_advice(Some("pro-havo")),
+        with_advice(Some("")),
+        with_advice(None),
+        not_text,
+    ] {
+        let d = run_env(&env, "obs-de-linde", &[], P1_TODAY).unwrap();
+        assert_withheld(
+            &d,
+            &["cognitief.iq_totaal", "cognitief.onderzoeksdatum"],
+            "consent-missing",
+        );
+        let c = consent(
+            "c-cog",
+            "overstap-po-vo",
+            "lyceum-zuid",
+            &["COG"],
+            GivenBy::Ouder,
+        );
+        let d = run_env(&env, "obs-de-linde", &[c], P1_TODAY).unwrap();
+        assert_delivered(
+            &d,
+            &env,
+            &["cognitief.iq_totaal", "cognitief.onderzoeksdatum"],
+        );
+        assert_eq!(d.consents_used, vec!["c-cog".to_string()]);
+        assert_eq!(
+            d.outcome("cognitief.iq_totaal")
+                .unwrap()
+                .consent_id
+                .as_deref(),
+            Some("c-cog")
+        );
+    }
+}
+
+#[test]
+fn p1_diagnosis_categories_of_the_closed_list_go_and_others_only_with_consent() {
+    let mut env = example("P1-overstap-po-vo.json");
+    env["data"]["diagnoses"] = json!([
+        {"categorie": "dyslexie"},
+        {"categorie": "CANARY-DIAG-BURN-OUT"},
+        {"categorie": "ADHD"},
+        {"categorie": true},
+    ]);
+    let d = run_env(&env, "obs-de-linde", &[], P1_TODAY).unwrap();
+    assert_accounted(&d, &env);
+    assert_delivered(
+        &d,
+        &env,
+        &["diagnoses[0].categorie", "diagnoses[2].categorie"],
+    );
+    assert_withheld(&d, &["diagnoses[1].categorie"], "consent-missing");
+    assert_withheld(&d, &["diagnoses[3].categorie"], "invalid-value");
+    assert_eq!(
+        d.delivered.to_value()["diagnoses"],
+        json!([{"categorie": "dyslexie"}, null, {"categorie": "ADHD"}])
+    );
+    assert!(!d.delivered.json().contains("CANARY"));
+    for f in d.fields.iter() {
+        assert!(!format!("{:?}", f.action).contains("CANARY"), "{f:?}");
+    }
+    // With a consent for DIAG, the other category goes too; a description never (the warme overdracht's).
+    let c = consent(
+        "c-diag",
+        "overstap-po-vo",
+        "lyceum-zuid",
+        &["DIAG"],
+        GivenBy::Ouder,
+    );
+    let mut env = example("P1-overstap-po-vo.json");
+    env["data"]["diagnoses"] =
+        json!([{"categorie": "burn-out", "omschrijving": "Verklaring", "datum": "2024-01-02"}]);
+    let d = run_env(&env, "obs-de-linde", &[c], P1_TODAY).unwrap();
+    assert_delivered(&d, &env, &["diagnoses[0].categorie"]);
+    assert_withheld(
+        &d,
+        &["diagnoses[0].omschrijving", "diagnoses[0].datum"],
+        "deny",
+    );
+    assert_eq!(d.consents_used, vec!["c-diag".to_string()]);
+}
+
+#[test]
+fn p1_the_point_of_concern_at_home_goes_only_with_consent_and_its_details_never() {
+    let env = example("P1-overstap-po-vo.json");
+    let c = consent(
+        "c-thuis",
+        "overstap-po-vo",
+        "lyceum-zuid",
+        &["THUIS"],
+        GivenBy::Ouder,
+    );
+    let d = run_env(&env, "obs-de-linde", &[c], P1_TODAY).unwrap();
+    assert_delivered(&d, &env, &["thuissituatie.zorgpunt"]);
+    assert_withheld(&d, &["thuissituatie.details"], "deny");
+    // A consent for another category unlocks nothing of it.
+    let c = consent(
+        "c-att",
+        "overstap-po-vo",
+        "lyceum-zuid",
+        &["ATT"],
+        GivenBy::Ouder,
+    );
+    let d = run_env(&env, "obs-de-linde", &[c], P1_TODAY).unwrap();
+    assert_withheld(&d, &["thuissituatie.zorgpunt"], "consent-missing");
 }
 
 #[test]
@@ -754,18 +894,19 @@ fn p2_tlv_delivers_support_data_with_a_pseudonym_instead_of_the_pgn() {
             "ondersteuning.belemmeringen",
             "ondersteuning.arrangementen",
             "ondersteuning.opp",
-            "diagnoses[0].categorie",
-            "diagnoses[0].omschrijving",
-            "diagnoses[0].datum",
             "verzuim.relatief_uren_12mnd",
         ],
     );
+    // No art. 9 exception for an SWV: diagnoses and attachments only with consent.
     assert_withheld(
         &d,
         &[
             "bijlagen[0].titel",
             "bijlagen[0].mediatype",
             "bijlagen[0].inhoud",
+            "diagnoses[0].categorie",
+            "diagnoses[0].omschrijving",
+            "diagnoses[0].datum",
         ],
         "consent-missing",
     );
@@ -788,6 +929,38 @@ fn p2_tlv_delivers_support_data_with_a_pseudonym_instead_of_the_pgn() {
     let o = run_env(&other, "obs-de-linde", &[], P2_TODAY).unwrap();
     assert_eq!(o.flow_id, "P2");
     assert_ne!(o.subject, d.subject);
+}
+
+#[test]
+fn p2_the_iq_goes_for_the_pro_criteria_and_diagnoses_only_with_consent() {
+    let mut env = example("P2-tlv-aanvraag.json");
+    env["data"]["cognitief"] = json!({"iq_totaal": 78, "onderzoeksdatum": "2025-10-01"});
+    let d = run_env(&env, "lyceum-zuid", &[], P2_TODAY).unwrap();
+    assert_accounted(&d, &env);
+    assert_delivered(
+        &d,
+        &env,
+        &["cognitief.iq_totaal", "cognitief.onderzoeksdatum"],
+    );
+    assert_withheld(&d, &["diagnoses[0].categorie"], "consent-missing");
+    let c = consent(
+        "c-diag",
+        "tlv-aanvraag",
+        "swv-vo-zuid",
+        &["DIAG"],
+        GivenBy::OuderEnJongere,
+    );
+    let d = run_env(&env, "lyceum-zuid", &[c], P2_TODAY).unwrap();
+    assert_delivered(
+        &d,
+        &env,
+        &[
+            "diagnoses[0].categorie",
+            "diagnoses[0].omschrijving",
+            "diagnoses[0].datum",
+        ],
+    );
+    assert_eq!(d.consents_used, vec!["c-diag".to_string()]);
 }
 
 #[test]
@@ -1272,6 +1445,126 @@ fn p4_consent_age_rules_follow_the_birth_date() {
 }
 
 /// The defect of issue 25: a consent the wijkteam registered for itself unlocked the school's P4.
+#[test]
+fn p4_a_parents_consent_stops_counting_on_the_pupils_16th_birthday_also_for_a_message_waiting_to_be_fetched(
+) {
+    let mut env = example("P4-signaal-wijkteam.json");
+    // Turns 16 ten days after P4_TODAY.
+    env["data"]["leerling"]["geboortedatum"] = json!("2010-11-25");
+    let parent = consent(
+        "c-ouder",
+        "vroegsignalering",
+        "wijkteam-noord",
+        &["*"],
+        GivenBy::Ouder,
+    );
+    let d = run_env(
+        &env,
+        "obs-de-linde",
+        std::slice::from_ref(&parent),
+        P4_TODAY,
+    )
+    .unwrap();
+    assert_eq!(
+        d.consent_counts_until,
+        vec![("c-ouder".to_string(), date!(2026 - 11 - 24))]
+    );
+    // The same consent the day it no longer counts: refused at sending, as it is stripped at fetch.
+    let r = run_env(
+        &env,
+        "obs-de-linde",
+        std::slice::from_ref(&parent),
+        date!(2026 - 11 - 25),
+    )
+    .unwrap_err();
+    assert_eq!(r.code.as_str(), "consent-required");
+    // Parents and young person together count at every age; the young person alone counts from 16 and goes on
+    // counting: no limit.
+    let both = ConsentRecord {
+        given_by: GivenBy::OuderEnJongere,
+        ..parent.clone()
+    };
+    let d = run_env(&env, "obs-de-linde", std::slice::from_ref(&both), P4_TODAY).unwrap();
+    assert!(d.consent_counts_until.is_empty());
+    let young = ConsentRecord {
+        given_by: GivenBy::Jongere,
+        ..parent.clone()
+    };
+    let d = run_env(
+        &env,
+        "obs-de-linde",
+        std::slice::from_ref(&young),
+        date!(2026 - 11 - 25),
+    )
+    .unwrap();
+    assert!(d.consent_counts_until.is_empty());
+    // A parent's consent for data about the parents themselves counts at every age: no limit for it, while the
+    // young person's consent carries the pupil's data.
+    let parents = ConsentRecord {
+        consent_id: "c-ouders".into(),
+        ..parent.clone()
+    };
+    let d = run_env(
+        &env,
+        "obs-de-linde",
+        &[young, parents],
+        date!(2026 - 11 - 25),
+    )
+    .unwrap();
+    assert_eq!(
+        d.outcome("ouders[0].naam").unwrap().consent_id.as_deref(),
+        Some("c-ouders")
+    );
+    assert!(
+        d.consent_counts_until.is_empty(),
+        "{:?}",
+        d.consent_counts_until
+    );
+    // A 14-year-old's next birthday changes nothing under UAVG art. 5.
+    env["data"]["leerling"]["geboortedatum"] = json!("2012-11-25");
+    let d = run_env(
+        &env,
+        "obs-de-linde",
+        std::slice::from_ref(&parent),
+        P4_TODAY,
+    )
+    .unwrap();
+    assert!(d.consent_counts_until.is_empty());
+}
+
+#[test]
+fn the_next_birthday_counts_as_age_on_does() {
+    use crate::policy::decide::next_birthday;
+    assert_eq!(
+        next_birthday(date!(2010 - 11 - 25), date!(2026 - 11 - 15)),
+        Some(date!(2026 - 11 - 25))
+    );
+    assert_eq!(
+        next_birthday(date!(2010 - 11 - 25), date!(2026 - 11 - 25)),
+        Some(date!(2027 - 11 - 25))
+    );
+    assert_eq!(
+        next_birthday(date!(2012 - 02 - 29), date!(2026 - 12 - 01)),
+        Some(date!(2027 - 03 - 01))
+    );
+    assert_eq!(
+        next_birthday(date!(2012 - 02 - 29), date!(2027 - 03 - 01)),
+        Some(date!(2028 - 02 - 29))
+    );
+    for (birth, today) in [
+        (date!(2012 - 02 - 29), date!(2027 - 02 - 28)),
+        (date!(2010 - 12 - 31), date!(2026 - 12 - 31)),
+        (date!(2010 - 01 - 01), date!(2026 - 12 - 31)),
+    ] {
+        let next = next_birthday(birth, today).unwrap();
+        assert_eq!(age_on(birth, next), age_on(birth, today) + 1);
+        assert_eq!(
+            age_on(birth, next.previous_day().unwrap()),
+            age_on(birth, today)
+        );
+    }
+}
+
 #[test]
 fn p4_a_consent_counts_only_for_the_organisation_that_registered_it() {
     let env = example("P4-signaal-wijkteam.json");
@@ -2008,7 +2301,49 @@ mod properties {
             (Some(ValueKind::Bool), _) => json!(n & 1 == 0),
             (Some(ValueKind::Number), _) => json!(n * 7),
             (Some(ValueKind::Postcode), _) => json!(format!("{}AB", 1000 + n)),
+            // A field a rule's `when` reads: half the time one of the values that make the condition hold.
+            _ if variant % 2 == 1 => {
+                let values = condition_values(&field.path);
+                if values.is_empty() {
+                    marked
+                } else {
+                    json!(values[n % values.len()])
+                }
+            }
             _ => marked,
+        }
+    }
+
+    /// Every value of a `when.one_of` that reads the catalogue field `path`, in any flow.
+    fn condition_values(path: &str) -> Vec<String> {
+        policies()
+            .flows()
+            .flat_map(|f| &f.rules)
+            .filter_map(|r| r.condition.as_ref())
+            .filter(|c| c.field == path)
+            .flat_map(|c| c.one_of.iter().cloned())
+            .collect()
+    }
+
+    /// What `rule` does with the leaf at `concrete` of `data`: its action, or `otherwise` when its condition does not
+    /// hold (written apart from the engine: the value read by JSON pointer, trimmed, compared ignoring case).
+    fn oracle_action<'f>(rule: &'f FieldRule, data: &Value, concrete: &str) -> &'f RuleAction {
+        let Some(c) = &rule.condition else {
+            return &rule.action;
+        };
+        let read = if c.own { concrete } else { c.field.as_str() };
+        let holds = data
+            .pointer(&pointer(read))
+            .and_then(Value::as_str)
+            .is_some_and(|v| {
+                c.one_of
+                    .iter()
+                    .any(|o| o.to_lowercase() == v.trim().to_lowercase())
+            });
+        if holds {
+            &rule.action
+        } else {
+            &c.otherwise
         }
     }
 
@@ -2063,6 +2398,23 @@ mod properties {
                     (None, false) => value_for(field, 1, 1000 + i),
                 };
                 path::insert(&mut data, &path::parse_concrete(&r.path).unwrap(), v);
+            }
+            // In a third of the cases, a field another rule's `when` reads holds a value that makes it hold.
+            if c.seed % 3 == 0 {
+                for cond in flow.rules.iter().filter_map(|r| r.condition.as_ref()) {
+                    if !cond.own {
+                        let v = &cond.one_of[(c.seed as usize / 3) % cond.one_of.len()];
+                        path::insert(
+                            &mut data,
+                            &path::parse_concrete(&cond.field).unwrap(),
+                            json!(v),
+                        );
+                    }
+                }
+            }
+            // A receiver bound by a field of the message (P1's `aanmelding.school`) is named there.
+            if let Some(ReceiverBinding::Field(p)) = &flow.receiver {
+                path::insert(&mut data, &path::parse_concrete(p).unwrap(), json!(to));
             }
         }
         if let (Some(age), Some(_)) = (c.age, cat.field(decide::BIRTH_DATE_PATH)) {
@@ -2203,9 +2555,10 @@ mod properties {
                 let cp = f.catalogue_path.as_deref().expect("delivered fields are in the catalogue");
                 let field = cat.field(cp).expect("delivered fields are in the catalogue");
                 let rule = oracle_rule(flow, cp).expect("delivered fields are named by the flow");
-                prop_assert!(rule.action.delivers(), "{} delivered under a deny rule", f.path);
+                let action = oracle_action(rule, &b.env["data"], &f.path);
+                prop_assert!(action.delivers(), "{} delivered under a deny rule", f.path);
                 let needs = flow.consent || matches!(
-                    rule.action,
+                    action,
                     RuleAction::Consent
                         | RuleAction::Generalise { consent: true, .. }
                         | RuleAction::Pseudonymise { consent: true }
@@ -2229,7 +2582,7 @@ mod properties {
                 }
                 let delivered = d.delivered.to_value();
                 let out = delivered.pointer(&pointer(&f.path)).unwrap();
-                match (&f.action, &rule.action) {
+                match (&f.action, action) {
                     (FieldAction::Delivered, RuleAction::Allow | RuleAction::Consent) => prop_assert_eq!(out, input),
                     (FieldAction::Generalised { .. }, RuleAction::Generalise { .. }) => prop_assert_ne!(out, input),
                     (FieldAction::Pseudonymised, RuleAction::Pseudonymise { .. }) => prop_assert_ne!(out, input),
@@ -2275,22 +2628,44 @@ mod properties {
         use proptest::test_runner::TestRunner;
         let mut runner = TestRunner::deterministic();
         let (mut ok, mut refused, mut consented) = (0, 0, 0);
-        for _ in 0..300 {
+        // Delivered leaves under a rule with a condition, by whether it held (the property's oracle must see both).
+        let (mut held, mut not_held) = (0, 0);
+        for _ in 0..1000 {
             let c = case().new_tree(&mut runner).unwrap().current();
             let b = build(&c);
+            let flow = flow(ROUTES[c.route].0);
             match run_env(&b.env, sender(&c), &b.consents, TODAY) {
                 Ok(d) => {
                     ok += 1;
                     if !d.consents_used.is_empty() {
                         consented += 1;
                     }
+                    for f in d.fields.iter().filter(|f| f.action.is_delivered()) {
+                        let Some(rule) = f
+                            .catalogue_path
+                            .as_deref()
+                            .and_then(|cp| oracle_rule(flow, cp))
+                        else {
+                            continue;
+                        };
+                        if rule.condition.is_some() {
+                            if std::ptr::eq(
+                                oracle_action(rule, &b.env["data"], &f.path),
+                                &rule.action,
+                            ) {
+                                held += 1;
+                            } else {
+                                not_held += 1;
+                            }
+                        }
+                    }
                 }
                 Err(_) => refused += 1,
             }
         }
         assert!(
-            ok > 60 && refused > 20 && consented > 10,
-            "ok {ok}, refused {refused}, consented {consented}"
+            ok > 200 && refused > 60 && consented > 30 && held > 5 && not_held > 1,
+            "ok {ok}, refused {refused}, consented {consented}, conditions held {held}, not held {not_held}"
         );
     }
 }

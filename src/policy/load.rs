@@ -9,11 +9,13 @@ use std::path::Path;
 
 use ring::digest;
 
-use super::model::{self, ActionName, JustificationDef, MethodName, OnHitDef, PolicyFile};
+use super::model::{
+    self, ActionName, JustificationDef, MethodName, OnHitDef, OtherwiseName, PolicyFile,
+};
 use super::path::{valid_catalogue_path, valid_key, Pattern};
 use super::{
-    screen, AggregateRules, Agreement, CatalogueField, Dimension, FieldRule, FieldTable, Flow,
-    GeneraliseMethod, LegalBasis, MessageCatalogue, PathTree, PolicySet, ReceiverBinding,
+    screen, AggregateRules, Agreement, CatalogueField, Condition, Dimension, FieldRule, FieldTable,
+    Flow, GeneraliseMethod, LegalBasis, MessageCatalogue, PathTree, PolicySet, ReceiverBinding,
     ReceiverRetention, RequiredField, Retention, RuleAction, ScreenList, SubjectDelivery,
     TableField, ValueKind, MAX_GATEWAY_DAYS,
 };
@@ -564,10 +566,14 @@ impl Builder {
                 err(at, format!("`{}` has two rules in this flow", rd.path));
                 continue;
             }
-            if rd.reason.is_some() && rd.action != ActionName::Deny {
+            let otherwise_deny = rd.otherwise == Some(OtherwiseName::Deny);
+            if rd.reason.is_some() && rd.action != ActionName::Deny && !otherwise_deny {
                 err(
                     at,
-                    format!("`{}`: `reason` belongs to `deny` only", rd.path),
+                    format!(
+                        "`{}`: `reason` belongs to `deny` (or `otherwise = \"deny\"`) only",
+                        rd.path
+                    ),
                 );
             }
             if rd.method.is_some() && rd.action != ActionName::Generalise {
@@ -645,10 +651,33 @@ impl Builder {
                     RuleAction::Generalise { method, consent }
                 }
             };
+            let condition = match (&rd.when, rd.otherwise) {
+                (None, None) => None,
+                (Some(_), None) | (None, Some(_)) => {
+                    err(
+                        at,
+                        format!(
+                            "`{}`: `when` and `otherwise` go together: what the rule does when the condition does not hold",
+                            rd.path
+                        ),
+                    );
+                    continue;
+                }
+                (Some(w), Some(otherwise)) => {
+                    match condition(rd, w, otherwise, &action, catalogue.as_ref()) {
+                        Ok(c) => Some(c),
+                        Err(m) => {
+                            err(at, m);
+                            continue;
+                        }
+                    }
+                }
+            };
             rules.push(FieldRule {
                 pattern_text: rd.path.clone(),
                 pattern,
                 action,
+                condition,
                 note: rd.note.clone(),
                 line: line_of(text, at),
             });
@@ -972,10 +1001,14 @@ impl Builder {
                     path: f.path.clone(),
                     category: f.category.clone(),
                     class: f.class,
-                    denied: match rule.map(|i| &flow.rules[i].action) {
-                        Some(RuleAction::Deny { reason }) => Some(reason.clone()),
-                        _ => None,
-                    },
+                    denied: rule.and_then(|i| {
+                        let r = &flow.rules[i];
+                        match (&r.action, r.condition.as_ref().map(|c| &c.otherwise)) {
+                            (RuleAction::Deny { reason }, _)
+                            | (_, Some(RuleAction::Deny { reason })) => Some(reason.clone()),
+                            _ => None,
+                        }
+                    }),
                 })
                 .collect();
             flow.table = std::sync::Arc::new(FieldTable { fields });
@@ -1013,6 +1046,85 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Checks a rule's `when` and `otherwise` and compiles them. The condition reads a text field of the catalogue:
+/// the rule's own field (exactly its path, per array element) or one field outside any array; `otherwise` must be
+/// stricter than the action, and a value of a closed list must be one of the catalogue's.
+fn condition(
+    rd: &model::RuleDef,
+    w: &model::WhenDef,
+    otherwise: OtherwiseName,
+    action: &RuleAction,
+    catalogue: Option<&MessageCatalogue>,
+) -> Result<Condition, String> {
+    let path = &rd.path;
+    let own = w.field == rd.path;
+    let Some(field) = catalogue.and_then(|c| c.field(&w.field)) else {
+        return Err(format!(
+            "`{path}`: `when` reads `{}`, which is not a field of the flow's catalogue",
+            w.field
+        ));
+    };
+    if w.field.contains("[]") && !own {
+        return Err(format!(
+            "`{path}`: `when` may read a field inside an array only in the rule for that field itself; `{}` is not `{path}`",
+            w.field
+        ));
+    }
+    if !matches!(field.kind, None | Some(ValueKind::String)) {
+        return Err(format!(
+            "`{path}`: `when` compares text values and `{}` is not of kind string",
+            w.field
+        ));
+    }
+    let one_of: Vec<String> = w.one_of.iter().map(|v| v.trim().to_owned()).collect();
+    if one_of.is_empty() || one_of.iter().any(String::is_empty) {
+        return Err(format!(
+            "`{path}`: `when.one_of` needs at least one value, none empty"
+        ));
+    }
+    if let Some(list) = &field.values {
+        if let Some(v) = one_of
+            .iter()
+            .find(|v| !list.iter().any(|l| l.eq_ignore_ascii_case(v)))
+        {
+            return Err(format!(
+                "`{path}`: `when.one_of` names `{v}`, which is not in the closed list of `{}`",
+                w.field
+            ));
+        }
+    }
+    let otherwise = match otherwise {
+        OtherwiseName::Deny => match rd.reason.as_deref().map(str::trim) {
+            Some(reason) if !reason.is_empty() => RuleAction::Deny {
+                reason: reason.to_owned(),
+            },
+            _ => {
+                return Err(format!(
+                    "`{path}`: `otherwise = \"deny\"` needs a `reason` (shown to the sender)"
+                ))
+            }
+        },
+        OtherwiseName::Consent => RuleAction::Consent,
+    };
+    let stricter = match (action, &otherwise) {
+        (RuleAction::Deny { .. }, _) => false,
+        (_, RuleAction::Deny { .. }) => true,
+        (a, _) => !a.needs_consent(),
+    };
+    if !stricter {
+        return Err(format!(
+            "`{path}`: `otherwise` must be stricter than the action: a deny rule takes no `when`, and a rule that already \
+             needs consent can only fall back to `deny`"
+        ));
+    }
+    Ok(Condition {
+        field: w.field.clone(),
+        own,
+        one_of,
+        otherwise,
+    })
 }
 
 #[cfg(test)]
@@ -1069,6 +1181,128 @@ receiver_text = "30 dagen"
         let c = load(&[("a.toml", CATALOGUE), ("c.toml", &f)]).unwrap();
         assert_ne!(a.hash(), c.hash(), "the file name is part of the hash");
         assert_eq!(a.flows().count(), 1);
+    }
+
+    #[test]
+    fn a_condition_reads_a_text_field_and_falls_back_to_something_stricter() {
+        const CAT: &str = r#"
+[[message]]
+type = "rapport"
+fields = [
+  { path = "leerling.naam", label = "leerling.naam", category = "ADM", class = "S1" },
+  { path = "advies.niveau", label = "advies.niveau", category = "ADV", class = "S2", kind = "string" },
+  { path = "advies.soort", label = "advies.soort", category = "ADV", class = "S2", values = ["pro", "havo"] },
+  { path = "toetsen[].score", label = "toetsen[].score", category = "TOETS", class = "S2", kind = "number" },
+  { path = "toetsen[].naam", label = "toetsen[].naam", category = "TOETS", class = "S2", kind = "string" },
+]
+"#;
+        let rule = |r: &str| {
+            flow(&format!(
+                "fields = [\n  {{ path = \"advies.*\", action = \"allow\" }},\n  {r},\n]\n"
+            ))
+        };
+        let ok = |r: &str| load(&[("a.toml", CAT), ("p.toml", &rule(r))]);
+        let fails = |r: &str, needle: &str| {
+            let e = ok(r).expect_err(r).to_string();
+            assert!(e.contains("p.toml:"), "{e}");
+            assert!(e.contains(needle), "{r}: {e}");
+        };
+        let set = ok(r#"{ path = "leerling.naam", action = "allow", when = { field = "advies.niveau", one_of = [" PrO "] }, otherwise = "consent" }"#).unwrap();
+        let c = set
+            .flows()
+            .next()
+            .unwrap()
+            .rule_for("leerling.naam")
+            .unwrap()
+            .condition
+            .clone()
+            .unwrap();
+        assert_eq!(
+            (c.field.as_str(), c.own, c.one_of.clone(), c.otherwise),
+            (
+                "advies.niveau",
+                false,
+                vec!["PrO".to_owned()],
+                RuleAction::Consent
+            )
+        );
+        let set = ok(r#"{ path = "toetsen[].naam", action = "allow", when = { field = "toetsen[].naam", one_of = ["cito"] }, otherwise = "deny", reason = "alleen de centrale toets" }"#).unwrap();
+        let r = set
+            .flows()
+            .next()
+            .unwrap()
+            .rule_for("toetsen[].naam")
+            .unwrap()
+            .clone();
+        assert!(r.condition.as_ref().unwrap().own);
+        assert_eq!(
+            r.condition.unwrap().otherwise,
+            RuleAction::Deny {
+                reason: "alleen de centrale toets".into()
+            }
+        );
+        ok(r#"{ path = "leerling.naam", action = "consent", when = { field = "advies.soort", one_of = ["pro"] }, otherwise = "deny", reason = "x" }"#).unwrap();
+
+        fails(
+            r#"{ path = "leerling.naam", action = "allow", when = { field = "advies.niveau", one_of = ["pro"] } }"#,
+            "`when` and `otherwise` go together",
+        );
+        fails(
+            r#"{ path = "leerling.naam", action = "allow", otherwise = "consent" }"#,
+            "`when` and `otherwise` go together",
+        );
+        fails(
+            r#"{ path = "leerling.naam", action = "allow", when = { field = "advies.advies", one_of = ["pro"] }, otherwise = "consent" }"#,
+            "not a field of the flow's catalogue",
+        );
+        fails(
+            r#"{ path = "leerling.naam", action = "allow", when = { field = "toetsen[].naam", one_of = ["cito"] }, otherwise = "consent" }"#,
+            "inside an array only in the rule for that field itself",
+        );
+        fails(
+            r#"{ path = "toetsen[].naam", action = "allow", when = { field = "toetsen[].score", one_of = ["1"] }, otherwise = "consent" }"#,
+            "inside an array only",
+        );
+        fails(
+            r#"{ path = "leerling.naam", action = "allow", when = { field = "toetsen[].score", one_of = ["1"] }, otherwise = "consent" }"#,
+            "inside an array only",
+        );
+        fails(
+            r#"{ path = "leerling.naam", action = "allow", when = { field = "advies.niveau", one_of = [] }, otherwise = "consent" }"#,
+            "at least one value",
+        );
+        fails(
+            r#"{ path = "leerling.naam", action = "allow", when = { field = "advies.niveau", one_of = [" "] }, otherwise = "consent" }"#,
+            "at least one value",
+        );
+        fails(
+            r#"{ path = "leerling.naam", action = "allow", when = { field = "advies.soort", one_of = ["vwo"] }, otherwise = "consent" }"#,
+            "not in the closed list",
+        );
+        fails(
+            r#"{ path = "leerling.naam", action = "consent", when = { field = "advies.niveau", one_of = ["pro"] }, otherwise = "consent" }"#,
+            "stricter",
+        );
+        fails(
+            r#"{ path = "leerling.naam", action = "deny", reason = "x", when = { field = "advies.niveau", one_of = ["pro"] }, otherwise = "deny" }"#,
+            "stricter",
+        );
+        fails(
+            r#"{ path = "leerling.naam", action = "allow", when = { field = "advies.niveau", one_of = ["pro"] }, otherwise = "deny" }"#,
+            "needs a `reason`",
+        );
+        fails(
+            r#"{ path = "leerling.naam", action = "allow", reason = "x", when = { field = "advies.niveau", one_of = ["pro"] }, otherwise = "consent" }"#,
+            "`reason` belongs to",
+        );
+        fails(
+            r#"{ path = "leerling.naam", action = "allow", when = { field = "advies.niveau", one_of = ["pro"], values = ["x"] }, otherwise = "consent" }"#,
+            "unknown field",
+        );
+        fails(
+            r#"{ path = "leerling.naam", action = "allow", when = { field = "advies.niveau", one_of = ["pro"] }, otherwise = "allow" }"#,
+            "unknown variant",
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::domain::Role;
 
 pub use ages::{consent_fits, About, AgeRule, Fit};
 pub use binding::{bind_receiver, CaseFacts, ReceiverBinding, Reference};
-pub use check::{check, check_sources, lint, load_checked, Finding, Severity};
+pub use check::{check, check_sources, lint, load_checked, load_for_serving, Finding, Severity};
 pub use decide::{age_on, decide, DecisionRequest, BIRTH_DATE_PATH, PARENTS_PREFIX};
 pub use diff::{diff, CatalogueDiff, Change, FlowDiff, PolicyDiff, Section, Status};
 pub use explain::{explain, explanation, ExplainedField, Explanation};
@@ -407,12 +407,39 @@ impl RuleAction {
     }
 }
 
+/// `when` of a rule: its action applies only when a field of the message holds one of a closed list of values;
+/// otherwise the stricter `otherwise` applies. A missing field, or a value that is not text, does not hold (the
+/// stricter action then applies: the rule fails closed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// Catalogue path of the field read.
+    pub field: String,
+    /// The rule's own field: each leaf reads its own value (per array element). Otherwise `field` is one field of
+    /// the message outside any array, read once per message.
+    pub own: bool,
+    /// Compared with the value trimmed, ignoring ASCII case.
+    pub one_of: Vec<String>,
+    /// `Consent` or `Deny`.
+    pub otherwise: RuleAction,
+}
+
+impl Condition {
+    pub fn holds_for(&self, value: Option<&crate::data::Node>) -> bool {
+        value
+            .and_then(crate::data::Node::as_str)
+            .map(str::trim)
+            .is_some_and(|v| self.one_of.iter().any(|o| o.eq_ignore_ascii_case(v)))
+    }
+}
+
 /// One `fields` entry of a flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldRule {
     pub pattern_text: String,
     pub pattern: Pattern,
+    /// What the rule does (when its `condition` holds, if it has one).
     pub action: RuleAction,
+    pub condition: Option<Condition>,
     /// An explanation for readers of the policy; shown by `explain`.
     pub note: Option<String>,
     pub line: usize,
@@ -605,11 +632,12 @@ impl Flow {
 
     /// `rule_for` the catalogue field at `index` (see `MessageCatalogue::field_at`), without matching patterns.
     pub fn rule_for_field(&self, index: usize) -> Option<&FieldRule> {
-        self.field_rules
-            .get(index)
-            .copied()
-            .flatten()
-            .map(|i| &self.rules[i])
+        self.rule_index_for_field(index).map(|i| &self.rules[i])
+    }
+
+    /// The position in `rules` of `rule_for_field(index)`.
+    pub(super) fn rule_index_for_field(&self, index: usize) -> Option<usize> {
+        self.field_rules.get(index).copied().flatten()
     }
 
     pub fn matches(&self, sender: Role, receiver: Role, purpose: &str) -> bool {
@@ -1053,6 +1081,9 @@ pub struct Decision {
     /// One entry per leaf of the input, in catalogue order.
     pub fields: Fields,
     pub consents_used: Vec<String>,
+    /// (consent id, last day it counts): a consent that stops counting by the pupil's age before the gateway would
+    /// purge the message (see `decide::counts_until`). Sealed with the payload, checked again at fetch.
+    pub consent_counts_until: Vec<(String, time::Date)>,
     /// Aggregates: indices into `cellen` of the suppressed cells.
     pub suppressed_cells: Vec<usize>,
 }

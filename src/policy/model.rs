@@ -134,6 +134,27 @@ pub(super) struct RuleDef {
     pub consent: Option<bool>,
     #[serde(default)]
     pub note: Option<String>,
+    /// The action applies only when this holds; otherwise `otherwise` applies.
+    #[serde(default)]
+    pub when: Option<WhenDef>,
+    #[serde(default)]
+    pub otherwise: Option<OtherwiseName>,
+}
+
+/// `when = { field = "advies.schooladvies", one_of = ["pro", ...] }` of a rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WhenDef {
+    pub field: String,
+    pub one_of: Vec<String>,
+}
+
+/// What a rule with `when` does when the condition does not hold: always stricter than its action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum OtherwiseName {
+    Consent,
+    Deny,
 }
 
 #[derive(Debug, Deserialize)]

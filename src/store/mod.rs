@@ -180,14 +180,36 @@ pub struct StoredConsent {
 #[derive(Debug, Clone)]
 pub enum Mutation {
     InsertMessage(Box<NewMessage>),
-    /// Purge on acknowledgement or retention: the payload goes, the log entry stays. Conflict if already gone.
+    /// Purge on acknowledgement, retention, recall or a "niet voor ons" report: the payload goes, the log entry stays,
+    /// the sender's outbox row says how it ended. Conflict if already gone, or (`unfetched_only`, a recall) if it was
+    /// fetched: so a recall and a fetch racing each other have exactly one winner.
     DeleteMessage {
         id: String,
+        end: MessageEnd,
+        at_ms: i64,
+        unfetched_only: bool,
     },
-    /// Counts a fetch of each `(id, fetch_count as read)`; conflict if any row is gone or was fetched since,
-    /// so one fetch count is handed out (e.g. as "new") exactly once.
+    /// Counts a fetch of each claim; conflict if any row is gone or was fetched since, so one fetch count is handed
+    /// out (e.g. as "new") exactly once. The outbox row records the first fetch, and whether consent-only fields
+    /// were stripped.
     ClaimFetched {
-        claims: Vec<(String, i64)>,
+        claims: Vec<FetchClaim>,
+        at_ms: i64,
+    },
+    /// Ends the outbox row of a message whose mailbox row is already gone (a "niet voor ons" report after the
+    /// acknowledgement). Conflict when there is no such row or it already ended as recalled or misaddressed.
+    EndOutbox {
+        id: String,
+        end: MessageEnd,
+        at_ms: i64,
+    },
+    /// A new incident in the breach register.
+    InsertIncident(StoredIncident),
+    /// The incident as it stands after a change; conflict when it was changed since `previous_updated_ms`, so two
+    /// officers editing at once cannot overwrite each other unseen.
+    UpdateIncident {
+        incident: StoredIncident,
+        previous_updated_ms: i64,
     },
     InsertIdempotency(IdempotencyRecord),
     InsertConsent(StoredConsent),
@@ -195,6 +217,97 @@ pub enum Mutation {
         id: String,
         at_ms: i64,
     },
+}
+
+/// One message claimed by a fetch.
+#[derive(Debug, Clone)]
+pub struct FetchClaim {
+    pub id: String,
+    /// The fetch count as read: the claim fails if it changed.
+    pub seen: i64,
+    /// Consent-only fields stripped from what this fetch handed out.
+    pub stripped: i64,
+}
+
+/// How a message's mailbox row ended, as the sender's outbox shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageEnd {
+    Acknowledged,
+    /// Past the gateway's period, never fetched.
+    Expired,
+    /// Past the gateway's period, fetched but not acknowledged.
+    Purged,
+    /// By the sender before any fetch, with its reason code.
+    Recalled(String),
+    /// Reported by the receiver as not for it, with its reason code.
+    Misaddressed(String),
+}
+
+impl MessageEnd {
+    /// The outbox status it leaves.
+    pub fn status(&self) -> &'static str {
+        match self {
+            MessageEnd::Acknowledged => "acknowledged",
+            MessageEnd::Expired => "expired",
+            MessageEnd::Purged => "purged",
+            MessageEnd::Recalled(_) => "recalled",
+            MessageEnd::Misaddressed(_) => "misaddressed",
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            MessageEnd::Recalled(r) | MessageEnd::Misaddressed(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// A message as its sender's outbox shows it, with its disclosure entry (which names the flow and the fields).
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: String,
+    pub sender: String,
+    pub receiver: String,
+    pub purpose: String,
+    pub message_type: String,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    pub status: String,
+    pub fetched_ms: Option<i64>,
+    pub stripped: i64,
+    pub ended_ms: Option<i64>,
+    pub end_reason: Option<String>,
+    pub disclosure: StoredEntry,
+}
+
+/// Filters of the outbox; the sender is always the caller.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxFilter {
+    pub sender: String,
+    pub status: Option<String>,
+    pub purpose: Option<String>,
+    pub receiver: Option<String>,
+    pub from_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Page after this (created_ms, id), newest first.
+    pub before: Option<(i64, String)>,
+    pub limit: usize,
+}
+
+/// One incident of the breach register as stored: the columns the register is searched by, and the whole record as
+/// JSON (`oversight::incidents::Incident`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIncident {
+    pub id: String,
+    pub organisation: String,
+    pub status: String,
+    pub discovered_ms: i64,
+    pub deadline_ms: i64,
+    /// Whether the decision on notifying the AP is recorded.
+    pub decided: bool,
+    pub updated_ms: i64,
+    pub record: String,
 }
 
 #[derive(Debug, Clone)]
@@ -316,6 +429,16 @@ pub trait Store: Send + Sync + 'static {
         partner: &'a str,
     ) -> StoreFuture<'a, Vec<StoredConsent>>;
     fn consent<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<StoredConsent>>;
+    /// The sender's outbox, newest first.
+    fn outbox<'a>(&'a self, filter: &'a OutboxFilter) -> StoreFuture<'a, Vec<OutboxRow>>;
+    /// One message of the outbox by id (whoever sent it: the caller checks).
+    fn outbox_message<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<OutboxRow>>;
+    /// Incidents of `organisation` (every organisation's when `None`), newest discovery first.
+    fn incidents<'a>(
+        &'a self,
+        organisation: Option<&'a str>,
+    ) -> StoreFuture<'a, Vec<StoredIncident>>;
+    fn incident<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<StoredIncident>>;
 }
 
 pub type DynStore = Arc<dyn Store>;

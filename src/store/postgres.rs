@@ -50,6 +50,11 @@ fn migrator() -> Migrator {
             "disclosure of a message by its id",
             include_str!("../../migrations/postgres/0005_message_disclosures.sql"),
         ),
+        (
+            6,
+            "outbox and breach register",
+            include_str!("../../migrations/postgres/0006_outbox_incidents.sql"),
+        ),
     ])
 }
 

@@ -39,6 +39,37 @@ fn entry_from_row(row: &$row) -> Result<StoredEntry, StoreError> {
     })
 }
 
+fn outbox_from_row(row: &$row) -> Result<OutboxRow, StoreError> {
+    Ok(OutboxRow {
+        id: row.try_get("o_id")?,
+        sender: row.try_get("o_sender")?,
+        receiver: row.try_get("o_receiver")?,
+        purpose: row.try_get("o_purpose")?,
+        message_type: row.try_get("o_message_type")?,
+        created_ms: row.try_get("o_created_ms")?,
+        expires_ms: row.try_get("o_expires_ms")?,
+        status: row.try_get("o_status")?,
+        fetched_ms: row.try_get("o_fetched_ms")?,
+        stripped: row.try_get("o_stripped")?,
+        ended_ms: row.try_get("o_ended_ms")?,
+        end_reason: row.try_get("o_end_reason")?,
+        disclosure: entry_from_row(row)?,
+    })
+}
+
+fn incident_from_row(row: &$row) -> Result<StoredIncident, StoreError> {
+    Ok(StoredIncident {
+        id: row.try_get("id")?,
+        organisation: row.try_get("organisation")?,
+        status: row.try_get("status")?,
+        discovered_ms: row.try_get("discovered_ms")?,
+        deadline_ms: row.try_get("deadline_ms")?,
+        decided: row.try_get::<i64, _>("decided")? != 0,
+        updated_ms: row.try_get("updated_ms")?,
+        record: row.try_get("record")?,
+    })
+}
+
 fn message_from_row(row: &$row) -> Result<StoredMessage, StoreError> {
     Ok(StoredMessage {
         pos: row.try_get("pos")?,
@@ -214,6 +245,29 @@ const NEW_MESSAGE_COLUMNS: &str = "id, sender, receiver, message_type, purpose, 
 const CLAIM_SQL: &str = concat!("SELECT fetch_count FROM messages WHERE id = $1", $lock);
 const DELETE_MESSAGE_SQL: &str = "DELETE FROM messages WHERE id = $1";
 const COUNT_FETCH_SQL: &str = "UPDATE messages SET fetch_count = fetch_count + 1 WHERE id = $1";
+/// The outbox row after a fetch: `$1` consent-only fields stripped by it, `$2` its time.
+const FETCH_OUTBOX_SQL: &str = "UPDATE message_outbox SET \
+    status = CASE WHEN $1 > 0 OR stripped > 0 THEN 'consent-withdrawn' ELSE 'fetched' END, \
+    stripped = CASE WHEN $1 > stripped THEN $1 ELSE stripped END, fetched_ms = COALESCE(fetched_ms, $2) WHERE id = $3";
+/// The outbox row of a message whose mailbox row ended: `$1` status, `$2` time, `$3` reason code.
+const END_OUTBOX_SQL: &str =
+    "UPDATE message_outbox SET status = $1, ended_ms = $2, end_reason = $3 WHERE id = $4";
+/// As `END_OUTBOX_SQL` for a message already acknowledged or purged; no row changed when it already ended as
+/// recalled or misaddressed.
+const END_GONE_OUTBOX_SQL: &str = "UPDATE message_outbox SET status = $1, ended_ms = $2, end_reason = $3 \
+    WHERE id = $4 AND status NOT IN ('recalled', 'misaddressed')";
+const INSERT_INCIDENT_SQL: &str = "INSERT INTO incidents (id, organisation, status, discovered_ms, deadline_ms, decided, updated_ms, record) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+/// No row changed when the incident was changed since the caller read it (`$6`).
+const UPDATE_INCIDENT_SQL: &str = "UPDATE incidents SET status = $1, decided = $2, updated_ms = $3, record = $4 \
+    WHERE id = $5 AND updated_ms = $6";
+const INCIDENT_COLUMNS: &str = "id, organisation, status, discovered_ms, deadline_ms, decided, updated_ms, record";
+const OUTBOX_SELECT: &str = "SELECT o.id AS o_id, o.sender AS o_sender, o.receiver AS o_receiver, o.purpose AS o_purpose, \
+    o.message_type AS o_message_type, o.created_ms AS o_created_ms, o.expires_ms AS o_expires_ms, o.status AS o_status, \
+    o.fetched_ms AS o_fetched_ms, o.stripped AS o_stripped, o.ended_ms AS o_ended_ms, o.end_reason AS o_end_reason, \
+    e.log_id, e.seq, e.time_ms, e.event, e.partner, e.organisation, e.sender, e.receiver, e.purpose, e.flow_id, \
+    e.subject, e.outcome, e.entry, e.leaf_hash, e.chain_hash \
+    FROM message_outbox o JOIN log_entries e ON e.log_id = o.log_id AND e.seq = o.seq";
 const INSERT_IDEMPOTENCY_SQL: &str = "INSERT INTO idempotency (sender, key, body_hash, status, response, log_id, seq, leaf_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const INSERT_CONSENT_SQL: &str = "INSERT INTO consents (id, registered_by, subject, purpose, recipient, categories, given_by, evidence, valid_from, valid_until, created_ms, withdrawn_ms, subject_birth_date) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
@@ -263,24 +317,82 @@ async fn apply(
     match m {
         // New mailbox rows go in with the batch's multi-row statement before any other mutation.
         Mutation::InsertMessage(_) => {}
-        Mutation::DeleteMessage { id } => {
-            claim(tx, id).await?;
+        Mutation::DeleteMessage { id, end, at_ms, unfetched_only } => {
+            if claim(tx, id).await? != 0 && *unfetched_only {
+                return Err(StoreError::Conflict("message was fetched".into()));
+            }
             sqlx::query(DELETE_MESSAGE_SQL)
                 .bind(id)
                 .execute(&mut **tx)
                 .await?;
+            sqlx::query(END_OUTBOX_SQL)
+                .bind(end.status())
+                .bind(at_ms)
+                .bind(end.reason())
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
         }
-        Mutation::ClaimFetched { claims } => {
-            for (id, seen) in claims {
-                if claim(tx, id).await? != *seen {
+        Mutation::ClaimFetched { claims, at_ms } => {
+            for c in claims {
+                if claim(tx, &c.id).await? != c.seen {
                     return Err(StoreError::Conflict(
                         "message was fetched concurrently".into(),
                     ));
                 }
                 sqlx::query(COUNT_FETCH_SQL)
-                    .bind(id)
+                    .bind(&c.id)
                     .execute(&mut **tx)
                     .await?;
+                sqlx::query(FETCH_OUTBOX_SQL)
+                    .bind(c.stripped)
+                    .bind(at_ms)
+                    .bind(&c.id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Mutation::EndOutbox { id, end, at_ms } => {
+            let done = sqlx::query(END_GONE_OUTBOX_SQL)
+                .bind(end.status())
+                .bind(at_ms)
+                .bind(end.reason())
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict(
+                    "no such sent message, or it was already recalled or reported".into(),
+                ));
+            }
+        }
+        Mutation::InsertIncident(i) => {
+            sqlx::query(INSERT_INCIDENT_SQL)
+                .bind(&i.id)
+                .bind(&i.organisation)
+                .bind(&i.status)
+                .bind(i.discovered_ms)
+                .bind(i.deadline_ms)
+                .bind(i64::from(i.decided))
+                .bind(i.updated_ms)
+                .bind(&i.record)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Mutation::UpdateIncident { incident: i, previous_updated_ms } => {
+            let done = sqlx::query(UPDATE_INCIDENT_SQL)
+                .bind(&i.status)
+                .bind(i64::from(i.decided))
+                .bind(i.updated_ms)
+                .bind(&i.record)
+                .bind(&i.id)
+                .bind(previous_updated_ms)
+                .execute(&mut **tx)
+                .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict(
+                    "the incident was changed by another request".into(),
+                ));
             }
         }
         Mutation::InsertIdempotency(r) => {
@@ -735,6 +847,71 @@ impl Store for $store {
                 .fetch_optional(&self.pool)
                 .await?;
             row.as_ref().map(consent_from_row).transpose()
+        })
+    }
+
+    fn outbox<'a>(&'a self, f: &'a OutboxFilter) -> StoreFuture<'a, Vec<OutboxRow>> {
+        Box::pin(async move {
+            let mut qb = sqlx::QueryBuilder::<$db>::new(OUTBOX_SELECT);
+            qb.push(" WHERE o.sender = ").push_bind(&f.sender);
+            if let Some(v) = &f.status {
+                qb.push(" AND o.status = ").push_bind(v);
+            }
+            if let Some(v) = &f.purpose {
+                qb.push(" AND o.purpose = ").push_bind(v);
+            }
+            if let Some(v) = &f.receiver {
+                qb.push(" AND o.receiver = ").push_bind(v);
+            }
+            if let Some(v) = f.from_ms {
+                qb.push(" AND o.created_ms >= ").push_bind(v);
+            }
+            if let Some(v) = f.until_ms {
+                qb.push(" AND o.created_ms < ").push_bind(v);
+            }
+            if let Some((ms, id)) = &f.before {
+                qb.push(" AND (o.created_ms < ").push_bind(*ms);
+                qb.push(" OR (o.created_ms = ").push_bind(*ms);
+                qb.push(" AND o.id < ").push_bind(id).push("))");
+            }
+            qb.push(" ORDER BY o.created_ms DESC, o.id DESC LIMIT ")
+                .push_bind(f.limit as i64);
+            let rows = qb.build().fetch_all(&self.pool).await?;
+            rows.iter().map(outbox_from_row).collect()
+        })
+    }
+
+    fn outbox_message<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<OutboxRow>> {
+        Box::pin(async move {
+            let sql = sqlx::AssertSqlSafe(format!("{OUTBOX_SELECT} WHERE o.id = $1"));
+            let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+            row.as_ref().map(outbox_from_row).transpose()
+        })
+    }
+
+    fn incidents<'a>(
+        &'a self,
+        organisation: Option<&'a str>,
+    ) -> StoreFuture<'a, Vec<StoredIncident>> {
+        Box::pin(async move {
+            let mut qb =
+                sqlx::QueryBuilder::<$db>::new(format!("SELECT {INCIDENT_COLUMNS} FROM incidents"));
+            if let Some(o) = organisation {
+                qb.push(" WHERE organisation = ").push_bind(o);
+            }
+            qb.push(" ORDER BY discovered_ms DESC, id DESC");
+            let rows = qb.build().fetch_all(&self.pool).await?;
+            rows.iter().map(incident_from_row).collect()
+        })
+    }
+
+    fn incident<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<StoredIncident>> {
+        Box::pin(async move {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"
+            ));
+            let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+            row.as_ref().map(incident_from_row).transpose()
         })
     }
 }

@@ -145,6 +145,11 @@ fn migrator() -> Migrator {
             "disclosure of a message by its id",
             include_str!("../../migrations/sqlite/0008_message_disclosures.sql"),
         ),
+        (
+            9,
+            "outbox and breach register",
+            include_str!("../../migrations/sqlite/0009_outbox_incidents.sql"),
+        ),
     ])
 }
 
@@ -691,18 +696,81 @@ fn write_batch_rows(conn: &rusqlite::Connection, batch: &super::Batch) -> Result
     for m in &batch.mutations {
         match m {
             Mutation::InsertMessage(_) => {}
-            Mutation::DeleteMessage { id } => {
-                claim_row(conn, id)?;
+            Mutation::DeleteMessage {
+                id,
+                end,
+                at_ms,
+                unfetched_only,
+            } => {
+                if claim_row(conn, id)? != 0 && *unfetched_only {
+                    return Err(StoreError::Conflict("message was fetched".into()));
+                }
                 exec(conn, DELETE_MESSAGE_SQL, [id])?;
+                exec(
+                    conn,
+                    END_OUTBOX_SQL,
+                    (end.status(), at_ms, end.reason(), id),
+                )?;
             }
-            Mutation::ClaimFetched { claims } => {
-                for (id, seen) in claims {
-                    if claim_row(conn, id)? != *seen {
+            Mutation::ClaimFetched { claims, at_ms } => {
+                for c in claims {
+                    if claim_row(conn, &c.id)? != c.seen {
                         return Err(StoreError::Conflict(
                             "message was fetched concurrently".into(),
                         ));
                     }
-                    exec(conn, COUNT_FETCH_SQL, [id])?;
+                    exec(conn, COUNT_FETCH_SQL, [&c.id])?;
+                    exec(conn, FETCH_OUTBOX_SQL, (c.stripped, at_ms, &c.id))?;
+                }
+            }
+            Mutation::EndOutbox { id, end, at_ms } => {
+                let done = exec(
+                    conn,
+                    END_GONE_OUTBOX_SQL,
+                    (end.status(), at_ms, end.reason(), id),
+                )?;
+                if done != 1 {
+                    return Err(StoreError::Conflict(
+                        "no such sent message, or it was already recalled or reported".into(),
+                    ));
+                }
+            }
+            Mutation::InsertIncident(i) => {
+                exec(
+                    conn,
+                    INSERT_INCIDENT_SQL,
+                    (
+                        &i.id,
+                        &i.organisation,
+                        &i.status,
+                        i.discovered_ms,
+                        i.deadline_ms,
+                        i64::from(i.decided),
+                        i.updated_ms,
+                        &i.record,
+                    ),
+                )?;
+            }
+            Mutation::UpdateIncident {
+                incident: i,
+                previous_updated_ms,
+            } => {
+                let done = exec(
+                    conn,
+                    UPDATE_INCIDENT_SQL,
+                    (
+                        &i.status,
+                        i64::from(i.decided),
+                        i.updated_ms,
+                        &i.record,
+                        &i.id,
+                        previous_updated_ms,
+                    ),
+                )?;
+                if done != 1 {
+                    return Err(StoreError::Conflict(
+                        "the incident was changed by another request".into(),
+                    ));
                 }
             }
             Mutation::InsertIdempotency(r) => {
@@ -1122,6 +1190,11 @@ mod tests {
             CLAIM_SQL,
             DELETE_MESSAGE_SQL,
             COUNT_FETCH_SQL,
+            FETCH_OUTBOX_SQL,
+            END_OUTBOX_SQL,
+            END_GONE_OUTBOX_SQL,
+            INSERT_INCIDENT_SQL,
+            UPDATE_INCIDENT_SQL,
             INSERT_IDEMPOTENCY_SQL,
             INSERT_CONSENT_SQL,
             WITHDRAW_CONSENT_SQL,
@@ -1344,7 +1417,12 @@ mod tests {
             .await
             .unwrap();
 
-        let gone = Mutation::DeleteMessage { id: "nope".into() };
+        let gone = Mutation::DeleteMessage {
+            id: "nope".into(),
+            end: MessageEnd::Acknowledged,
+            at_ms: 0,
+            unfetched_only: false,
+        };
         assert!(matches!(
             store
                 .commit_batch(Arc::new(batch(130, 1, vec![gone])))
