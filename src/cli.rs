@@ -233,7 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     print!("{text}");
                     Ok(())
                 }
-                Err(r) => bail!("{}: {}", r.code, r.detail),
+                Err(r) => bail!("{} ({})", r.detail, r.code),
             }
         }
         Command::Policy {

@@ -1095,7 +1095,13 @@ async fn subject_report_lists_consents_and_refusals_in_scope_as_json_and_printab
         assert_eq!(r.status, 200, "{}", r.text());
         let report = r.json();
         assert_eq!(report["scope"], "obs-de-linde");
-        assert_eq!(report["subject"]["pgn"], PUPIL_P4);
+        assert!(
+            !r.text().contains(PUPIL_P4),
+            "the report names the pupil by pseudonym only: {report}"
+        );
+        assert!(report["subject_ref"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()));
         let consents = report["consents"].as_array().unwrap();
         assert_eq!(consents.len(), 1, "{report}");
         assert_eq!(consents[0]["consent_id"], consent_id.as_str());
@@ -1647,5 +1653,153 @@ async fn a_log_of_version_1_then_version_2_entries_verifies_and_a_gap_at_a_page_
         let (seq, why) = report.logs[0].first_bad.clone().expect("an edit is caught");
         assert_eq!(seq, edit, "{report}");
         assert!(why.contains("altered"), "{report}");
+    }
+}
+
+/// The art. 15 report (AVG art. 15(1), DOMAIN.md *What a privacy officer needs*) of a real P1 disclosure, as JSON
+/// and as the printable page: the recipient with its retention period, the source, the purpose in words, the data
+/// by category and Dutch label, the rights to rectification, erasure, restriction and objection and the right to
+/// complain to the Autoriteit Persoonsgegevens; never the pupil number or a value of the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_art_15_report_names_recipients_sources_data_retention_rights_and_the_ap_without_values(
+) {
+    let values = [
+        "CANARY15-ACHTERNAAM",
+        "CANARY15-TOETSSCORE",
+        "CANARY15-SCHOOLADVIES",
+    ];
+    let mut needles = canaries();
+    needles.extend(values.map(String::from));
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        let mut p1 = example_json("P1");
+        p1["data"]["leerling"]["achternaam"] = json!(values[0]);
+        p1["data"]["toetsen"][0]["score"] = json!(values[1]);
+        p1["data"]["advies"]["schooladvies"] = json!(values[2]);
+        let pgn = p1["subject"]["pgn"].as_str().unwrap().to_owned();
+        let r = gw
+            .client("obs-de-linde")
+            .post_json("/v1/messages", &p1)
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let delivered = r.json()["delivered"].clone();
+        for path in [
+            "leerling.achternaam",
+            "toetsen[0].score",
+            "advies.schooladvies",
+        ] {
+            assert!(
+                delivered.as_array().unwrap().iter().any(|d| d == path),
+                "{path} is delivered, so the report must name it: {delivered}"
+            );
+        }
+
+        let fg = gw.client("fg-obs-de-linde");
+        let r = fg.get(&format!("/v1/audit/subjects/{pgn}")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_absent(r.text().as_bytes(), &needles, "the art. 15 report (JSON)");
+        assert!(
+            !r.text().contains(&pgn),
+            "the pupil number in the JSON report"
+        );
+        let report = r.json();
+        let recipient = &report["recipients"][0];
+        assert_eq!(recipient["organisation"], "lyceum-zuid", "{report}");
+        assert!(
+            recipient["retention"][0]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("De vo-school bewaart het rapport"),
+            "{report}"
+        );
+        let categories: Vec<&str> = recipient["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        for c in ["ADM", "SCH", "TOETS", "ADV"] {
+            assert!(categories.contains(&c), "{c}: {categories:?}");
+        }
+        assert!(
+            !categories.contains(&"JH"),
+            "P1 withholds JH: {categories:?}"
+        );
+        assert_eq!(
+            report["sources"],
+            json!([{"organisation": "obs-de-linde", "name": "OBS De Linde", "role": "school-po", "disclosures": 1}])
+        );
+        let d = &report["disclosures"][0];
+        assert_eq!(
+            d["flow_name"], "Onderwijskundig rapport bij overstap po → vo",
+            "{d}"
+        );
+        let adm = &d["delivered_by_category"][0];
+        assert_eq!(adm["category"], "ADM", "{d}");
+        assert_eq!(adm["name"], "Administratieve gegevens");
+        assert_eq!(
+            adm["fields"][0],
+            json!({"path": "leerling.achternaam", "label": "Achternaam leerling", "count": 1})
+        );
+        let articles: Vec<&str> = report["rights"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["article"].as_str().unwrap())
+            .collect();
+        for a in ["AVG art. 16", "AVG art. 17", "AVG art. 18", "AVG art. 21"] {
+            assert!(articles.contains(&a), "{a}: {articles:?}");
+        }
+        assert_eq!(report["complaint"]["name"], "Autoriteit Persoonsgegevens");
+        assert_eq!(
+            report["complaint"]["url"],
+            "https://autoriteitpersoonsgegevens.nl"
+        );
+
+        let r = fg
+            .request(
+                "GET",
+                &format!("/v1/audit/subjects/{pgn}"),
+                &[("accept", "text/html")],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let page = r.text();
+        assert_absent(page.as_bytes(), &needles, "the printable art. 15 report");
+        assert!(
+            !page.contains(&pgn),
+            "the pupil number on the printable report"
+        );
+        for shown in [
+            // Recipient, retention, source, purpose in words.
+            "Lyceum Zuid",
+            "De vo-school bewaart het rapport in het leerlingdossier",
+            "Herkomst van de gegevens",
+            "<td>OBS De Linde</td>",
+            "Onderwijskundig rapport bij overstap po → vo",
+            // The data by category and label, every list open for printing.
+            "<span>Administratieve gegevens: 14</span>",
+            "<span>Toetsresultaten: 3</span>",
+            "<details open>",
+            "Achternaam leerling",
+            "Uitslag van een toets",
+            "Schooladvies",
+            // The rights and the AP.
+            "Uw rechten",
+            "(rectificatie)",
+            "(wissing)",
+            "Beperking van het gebruik",
+            "Bezwaar",
+            "Autoriteit Persoonsgegevens",
+            "href=\"https://autoriteitpersoonsgegevens.nl\"",
+            "@media print",
+        ] {
+            assert!(page.contains(shown), "'{shown}' missing:\n{page}");
+        }
+        // Labels for parents, not field paths.
+        for path in ["leerling.", "toetsen[", "<code>advies"] {
+            assert!(!page.contains(path), "'{path}' on the report:\n{page}");
+        }
     }
 }

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,8 @@ const LYCEUM_PUPIL: &str = "507529170";
 const OTHER_PUPIL: &str = "121547280";
 /// Values of the P3 example's pupil: the log and the console hold field names, never these.
 const P3_VALUES: [&str; 4] = ["Yilmaz", "Emre", "0687654321", "vaak ziek op maandag"];
+/// The categories and field counts of the P3 example's disclosure, as the search results show them.
+const P3_GROUPS: &str = r#"<p class="groups"><span>VZM 12</span>, <span>ADM 11</span></p>"#;
 
 fn run(program: &str, args: &[&str]) {
     let out = Command::new(program)
@@ -176,52 +178,220 @@ fn flow_section<'a>(dom: &'a str, flow: &str) -> &'a str {
     &rest[..end]
 }
 
-/// The action column of `field`'s line in a flow's explanation (whitespace collapsed), e.g. `deliver`.
-fn field_line(section: &str, field: &str) -> String {
-    section
-        .lines()
-        .find(|l| l.trim_start().starts_with(&format!("{field} ")))
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| panic!("beleid: no line for {field} in\n{section}"))
+/// The page's text without tags (each a space, except a path's `<wbr>`), whitespace collapsed.
+fn text_of(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in html.replace("<wbr>", "").chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                out.push(' ');
+            }
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The policy page shows P1's and P4's field actions as `policy explain` gives them.
+/// The text of the table row holding `marker` (the row's `<tr>` up to its `</tr>`).
+fn row_with<'a>(html: &'a str, marker: &str) -> &'a str {
+    let at = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no row with {marker} in\n{html}"));
+    let start = html[..at].rfind("<tr>").expect("a row");
+    let end = at + html[at..].find("</tr>").expect("the row's end");
+    &html[start..end]
+}
+
+/// The text of `field`'s row in a flow's field table, e.g.
+/// `Achternaam leerling leerling.achternaam ADM S1 toegestaan regel ...`.
+fn field_line(section: &str, field: &str) -> String {
+    let code = format!("<code>{}</code>", field.replace('.', ".<wbr>"));
+    text_of(row_with(section, &code))
+}
+
+/// The policy page shows P1's and P4's fields by label and path with their actions in Dutch, as `policy explain`
+/// gives them, and a legend of actions, classes and categories.
 fn check_policy_field_actions(dom: &str) {
     let cases: [(&str, &str, &str); 9] = [
-        ("P1", "leerling.achternaam", "ADM S1 deliver"),
-        ("P1", "diagnoses[].categorie", "DIAG S4 deliver"),
-        ("P1", "diagnoses[].omschrijving", "DIAG S4 withhold"),
-        ("P1", "jeugdhulp.inhoud", "JH S4 withhold"),
+        (
+            "P1",
+            "leerling.achternaam",
+            "Achternaam leerling leerling.achternaam ADM S1 toegestaan",
+        ),
+        (
+            "P1",
+            "diagnoses[].categorie",
+            "Soort diagnose diagnoses[].categorie DIAG S4 toegestaan",
+        ),
+        ("P1", "diagnoses[].omschrijving", "DIAG S4 geweigerd"),
+        (
+            "P1",
+            "jeugdhulp.inhoud",
+            "Inhoud van de jeugdhulp jeugdhulp.inhoud JH S4 geweigerd",
+        ),
         (
             "P1",
             "bijlagen[].inhoud",
-            "ATT S4 deliver with consent (ATT)",
+            "ATT S4 alleen met toestemming (ATT)",
         ),
         (
             "P4",
             "leerling.geboortedatum",
-            "generalise date-year with consent (ADM)",
+            "gegeneraliseerd: alleen het jaar, alleen met toestemming (ADM)",
         ),
         (
             "P4",
             "verzuim.uren_3mnd",
-            "generalise number-band-10 with consent (VZ)",
+            "gegeneraliseerd: in klassen van 10, alleen met toestemming (VZ)",
         ),
-        ("P4", "ondersteuning.opp", "BEG S3 withhold"),
-        ("P4", "cognitief.iq_totaal", "COG S3 withhold"),
+        ("P4", "ondersteuning.opp", "BEG S3 geweigerd"),
+        ("P4", "cognitief.iq_totaal", "COG S3 geweigerd"),
     ];
     for (flow, field, action) in cases {
         let line = field_line(flow_section(dom, flow), field);
         assert!(
-            line.starts_with(&format!("{field} ")) && line.contains(action),
+            line.contains(action),
             "beleid {flow}: {field} should read '{action}': {line}"
         );
     }
-    // Each flow's section ends with the default deny.
+    // Each flow's table ends with the default deny, and says nothing in English.
     for flow in ["P1", "P4"] {
-        let line = field_line(flow_section(dom, flow), "(any other field)");
-        assert!(line.contains("withhold"), "beleid {flow}: {line}");
+        let section = flow_section(dom, flow);
+        let line = text_of(row_with(section, "(elk ander veld)"));
+        assert!(line.contains("geweigerd"), "beleid {flow}: {line}");
+        for english in ["deliver", "withhold", "legal basis", "receiver keeps"] {
+            assert!(!section.contains(english), "beleid {flow}: '{english}'");
+        }
+        for heading in [
+            "grondslag",
+            "gateway bewaart",
+            "ontvanger bewaart",
+            "ontvanger",
+        ] {
+            assert!(
+                section.contains(&format!("<th scope=\"row\">{heading}</th>")),
+                "beleid {flow}: no '{heading}'"
+            );
+        }
     }
+    // The legend: every action, every class with its meaning, the categories by their Dutch names.
+    let legend = &dom[dom.find("<h2 id=\"legenda\">").expect("a legend")..];
+    for action in [
+        "toegestaan",
+        "alleen met toestemming",
+        "gegeneraliseerd",
+        "gepseudonimiseerd",
+        "geweigerd",
+    ] {
+        assert!(
+            legend.contains(&format!("<th scope=\"row\">{action}</th>")),
+            "legenda: {action}"
+        );
+    }
+    for class in ["S0", "S1", "S1X", "S2", "S3", "S4", "ART10"] {
+        assert!(
+            legend.contains(&format!("<th scope=\"row\">{class}</th>")),
+            "legenda: {class}"
+        );
+    }
+    assert!(text_of(legend).contains("S4 bijzondere persoonsgegevens (AVG art. 9"));
+    assert!(text_of(legend).contains("ADM Administratieve gegevens"));
+}
+
+/// axe-core's script: `KETENPOORT_AXE`, else where `.ci/run` installs it (`npm install --prefix target/axe axe-core@4`).
+fn axe_script() -> PathBuf {
+    std::env::var_os("KETENPOORT_AXE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/axe/node_modules/axe-core/axe.min.js"))
+}
+
+/// axe-core finds no WCAG 2.1 A or AA violation on any of the pages (web pages of Dutch public bodies must meet
+/// WCAG 2.1 AA), run in Chromium with the browser's client certificate by `tests/axe-check.mjs`.
+fn check_accessibility(browser: &Browser, urls: &[String]) {
+    if !require_program("node", "the console's accessibility check (axe-core)") {
+        return;
+    }
+    let axe = axe_script();
+    if !axe.exists() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!(
+                "{} is required in CI for the console's accessibility check (npm install --prefix target/axe axe-core@4)",
+                axe.display()
+            );
+        }
+        eprintln!(
+            "SKIPPED (no {}): the console's accessibility check",
+            axe.display()
+        );
+        return;
+    }
+    let profile = TempDir::new("kp-chromium-axe-");
+    let out = Command::new("node")
+        .env("HOME", browser.home.path())
+        .arg(root().join("tests/axe-check.mjs"))
+        .arg(&axe)
+        .arg(profile.path())
+        .args(urls)
+        .output()
+        .expect("start node");
+    assert!(
+        out.status.success(),
+        "axe-check: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).expect("axe-check's JSON");
+    for url in urls {
+        let violations = results[url.as_str()]
+            .as_array()
+            .unwrap_or_else(|| panic!("axe-check did not check {url}: {results}"));
+        assert!(
+            violations.is_empty(),
+            "{url}: WCAG 2.1 AA violations: {violations:#?}"
+        );
+    }
+}
+
+/// The art. 15 report on the pupil page: the recipient with its retention and categories, the school as source, and
+/// no pupil number (the page has it only in the search form and the link to the printable version).
+fn check_subject_report(dom: &str) {
+    let report = &dom[dom.find("<div class=\"report\">").expect("the report")..];
+    assert!(!report.contains(LYCEUM_PUPIL), "the PGN in the report");
+    let recipient = text_of(row_with(report, "<td>Leerplicht Gemeente Voorbeeld</td>"));
+    assert!(
+        recipient.contains("Verzuimmelding")
+            && recipient.contains("Administratieve gegevens")
+            && recipient.ends_with("Leerplicht bewaart het verzuimdossier 5 jaar. (1825 dagen)"),
+        "{recipient}"
+    );
+    let sources = &report[report.find("Herkomst van de gegevens").unwrap()..];
+    let source = text_of(row_with(sources, "<td>Lyceum Zuid</td>"));
+    assert_eq!(source, "Lyceum Zuid school (voortgezet onderwijs) 1");
+}
+
+/// The search results show a disclosure's fields as counts per category, with the full list folded.
+fn check_grouped_fields(dom: &str) {
+    let row = dom
+        .split("<tr>")
+        .find(|r| r.contains("flow P3<") && r.contains(">verstrekt</span>"))
+        .unwrap_or_else(|| panic!("no P3 disclosure row:\n{dom}"));
+    let row = &row[..row.find("</tr>").expect("the row's end")];
+    let text = text_of(row);
+    assert!(row.contains(P3_GROUPS), "P3 row: {row}");
+    assert!(
+        row.contains("<details><summary>Alle velden ("),
+        "P3 row: {row}"
+    );
+    assert!(!row.contains("<details open"), "folded: {row}");
+    assert!(
+        text.contains("Achternaam leerling leerling.achternaam"),
+        "labels with their paths: {text}"
+    );
+    assert!(text_of(dom).contains("Categorieën: ADM Administratieve gegevens"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,15 +542,52 @@ async fn console_pages_in_chromium_show_the_lyceum_fg_only_its_own_organisation(
                 "verzuimmelding",
                 "flow P3",
                 "Leerplichtwet 1969 art. 21 en 21a",
-                "<code>verzuim.<wbr>soort</code>",
-                "<code>leerling.<wbr>achternaam</code>",
-                "<code>melder.<wbr>naam</code>",
+                // Its data by category and label, folded; no field paths for parents.
+                "<span>Verzuimmelding: 12</span>, <span>Administratieve gegevens: 11</span>",
+                "<details><summary>Alle velden (",
+                "Soort verzuim",
+                "Achternaam leerling",
+                "Naam van de melder op school",
+                // The purpose in words, the source, the retention per recipient, the rights and the AP.
+                "Verzuimmelding school → leerplicht",
+                "Herkomst van de gegevens",
+                "Leerplicht bewaart het verzuimdossier 5 jaar.",
+                "Uw rechten",
+                "AVG art. 16",
+                "AVG art. 17",
+                "AVG art. 18",
+                "AVG art. 21",
+                "Autoriteit Persoonsgegevens",
+                "href=\"https://autoriteitpersoonsgegevens.nl\"",
+                "ouder en jongere samen",
             ],
             vec![
                 "test-alleen-de-linde",
                 "Er zijn geen gegevens over deze leerling verstrekt",
-                "<code>toetsen",
-                "<code>diagnoses",
+                "Uitslag van een toets",
+                "Soort diagnose",
+                "<code>verzuim.",
+                "<code>leerling.",
+            ],
+        ),
+        (
+            // The printable art. 15 report of the audit API (the browser asks for HTML): every list open.
+            "afdrukbaar",
+            format!("/v1/audit/subjects/{LYCEUM_PUPIL}"),
+            vec![
+                "<details open=\"\"><summary>Alle velden (",
+                "Soort verzuim",
+                "Herkomst van de gegevens",
+                "Leerplicht bewaart het verzuimdossier 5 jaar.",
+                "Uw rechten",
+                "Autoriteit Persoonsgegevens",
+                "@media print",
+            ],
+            vec![
+                LYCEUM_PUPIL,
+                "<code>verzuim.",
+                "test-alleen-de-linde",
+                "<nav>",
             ],
         ),
         (
@@ -397,7 +604,8 @@ async fn console_pages_in_chromium_show_the_lyceum_fg_only_its_own_organisation(
                 "<h3>P1:",
                 "<h3>P4:",
                 "vroegsignalering",
-                "<pre",
+                "<table class=\"flowfields\">",
+                "<h2 id=\"legenda\">Legenda</h2>",
             ],
             vec![],
         ),
@@ -424,7 +632,20 @@ async fn console_pages_in_chromium_show_the_lyceum_fg_only_its_own_organisation(
         if *name == "beleid" {
             check_policy_field_actions(&dom);
         }
+        if *name == "leerling" {
+            check_subject_report(&dom);
+        }
+        if *name == "verstrekkingen" {
+            check_grouped_fields(&dom);
+        }
     }
+
+    // Every page, the printable art. 15 report too, meets WCAG 2.1 AA as far as axe-core can tell.
+    let urls: Vec<String> = pages
+        .iter()
+        .map(|(_, path, _, _)| format!("{origin}{path}"))
+        .collect();
+    check_accessibility(&browser, &urls);
 
     // The browser's visits are audit queries in the log (the pupil only as pseudonym).
     let r = gw

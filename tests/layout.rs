@@ -47,7 +47,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "oversight",
-        &["audit", "domain", "gateway", "identity", "refusal", "store"],
+        &[
+            "audit", "domain", "gateway", "identity", "policy", "refusal", "store",
+        ],
     ),
     ("retention", &["audit", "gateway", "store"]),
     (

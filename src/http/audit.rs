@@ -171,13 +171,12 @@ async fn get_subject(
     let mut resp = if wants(&headers, "text/html") {
         (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            super::console::subject_report_page(&report, pgn.trim()),
+            super::console::subject_report_page(&report),
         )
             .into_response()
     } else {
-        let mut v = serde_json::to_value(&report).map_err(|e| Refusal::internal().because(e))?;
-        v["subject"] = json!({"pgn": pgn.trim()});
-        Json(v).into_response()
+        // The report names the pupil only by the log's pseudonym (`subject_ref`), never by the number asked with.
+        Json(report).into_response()
     };
     private_headers(&mut resp);
     Ok(resp)

@@ -1,8 +1,9 @@
 //! The privacy officer's web console at `/console/` on the partner listener: server-rendered HTML in Dutch.
 //!
 //! Pages: overview, the disclosure table with a GET filter form (and CSV download), the subject report
-//! (AVG art. 15), the log's integrity status (checkpoints and a full recomputation) and the policy view (with the
-//! diff of the last policy reload, `Gateway::last_policy_change`).
+//! (AVG art. 15, printable), the log's integrity status (checkpoints and a full recomputation) and the policy view
+//! (every flow field by field, with labels and a legend, and the diff of the last policy reload,
+//! `Gateway::last_policy_change`). Field lists show counts per category and fold the full list in a `<details>`.
 //! Only privacy-officer certificates get in (others: 403 problem+json); searches go through `oversight`, so the
 //! same scoping applies and every search is itself a log entry. Pages need no JavaScript and load nothing from
 //! elsewhere. They are `maud` templates: every value is HTML-escaped by the template, and raw HTML
@@ -19,7 +20,10 @@ use crate::domain::Role;
 use crate::gateway::{Gateway, PolicyChange};
 use crate::identity::Caller;
 use crate::oversight::{self as api, DisclosureParams, Officer, ShownEntry, SubjectReport};
-use crate::policy::{Change, Section, Status};
+use crate::policy::{
+    category_name, group_fields, CategoryGroup, Change, Class, Explanation, Section, Status,
+    ACTIONS, CATEGORIES,
+};
 use crate::refusal::{ProblemCode, Refusal};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
@@ -166,12 +170,24 @@ dd { margin:0; }
 .tag.expired { border-color:#e0c97a; background:#fdf8e8; }
 pre { background:var(--band); border:1px solid var(--line); padding:.6rem .8rem; overflow:auto; font-size:.82rem; white-space:pre-wrap; overflow-wrap:anywhere; }
 ul.fields { margin:0; padding-left:1.1rem; }
+td.fields { min-width:11rem; }
+.groups { margin:0 0 .2rem; }
+.groups span { white-space:nowrap; }
+details summary { cursor:pointer; color:var(--accent); }
+details .group { margin:.4rem 0 .1rem; font-weight:600; }
+table.facts th { width:12rem; }
+table.legend td:first-child, table.legend th:first-child { white-space:nowrap; }
+section.rights li { margin-bottom:.4rem; }
 footer { color:var(--muted); font-size:.8rem; padding:0 1.5rem 1.5rem; }
 @media print {
   header.top, nav, form, .noprint, footer { display:none !important; }
   main { padding:0; max-width:none; }
-  body { font-size:11pt; }
+  body { font-size:10.5pt; }
   a { color:inherit; text-decoration:none; }
+  h2, h3 { break-after:avoid; }
+  tr, li { break-inside:avoid; }
+  details summary { color:inherit; }
+  table { font-size:9.5pt; }
 }
 "#;
 
@@ -306,7 +322,7 @@ async fn overview(
             }
             div.card {
                 h2 { a href="/console/leerling" { "Inzageverzoek leerling" } }
-                p { "Overzicht voor ouders of leerling (AVG art. 15): welke organisaties wanneer welke gegevens ontvingen, met doel, grondslag en toestemming. Af te drukken." }
+                p { "Overzicht voor ouders of leerling (AVG art. 15): welke organisaties wanneer welke gegevens ontvingen, van wie, met doel, grondslag, toestemming en bewaartermijn, en hun rechten. Af te drukken." }
             }
             div.card {
                 h2 { a href="/console/datalekken" { "Datalekken" } }
@@ -334,7 +350,7 @@ async fn overview(
             }
             div.card {
                 h2 { a href="/console/beleid" { "Beleid" } }
-                p { "Per flow wat er met elk veld gebeurt: verstrekken, alleen met toestemming, grover maken, pseudonimiseren of weigeren." }
+                p { "Per flow wat er met elk veld gebeurt: toegestaan, alleen met toestemming, gegeneraliseerd, gepseudonimiseerd of geweigerd, met een legenda van klassen en categorieën." }
             }
         }
         p.muted { "Elke zoekvraag in deze console wordt zelf in het logboek vastgelegd." }
@@ -432,17 +448,101 @@ fn fields_list<S: AsRef<str>>(fields: &[S]) -> Markup {
         } @else {
             ul.fields {
                 @for f in fields {
-                    li {
-                        code {
-                            // A narrow column breaks a path after a dot, not inside a name.
-                            @for (i, part) in f.as_ref().split('.').enumerate() {
-                                @if i > 0 { "." wbr; }
-                                (part)
+                    li { (path_code(f.as_ref())) }
+                }
+            }
+        }
+    }
+}
+
+/// A field path with a break opportunity after each dot (a narrow column breaks it there, not inside a name).
+fn path_code(path: &str) -> Markup {
+    html! {
+        code {
+            @for (i, part) in path.split('.').enumerate() {
+                @if i > 0 { "." wbr; }
+                (part)
+            }
+        }
+    }
+}
+
+/// How a list of fields reads: for the privacy officer (codes and paths) or for parents (names and labels only).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Readers {
+    Officer,
+    Parents,
+}
+
+/// A log entry's fields per category: the counts (`ADM 7, SCH 3` for the officer, `Administratieve gegevens: 7`
+/// for parents), then every field by its label in a `<details>`, folded unless `open`.
+fn field_groups(groups: &[CategoryGroup], readers: Readers, open: bool) -> Markup {
+    let total: usize = groups.iter().map(|g| g.fields.len()).sum();
+    html! {
+        @if groups.is_empty() {
+            span.muted { "—" }
+        } @else {
+            p.groups {
+                @for (i, g) in groups.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    span {
+                        @match readers {
+                            Readers::Officer => { (g.code()) " " (g.fields.len()) }
+                            Readers::Parents => { (g.title()) ": " (g.fields.len()) }
+                        }
+                    }
+                }
+            }
+            details open[open] {
+                summary { "Alle velden (" (total) ")" }
+                @for g in groups {
+                    p.group {
+                        (g.title())
+                        @if readers == Readers::Officer && g.category.is_some() && g.name.is_some() {
+                            " (" (g.code()) ")"
+                        }
+                    }
+                    ul.fields {
+                        @for f in &g.fields {
+                            li {
+                                @match (&f.label, readers) {
+                                    (Some(label), Readers::Officer) => { (label) " " (path_code(&f.path)) }
+                                    (Some(label), Readers::Parents) => (label),
+                                    (None, _) => (path_code(&f.path)),
+                                }
+                                @if f.count > 1 { " (" (f.count) "×)" }
+                                @for n in &f.notes {
+                                    br; span.muted { (n) }
+                                }
                             }
                         }
                     }
                 }
             }
+        }
+    }
+}
+
+/// A log entry's field list (`paths` with optional notes) grouped by the running catalogue of `message_type`.
+fn groups_of<'a>(
+    gw: &Gateway,
+    message_type: Option<&str>,
+    items: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> Vec<CategoryGroup> {
+    let policy = gw.policy();
+    group_fields(message_type.and_then(|t| policy.catalogue(t)), items)
+}
+
+/// The category codes and their Dutch names, for the pages that show codes.
+fn categories_legend() -> Markup {
+    html! {
+        p.muted {
+            "Categorieën: "
+            @for (i, (code, name)) in CATEGORIES.iter().enumerate() {
+                @if i > 0 { " · " }
+                strong { (code) } " " (name)
+            }
+            ". Een aantal telt verschillende velden; een veld dat per element van een lijst voorkomt (bijvoorbeeld elke toets) telt één keer."
         }
     }
 }
@@ -469,11 +569,18 @@ fn entry_row(gw: &Gateway, s: &ShownEntry) -> Markup {
         EventKind::MessageExpired => " expired",
         _ => "",
     };
-    let withheld: Vec<String> = e
-        .withheld
-        .iter()
-        .map(|w| format!("{} ({})", w.field, w.reason))
-        .collect();
+    let delivered = groups_of(
+        gw,
+        e.message_type.as_deref(),
+        e.delivered.iter().map(|p| (p.as_str(), None)),
+    );
+    let withheld = groups_of(
+        gw,
+        e.message_type.as_deref(),
+        e.withheld
+            .iter()
+            .map(|w| (w.field.as_str(), Some(w.reason.as_str()))),
+    );
     html! {
         tr {
             td { (when(&e.time)) }
@@ -514,8 +621,8 @@ fn entry_row(gw: &Gateway, s: &ShownEntry) -> Markup {
                     br; span.muted { "Bewaren door ontvanger: " (api::retention_text(r)) }
                 }
             }
-            td { (fields_list(&e.delivered)) }
-            td { (fields_list(&withheld)) }
+            td.fields { (field_groups(&delivered, Readers::Officer, false)) }
+            td.fields { (field_groups(&withheld, Readers::Officer, false)) }
             td { (fields_list(&e.consents)) }
             td {
                 (outcome_nl(&e.outcome))
@@ -603,6 +710,7 @@ async fn disclosures(
             p.muted { "Geen gebeurtenissen gevonden binnen uw inzage." }
         } @else {
             (entries_table(&gw, &result.entries))
+            (categories_legend())
         }
         @if let Some(next) = &result.next_cursor {
             p.noprint {
@@ -652,21 +760,53 @@ struct SubjectParams {
     pgn: Option<String>,
 }
 
-/// The report as an HTML fragment (shared by the console page and the printable page of the API).
-pub fn subject_report_html(report: &SubjectReport, pgn: &str) -> Markup {
+/// Who gave a consent, in words parents read.
+fn given_by_nl(given_by: &str) -> &str {
+    match given_by {
+        "ouder" => "een ouder met gezag",
+        "voogd" => "de voogd",
+        "jongere" => "de jongere zelf",
+        "ouder-en-jongere" => "ouder en jongere samen",
+        "vertegenwoordiger" => "de vertegenwoordiger (curatele of mentorschap)",
+        other => other,
+    }
+}
+
+/// Category codes as their Dutch names, joined.
+fn category_names(codes: &[String]) -> String {
+    codes
+        .iter()
+        .map(|c| match c.as_str() {
+            "*" => "alle categorieën van de flow",
+            c => category_name(c).unwrap_or(c),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The art. 15 report as an HTML fragment in plain Dutch (shared by the console page and the printable page of
+/// the API): recipients with their retention, sources, each disclosure with its purpose and the data by category
+/// and label, consents, refusals, and the rights and the AP. It names the pupil by no number: only the log's
+/// pseudonym. `print`: every list unfolded.
+pub fn subject_report_html(report: &SubjectReport, print: bool) -> Markup {
+    html! { div.report { (subject_report_parts(report, print)) } }
+}
+
+fn subject_report_parts(report: &SubjectReport, print: bool) -> Markup {
     html! {
         p {
-            "Overzicht van de gegevens over de leerling met PGN " strong { (pgn) }
-            " die via ketenpoort aan andere organisaties zijn verstrekt (AVG artikel 15), voor zover bekend bij: "
+            "Dit overzicht zegt welke gegevens over de leerling via ketenpoort aan andere organisaties zijn verstrekt: "
+            "aan wie, wanneer, waarvoor, welke soorten gegevens, waar ze vandaan kwamen en hoe lang de ontvanger ze bewaart "
+            "(AVG artikel 15). Het gaat over verstrekkingen waarbij "
             @match (&report.scope, &report.scope_name) {
-                (Some(_), Some(name)) => { "verstrekkingen waarbij " (name) " verstrekker of ontvanger was" }
-                _ => "alle organisaties die via ketenpoort gegevens uitwisselen",
+                (Some(_), Some(name)) => { (name) " verstrekker of ontvanger was" }
+                _ => "welke organisatie ook verstrekker of ontvanger was",
             }
             "."
         }
         p.meta {
-            "Opgesteld op " (when(&report.generated_at)) " UTC · pseudoniem in het logboek: "
-            code { (report.subject_ref) }
+            "Opgesteld op " (when(&report.generated_at)) " UTC · kenmerk van de leerling in het logboek (een pseudoniem, geen nummer): "
+            code { (report.subject_ref.chars().take(16).collect::<String>()) }
         }
         @if report.truncated {
             div.error { "Dit overzicht is ingekort: er zijn meer gebeurtenissen dan één overzicht bevat. Zoek per periode via Verstrekkingen." }
@@ -678,8 +818,9 @@ pub fn subject_report_html(report: &SubjectReport, pgn: &str) -> Markup {
             table {
                 thead {
                     tr {
-                        th { "Organisatie" } th { "Soort organisatie" } th { "Aantal verstrekkingen" }
-                        th { "Eerste" } th { "Laatste" } th { "Bewaartermijn bij de ontvanger" }
+                        th scope="col" { "Organisatie" } th scope="col" { "Soort organisatie" }
+                        th scope="col" { "Aantal verstrekkingen" } th scope="col" { "Eerste" } th scope="col" { "Laatste" }
+                        th scope="col" { "Soorten gegevens" } th scope="col" { "Bewaartermijn bij de ontvanger" }
                     }
                 }
                 tbody {
@@ -690,6 +831,7 @@ pub fn subject_report_html(report: &SubjectReport, pgn: &str) -> Markup {
                             td.num { (r.disclosures) }
                             td { (when(&r.first)) }
                             td { (when(&r.last)) }
+                            td { (category_names(&r.categories)) }
                             td {
                                 @if r.retention.is_empty() {
                                     span.muted { "niet vastgelegd" }
@@ -704,6 +846,22 @@ pub fn subject_report_html(report: &SubjectReport, pgn: &str) -> Markup {
                 }
             }
         }
+        h2 { "Herkomst van de gegevens" }
+        @if report.sources.is_empty() {
+            p.muted { "Geen." }
+        } @else {
+            p { "De gegevens kwamen uit de administratie van deze organisaties, die ze via ketenpoort verstrekten:" }
+            table {
+                thead {
+                    tr { th scope="col" { "Organisatie" } th scope="col" { "Soort organisatie" } th scope="col" { "Aantal verstrekkingen" } }
+                }
+                tbody {
+                    @for s in &report.sources {
+                        tr { td { (s.name) } td { (role_nl(&s.role)) } td.num { (s.disclosures) } }
+                    }
+                }
+            }
+        }
         h2 { "Verstrekkingen" }
         @if report.disclosures.is_empty() {
             p.muted { "Geen." }
@@ -711,8 +869,9 @@ pub fn subject_report_html(report: &SubjectReport, pgn: &str) -> Markup {
             table {
                 thead {
                     tr {
-                        th { "Datum" } th { "Van" } th { "Aan" } th { "Doel" } th { "Grondslag" }
-                        th { "Verstrekte gegevens" } th { "Gebruikte toestemming" } th { "Bewaartermijn bij de ontvanger" }
+                        th scope="col" { "Datum" } th scope="col" { "Van" } th scope="col" { "Aan" } th scope="col" { "Doel" }
+                        th scope="col" { "Grondslag" } th scope="col" { "Verstrekte gegevens" }
+                        th scope="col" { "Gebruikte toestemming" } th scope="col" { "Bewaartermijn bij de ontvanger" }
                     }
                 }
                 tbody {
@@ -721,10 +880,16 @@ pub fn subject_report_html(report: &SubjectReport, pgn: &str) -> Markup {
                             td { (when(&d.time)) }
                             td { (d.sender_name) }
                             td { (d.recipient_name) br; span.muted { (role_nl(&d.recipient_role)) } }
-                            td { (d.purpose) br; span.muted { "flow " (d.flow_id) } }
+                            td {
+                                (d.flow_name.as_deref().unwrap_or(&d.purpose))
+                                br; span.muted { "doel " (d.purpose) ", flow " (d.flow_id) }
+                            }
                             td { (d.legal_basis) }
-                            td { (fields_list(&d.fields_delivered)) }
-                            td { (fields_list(&d.consents_used)) }
+                            td.fields { (field_groups(&d.delivered_by_category, Readers::Parents, print)) }
+                            td {
+                                @if d.consents_used.is_empty() { span.muted { "geen (niet op toestemming)" } }
+                                @else { (fields_list(&d.consents_used)) }
+                            }
                             td {
                                 @if d.expired_unfetched {
                                     span class="tag expired" { (EventKind::MessageExpired.label_nl()) }
@@ -747,19 +912,20 @@ pub fn subject_report_html(report: &SubjectReport, pgn: &str) -> Markup {
             table {
                 thead {
                     tr {
-                        th { "Kenmerk" } th { "Vastgelegd door" } th { "Doel" } th { "Ontvanger" }
-                        th { "Categorieën" } th { "Gegeven door" } th { "Geldig" } th { "Ingetrokken" }
+                        th scope="col" { "Kenmerk" } th scope="col" { "Vastgelegd door" } th scope="col" { "Doel" }
+                        th scope="col" { "Ontvanger" } th scope="col" { "Soorten gegevens" } th scope="col" { "Gegeven door" }
+                        th scope="col" { "Geldig" } th scope="col" { "Ingetrokken" }
                     }
                 }
                 tbody {
                     @for c in &report.consents {
                         tr {
                             td { code { (c.consent_id) } }
-                            td { (c.registered_by) }
+                            td { (c.registered_by_name) }
                             td { (c.purpose) }
-                            td { (c.recipient) }
-                            td { (c.categories.join(", ")) }
-                            td { (c.given_by) }
+                            td { (c.recipient_name) }
+                            td { (category_names(&c.categories)) }
+                            td { (given_by_nl(&c.given_by)) }
                             td { (c.valid_from) " t/m " (c.valid_until) }
                             td { (c.withdrawn_at.as_deref().map(when).unwrap_or_else(|| "nee".into())) }
                         }
@@ -771,16 +937,17 @@ pub fn subject_report_html(report: &SubjectReport, pgn: &str) -> Markup {
         @if report.refused.is_empty() {
             p.muted { "Geen." }
         } @else {
+            p { "Deze verzoeken zijn door ketenpoort geweigerd: er is niets verstrekt." }
             table {
                 thead {
-                    tr { th { "Datum" } th { "Van" } th { "Aan" } th { "Doel" } th { "Reden" } }
+                    tr { th scope="col" { "Datum" } th scope="col" { "Van" } th scope="col" { "Aan" } th scope="col" { "Doel" } th scope="col" { "Reden" } }
                 }
                 tbody {
                     @for r in &report.refused {
                         tr {
                             td { (when(&r.time)) }
-                            td { (r.sender) }
-                            td { (r.receiver) }
+                            td { (r.sender_name) }
+                            td { (r.receiver_name) }
                             td { (r.purpose) }
                             td { (r.outcome) }
                         }
@@ -788,16 +955,35 @@ pub fn subject_report_html(report: &SubjectReport, pgn: &str) -> Markup {
                 }
             }
         }
+        section.rights {
+            h2 { "Uw rechten" }
+            p {
+                "Richt een verzoek aan de organisatie die de gegevens heeft: de verstrekker (kolom Van) of de ontvanger "
+                "(kolom Aan). U krijgt binnen een maand antwoord (AVG art. 12 lid 3). Ouders oefenen deze rechten uit "
+                "voor een kind onder 16 jaar; vanaf 16 jaar doet de leerling dat zelf."
+            }
+            ul {
+                @for r in &report.rights {
+                    li { strong { (r.right) } " (" (r.article) "). " (r.text) }
+                }
+            }
+            h3 { "Klacht" }
+            p {
+                (report.complaint.text) " "
+                a href=(report.complaint.url) { (report.complaint.name) ": autoriteitpersoonsgegevens.nl" }
+                "."
+            }
+        }
         p.muted { "Dit overzicht noemt de ontvangende organisaties, geen individuele medewerkers. Het logboek bevat welke velden zijn verstrekt, niet de inhoud ervan. Gegevens die niet via ketenpoort zijn uitgewisseld staan hier niet in." }
     }
 }
 
-/// The art. 15 report as a standalone printable page.
-pub fn subject_report_page(report: &SubjectReport, pgn: &str) -> String {
+/// The art. 15 report as a standalone printable page, every list unfolded.
+pub fn subject_report_page(report: &SubjectReport) -> String {
     let title = "Inzageverzoek: verstrekte gegevens over een leerling";
     document(
         title,
-        html! { main { h1 { (title) } (subject_report_html(report, pgn)) } },
+        html! { main { h1 { (title) } (subject_report_html(report, true)) } },
     )
     .into_string()
 }
@@ -831,9 +1017,10 @@ async fn subject(
         Some(pgn) => match api::subject_report(&gw, &officer, &pgn, "console leerling").await {
             Ok(report) => html! {
                 p.noprint {
-                    a href={ "/v1/audit/subjects/" (url(&pgn)) } { "Afdrukbare versie" } " (of druk deze pagina af)"
+                    a href={ "/v1/audit/subjects/" (url(&pgn)) } { "Afdrukbare versie" }
+                    " (met alle velden uitgevouwen; om aan ouders of leerling te geven)"
                 }
-                (subject_report_html(&report, &pgn))
+                (subject_report_html(&report, false))
             },
             Err(p) if p.is_callers() => {
                 status = status_of(&p);
@@ -981,15 +1168,92 @@ struct PolicyParams {
     purpose: Option<String>,
 }
 
-fn explain_block(gw: &Gateway, from: Role, to: Role, purpose: &str) -> Markup {
-    match crate::policy::explain(&gw.policy(), from, to, purpose) {
-        Ok(text) if text.trim().is_empty() => {
-            html! { pre.muted { "(het beleid geeft voor deze flow geen uitleg)" } }
+/// One flow as tables: its properties, then every field by label and path with its category, class, what happens
+/// and why (`policy::explanation`, the same parts as `ketenpoort policy explain`).
+fn explanation_html(e: &Explanation) -> Markup {
+    html! {
+        table.facts {
+            caption { "Flow " (e.flow_id) ": " (e.flow_name) }
+            tbody {
+                @for (heading, text) in &e.facts {
+                    tr {
+                        th scope="row" { (heading) }
+                        td {
+                            @for (i, line) in text.lines().enumerate() {
+                                @if i > 0 { br; }
+                                (line)
+                            }
+                        }
+                    }
+                }
+            }
         }
-        Ok(text) => html! { pre { (text) } },
+        table.flowfields {
+            caption { "Wat flow " (e.flow_id) " met elk veld doet" }
+            thead {
+                tr {
+                    th scope="col" { "Veld" } th scope="col" { "Categorie" } th scope="col" { "Klasse" }
+                    th scope="col" { "Wat er gebeurt" } th scope="col" { "Reden / regel" }
+                }
+            }
+            tbody {
+                @for f in &e.fields {
+                    tr {
+                        th scope="row" {
+                            (f.label)
+                            @if !f.path.is_empty() { br; (path_code(&f.path)) }
+                        }
+                        td { (f.category) }
+                        td { (f.class) }
+                        td { (f.action) }
+                        td { (f.reason) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn explain_block(gw: &Gateway, from: Role, to: Role, purpose: &str) -> Markup {
+    match crate::policy::explanation(&gw.policy(), from, to, purpose) {
+        Ok(e) => explanation_html(&e),
         Err(r) => html! {
             p.muted { "Geen flow: " (r.detail) " " span.muted { "(" (r.code) ")" } }
         },
+    }
+}
+
+/// What the actions, classes and categories on the policy page mean.
+fn policy_legend() -> Markup {
+    html! {
+        h2 id="legenda" { "Legenda" }
+        table.legend {
+            caption { "Wat er met een veld gebeurt" }
+            thead { tr { th scope="col" { "Actie" } th scope="col" { "Betekenis" } } }
+            tbody {
+                @for (action, meaning) in ACTIONS {
+                    tr { th scope="row" { (action) } td { (meaning) } }
+                }
+            }
+        }
+        table.legend {
+            caption { "Klassen (hoe gevoelig een veld is)" }
+            thead { tr { th scope="col" { "Klasse" } th scope="col" { "Betekenis" } } }
+            tbody {
+                @for class in Class::ALL {
+                    tr { th scope="row" { (class.as_str()) } td { (class.meaning_nl()) } }
+                }
+            }
+        }
+        table.legend {
+            caption { "Categorieën (toestemming geldt per categorie)" }
+            thead { tr { th scope="col" { "Code" } th scope="col" { "Categorie" } } }
+            tbody {
+                @for (code, name) in CATEGORIES {
+                    tr { th scope="row" { (code) } td { (name) } }
+                }
+            }
+        }
     }
 }
 
@@ -1094,8 +1358,9 @@ async fn policy(
     };
     let body = html! {
         p {
-            "Per flow (verstrekker, ontvanger, doel) wat er met elk veld gebeurt: verstrekken, alleen met toestemming, grover maken, pseudonimiseren of weigeren. Beleid-hash: "
+            "Per flow (verstrekker, ontvanger, doel) wat er met elk veld gebeurt: toegestaan, alleen met toestemming, gegeneraliseerd, gepseudonimiseerd of geweigerd. Beleid-hash: "
             code { (hash) } ". "
+            a href="#legenda" { "Legenda" } " · "
             a href="#laatste-wijziging" { "Wat veranderde bij het laatste herladen" } "."
         }
         form.single method="get" action="/console/beleid" {
@@ -1114,6 +1379,7 @@ async fn policy(
             h3 { (id) ": " (role_nl(from.as_str())) " → " (role_nl(to.as_str())) ", doel " code { (purpose) } }
             (explain_block(&gw, from, to, purpose))
         }
+        (policy_legend())
     };
     Ok(html(
         StatusCode::OK,

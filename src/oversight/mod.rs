@@ -1,5 +1,7 @@
 //! The privacy officer's questions to the log: who may ask (`require_officer`, `scope_of`), the disclosure search
-//! (filters, paging, CSV), the AVG art. 15 subject report, and (`proofs`) checkpoints and proofs for any partner.
+//! (filters, paging, CSV), the AVG art. 15 subject report (recipients, sources, purposes, categories of data by their
+//! Dutch labels, retention per recipient, the rights and the AP), and (`proofs`) checkpoints and proofs for any
+//! partner.
 //!
 //! An FG sees only entries in which its own organisation is the requester, sender or receiver; the operator's FG
 //! (`sees_all`) sees every entry. Every privacy-officer query is itself a log entry, written before the answer
@@ -16,6 +18,7 @@ use crate::audit::writer::format_time;
 use crate::domain::{Role, SubjectId, SubjectKind};
 use crate::gateway::Gateway;
 use crate::identity::Caller;
+use crate::policy::{group_fields, CategoryGroup, PolicySet};
 use crate::refusal::{ProblemCode, Refusal};
 use crate::store::{EntryFilter, StoredEntry};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -489,12 +492,16 @@ pub struct ReportDisclosure {
     pub purpose: String,
     pub legal_basis: String,
     pub flow_id: String,
+    /// The flow's name in the running policy set (the purpose in words), when the flow still exists.
+    pub flow_name: Option<String>,
     pub agreement_id: Option<String>,
     /// How long the recipient keeps what it received, as the flow told it (absent in entries from before).
     pub receiver_retention: Option<ReceiverRetention>,
     /// The recipient never fetched it: the gateway purged it after its own period (`message-expired`).
     pub expired_unfetched: bool,
     pub fields_delivered: Vec<String>,
+    /// `fields_delivered` per category, named by the labels of the running catalogue (AVG art. 15(1)(b)).
+    pub delivered_by_category: Vec<CategoryGroup>,
     pub fields_withheld: Vec<WithheldField>,
     pub consents_used: Vec<String>,
     pub log_id: String,
@@ -510,16 +517,91 @@ pub struct ReportRecipient {
     pub disclosures: usize,
     pub first: String,
     pub last: String,
+    /// The category codes of everything it received, in order of first appearance.
+    pub categories: Vec<String>,
     /// The retention periods the recipient was told, one per distinct period (AVG art. 15(1)(d)).
     pub retention: Vec<ReceiverRetention>,
 }
+
+/// An organisation the disclosed data came from (AVG art. 15(1)(g)): the sender, from its own records.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportSource {
+    pub organisation: String,
+    pub name: String,
+    pub role: String,
+    pub disclosures: usize,
+}
+
+/// A right of the pupil and the parents, in plain Dutch (AVG art. 15(1)(e)).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Right {
+    pub right: &'static str,
+    pub article: &'static str,
+    pub text: &'static str,
+}
+
+/// The rights every art. 15 report names.
+pub const RIGHTS: [Right; 5] = [
+    Right {
+        right: "Verbetering of aanvulling (rectificatie)",
+        article: "AVG art. 16",
+        text: "Kloppen gegevens niet of zijn ze onvolledig, dan kunt u de organisatie die ze verstrekte vragen ze te \
+               verbeteren of aan te vullen. Die organisatie geeft de verbetering door aan de ontvangers in dit \
+               overzicht (AVG art. 19).",
+    },
+    Right {
+        right: "Verwijdering (wissing)",
+        article: "AVG art. 17",
+        text: "U kunt vragen gegevens te verwijderen, bijvoorbeeld als ze niet meer nodig zijn voor het doel of als \
+               u uw toestemming intrekt. Moet een organisatie de gegevens volgens de wet bewaren, dan mag zij dat \
+               weigeren; zij zegt dan waarom.",
+    },
+    Right {
+        right: "Beperking van het gebruik",
+        article: "AVG art. 18",
+        text: "U kunt vragen het gebruik van gegevens tijdelijk te stoppen, bijvoorbeeld zolang wordt uitgezocht of \
+               ze kloppen of zolang uw bezwaar wordt beoordeeld.",
+    },
+    Right {
+        right: "Bezwaar",
+        article: "AVG art. 21",
+        text: "Verstrekte een organisatie gegevens voor een taak van algemeen belang, dan kunt u daartegen bezwaar \
+               maken vanwege uw persoonlijke situatie. De organisatie stopt dan, tenzij zij zwaarwegende redenen \
+               heeft om door te gaan.",
+    },
+    Right {
+        right: "Toestemming intrekken",
+        article: "AVG art. 7 lid 3",
+        text: "Ging een verstrekking op uw toestemming, dan kunt u die altijd intrekken bij de organisatie die haar \
+               vastlegde. Berichten die de ontvanger nog niet ophaalde, gaan dan zonder die gegevens; wat al \
+               verstrekt is, blijft rechtmatig verstrekt.",
+    },
+];
+
+/// Where to complain (AVG art. 15(1)(f), art. 77).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Authority {
+    pub name: &'static str,
+    pub url: &'static str,
+    pub text: &'static str,
+}
+
+pub const AUTHORITY: Authority = Authority {
+    name: "Autoriteit Persoonsgegevens",
+    url: "https://autoriteitpersoonsgegevens.nl",
+    text: "Bent u het niet eens met hoe met de gegevens is omgegaan, dan kunt u een klacht indienen bij de \
+           Autoriteit Persoonsgegevens. U kunt ook eerst de functionaris gegevensbescherming van de school of \
+           organisatie vragen mee te kijken.",
+};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ReportConsent {
     pub consent_id: String,
     pub registered_by: String,
+    pub registered_by_name: String,
     pub purpose: String,
     pub recipient: String,
+    pub recipient_name: String,
     pub categories: Vec<String>,
     pub given_by: String,
     pub valid_from: String,
@@ -532,7 +614,9 @@ pub struct ReportConsent {
 pub struct ReportRefusal {
     pub time: String,
     pub sender: String,
+    pub sender_name: String,
     pub receiver: String,
+    pub receiver_name: String,
     pub purpose: String,
     pub outcome: String,
 }
@@ -547,8 +631,14 @@ pub struct SubjectReport {
     pub subject_ref: String,
     pub disclosures: Vec<ReportDisclosure>,
     pub recipients: Vec<ReportRecipient>,
+    /// The organisations the disclosed data came from.
+    pub sources: Vec<ReportSource>,
     pub consents: Vec<ReportConsent>,
     pub refused: Vec<ReportRefusal>,
+    /// The rights to rectification, erasure, restriction and objection (and to withdraw a consent).
+    pub rights: [Right; 5],
+    /// The right to complain to the Autoriteit Persoonsgegevens.
+    pub complaint: Authority,
     /// True when the report stopped at its size limit.
     pub truncated: bool,
 }
@@ -558,6 +648,25 @@ fn partner_name(gw: &Gateway, id: &str) -> String {
         .by_id(id)
         .map(|p| p.partner.name.clone())
         .unwrap_or_else(|| id.to_owned())
+}
+
+fn partner_role(gw: &Gateway, id: &str) -> String {
+    gw.partners
+        .by_id(id)
+        .map(|p| p.partner.role.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+/// The logged delivered paths grouped by category, by the labels of the running catalogue of `message_type`.
+pub fn delivered_by_category(
+    policy: &PolicySet,
+    message_type: &str,
+    delivered: &[String],
+) -> Vec<CategoryGroup> {
+    group_fields(
+        policy.catalogue(message_type),
+        delivered.iter().map(|p| (p.as_str(), None)),
+    )
 }
 
 /// Builds the art. 15 report for a PGN (BSN or onderwijsnummer) and logs the query.
@@ -596,6 +705,7 @@ pub async fn subject_report(
             break;
         }
     }
+    let policy = gw.policy();
     let mut disclosures = Vec::new();
     let mut refused = Vec::new();
     // The message id of each disclosure, and the messages that expired unfetched.
@@ -610,6 +720,8 @@ pub async fn subject_report(
                 let recipient = o(&e.receiver);
                 let sender = o(&e.sender);
                 disclosed_ids.push(e.message_id.clone());
+                let message_type = o(&e.message_type);
+                let flow_id = o(&e.flow_id);
                 disclosures.push(ReportDisclosure {
                     time: e.time.clone(),
                     sender_name: partner_name(gw, &sender),
@@ -617,10 +729,19 @@ pub async fn subject_report(
                     recipient_name: partner_name(gw, &recipient),
                     recipient,
                     recipient_role: o(&e.receiver_role),
-                    message_type: o(&e.message_type),
+                    delivered_by_category: delivered_by_category(
+                        &policy,
+                        &message_type,
+                        &e.delivered,
+                    ),
+                    message_type,
                     purpose: o(&e.purpose),
                     legal_basis: o(&e.legal_basis),
-                    flow_id: o(&e.flow_id),
+                    flow_name: policy
+                        .flows()
+                        .find(|f| f.id == flow_id)
+                        .map(|f| f.name.clone()),
+                    flow_id,
                     agreement_id: e.agreement_id.clone(),
                     receiver_retention: e.receiver_retention.clone(),
                     expired_unfetched: false,
@@ -632,13 +753,19 @@ pub async fn subject_report(
                     leaf_hash: hex::encode(shown.leaf_hash),
                 });
             }
-            EventKind::MessageRefused => refused.push(ReportRefusal {
-                time: e.time.clone(),
-                sender: e.sender.clone().unwrap_or_else(|| e.partner.clone()),
-                receiver: o(&e.receiver),
-                purpose: o(&e.purpose),
-                outcome: e.outcome.clone(),
-            }),
+            EventKind::MessageRefused => {
+                let sender = e.sender.clone().unwrap_or_else(|| e.partner.clone());
+                let receiver = o(&e.receiver);
+                refused.push(ReportRefusal {
+                    time: e.time.clone(),
+                    sender_name: partner_name(gw, &sender),
+                    sender,
+                    receiver_name: partner_name(gw, &receiver),
+                    receiver,
+                    purpose: o(&e.purpose),
+                    outcome: e.outcome.clone(),
+                })
+            }
             // Never received: purged unfetched, or recalled by the sender before any fetch.
             EventKind::MessageExpired | EventKind::MessageRecalled => {
                 expired.extend(e.message_id.clone());
@@ -662,15 +789,35 @@ pub async fn subject_report(
                 disclosures: 0,
                 first: d.time.clone(),
                 last: d.time.clone(),
+                categories: Vec::new(),
                 retention: Vec::new(),
             });
         r.disclosures += 1;
         r.last = d.time.clone();
+        for g in &d.delivered_by_category {
+            if let Some(code) = &g.category {
+                if !r.categories.contains(code) {
+                    r.categories.push(code.clone());
+                }
+            }
+        }
         if let Some(p) = &d.receiver_retention {
             if !r.retention.contains(p) {
                 r.retention.push(p.clone());
             }
         }
+    }
+    let mut by_source: BTreeMap<String, ReportSource> = BTreeMap::new();
+    for d in &disclosures {
+        by_source
+            .entry(d.sender.clone())
+            .or_insert_with(|| ReportSource {
+                organisation: d.sender.clone(),
+                name: d.sender_name.clone(),
+                role: partner_role(gw, &d.sender),
+                disclosures: 0,
+            })
+            .disclosures += 1;
     }
     let consents = gw
         .store
@@ -686,8 +833,10 @@ pub async fn subject_report(
         .map(|c| ReportConsent {
             categories: serde_json::from_str(&c.categories).unwrap_or_default(),
             consent_id: c.id,
+            registered_by_name: partner_name(gw, &c.registered_by),
             registered_by: c.registered_by,
             purpose: c.purpose,
+            recipient_name: partner_name(gw, &c.recipient),
             recipient: c.recipient,
             given_by: c.given_by,
             valid_from: c.valid_from,
@@ -713,9 +862,12 @@ pub async fn subject_report(
         scope,
         subject_ref: pseudonym,
         recipients: by_recipient.into_values().collect(),
+        sources: by_source.into_values().collect(),
         disclosures,
         consents,
         refused,
+        rights: RIGHTS,
+        complaint: AUTHORITY,
         truncated,
     })
 }

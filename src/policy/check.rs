@@ -142,6 +142,26 @@ pub fn lint(set: &PolicySet) -> Vec<Finding> {
         lint_flow(set, flow, &mut out);
     }
     for cat in set.catalogues() {
+        let mut unnamed: Vec<&str> = Vec::new();
+        for f in &cat.fields {
+            if super::category_name(&f.category).is_none()
+                && !unnamed.contains(&f.category.as_str())
+            {
+                unnamed.push(&f.category);
+            }
+        }
+        for code in unnamed {
+            out.push(Finding {
+                file: cat.file.clone(),
+                line: Some(cat.line),
+                severity: Severity::Warning,
+                message: format!(
+                    "message type `{}`: category `{code}` is not one of DOMAIN.md; explain, the console and the \
+                     art. 15 report show it without a Dutch name",
+                    cat.message_type
+                ),
+            });
+        }
         if !set.flows().any(|f| f.message_type == cat.message_type) {
             out.push(Finding {
                 file: cat.file.clone(),
@@ -365,14 +385,14 @@ mod tests {
 [[message]]
 type = "rapport"
 fields = [
-  { path = "leerling.naam", category = "ADM", class = "S1" },
-  { path = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "date" },
-  { path = "diagnoses[].categorie", category = "DIAG", class = "S4" },
+  { path = "leerling.naam", label = "leerling.naam", category = "ADM", class = "S1" },
+  { path = "leerling.geboortedatum", label = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "date" },
+  { path = "diagnoses[].categorie", label = "diagnoses[].categorie", category = "DIAG", class = "S4" },
 ]
 
 [[message]]
 type = "ongebruikt"
-fields = [ { path = "x", category = "ADM", class = "S1" } ]
+fields = [ { path = "x", label = "x", category = "ADM", class = "S1" } ]
 "#;
 
     fn flow(fields: &str, special: &str) -> String {
@@ -520,6 +540,48 @@ receiver_text = "30 dagen"
         assert!(f[0].is_error());
         assert_eq!(f[0].file, "catalogue.toml");
         assert_eq!(f[0].line, Some(2));
+    }
+
+    #[test]
+    fn a_field_without_a_label_is_an_error_and_an_unknown_category_a_warning() {
+        let f = run(&flow(r#"{ path = "leerling.*", action = "allow" },"#, ""));
+        assert!(!f.iter().any(|x| x.is_error()), "{f:?}");
+        for (without, says) in [
+            (
+                r#"{ path = "x", category = "ADM", class = "S1" }"#,
+                "missing field `label`",
+            ),
+            (
+                r#"{ path = "x", label = "  ", category = "ADM", class = "S1" }"#,
+                "`label` says in Dutch words",
+            ),
+        ] {
+            let catalogue = CATALOGUE.replace(
+                r#"{ path = "x", label = "x", category = "ADM", class = "S1" }"#,
+                without,
+            );
+            assert_ne!(catalogue, CATALOGUE);
+            let f = check_sources(&[("catalogue.toml".into(), catalogue)]);
+            let e = f
+                .iter()
+                .find(|x| x.is_error())
+                .unwrap_or_else(|| panic!("{without}: {f:?}"));
+            assert_eq!(e.file, "catalogue.toml", "{e}");
+            assert_eq!(e.line, Some(12), "{e}");
+            assert!(e.message.contains(says), "{e}");
+        }
+        let catalogue = CATALOGUE.replace(
+            r#"category = "ADM", class = "S1" } ]"#,
+            r#"category = "XYZ", class = "S1" } ]"#,
+        );
+        assert_ne!(catalogue, CATALOGUE);
+        let f = check_sources(&[("catalogue.toml".into(), catalogue)]);
+        assert!(!f.iter().any(|x| x.is_error()), "{f:?}");
+        assert!(
+            f.iter().any(|x| x.severity == Severity::Warning
+                && x.message.contains("category `XYZ` is not one of DOMAIN.md")),
+            "{f:?}"
+        );
     }
 
     #[test]

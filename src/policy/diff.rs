@@ -4,8 +4,8 @@
 //!
 //! What is compared is what the sets *do*, not their text: per flow (matched by `id`) the action every catalogue
 //! field gets (the most specific rule, so a wildcard that now covers a new catalogue field shows up), the legal
-//! basis, and every other property of the flow; per message type the catalogue's fields. Comments, layout, rule
-//! notes and file names change the policy hash but not what the set does, so they are no difference here.
+//! basis, and every other property of the flow; per message type the catalogue's fields. Comments, layout, rule notes,
+//! field labels and file names change the policy hash but not what the set does, so they are no difference here.
 //!
 //! A property of `Flow` or `CatalogueField` this file has no Dutch label for yet (a key added to the policy
 //! language) is still compared and shown, under its field name and in its `Debug` form (`debug_fields`).
@@ -520,9 +520,10 @@ fn properties(f: &Flow) -> Vec<(String, String)> {
     p
 }
 
-/// The `CatalogueField` fields `field_summary` shows under a Dutch label (the note is for readers only).
-const CATALOGUE_FIELDS_SHOWN: [&str; 7] = [
-    "path", "category", "class", "kind", "date", "values", "note",
+/// The `CatalogueField` fields `field_summary` shows under a Dutch label (the label and the note are words for
+/// readers only: changing them changes nothing the gateway does).
+const CATALOGUE_FIELDS_SHOWN: [&str; 8] = [
+    "path", "label", "category", "class", "kind", "date", "values", "note",
 ];
 
 /// A catalogue field in one line: category, class, kind, date rule, closed list (and unlabelled properties).
@@ -910,7 +911,7 @@ mod tests {
         let at = at + text[at..].find("fields = [").unwrap() + "fields = [".len();
         text.insert_str(
             at,
-            "\n  { path = \"leerling.tweede_roepnaam\", category = \"ADM\", class = \"S1\", kind = \"string\" },",
+            "\n  { path = \"leerling.tweede_roepnaam\", label = \"leerling.tweede_roepnaam\", category = \"ADM\", class = \"S1\", kind = \"string\" },",
         );
         let d = diff(&load(&s), &load(&changed));
         assert_eq!(d.catalogues.len(), 1, "{d}");

@@ -1,57 +1,406 @@
-//! `ketenpoort policy explain`: a plain-text account of one flow and what happens to every field of
-//! its message type, for privacy officers. Reads the loaded set only.
+//! `ketenpoort policy explain` and the console's policy page: one flow and what happens to every field of its
+//! message type, in Dutch, for privacy officers. `explanation` gives the parts, `explain` the text. Reads the loaded
+//! set only.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
+use super::labels::{category_name, ACTIONS};
 use super::{
-    codes, Flow, MessageCatalogue, PolicySet, ReceiverBinding, Refusal, RuleAction, SubjectDelivery,
+    codes, Class, Flow, MessageCatalogue, PolicySet, ReceiverBinding, Refusal, RuleAction,
+    SubjectDelivery,
 };
 use crate::domain::Role;
+
+/// One flow explained: its properties and every field of its message type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    pub flow_id: String,
+    pub flow_name: String,
+    /// (heading, text) about the flow as a whole, in the order shown; a text may have several lines.
+    pub facts: Vec<(&'static str, String)>,
+    /// Every catalogue field of the message type, in catalogue order, then the default for any other field.
+    pub fields: Vec<ExplainedField>,
+    /// The categories of the message type's fields (code, Dutch name), in catalogue order.
+    pub categories: Vec<(String, Option<&'static str>)>,
+}
+
+/// What the flow does with one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplainedField {
+    /// The catalogue's Dutch label (`Achternaam leerling`).
+    pub label: String,
+    /// The catalogue path (`leerling.achternaam`); empty for the row of any other field.
+    pub path: String,
+    pub category: String,
+    pub class: String,
+    /// In the words of `ACTIONS` (`toegestaan`, `alleen met toestemming (ADM)`, `geweigerd`, …).
+    pub action: String,
+    /// The rule that decides, the reason of a refusal, a closed list, the rule's note.
+    pub reason: String,
+}
 
 fn roles(r: &[Role]) -> String {
     r.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-/// (action, reason/notes) of one catalogue field in `flow`.
+/// A field as the reader knows it: `Label (path)`, or the path alone when the catalogue has no such field.
+fn named(cat: &MessageCatalogue, path: &str) -> String {
+    match cat.field(path) {
+        Some(f) => format!("{} ({path})", f.label),
+        None => path.to_owned(),
+    }
+}
+
+/// What a generalisation keeps, in Dutch.
+fn generalised(method: super::GeneraliseMethod) -> String {
+    match method {
+        super::GeneraliseMethod::DateYear => "alleen het jaar".into(),
+        super::GeneraliseMethod::DateYearMonth => "alleen jaar en maand".into(),
+        super::GeneraliseMethod::PostcodePc4 => "alleen de vier cijfers van de postcode".into(),
+        super::GeneraliseMethod::NumberBand(b) => format!("in klassen van {b}"),
+    }
+}
+
+/// An action in the words of `ACTIONS`, with the category whose consent it needs when it needs one.
+fn action_words(action: &RuleAction, flow_consent: bool, category: &str) -> String {
+    let consent = flow_consent || action.needs_consent();
+    let with_consent = |what: String| {
+        if consent {
+            format!("{what}, alleen met toestemming ({category})")
+        } else {
+            what
+        }
+    };
+    match action {
+        RuleAction::Allow | RuleAction::Consent if consent => {
+            format!("alleen met toestemming ({category})")
+        }
+        RuleAction::Allow | RuleAction::Consent => "toegestaan".into(),
+        RuleAction::Generalise { method, .. } => {
+            with_consent(format!("gegeneraliseerd: {}", generalised(*method)))
+        }
+        RuleAction::Pseudonymise { .. } => with_consent("gepseudonimiseerd".into()),
+        RuleAction::Deny { .. } => "geweigerd".into(),
+    }
+}
+
+/// (action, reason) of one catalogue field in a person-level `flow`. A rule with a condition (`when`) reads
+/// "action, anders otherwise", the condition in the reason.
 fn describe(flow: &Flow, cat: &MessageCatalogue, path: &str) -> (String, String) {
     let field = cat.field(path);
     let closed = field
         .and_then(|f| f.values.as_ref())
-        .map(|v| format!("; closed list: {}", v.join(", ")))
+        .map(|v| format!("; gesloten lijst: {}", v.join(", ")))
         .unwrap_or_default();
     let Some(rule) = flow.rule_for(path) else {
-        return ("withhold".into(), "not-in-flow".into());
+        return ("geweigerd".into(), "niet in deze flow (not-in-flow)".into());
     };
-    let consent = flow.consent || rule.action.needs_consent();
     let category = field.map(|f| f.category.as_str()).unwrap_or("-");
-    let with_consent = |what: &str| {
-        if consent {
-            format!("{what} with consent ({category})")
+    let mut action = action_words(&rule.action, flow.consent, category);
+    let mut reason = match &rule.action {
+        RuleAction::Deny { reason } => format!("{reason} (regel `{}`)", rule.pattern_text),
+        _ => format!("regel `{}`{closed}", rule.pattern_text),
+    };
+    if let Some(c) = &rule.condition {
+        action = format!(
+            "{action}, anders {}",
+            action_words(&c.otherwise, flow.consent, category)
+        );
+        let read = if c.own {
+            "de waarde".to_owned()
         } else {
-            what.to_owned()
+            named(cat, &c.field)
+        };
+        reason = format!(
+            "{} als {read} een van deze is: {}; {reason}",
+            action_words(&rule.action, flow.consent, category),
+            c.one_of.join(", ")
+        );
+        if let RuleAction::Deny { reason: why } = &c.otherwise {
+            reason = format!("{reason}; anders: {why}");
         }
+    }
+    let reason = match &rule.note {
+        Some(n) => format!("{reason} — {n}"),
+        None => reason,
     };
-    let action = match &rule.action {
-        RuleAction::Allow | RuleAction::Consent => with_consent("deliver"),
-        RuleAction::Generalise { method, .. } => {
-            with_consent(&format!("generalise {}", method.name()))
-        }
-        RuleAction::Pseudonymise { .. } => with_consent("pseudonymise"),
-        RuleAction::Deny { .. } => "withhold".into(),
-    };
-    let note = match &rule.action {
-        RuleAction::Deny { reason } => format!("deny: {reason}"),
-        _ => format!("rule `{}`{closed}", rule.pattern_text),
-    };
-    let note = match &rule.note {
-        Some(n) => format!("{note} — {n}"),
-        None => note,
-    };
-    (action, note)
+    (action, reason)
 }
 
-fn table(rows: &[[String; 5]]) -> String {
-    let mut widths = [0usize; 5];
+/// (action, reason) of one field of an aggregate's message type.
+fn describe_aggregate(a: &super::AggregateRules, path: &str) -> (String, String) {
+    if path == "cellen[].aantal" {
+        (
+            format!("afgerond op een veelvoud van {}", a.rounding),
+            format!("onderdrukt onder {}", a.min_cell),
+        )
+    } else if path.starts_with("cellen[].")
+        && path != "cellen[].categorie"
+        && !a
+            .dimensions
+            .iter()
+            .any(|d| path == format!("cellen[].{}", d.name))
+    {
+        (
+            "geweigerd (hele bericht)".into(),
+            "geen toegestane dimensie".into(),
+        )
+    } else {
+        ("toegestaan".into(), "vorm van de telling".into())
+    }
+}
+
+fn receiver_binding(flow: &Flow, cat: &MessageCatalogue) -> String {
+    let who = match &flow.receiver {
+        None => "elke partner met een ontvangende rol (niet gebonden aan de zaak)".to_owned(),
+        Some(ReceiverBinding::Field(path)) => {
+            format!("alleen de organisatie die {} noemt", named(cat, path))
+        }
+        Some(ReceiverBinding::MemberOfSender) => {
+            "alleen een samenwerkingsverband waarvan de verzendende school lid is".into()
+        }
+        Some(ReceiverBinding::ServesWoongemeente) => format!(
+            "alleen een organisatie die de woongemeente van de leerling bedient ({})",
+            named(cat, "leerling.woongemeente")
+        ),
+        Some(ReceiverBinding::JgzOfSender) => {
+            "alleen de jeugdgezondheidszorg van de verzendende school".into()
+        }
+        Some(ReceiverBinding::InReplyTo) => format!(
+            "alleen de afzender van het bericht ({}) waarop dit antwoordt (in_reply_to)",
+            flow.answers.as_deref().unwrap_or("-")
+        ),
+    };
+    format!("{who}; anders 403 receiver-not-responsible")
+}
+
+fn facts(policy: &PolicySet, flow: &Flow, cat: &MessageCatalogue) -> Vec<(&'static str, String)> {
+    let mut f: Vec<(&'static str, String)> = vec![
+        (
+            "bestand",
+            format!("{} (beleid-hash {})", flow.file, policy.hash()),
+        ),
+        (
+            "van → naar",
+            format!("{} → {}", roles(&flow.senders), roles(&flow.receivers)),
+        ),
+        ("doel", flow.purpose.clone()),
+        ("soort bericht", flow.message_type.clone()),
+        ("grondslag", flow.legal_basis.to_string()),
+        (
+            "gateway bewaart",
+            format!(
+                "{} dagen zolang de ontvanger het bericht niet bevestigt, daarna gewist \
+                 (message-expired als het nooit is opgehaald)",
+                flow.retention.gateway_days
+            ),
+        ),
+    ];
+    let receiver = &flow.retention.receiver;
+    f.push((
+        "ontvanger bewaart",
+        match receiver.days {
+            Some(days) => format!(
+                "{} ({days} dagen; meegedeeld aan de ontvanger, niet afgedwongen door de gateway)",
+                receiver.text
+            ),
+            None => format!(
+                "{} (meegedeeld aan de ontvanger, niet afgedwongen door de gateway)",
+                receiver.text
+            ),
+        },
+    ));
+    f.push((
+        "verantwoording",
+        if flow.justification_required {
+            "verplicht: de verstrekker legt vast waarom de verstrekking nodig is".into()
+        } else {
+            "niet verplicht (wel als een veld van klasse S4 of ART10 wordt verstrekt)".into()
+        },
+    ));
+    f.push((
+        "toestemming",
+        if flow.consent {
+            "de hele flow rust op toestemming: zonder geldige toestemming wordt het bericht geweigerd".into()
+        } else {
+            "niet voor de flow als geheel".into()
+        },
+    ));
+    f.push((
+        "wie toestemt",
+        format!(
+            "alleen een toestemming die de verstrekker zelf vastlegde telt. Wie toestemt hangt af van de wet van \
+             de verstrekker en de leeftijd van de leerling: UAVG art. 5 (scholen, samenwerkingsverbanden), \
+             Jeugdwet art. 7.3.11 (jeugdhulp); gegevens van de ouders zelf: de ouders{}",
+            if flow.consent_12_15_both {
+                "; 12 tot en met 15 jaar: ouders en jongere samen (een keuze van dit beleid, strenger dan de wet)"
+            } else {
+                ""
+            }
+        ),
+    ));
+    f.push((
+        "leerlingnummer",
+        match flow.subject {
+            SubjectDelivery::AsIs => format!(
+                "ongewijzigd verstrekt (grondslag: {})",
+                flow.subject_basis.as_deref().unwrap_or("-")
+            ),
+            SubjectDelivery::Pseudonymise => {
+                "vervangen door een pseudoniem, verschillend per ontvangende organisatie".into()
+            }
+            SubjectDelivery::None => "niet verstrekt".into(),
+        },
+    ));
+    f.push(("ontvanger", receiver_binding(flow, cat)));
+    if let Some(a) = &flow.agreement {
+        let mut text = format!(
+            "{}, ondertekend door {}, geldig van {} tot en met {}",
+            a.id,
+            a.signatories.join(", "),
+            a.valid_from,
+            a.valid_until
+        );
+        if let Some(d) = &a.description {
+            text.push('\n');
+            text.push_str(d);
+        }
+        f.push(("convenant", text));
+    }
+    for r in &flow.required {
+        let what = match (&r.equals, r.equals_receiver) {
+            (Some(v), _) => format!("moet {v} zijn"),
+            (None, true) => "moet de ontvangende organisatie noemen".into(),
+            (None, false) => "moet aanwezig zijn".into(),
+        };
+        let hint = r
+            .hint
+            .as_deref()
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        f.push(("verplicht", format!("{} {what}{hint}", named(cat, &r.path))));
+    }
+    for l in &flow.screening {
+        f.push((
+            "screening",
+            if l.withhold {
+                format!(
+                    "{} wordt ingehouden (de rest gaat door) als het een term uit de lijst {} noemt ({} termen)",
+                    named(cat, &l.field),
+                    l.category,
+                    l.terms.len()
+                )
+            } else {
+                format!(
+                    "het hele bericht wordt geweigerd als {} een term uit de lijst {} noemt ({} termen)",
+                    named(cat, &l.field),
+                    l.category,
+                    l.terms.len()
+                )
+            },
+        ));
+    }
+    if let Some(a) = &flow.aggregate {
+        f.push((
+            "telling",
+            format!(
+                "alleen aantallen, met ten hoogste {} van de dimensies {}\n\
+                 categorieën {}\n\
+                 cellen van 1 tot en met {} onderdrukt, de rest afgerond op een veelvoud van {}, \
+                 secundaire onderdrukking {}\n\
+                 al het andere, of een leerlingnummer, wordt geweigerd (person-level-in-aggregate)",
+                a.max_dimensions,
+                a.dimension_labels().join(", "),
+                a.categories.join(", "),
+                a.min_cell - 1,
+                a.rounding,
+                if a.secondary_suppression {
+                    "aan"
+                } else {
+                    "UIT"
+                },
+            ),
+        ));
+    }
+    f
+}
+
+/// The parts of the explanation of the flow for (from, to, purpose), or `no-policy` when none is written.
+pub fn explanation(
+    policy: &PolicySet,
+    from: Role,
+    to: Role,
+    purpose: &str,
+) -> Result<Explanation, Refusal> {
+    let flow = policy.find_flow(from, to, purpose).ok_or_else(|| {
+        Refusal::new(
+            codes::NO_POLICY,
+            format!("geen flow staat {from} → {to} toe voor doel {purpose}"),
+        )
+    })?;
+    let cat = policy.catalogue(&flow.message_type).ok_or_else(|| {
+        Refusal::new(
+            codes::NO_POLICY,
+            format!("flow {} heeft geen catalogus", flow.id),
+        )
+    })?;
+    let mut fields: Vec<ExplainedField> = cat
+        .fields
+        .iter()
+        .map(|f| {
+            let (action, reason) = match &flow.aggregate {
+                Some(a) => describe_aggregate(a, &f.path),
+                None => describe(flow, cat, &f.path),
+            };
+            ExplainedField {
+                label: f.label.clone(),
+                path: f.path.clone(),
+                category: f.category.clone(),
+                class: f.class.as_str().to_owned(),
+                action,
+                reason,
+            }
+        })
+        .collect();
+    let (action, reason) = if flow.aggregate.is_some() {
+        (
+            "geweigerd (hele bericht)",
+            "geen telling (person-level-in-aggregate)",
+        )
+    } else {
+        ("geweigerd", "niet in de catalogus (not-in-catalogue)")
+    };
+    fields.push(ExplainedField {
+        label: "(elk ander veld)".into(),
+        path: String::new(),
+        category: "-".into(),
+        class: "-".into(),
+        action: action.into(),
+        reason: reason.into(),
+    });
+    let mut categories: Vec<(String, Option<&'static str>)> = Vec::new();
+    for f in &cat.fields {
+        if !categories.iter().any(|(c, _)| *c == f.category) {
+            categories.push((f.category.clone(), category_name(&f.category)));
+        }
+    }
+    Ok(Explanation {
+        flow_id: flow.id.clone(),
+        flow_name: flow.name.clone(),
+        facts: facts(policy, flow, cat),
+        fields,
+        categories,
+    })
+}
+
+/// Explains the flow for (from, to, purpose) as text, or refuses with `no-policy` when none is written.
+pub fn explain(policy: &PolicySet, from: Role, to: Role, purpose: &str) -> Result<String, Refusal> {
+    explanation(policy, from, to, purpose).map(|e| e.to_string())
+}
+
+/// Rows of cells as columns padded with spaces.
+fn table(rows: &[[&str; 6]]) -> String {
+    let mut widths = [0usize; 6];
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
@@ -72,229 +421,61 @@ fn table(rows: &[[String; 5]]) -> String {
     out
 }
 
-/// Explains the flow for (from, to, purpose), or refuses with `no-policy` when none is written.
-pub fn explain(policy: &PolicySet, from: Role, to: Role, purpose: &str) -> Result<String, Refusal> {
-    let flow = policy.find_flow(from, to, purpose).ok_or_else(|| {
-        Refusal::new(
-            codes::NO_POLICY,
-            format!("no flow allows {from} → {to} for purpose {purpose}"),
-        )
-    })?;
-    let cat = policy.catalogue(&flow.message_type).ok_or_else(|| {
-        Refusal::new(
-            codes::NO_POLICY,
-            format!("flow {} has no catalogue", flow.id),
-        )
-    })?;
-    let mut s = String::new();
-    let _ = writeln!(s, "Flow {} — {}", flow.id, flow.name);
-    let _ = writeln!(
-        s,
-        "  file:           {} (policy set {})",
-        flow.file,
-        policy.hash()
-    );
-    let _ = writeln!(
-        s,
-        "  from → to:      {} → {}",
-        roles(&flow.senders),
-        roles(&flow.receivers)
-    );
-    let _ = writeln!(s, "  purpose:        {}", flow.purpose);
-    let _ = writeln!(s, "  message type:   {}", flow.message_type);
-    let _ = writeln!(s, "  legal basis:    {}", flow.legal_basis);
-    let _ = writeln!(
-        s,
-        "  gateway keeps:  {} days unacknowledged, then purged (message-expired when never fetched)",
-        flow.retention.gateway_days
-    );
-    let receiver = &flow.retention.receiver;
-    match receiver.days {
-        Some(days) => {
-            let _ = writeln!(
-                s,
-                "  receiver keeps: {} ({days} days; told to the receiver, not enforced by the gateway)",
-                receiver.text
-            );
-        }
-        None => {
-            let _ = writeln!(
-                s,
-                "  receiver keeps: {} (told to the receiver, not enforced by the gateway)",
-                receiver.text
-            );
-        }
-    }
-    let _ = writeln!(
-        s,
-        "  justification:  {}",
-        if flow.justification_required {
-            "required"
-        } else {
-            "optional (required anyway when an S4/art. 10 field is delivered)"
-        }
-    );
-    let _ = writeln!(
-        s,
-        "  consent:        {}",
-        if flow.consent {
-            "the whole flow rests on consent; without a valid consent the message is refused"
-        } else {
-            "not for the flow as a whole"
-        }
-    );
-    let _ = writeln!(
-        s,
-        "  who consents:   the sender's own consent only; by the sender's law and the pupil's age: UAVG art. 5 \
-         (schools, SWVs), Jeugdwet art. 7.3.11 (jeugdhulp = true); parents' own data: the parents{}",
-        if flow.consent_12_15_both {
-            "; 12 to 15: ouder-en-jongere (a policy choice, stricter than the law)"
-        } else {
-            ""
-        }
-    );
-    let subject = match flow.subject {
-        SubjectDelivery::AsIs => format!(
-            "delivered as is (basis: {})",
-            flow.subject_basis.as_deref().unwrap_or("-")
-        ),
-        SubjectDelivery::Pseudonymise => {
-            "a pseudonym, different for every receiving organisation".into()
-        }
-        SubjectDelivery::None => "not delivered".into(),
-    };
-    let _ = writeln!(s, "  pupil number:   {subject}");
-    let receiver = match &flow.receiver {
-        None => "any partner of a receiving role (no binding to the case)".to_owned(),
-        Some(ReceiverBinding::Field(path)) => format!("only the organisation `{path}` names"),
-        Some(ReceiverBinding::MemberOfSender) => "only an SWV the sending school belongs to".into(),
-        Some(ReceiverBinding::ServesWoongemeente) => {
-            "only an organisation serving the pupil's leerling.woongemeente".into()
-        }
-        Some(ReceiverBinding::JgzOfSender) => "only the JGZ attached to the sending school".into(),
-        Some(ReceiverBinding::InReplyTo) => format!(
-            "only the sender of the {} this answers (in_reply_to)",
-            flow.answers.as_deref().unwrap_or("message")
-        ),
-    };
-    let _ = writeln!(
-        s,
-        "  receiver:       {receiver}; otherwise 403 receiver-not-responsible"
-    );
-    if let Some(a) = &flow.agreement {
-        let _ = writeln!(
-            s,
-            "  agreement:      {} signed by {}, valid {} to {}",
-            a.id,
-            a.signatories.join(", "),
-            a.valid_from,
-            a.valid_until
-        );
-        if let Some(d) = &a.description {
-            let _ = writeln!(s, "                  {d}");
-        }
-    }
-    for r in &flow.required {
-        let what = match (&r.equals, r.equals_receiver) {
-            (Some(v), _) => format!("must be {v}"),
-            (None, true) => "must name the receiving organisation".into(),
-            (None, false) => "must be present".into(),
-        };
-        let hint = r
-            .hint
-            .as_deref()
-            .map(|h| format!(" ({h})"))
-            .unwrap_or_default();
-        let _ = writeln!(s, "  required:       {} {what}{hint}", r.path);
-    }
-    for l in &flow.screening {
-        let _ = writeln!(
-            s,
-            "  screening:      {} {} when it names a term of {} ({} terms)",
-            l.field,
-            if l.withhold {
-                "withheld (the rest goes)"
-            } else {
-                "refused as a whole"
-            },
-            l.category,
-            l.terms.len()
-        );
-    }
-    if let Some(a) = &flow.aggregate {
-        let dims = a.dimension_labels();
-        let _ = writeln!(
-            s,
-            "  aggregate:      counts only, at most {} of dimensions {}",
-            a.max_dimensions,
-            dims.join(", ")
-        );
-        let _ = writeln!(
-            s,
-            "                  categories {}",
-            a.categories.join(", ")
-        );
-        let _ = writeln!(
-            s,
-            "                  cells of 1–{} suppressed, others rounded to base {}, secondary suppression {}",
-            a.min_cell - 1,
-            a.rounding,
-            if a.secondary_suppression { "on" } else { "OFF" }
-        );
-        let _ = writeln!(s, "                  anything else, or a pupil number, is refused (person-level-in-aggregate)");
-    }
-    s.push('\n');
-
-    let mut rows = vec![[
-        "field".to_owned(),
-        "category".to_owned(),
-        "class".to_owned(),
-        "action".to_owned(),
-        "reason / rule".to_owned(),
-    ]];
-    for f in &cat.fields {
-        let (action, note) = if let Some(a) = &flow.aggregate {
-            if f.path == "cellen[].aantal" {
-                (
-                    format!("round to base {}", a.rounding),
-                    format!("suppressed below {}", a.min_cell),
-                )
-            } else if f.path.starts_with("cellen[].")
-                && f.path != "cellen[].categorie"
-                && !a
-                    .dimensions
-                    .iter()
-                    .any(|d| f.path == format!("cellen[].{}", d.name))
-            {
-                ("refuse".into(), "not an allowed dimension".into())
-            } else {
-                ("deliver".into(), "aggregate schema".into())
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        let _ = writeln!(s, "Flow {} — {}", self.flow_id, self.flow_name);
+        let width = self
+            .facts
+            .iter()
+            .map(|(h, _)| h.chars().count())
+            .max()
+            .unwrap_or(0)
+            + 2;
+        for (heading, text) in &self.facts {
+            for (i, line) in text.lines().enumerate() {
+                let head = if i == 0 {
+                    format!("{heading}:")
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(s, "  {head:<width$}{line}");
             }
-        } else {
-            describe(flow, cat, &f.path)
-        };
-        rows.push([
-            f.path.clone(),
-            f.category.clone(),
-            f.class.as_str().to_owned(),
-            action,
-            note,
-        ]);
+        }
+        s.push('\n');
+        let mut rows = vec![[
+            "Veld",
+            "Pad",
+            "Categorie",
+            "Klasse",
+            "Wat er gebeurt",
+            "Reden / regel",
+        ]];
+        rows.extend(self.fields.iter().map(|r| {
+            [
+                r.label.as_str(),
+                if r.path.is_empty() { "-" } else { &r.path },
+                r.category.as_str(),
+                r.class.as_str(),
+                r.action.as_str(),
+                r.reason.as_str(),
+            ]
+        }));
+        s.push_str(&table(&rows));
+        s.push_str("\nLegenda\n  Wat er gebeurt met een veld:\n");
+        for (action, meaning) in ACTIONS {
+            let _ = writeln!(s, "    {action:<24}{meaning}");
+        }
+        s.push_str("  Klassen:\n");
+        for class in Class::ALL {
+            let _ = writeln!(s, "    {:<8}{}", class.as_str(), class.meaning_nl());
+        }
+        s.push_str("  Categorieën in dit bericht:\n");
+        for (code, name) in &self.categories {
+            let _ = writeln!(s, "    {code:<8}{}", name.unwrap_or("(geen naam)"));
+        }
+        f.write_str(&s)
     }
-    let other = if flow.aggregate.is_some() {
-        ("refuse", "person-level-in-aggregate")
-    } else {
-        ("withhold", "not-in-catalogue")
-    };
-    rows.push([
-        "(any other field)".into(),
-        "-".into(),
-        "-".into(),
-        other.0.into(),
-        other.1.into(),
-    ]);
-    s.push_str(&table(&rows));
-    Ok(s)
 }
 
 #[cfg(test)]
@@ -306,33 +487,123 @@ mod tests {
         PolicySet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap()
     }
 
+    /// The table line of the field with catalogue path `p`.
+    fn line(text: &str, p: &str) -> String {
+        text.lines()
+            .find(|l| l.contains(&format!("  {p}  ")))
+            .unwrap_or_else(|| panic!("no line for {p} in\n{text}"))
+            .to_owned()
+    }
+
     #[test]
-    fn explains_p1_field_by_field() {
+    fn explains_p1_field_by_field_in_dutch() {
         let text = explain(&set(), Role::SchoolPo, Role::SchoolVo, "overstap-po-vo").unwrap();
-        let line = |p: &str| {
-            text.lines()
-                .find(|l| l.starts_with(&format!("{p} ")))
-                .unwrap_or_else(|| panic!("no line for {p} in\n{text}"))
-                .to_owned()
-        };
-        assert!(line("bijlagen[].inhoud").contains("deliver with consent (ATT)"));
-        assert!(line("jeugdhulp.inhoud").contains("withhold"));
-        assert!(line("jeugdhulp.inhoud").contains("deny:"));
-        assert!(line("thuissituatie.zorgpunt").contains("deliver"));
-        assert!(line("thuissituatie.details").contains("withhold"));
-        assert!(line("leerling.achternaam").contains("ADM"));
-        assert!(text.contains("Flow P1"));
-        assert!(text.contains("inzage.ouders_geinformeerd must be true"));
+        let achternaam = line(&text, "leerling.achternaam");
+        assert!(
+            achternaam.starts_with("Achternaam leerling ")
+                && achternaam.contains(" ADM ")
+                && achternaam.contains(" S1 ")
+                && achternaam.contains("toegestaan"),
+            "{achternaam}"
+        );
+        assert!(line(&text, "bijlagen[].inhoud").contains("alleen met toestemming (ATT)"));
+        let jeugdhulp = line(&text, "jeugdhulp.inhoud");
+        assert!(jeugdhulp.starts_with("Inhoud van de jeugdhulp "));
+        assert!(jeugdhulp.contains("geweigerd"));
+        assert!(jeugdhulp.contains("Jeugdwet 7.3.11"), "{jeugdhulp}");
+        assert!(line(&text, "thuissituatie.details").contains("geweigerd"));
+        assert!(text.starts_with("Flow P1 — "));
+        for heading in [
+            "grondslag:",
+            "gateway bewaart:",
+            "ontvanger bewaart:",
+            "leerlingnummer:",
+            "ontvanger:",
+        ] {
+            assert!(
+                text.contains(&format!("\n  {heading} ")),
+                "{heading}\n{text}"
+            );
+        }
+        assert!(
+            text.contains(
+                "Ouders hebben het rapport ingezien (inzage.ouders_geinformeerd) moet true zijn"
+            ),
+            "{text}"
+        );
+        // The legend: the actions, every class, the categories of this message in Dutch.
+        let legend = &text[text.find("\nLegenda\n").expect("a legend")..];
+        for action in [
+            "toegestaan",
+            "alleen met toestemming",
+            "gegeneraliseerd",
+            "gepseudonimiseerd",
+            "geweigerd",
+        ] {
+            assert!(
+                legend.contains(&format!("\n    {action} ")),
+                "{action}\n{legend}"
+            );
+        }
+        for class in ["S0", "S1", "S1X", "S2", "S3", "S4", "ART10"] {
+            assert!(
+                legend.contains(&format!("\n    {class} ")),
+                "{class}\n{legend}"
+            );
+        }
+        assert!(
+            legend.contains("ADM     Administratieve gegevens"),
+            "{legend}"
+        );
+        assert!(legend.contains("AVG art. 9"), "{legend}");
+        // No English action or heading is left.
+        for english in [
+            "deliver",
+            "withhold",
+            "legal basis",
+            "receiver keeps",
+            "with consent",
+        ] {
+            assert!(!text.contains(english), "{english} in\n{text}");
+        }
+        assert!(line(&text, "-").starts_with("(elk ander veld)"));
+    }
+
+    #[test]
+    fn a_rule_with_a_condition_names_both_actions_and_the_field_it_reads() {
+        let text = explain(&set(), Role::SchoolPo, Role::SchoolVo, "overstap-po-vo").unwrap();
+        let iq = line(&text, "cognitief.iq_totaal");
+        assert!(
+            iq.contains("toegestaan, anders alleen met toestemming (COG)")
+                && iq.contains(
+                    "toegestaan als Schooladvies (advies.schooladvies) een van deze is: pro,"
+                ),
+            "{iq}"
+        );
+        let categorie = line(&text, "diagnoses[].categorie");
+        assert!(
+            categorie.contains("toegestaan als de waarde een van deze is: dyslexie,"),
+            "{categorie}"
+        );
     }
 
     #[test]
     fn explains_p4_and_p7() {
         let p4 = explain(&set(), Role::SchoolPo, Role::Wijkteam, "vroegsignalering").unwrap();
+        let birth = line(&p4, "leerling.geboortedatum");
         assert!(
-            p4.contains("generalise date-year with consent (ADM)"),
+            birth.contains("gegeneraliseerd: alleen het jaar, alleen met toestemming (ADM)"),
+            "{birth}"
+        );
+        let subject = p4
+            .lines()
+            .find(|l| l.starts_with("  leerlingnummer: "))
+            .unwrap_or_else(|| panic!("{p4}"));
+        assert!(subject.ends_with(" niet verstrekt"), "{subject}");
+        assert!(
+            p4.contains("bedient (Woongemeente leerling (leerling.woongemeente))"),
             "{p4}"
         );
-        assert!(p4.contains("pupil number:   not delivered"), "{p4}");
         let p7 = explain(
             &set(),
             Role::Leerplicht,
@@ -340,13 +611,29 @@ mod tests {
             "monitoring-thuiszitters",
         )
         .unwrap();
-        assert!(p7.contains("agreement:"), "{p7}");
+        assert!(p7.contains("convenant:"), "{p7}");
         assert!(p7.contains("person-level-in-aggregate"), "{p7}");
+        assert!(line(&p7, "cellen[].aantal").contains("afgerond op een veelvoud van"));
+    }
+
+    #[test]
+    fn the_parts_name_label_path_and_category() {
+        let e = explanation(&set(), Role::SchoolVo, Role::Leerplicht, "verzuimmelding").unwrap();
+        assert_eq!(e.flow_id, "P3");
+        let soort = e.fields.iter().find(|f| f.path == "verzuim.soort").unwrap();
+        assert_eq!(soort.label, "Soort verzuim");
+        assert_eq!(soort.category, "VZM");
+        assert!(e
+            .categories
+            .iter()
+            .any(|(c, n)| c == "VZM" && *n == Some("Verzuimmelding")));
+        assert!(e.fields.iter().all(|f| !f.label.is_empty()));
     }
 
     #[test]
     fn an_unwritten_flow_is_refused() {
         let r = explain(&set(), Role::Wijkteam, Role::SwvVo, "overstap-po-vo").unwrap_err();
         assert_eq!(r.code, "no-policy");
+        assert!(r.detail.starts_with("geen flow staat"), "{}", r.detail);
     }
 }

@@ -286,6 +286,15 @@ impl Builder {
                 ));
                 continue;
             }
+            if fd.label.trim().is_empty() {
+                self.errors.push(here.at(
+                    at,
+                    format!(
+                        "field `{}`: `label` says in Dutch words what the field is (`Achternaam leerling`)",
+                        fd.path
+                    ),
+                ));
+            }
             if fd.category.is_empty() || !fd.category.bytes().all(|b| b.is_ascii_uppercase()) {
                 self.errors.push(here.at(
                     at,
@@ -332,6 +341,7 @@ impl Builder {
             }
             fields.push(CatalogueField {
                 path: fd.path.clone(),
+                label: fd.label.trim().to_owned(),
                 category: fd.category.clone(),
                 class: fd.class,
                 kind: fd.kind,
@@ -1125,8 +1135,8 @@ mod tests {
 [[message]]
 type = "rapport"
 fields = [
-  { path = "leerling.naam", category = "ADM", class = "S1" },
-  { path = "toetsen[].score", category = "TOETS", class = "S2" },
+  { path = "leerling.naam", label = "leerling.naam", category = "ADM", class = "S1" },
+  { path = "toetsen[].score", label = "toetsen[].score", category = "TOETS", class = "S2" },
 ]
 "#;
 
@@ -1179,11 +1189,11 @@ receiver_text = "30 dagen"
 [[message]]
 type = "rapport"
 fields = [
-  { path = "leerling.naam", category = "ADM", class = "S1" },
-  { path = "advies.niveau", category = "ADV", class = "S2", kind = "string" },
-  { path = "advies.soort", category = "ADV", class = "S2", values = ["pro", "havo"] },
-  { path = "toetsen[].score", category = "TOETS", class = "S2", kind = "number" },
-  { path = "toetsen[].naam", category = "TOETS", class = "S2", kind = "string" },
+  { path = "leerling.naam", label = "leerling.naam", category = "ADM", class = "S1" },
+  { path = "advies.niveau", label = "advies.niveau", category = "ADV", class = "S2", kind = "string" },
+  { path = "advies.soort", label = "advies.soort", category = "ADV", class = "S2", values = ["pro", "havo"] },
+  { path = "toetsen[].score", label = "toetsen[].score", category = "TOETS", class = "S2", kind = "number" },
+  { path = "toetsen[].naam", label = "toetsen[].naam", category = "TOETS", class = "S2", kind = "string" },
 ]
 "#;
         let rule = |r: &str| {
@@ -1297,7 +1307,7 @@ fields = [
 
     #[test]
     fn bad_toml_names_file_and_line() {
-        let bad = "[[message]]\ntype = \"x\"\nfields = [\n  { path = \"a\", category = \"ADM\" class = \"S1\" },\n]\n";
+        let bad = "[[message]]\ntype = \"x\"\nfields = [\n  { path = \"a\", label = \"a\", category = \"ADM\" class = \"S1\" },\n]\n";
         let e = load(&[("broken.toml", bad)]).unwrap_err();
         match &e {
             PolicyError::At { file, line, .. } => {
@@ -1330,10 +1340,10 @@ fields = [
     #[test]
     fn a_date_rule_needs_a_date_field_and_a_known_rule() {
         let catalogue = |field: &str| {
-            format!("[[message]]\ntype = \"rapport\"\nfields = [\n  {{ path = \"leerling.naam\", category = \"ADM\", class = \"S1\" }},\n  {field}\n]\n")
+            format!("[[message]]\ntype = \"rapport\"\nfields = [\n  {{ path = \"leerling.naam\", label = \"leerling.naam\", category = \"ADM\", class = \"S1\" }},\n  {field}\n]\n")
         };
         let ok = catalogue(
-            r#"{ path = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "date", date = "birth" }"#,
+            r#"{ path = "leerling.geboortedatum", label = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "date", date = "birth" }"#,
         );
         let set = load(&[("a.toml", &ok)]).unwrap();
         let field = set
@@ -1343,7 +1353,7 @@ fields = [
             .unwrap();
         assert_eq!(field.date, Some(super::super::DateRule::Birth));
         let not_a_date = catalogue(
-            r#"{ path = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "string", date = "birth" }"#,
+            r#"{ path = "leerling.geboortedatum", label = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "string", date = "birth" }"#,
         );
         let e = load(&[("a.toml", &not_a_date)]).unwrap_err().to_string();
         assert!(
@@ -1351,7 +1361,7 @@ fields = [
             "{e}"
         );
         let unknown = catalogue(
-            r#"{ path = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "date", date = "soon" }"#,
+            r#"{ path = "leerling.geboortedatum", label = "leerling.geboortedatum", category = "ADM", class = "S1", kind = "date", date = "soon" }"#,
         );
         let e = load(&[("a.toml", &unknown)]).unwrap_err().to_string();
         assert!(e.contains("soon"), "{e}");

@@ -17,6 +17,7 @@ mod check;
 mod decide;
 mod diff;
 mod explain;
+mod labels;
 mod load;
 mod model;
 mod path;
@@ -39,7 +40,8 @@ pub use binding::{bind_receiver, CaseFacts, ReceiverBinding, Reference};
 pub use check::{check, check_sources, lint, load_checked, load_for_serving, Finding, Severity};
 pub use decide::{age_on, decide, DecisionRequest, BIRTH_DATE_PATH, PARENTS_PREFIX};
 pub use diff::{diff, CatalogueDiff, Change, FlowDiff, PolicyDiff, Section, Status};
-pub use explain::explain;
+pub use explain::{explain, explanation, ExplainedField, Explanation};
+pub use labels::{category_name, group_fields, CategoryGroup, NamedField, ACTIONS, CATEGORIES};
 pub use load::PolicyError;
 pub use path::{strip_paths, Pattern};
 
@@ -185,6 +187,8 @@ fn a_year_after(today: time::Date) -> time::Date {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogueField {
     pub path: String,
+    /// The field in Dutch words (`Achternaam leerling`), for explain, the console and the art. 15 report.
+    pub label: String,
     pub category: String,
     pub class: Class,
     pub kind: Option<ValueKind>,
@@ -1202,6 +1206,7 @@ mod tests {
     fn the_path_tree_knows_every_step_its_rank_and_field() {
         let field = |path: &str| CatalogueField {
             path: path.into(),
+            label: path.into(),
             category: "ADM".into(),
             class: Class::S1,
             kind: None,

@@ -34,6 +34,8 @@ pub(super) struct MessageDef {
 #[serde(deny_unknown_fields)]
 pub(super) struct FieldDef {
     pub path: String,
+    /// What the field is, in Dutch words a privacy officer or a parent reads (`Achternaam leerling`). Required.
+    pub label: String,
     pub category: String,
     pub class: super::Class,
     #[serde(default)]
