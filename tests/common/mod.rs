@@ -3,7 +3,8 @@
 //!
 //! Backends: SQLite always; PostgreSQL when `KETENPOORT_TEST_POSTGRES` holds a server URL
 //! (e.g. `postgres://postgres@127.0.0.1:5432`). Each gateway gets its own database, dropped afterwards.
-//! Outside programs (curl, PostgreSQL): missing ones are reported and skipped locally, and fail under `CI=true`.
+//! Outside programs (curl, PostgreSQL): missing ones are reported and skipped locally, and fail in CI (`CI` set to
+//! any non-empty value, as CI services set it: `true`, `1`, `yes`, ...).
 #![allow(dead_code)]
 
 use http_body_util::{BodyExt, Full};
@@ -79,6 +80,17 @@ pub fn canaries() -> Vec<String> {
     out
 }
 
+/// Whether a `CI` variable with this value means the tests run in CI: any non-empty value does (CI services set
+/// `true`, `1` or their own name); unset or empty does not.
+pub fn ci_value_means_ci(value: Option<&str>) -> bool {
+    value.is_some_and(|v| !v.is_empty())
+}
+
+/// Do the tests run in CI (where a missing outside program fails instead of being skipped)?
+pub fn in_ci() -> bool {
+    ci_value_means_ci(std::env::var("CI").ok().as_deref())
+}
+
 /// Is an outside program available? Locally a missing one is skipped with a notice; under CI it fails.
 pub fn require_program(name: &str, why: &str) -> bool {
     let found = Command::new(name)
@@ -88,7 +100,7 @@ pub fn require_program(name: &str, why: &str) -> bool {
         .status()
         .is_ok();
     if !found {
-        if std::env::var("CI").as_deref() == Ok("true") {
+        if in_ci() {
             panic!("{name} is required in CI for: {why}");
         }
         eprintln!("SKIPPED (no {name} on this machine): {why}");
@@ -108,7 +120,7 @@ pub fn backends() -> Vec<Backend> {
     match std::env::var("KETENPOORT_TEST_POSTGRES") {
         Ok(u) if !u.is_empty() => v.push(Backend::Postgres),
         _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
+            if in_ci() {
                 panic!("KETENPOORT_TEST_POSTGRES must be set in CI (see .ci/run)");
             }
             eprintln!("SKIPPED PostgreSQL variant: KETENPOORT_TEST_POSTGRES is not set");
