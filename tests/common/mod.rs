@@ -479,7 +479,8 @@ dir = "{policies}"
         http_plain(&self.ops_addr, "POST", path)
     }
 
-    /// Every byte of the database file(s) (SQLite) or a dump of every table (PostgreSQL), as text.
+    /// Every byte of the database file(s) (SQLite) or a dump of every table (PostgreSQL), as text; a dump's
+    /// `bytea` values (written as hex) follow it decoded, so a payload stored as bytes is searched as it is.
     pub fn database_bytes(&self) -> Vec<u8> {
         match self.backend {
             Backend::Sqlite => {
@@ -502,7 +503,10 @@ dir = "{policies}"
                     "{}",
                     String::from_utf8_lossy(&out.stderr)
                 );
-                out.stdout
+                let mut bytes = out.stdout;
+                let decoded = bytea_contents(&bytes);
+                bytes.extend(decoded);
+                bytes
             }
         }
     }
@@ -560,6 +564,31 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The bytes of every `bytea` value in a `pg_dump` (which writes them as `\x` and hex digits), one after the
+/// other: a value stored as bytes must be found by a scan of the dump as if it were text.
+pub fn bytea_contents(dump: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 1 < dump.len() {
+        if dump[i] == b'\\' && dump[i + 1] == b'x' {
+            let mut j = i + 2;
+            while j + 1 < dump.len() {
+                match (hex(dump[j]), hex(dump[j + 1])) {
+                    (Some(h), Some(l)) => out.push(h << 4 | l),
+                    _ => break,
+                }
+                j += 2;
+            }
+            out.push(b'\n');
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    out
 }
 
 pub fn unsafe_kill(pid: u32, signal: &str) {
