@@ -4,6 +4,8 @@
 //! PostgreSQL: the test's database stops accepting connections and the gateway's sessions are terminated.
 //! The workload is P1 messages (201, delivered to the receiver under the shipped policies) and consent
 //! registrations, each a durable log entry; afterwards exactly the acknowledged ones exist, and nothing else.
+//! A changed policy set reloaded while the log is down is refused with 503, and after recovery the old set (its
+//! hash, and its decision of the changed field) is still in force.
 
 mod common;
 
