@@ -104,15 +104,12 @@ async fn write_once(c: &Client, n: usize, ack: &mut Acknowledged) -> bool {
     true
 }
 
-/// Writes until the gateway refuses; then checks that both kinds of write are refused.
+/// Writes until the gateway refuses both kinds of write in a row (a P1, then a consent). On a full disk a smaller
+/// write may still fit in room a refused larger one left in the WAL file; whatever was acknowledged is counted.
 async fn write_until_refused(gw: &Gateway, ack: &mut Acknowledged) {
     let c = gw.client("obs-de-linde");
-    for n in 0..4000 {
-        if !write_once(&c, n, ack).await {
-            assert!(
-                !write_once(&c, n + 1, ack).await,
-                "one kind of write still succeeded"
-            );
+    for n in (0..4000).step_by(2) {
+        if !write_once(&c, n, ack).await && !write_once(&c, n + 1, ack).await {
             return;
         }
     }
