@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Long crash-safety run: `kill -9` at random moments, CYCLES times per backend (default 200); debug build as in CI
 # (KETENPOORT_CRASH_PROFILE=release for an optimised one).
-# Prints one summary line per backend (acknowledged-but-missing, delivered-but-unlogged, duplicates, audit verify,
-# recovery p50/p99). PostgreSQL runs too when KETENPOORT_TEST_POSTGRES is set (see .ci/run).
+# Prints one summary line per backend (acknowledged-but-missing, delivered-but-unlogged, fetches-unlogged,
+# acks-unlogged, duplicates, audit verify, recovery p50/p99). PostgreSQL runs too when KETENPOORT_TEST_POSTGRES is set (see .ci/run).
 # Usage: scripts/crash-long.sh [CYCLES] [SEED-HEX]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -7,6 +7,17 @@
 //! - no canary appears in any response body or header to the sender, in any error, in the database file, in the
 //!   tracing output or in the metrics; a receiver gets canaries only in fields the gateway reported delivered.
 //!
+//! P1 and P7 refuse the all-canary payload (their required-field and count-table rules), so each also gets a
+//! `within-rules` variant: every free-text value a canary, the values those rules judge kept real, and every
+//! number a distinctive nine-digit value (P7's counts not multiples of the rounding base, so a count delivered
+//! unrounded is recognisable). Every leaf a receiver gets, of any type, must lie at a path the 201 reported
+//! delivered and not withheld.
+//!
+//! Encryption at rest: while every delivered message still waits unfetched in its mailbox, the database (SQLite
+//! file + WAL, or `pg_dump`) is scanned for every canary and distinctive number; the scan must find each waiting
+//! message's id there (it reads the database that holds them), and every flow must have a canary the receiver
+//! then gets in a delivered field (a known delivered value of every flow was in the database, unreadable).
+//!
 //! Every reference flow must deliver along its roles (at least one 201 per flow), so the canary checks of the
 //! receivers' inboxes always run. It prints the number of combinations, deliveries and leaks (RELIABILITY.md).
 
@@ -71,6 +82,147 @@ fn canarify(v: &mut Value, flow: &str, path: String, out: &mut HashMap<String, S
         }
         _ => {}
     }
+}
+
+/// The first of the distinctive numbers the `within-rules` variants carry: nine digits, so that finding one by
+/// chance in a database file, a dump or the tracing output is not to be expected.
+const NUMBER_BASE: u64 = 731_904_000;
+
+/// The `within-rules` variant of P1 or P7 (none for the other flows, whose all-canary variant is delivered):
+/// every free-text value a canary, what the flow's rules judge kept real, every number distinctive. Returns the
+/// envelope, its canaries (canary -> path) and its distinctive numbers (decimal text -> path).
+fn within_rules(
+    flow: &str,
+    original: &Value,
+) -> Option<(Value, HashMap<String, String>, HashMap<String, String>)> {
+    let mut env = original.clone();
+    let mut canaries = HashMap::new();
+    let mut numbers = HashMap::new();
+    match flow {
+        "P1" => {
+            canarify(&mut env["data"], flow, String::new(), &mut canaries);
+            // Required: `aanmelding.datum` a plausible date, `aanmelding.school` the receiver (set per receiver),
+            // `inzage.ouders_geinformeerd` true (a boolean, which canarify leaves).
+            for (pointer, path) in [
+                ("/aanmelding/datum", "aanmelding.datum"),
+                ("/aanmelding/school", "aanmelding.school"),
+            ] {
+                *env["data"].pointer_mut(pointer).unwrap() =
+                    original["data"].pointer(pointer).unwrap().clone();
+                canaries.retain(|_, at| at != path);
+            }
+            let mut n = NUMBER_BASE;
+            vary_numbers(&mut env["data"], String::new(), &mut n, &mut numbers);
+        }
+        "P7" => {
+            // The count table's schema: `dimensies`, `onderwijssoort` and `categorie` come from closed lists and
+            // stay real; `periode` and the gemeente codes are free codes (letters, digits, '-', at most 32).
+            let periode = format!("CANARY-{flow}-periode");
+            canaries.insert(periode.clone(), "periode".to_owned());
+            env["data"]["periode"] = json!(periode);
+            for (i, cell) in env["data"]["cellen"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .enumerate()
+            {
+                let gemeente = format!(
+                    "CANARY-{flow}-gemeente-{}",
+                    cell["gemeente"].as_str().unwrap()
+                );
+                canaries.insert(gemeente.clone(), "cellen[].gemeente".to_owned());
+                cell["gemeente"] = json!(gemeente);
+                // Counts below the minimum cell stay small (suppressed); the others become distinctive and no
+                // multiple of the rounding base (5), so only their rounded value may ever be delivered.
+                let count = cell["aantal"].as_u64().unwrap();
+                if count >= 5 {
+                    let mut raw = NUMBER_BASE + 100 + 10 * i as u64 + count % 5;
+                    if raw % 5 == 0 {
+                        raw += 1;
+                    }
+                    numbers.insert(raw.to_string(), "cellen[].aantal".to_owned());
+                    cell["aantal"] = json!(raw);
+                }
+            }
+        }
+        _ => return None,
+    }
+    Some((env, canaries, numbers))
+}
+
+/// Replaces every number leaf by the next distinctive number; returns decimal text -> path.
+fn vary_numbers(v: &mut Value, path: String, next: &mut u64, out: &mut HashMap<String, String>) {
+    match v {
+        Value::Number(_) => {
+            *next += 1;
+            out.insert(next.to_string(), path);
+            *v = json!(*next);
+        }
+        Value::Array(a) => {
+            for x in a {
+                vary_numbers(x, format!("{path}[]"), next, out);
+            }
+        }
+        Value::Object(m) => {
+            for (k, x) in m {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                vary_numbers(x, p, next, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// (indexed path, decimal text) of every number leaf.
+fn numbers_at(v: &Value, path: String, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Number(n) => out.push((path, n.to_string())),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, x)| numbers_at(x, format!("{path}[{i}]"), out)),
+        Value::Object(m) => m.iter().for_each(|(k, x)| {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            numbers_at(x, p, out)
+        }),
+        _ => {}
+    }
+}
+
+/// Indexed paths (`cellen[2].aantal`) of every leaf that is not null: strings, numbers and booleans alike.
+fn leaves(v: &Value, path: String, out: &mut Vec<String>) {
+    match v {
+        Value::Null => {}
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, x)| leaves(x, format!("{path}[{i}]"), out)),
+        Value::Object(m) => m.iter().for_each(|(k, x)| {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            leaves(x, p, out)
+        }),
+        _ => out.push(path),
+    }
+}
+
+/// `path` (indexed) is `d` or lies inside it, for some indexed `d` in `list`.
+fn covered_exactly(path: &str, list: &[String]) -> bool {
+    list.iter().any(|d| {
+        let d = d.trim_start_matches("data.");
+        path == d || path.starts_with(&format!("{d}.")) || path.starts_with(&format!("{d}["))
+    })
 }
 
 /// The canaries already in an example, with their paths.
@@ -195,21 +347,34 @@ struct Tally {
     delivered_per_flow: BTreeMap<&'static str, usize>,
     refused: BTreeSet<String>,
     leaks: Vec<String>,
+    /// Every distinctive number of the `within-rules` variants (decimal text -> flow and path).
+    numbers: BTreeMap<String, String>,
+    /// Flow -> canaries a receiver got in a field reported delivered (known delivered values).
+    delivered_canaries: BTreeMap<&'static str, BTreeSet<String>>,
 }
 
 impl Tally {
+    /// Records every canary and every distinctive number in `bytes` as a leak in `place`.
     fn scan(&mut self, place: &str, bytes: &[u8]) {
         for c in find_canaries(bytes) {
             self.leaks.push(format!("{c} in {place}"));
+        }
+        for (n, at) in &self.numbers {
+            if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
+                self.leaks.push(format!("number {n} ({at}) in {place}"));
+            }
         }
     }
 }
 
 struct Sent {
+    flow: &'static str,
     receiver: String,
     delivered: Vec<String>,
     withheld: Vec<String>,
     canaries: HashMap<String, String>,
+    /// Distinctive numbers sent (decimal text -> path); P7's counts may only arrive rounded.
+    numbers: HashMap<String, String>,
 }
 
 async fn matrix(backend: Backend) -> Tally {
@@ -273,10 +438,26 @@ async fn matrix(backend: Backend) -> Tally {
             generated.keys().cloned().collect::<BTreeSet<_>>(),
             "{flow}"
         );
-        for (variant, base, canaries) in [
-            ("original", &original, known),
-            ("all-canary", &all_canary, generated),
-        ] {
+        let mut variants = vec![
+            ("original", original.clone(), known, HashMap::new()),
+            ("all-canary", all_canary, generated, HashMap::new()),
+        ];
+        if let Some((env, canaries, numbers)) = within_rules(flow, &original) {
+            assert_eq!(
+                find_canaries(&serde_json::to_vec(&env).unwrap())
+                    .into_iter()
+                    .collect::<BTreeSet<_>>(),
+                canaries.keys().cloned().collect::<BTreeSet<_>>(),
+                "{flow}"
+            );
+            assert!(!numbers.is_empty(), "{flow}: no number varied");
+            for (n, at) in &numbers {
+                t.numbers.insert(n.clone(), format!("{flow} {at}"));
+            }
+            variants.push(("within-rules", env, canaries, numbers));
+        }
+        for (variant, base, canaries, numbers) in variants {
+            let base = &base;
             for (sender, sender_role, _) in PARTNERS {
                 let mut conn = gw.client(sender).connect().await.unwrap();
                 for (receiver, receiver_role, _) in PARTNERS {
@@ -325,10 +506,12 @@ async fn matrix(backend: Backend) -> Tally {
                             sent.insert(
                                 v["message_id"].as_str().unwrap().to_owned(),
                                 Sent {
+                                    flow,
                                     receiver: receiver.to_owned(),
                                     delivered: strings(&v["delivered"]),
                                     withheld: strings(&v["withheld"]),
                                     canaries: canaries.clone(),
+                                    numbers: numbers.clone(),
                                 },
                             );
                         }
@@ -344,6 +527,20 @@ async fn matrix(backend: Backend) -> Tally {
             }
         }
     }
+
+    // Encryption at rest: every delivered message waits unfetched in its mailbox now. The database holds each one
+    // (its id is found), and none of the values sent (canaries, distinctive numbers) is readable in it.
+    let waiting = gw.database_bytes();
+    for id in sent.keys() {
+        assert!(
+            waiting.windows(id.len()).any(|w| w == id.as_bytes()),
+            "message {id} is not in the scanned database: the scan reads the wrong place"
+        );
+    }
+    t.scan(
+        "the database while every delivered message waits unfetched",
+        &waiting,
+    );
 
     // Every partner on every route.
     let mut inbox_ids: HashMap<&str, Vec<String>> = HashMap::new();
@@ -373,6 +570,35 @@ async fn matrix(backend: Backend) -> Tally {
                         "{canary} at {at} in {partner}'s inbox (delivered {:?})",
                         s.delivered
                     ));
+                } else {
+                    t.delivered_canaries
+                        .entry(s.flow)
+                        .or_default()
+                        .insert(canary);
+                }
+            }
+            // Every leaf, of any type, lies in a field the 201 reported delivered and not withheld.
+            let mut got = Vec::new();
+            leaves(&m["data"], String::new(), &mut got);
+            for at in got {
+                if !covered_exactly(&at, &s.delivered) || covered_exactly(&at, &s.withheld) {
+                    t.leaks.push(format!(
+                        "{at} in {partner}'s inbox ({}; delivered {:?}, withheld {:?})",
+                        s.flow, s.delivered, s.withheld
+                    ));
+                }
+            }
+            // A distinctive number arrives only at its own path, delivered as sent; P7's counts only rounded.
+            let mut got = Vec::new();
+            numbers_at(&m["data"], String::new(), &mut got);
+            for (at, n) in got {
+                if let Some(origin) = s.numbers.get(&n) {
+                    if *origin != without_indices(&at) || s.flow == "P7" {
+                        t.leaks.push(format!(
+                            "number {n} of {origin} at {at} in {partner}'s inbox ({})",
+                            s.flow
+                        ));
+                    }
                 }
             }
             outside_data["messages"][i]["data"] = Value::Null;
@@ -482,12 +708,17 @@ async fn every_role_route_and_flow_with_canaries_leaks_nothing() {
     for backend in backends() {
         let t = matrix(backend).await;
         eprintln!(
-            "authz[{backend:?}]: {} combinations ({} sends, {} delivered {:?}), refusals {:?}, leaks {}",
+            "authz[{backend:?}]: {} combinations ({} sends, {} delivered {:?}), refusals {:?}, \
+             delivered canaries per flow {:?}, leaks {}",
             t.combinations,
             t.sends,
             t.delivered,
             t.delivered_per_flow,
             t.refused,
+            t.delivered_canaries
+                .iter()
+                .map(|(f, c)| (*f, c.len()))
+                .collect::<BTreeMap<_, _>>(),
             t.leaks.len()
         );
         assert!(t.leaks.is_empty(), "leaks:\n{}", t.leaks.join("\n"));
@@ -496,6 +727,12 @@ async fn every_role_route_and_flow_with_canaries_leaks_nothing() {
                 t.delivered_per_flow.get(flow).copied().unwrap_or(0) > 0,
                 "{flow} was never delivered along its roles: {:?}",
                 t.delivered_per_flow
+            );
+            // A canary of this flow reached its receiver in a delivered field: a known delivered value, which the
+            // database scan above looked for while it waited unfetched.
+            assert!(
+                t.delivered_canaries.get(flow).is_some_and(|c| !c.is_empty()),
+                "no canary of {flow} was delivered, so the at-rest scan knew no delivered value of it"
             );
         }
     }

@@ -293,7 +293,8 @@ fn serve_refuses_to_start_on_an_invalid_policy_file_naming_the_file_and_line() {
             what: "TOML syntax error",
             line_containing: "consent = false",
             replace: ("consent = false", "consent = fals"),
-            message: "",
+            // The TOML parser's own words: `fals` is neither a boolean nor a quoted string.
+            message: "invalid string",
         },
         Breakage {
             what: "unknown field action",

@@ -3,6 +3,9 @@
 //! - every acknowledged write is in the log: consent registrations (201, with their log position), refusals
 //!   (403 `no-policy`, found by their unique purpose) and P1 messages (201, with an Idempotency-Key);
 //! - every message a receiver fetched has a `message-disclosed` entry at the position the fetch names;
+//! - every disclosure to the receiver has its own entry: each fetch it got a `message-fetched` entry (one per fetch
+//!   response that held the message, so a message fetched twice needs two), each acknowledgement answered 200 a
+//!   `message-acknowledged` entry at the position the answer names, and no message more than one of those;
 //! - no message is delivered twice: one message id per Idempotency-Key (resends of unanswered requests use the
 //!   same key), and nothing comes back after its acknowledgement;
 //! - `ketenpoort audit verify` passes (every 10 cycles and at the end).
@@ -28,6 +31,8 @@ const SENDERS: [&str; 4] = [
     "wijkteam-noord",
 ];
 const P1_SENDERS: [&str; 2] = ["obs-de-linde", "cbs-het-anker"];
+/// The receiver of the P1 messages, which fetches and acknowledges them.
+const RECEIVER: &str = "lyceum-zuid";
 const BURST: usize = 4;
 
 /// xorshift64*: reproducible random moments from a printed seed.
@@ -82,6 +87,10 @@ struct Ledger {
     fetched_per_key: HashMap<String, HashSet<String>>,
     /// Messages whose acknowledgement was answered 200.
     acked: HashSet<String>,
+    /// Message id -> how many fetch responses held it (each one a disclosure with its own `message-fetched` entry).
+    fetches: HashMap<String, usize>,
+    /// Message id -> receipt named by the answer to its acknowledgement (the `message-acknowledged` entry).
+    ack_receipts: HashMap<String, Receipt>,
     /// A message fetched again after its acknowledgement was answered.
     fetched_after_ack: usize,
     /// A resend answered with another message id than the first answer for its key.
@@ -245,7 +254,7 @@ async fn sender(
 
 /// The receiver: fetches its inbox and acknowledges what it got, until the gateway dies or `stop` is set.
 async fn receiver(gw_addr: String, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
-    let client = Client::new(&gw_addr, "lyceum-zuid");
+    let client = Client::new(&gw_addr, RECEIVER);
     loop {
         let Ok(r) = client
             .try_request("GET", "/v1/inbox?limit=100", &[], None)
@@ -264,6 +273,7 @@ async fn receiver(gw_addr: String, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicB
                 }
                 let key = m["actor"]["id"].as_str().unwrap_or_default().to_owned();
                 l.fetched_per_key.entry(key).or_default().insert(id.clone());
+                *l.fetches.entry(id.clone()).or_default() += 1;
                 l.fetched.insert(id, Receipt::from(&m["disclosure"]));
             }
         }
@@ -276,7 +286,10 @@ async fn receiver(gw_addr: String, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicB
                 Err(_) => return,
                 Ok(r) => {
                     assert_eq!(r.status, 200, "ack: {}", r.text());
-                    ledger.lock().unwrap().acked.insert(id.to_owned());
+                    let receipt = Receipt::from(&r.json()["disclosure"]);
+                    let mut l = ledger.lock().unwrap();
+                    l.acked.insert(id.to_owned());
+                    l.ack_receipts.insert(id.to_owned(), receipt);
                 }
             }
         }
@@ -310,6 +323,10 @@ async fn resend_unanswered(gw: &Gateway, ledger: &Mutex<Ledger>) {
 struct Findings {
     acknowledged_missing: usize,
     delivered_unlogged: usize,
+    /// Fetch responses to the receiver without their own `message-fetched` entry.
+    fetches_unlogged: usize,
+    /// Acknowledgements answered 200 without their `message-acknowledged` entry at the answered position.
+    acks_unlogged: usize,
     duplicates: usize,
 }
 
@@ -339,6 +356,19 @@ async fn check(gw: &Gateway, ledger: &Mutex<Ledger>) -> Findings {
         .filter(|(e, _)| e.event == "message-disclosed")
         .filter_map(|(_, d)| d.message_id.as_deref())
         .collect();
+    // The receiver's own disclosures: `message-fetched` and `message-acknowledged` entries per message id.
+    let mut fetch_entries: HashMap<&str, usize> = HashMap::new();
+    let mut ack_entries: HashMap<&str, usize> = HashMap::new();
+    for (e, d) in &entries {
+        let (Some(id), true) = (d.message_id.as_deref(), e.partner == RECEIVER) else {
+            continue;
+        };
+        match e.event.as_str() {
+            "message-fetched" => *fetch_entries.entry(id).or_default() += 1,
+            "message-acknowledged" => *ack_entries.entry(id).or_default() += 1,
+            _ => {}
+        }
+    }
     let l = ledger.lock().unwrap();
     let mut f = Findings::default();
     let at = |r: &Receipt| by_pos.get(&(r.log_id.clone(), r.seq));
@@ -374,7 +404,28 @@ async fn check(gw: &Gateway, ledger: &Mutex<Ledger>) -> Findings {
             f.delivered_unlogged += 1;
         }
     }
-    f.duplicates = l.second_ids
+    for (id, fetched) in &l.fetches {
+        let logged = fetch_entries.get(id.as_str()).copied().unwrap_or(0);
+        if logged < *fetched {
+            eprintln!(
+                "message {id} was fetched {fetched} times but has {logged} message-fetched entries"
+            );
+            f.fetches_unlogged += fetched - logged;
+        }
+    }
+    for (id, r) in &l.ack_receipts {
+        let logged = matches!(at(r), Some((event, hash, Some(mid))) if *event == "message-acknowledged" && *hash == r.hash && *mid == id);
+        if !logged {
+            eprintln!("acknowledged message {id} has no message-acknowledged entry at {r:?}");
+            f.acks_unlogged += 1;
+        }
+    }
+    let acked_twice = ack_entries.values().filter(|n| **n > 1).count();
+    if acked_twice > 0 {
+        eprintln!("{acked_twice} messages have more than one message-acknowledged entry");
+    }
+    f.duplicates = acked_twice
+        + l.second_ids
         + l.fetched_after_ack
         + l.fetched_per_key
             .values()
@@ -435,8 +486,14 @@ async fn run(backend: Backend, cycles: usize, seed: u64) {
         resend_unanswered(&gw, &ledger).await;
         let f = check(&gw, &ledger).await;
         assert_eq!(
-            (f.acknowledged_missing, f.delivered_unlogged, f.duplicates),
-            (0, 0, 0),
+            (
+                f.acknowledged_missing,
+                f.delivered_unlogged,
+                f.fetches_unlogged,
+                f.acks_unlogged,
+                f.duplicates
+            ),
+            (0, 0, 0, 0, 0),
             "cycle {cycle} (seed {seed:#x}): {f:?}"
         );
         if cycle % 10 == 9 {
@@ -455,16 +512,20 @@ async fn run(backend: Backend, cycles: usize, seed: u64) {
     recoveries.sort();
     eprintln!(
         "crash[{backend:?}] seed {seed:#x}: {cycles} kill -9 cycles in {:.0} s; acknowledged: {} consents, {} refusals, \
-         {} messages ({} fetched, {} acked); acknowledged-but-missing {}, delivered-but-unlogged {}, duplicates {}, \
-         sent-but-never-fetched {lost}; audit verify {}; recovery p50 {:?} p99 {:?} max {:?}\n{}",
+         {} messages ({} fetched in {} fetch responses, {} acked); acknowledged-but-missing {}, delivered-but-unlogged {}, \
+         fetches-unlogged {}, acks-unlogged {}, duplicates {}, sent-but-never-fetched {lost}; audit verify {}; \
+         recovery p50 {:?} p99 {:?} max {:?}\n{}",
         started.elapsed().as_secs_f64(),
         l.consents.len(),
         l.refusals.len(),
         l.sent.len(),
         l.fetched.len(),
+        l.fetches.values().sum::<usize>(),
         l.acked.len(),
         f.acknowledged_missing,
         f.delivered_unlogged,
+        f.fetches_unlogged,
+        f.acks_unlogged,
         f.duplicates,
         if ok { "ok" } else { "FAILED" },
         percentile(&recoveries, 0.5),
@@ -477,10 +538,17 @@ async fn run(backend: Backend, cycles: usize, seed: u64) {
         (
             f.acknowledged_missing,
             f.delivered_unlogged,
+            f.fetches_unlogged,
+            f.acks_unlogged,
             f.duplicates,
             lost
         ),
-        (0, 0, 0, 0)
+        (0, 0, 0, 0, 0, 0),
+        "{f:?}"
+    );
+    assert!(
+        !l.ack_receipts.is_empty(),
+        "no acknowledgement was answered"
     );
     assert!(
         !l.consents.is_empty() && !l.refusals.is_empty(),

@@ -66,16 +66,21 @@ fn readme_walk_through_with_curl() {
     assert_eq!(status, 200);
     assert!(body.contains("\"messages\":[]"), "{body}");
 
-    // TLS 1.1 and below are refused by the listener.
-    let out = Command::new("curl")
-        .args(["-sS", "--tlsv1.1", "--tls-max", "1.1", "--cacert"])
-        .arg(certs_dir().join("ca.crt"))
-        .arg("--cert")
-        .arg(certs_dir().join("obs-de-linde.crt"))
-        .arg("--key")
-        .arg(certs_dir().join("obs-de-linde.key"))
-        .arg(format!("{base}/v1/inbox"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "TLS 1.1 was accepted");
+    // TLS 1.0 and 1.1 are not tested with curl: this curl (OpenSSL 3) refuses to offer TLS 1.1 on its own, so such
+    // a check could not fail. tests/bad_input.rs sends hand-built TLS 1.0 and 1.1 ClientHellos instead.
+}
+
+/// `CI` set to any non-empty value means CI (a missing curl, PostgreSQL or tmpfs then fails instead of skipping):
+/// CI services set `true`, `1` or their own name, not always the literal `true`.
+#[test]
+fn any_non_empty_ci_value_means_ci() {
+    for value in ["true", "1", "yes", "TRUE", "woodpecker"] {
+        assert!(
+            ci_value_means_ci(Some(value)),
+            "CI={value} was not taken as CI"
+        );
+    }
+    for value in [None, Some("")] {
+        assert!(!ci_value_means_ci(value), "CI={value:?} was taken as CI");
+    }
 }

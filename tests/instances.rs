@@ -500,6 +500,237 @@ async fn a_database_defaulting_to_asynchronous_commit_is_refused_unless_allowed(
     drop((gw, gw2));
 }
 
+/// The directory of PostgreSQL's server programs (`initdb`, `pg_ctl`): `pg_config --bindir`, else the newest
+/// `/usr/lib/postgresql/<version>/bin`.
+fn postgres_server_bin() -> Option<PathBuf> {
+    let from_pg_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    debian.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    from_pg_config
+        .into_iter()
+        .chain(debian.into_iter().rev())
+        .find(|bin| bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
+}
+
+/// A PostgreSQL server of the test's own (initdb in a temporary directory, its own port and socket directory),
+/// for server-wide settings (`fsync`, `ALTER SYSTEM`) that must not touch the shared test server other tests use.
+/// Stopped and removed on drop.
+struct PrivateServer {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    /// As root the server runs as the `postgres` user (PostgreSQL refuses to run as root).
+    as_postgres: bool,
+    _dir: TempDir,
+}
+
+impl PrivateServer {
+    /// `None` (SKIPPED locally, a failure in CI) when the server programs are not installed.
+    fn start() -> Option<PrivateServer> {
+        let Some(bin) = postgres_server_bin() else {
+            if in_ci() {
+                panic!(
+                    "initdb and pg_ctl are required in CI for the server-wide durability checks"
+                );
+            }
+            eprintln!("SKIPPED server-wide durability checks: no initdb/pg_ctl on this machine");
+            return None;
+        };
+        let uid = Command::new("id").arg("-u").output().unwrap();
+        let as_postgres = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+        let dir = TempDir::new("kp-pgserver-");
+        if as_postgres {
+            let out = Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(dir.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = PrivateServer {
+            bin,
+            data: dir.path().join("data"),
+            port,
+            as_postgres,
+            _dir: dir,
+        };
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                &server.data.display().to_string(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1",
+            server._dir.path().display()
+        );
+        let log = server._dir.path().join("server.log").display().to_string();
+        server.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &server.data.display().to_string(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        );
+        Some(server)
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> String {
+        let program = self.bin.join(program);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        let out = cmd.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {}{}",
+            program.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// One SQL statement on the server; returns what it printed (unaligned, tuples only).
+    fn sql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args([self.url().as_str(), "-v", "ON_ERROR_STOP=1", "-tAqc", sql])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// `ALTER SYSTEM` (`value` None: `RESET`), then a configuration reload; returns once a new session sees the
+    /// value (the reload reaches new sessions asynchronously).
+    fn alter_system(&self, setting: &str, value: Option<&str>, shown: &str) {
+        match value {
+            Some(v) => self.sql(&format!("ALTER SYSTEM SET {setting} = {v}")),
+            None => self.sql(&format!("ALTER SYSTEM RESET {setting}")),
+        };
+        self.sql("SELECT pg_reload_conf()");
+        for _ in 0..200 {
+            if self.sql(&format!("SHOW {setting}")) == shown {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{setting} never became {shown} after the reload");
+    }
+
+    /// Starts a gateway on this server's `postgres` database; `Err` with its stderr when it refuses.
+    fn gateway(&self) -> Result<Gateway, String> {
+        let mut opts = GatewayOptions::new(Backend::Postgres);
+        opts.database_url = Some(self.url());
+        Gateway::try_start_with(opts)
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let data = self.data.display().to_string();
+        let program = self.bin.join("pg_ctl");
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        let _ = cmd.args(["-D", &data, "-m", "immediate", "stop"]).output();
+    }
+}
+
+/// Server-wide settings that lose commits refuse the start, as `PgStore::durability` promises: `fsync = off` and a
+/// server default of `synchronous_commit = off` (`ALTER SYSTEM`), each on a server of the test's own; with the
+/// setting reset the same gateway starts.
+#[test]
+fn a_server_with_fsync_off_or_asynchronous_commit_by_alter_system_is_refused() {
+    if !postgres_available() {
+        return;
+    }
+    let Some(server) = PrivateServer::start() else {
+        return;
+    };
+    server.alter_system("fsync", Some("off"), "off");
+    match server.gateway() {
+        Ok(_) => panic!("started on a server with fsync = off"),
+        Err(stderr) => assert!(
+            stderr.contains("fsync is off"),
+            "refusal names the setting: {stderr}"
+        ),
+    }
+
+    server.alter_system("fsync", None, "on");
+    server.alter_system("synchronous_commit", Some("off"), "off");
+    match server.gateway() {
+        Ok(_) => {
+            panic!("started on a server whose default is synchronous_commit = off (ALTER SYSTEM)")
+        }
+        Err(stderr) => assert!(
+            stderr.contains("default synchronous_commit is off"),
+            "refusal names the setting: {stderr}"
+        ),
+    }
+
+    server.alter_system("synchronous_commit", None, "on");
+    let gw = server
+        .gateway()
+        .unwrap_or_else(|e| panic!("refused on a durable server: {e}"));
+    assert_eq!(gw.ops_get("/readyz").0, 200);
+    drop(gw);
+}
+
 /// A partner connection kept alive for many requests (HTTP/1.1 over mutual TLS).
 async fn keep_alive(
     addr: &str,
@@ -530,8 +761,9 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap()
 }
 
-/// 8 clients on kept-alive connections send `KETENPOORT_LOAD_N` (default 200) P1 messages at once; every answer must
-/// be logged (refusals too), which the log size proves. Prints figures; asserts nothing about speed
+/// 8 clients on kept-alive connections send `KETENPOORT_LOAD_N` (default 200) P1 messages at once; every one must be
+/// answered 201 (a 5xx, a refusal or any other status fails the run, the warm-up included) and logged, which the log
+/// size proves. Prints figures; asserts nothing about speed
 /// (`KETENPOORT_LOAD_N=2000 cargo test --test instances load_ -- --nocapture` for the closing-note figures).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_send_over_keep_alive() {
@@ -580,13 +812,15 @@ async fn load_send_over_keep_alive() {
                 all
             }
         };
-        run(200).await;
+        let warm_up = run(200).await;
+        assert_all_created(&warm_up, 200, backend, "warm-up");
         let before = gw.ops_get("/metrics").1;
         let started = std::time::Instant::now();
         let statuses = run(n).await;
         let secs = started.elapsed().as_secs_f64();
         let after = gw.ops_get("/metrics").1;
         let delta = |m: &str| metric(&after, m) - metric(&before, m);
+        assert_all_created(&statuses, n, backend, "measured run");
         let logged = delta("ketenpoort_log_size") as usize;
         let batches = delta("ketenpoort_log_batches_total");
         let commit = delta("ketenpoort_log_append_seconds_total");
@@ -604,6 +838,24 @@ async fn load_send_over_keep_alive() {
             commit * 1000.0 / batches
         );
     }
+}
+
+/// Every one of `n` requests was answered 201 (P1 under the shipped policies): no 5xx, no refusal.
+fn assert_all_created(statuses: &BTreeMap<u16, usize>, n: usize, backend: Backend, run: &str) {
+    let server_errors: usize = statuses
+        .iter()
+        .filter(|(s, _)| **s >= 500)
+        .map(|(_, c)| c)
+        .sum();
+    assert_eq!(
+        server_errors, 0,
+        "{backend:?} {run}: {server_errors} answers were 5xx: {statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().map(|(s, c)| (*s, *c)).collect::<Vec<_>>(),
+        [(201, n)],
+        "{backend:?} {run}: not every P1 was answered 201: {statuses:?}"
+    );
 }
 
 #[test]

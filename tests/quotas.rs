@@ -135,3 +135,71 @@ async fn a_flooding_partner_is_limited_and_the_others_get_no_429() {
         "429s are not counted: {metrics}"
     );
 }
+
+/// A request refused with 429 is not written to the disclosure log (a flood must not be able to fill it) and
+/// delivers nothing: after a run of messages on one connection, some of them over the quota, the log holds
+/// exactly one new entry per message answered 201 or 403 and none for a 429, and the receiver's inbox exactly the
+/// messages answered 201.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_requests_are_not_logged_and_deliver_nothing() {
+    const LIMITED: usize = 5;
+    let mut opts = GatewayOptions::new(Backend::Sqlite);
+    opts.extra_config = "[limits]\nrate_per_second = 1\nburst = 2".into();
+    let gw = Gateway::start_with(opts);
+    let before = gw.log_entries().await.len();
+    let mut refused = example_json("P1");
+    refused["purpose"] = serde_json::json!("geen-enkele-flow");
+    let refused = serde_json::to_vec(&refused).unwrap();
+    let mut conn = gw.client("obs-de-linde").connect().await.unwrap();
+    let (mut delivered, mut refused_logged, mut limited) = (0usize, 0usize, 0usize);
+    // Back to back until LIMITED requests were refused with 429 (a request that takes a second or more lets the
+    // bucket refill; the bound only keeps a broken quota from looping forever).
+    for i in 0..500 {
+        if limited == LIMITED {
+            break;
+        }
+        let body = if i % 2 == 0 {
+            example("P1")
+        } else {
+            refused.clone()
+        };
+        let r = conn
+            .request("POST", "/v1/messages", &[], Some(body))
+            .await
+            .unwrap();
+        match r.status {
+            201 => delivered += 1,
+            403 => {
+                assert_eq!(r.code(), "no-policy");
+                refused_logged += 1;
+            }
+            429 => {
+                assert_eq!(r.code(), "rate-limited");
+                limited += 1;
+            }
+            s => panic!("unexpected {s}: {}", r.text()),
+        }
+    }
+    assert_eq!(limited, LIMITED, "the quota never refused a request");
+    assert!(delivered > 0, "no P1 got through the quota");
+    let entries = gw.log_entries().await;
+    let new: Vec<&str> = entries[before..]
+        .iter()
+        .map(|(e, _)| e.event.as_str())
+        .collect();
+    assert_eq!(
+        new.len(),
+        delivered + refused_logged,
+        "{delivered} delivered, {refused_logged} refused with 403, {limited} with 429; new entries {new:?}"
+    );
+    assert_eq!(
+        new.iter().filter(|e| **e == "message-disclosed").count(),
+        delivered,
+        "{new:?}"
+    );
+    assert!(
+        entries.iter().all(|(e, _)| e.outcome != "rate-limited"),
+        "a 429 was logged"
+    );
+    assert_eq!(gw.client("lyceum-zuid").inbox().await.len(), delivered);
+}

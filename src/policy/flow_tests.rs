@@ -213,22 +213,8 @@ fn withheld_reason(d: &Decision, path: &str) -> String {
 
 /// Every input leaf has exactly one outcome, and every delivered leaf has a delivered outcome.
 fn assert_accounted(d: &Decision, env: &Value) {
-    let mut input = Vec::new();
-    path::for_each_leaf(&env["data"], &mut |segs, _| input.push(path::render(segs)));
-    let mut outcomes: Vec<String> = d.fields.iter().map(|f| f.path.clone()).collect();
-    input.sort();
-    outcomes.sort();
-    assert_eq!(input, outcomes);
-    let delivered = d.delivered_paths();
-    path::for_each_leaf(&d.delivered.to_value(), &mut |segs, v| {
-        if !v.is_null() {
-            let p = path::render(segs);
-            assert!(
-                delivered.contains(&p),
-                "{p} in delivered data but not reported"
-            );
-        }
-    });
+    let problems = d.unaccounted(&env["data"]);
+    assert!(problems.is_empty(), "{problems:#?}");
 }
 
 // ------------------------------------------------------------------------------------------ P1

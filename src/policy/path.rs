@@ -168,7 +168,6 @@ pub(super) fn parse_concrete(p: &str) -> Option<Vec<Seg<'_>>> {
 }
 
 /// Calls `f` for every leaf (scalar) of `v` with its path. Empty objects and arrays have no leaves.
-#[cfg(test)]
 pub(super) fn for_each_leaf<'v>(v: &'v Value, f: &mut dyn FnMut(&[Seg<'v>], &'v Value)) {
     fn walk<'v>(v: &'v Value, segs: &mut Vec<Seg<'v>>, f: &mut dyn FnMut(&[Seg<'v>], &'v Value)) {
         match v {

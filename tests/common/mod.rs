@@ -3,7 +3,8 @@
 //!
 //! Backends: SQLite always; PostgreSQL when `KETENPOORT_TEST_POSTGRES` holds a server URL
 //! (e.g. `postgres://postgres@127.0.0.1:5432`). Each gateway gets its own database, dropped afterwards.
-//! Outside programs (curl, PostgreSQL): missing ones are reported and skipped locally, and fail under `CI=true`.
+//! Outside programs (curl, PostgreSQL): missing ones are reported and skipped locally, and fail in CI (`CI` set to
+//! any non-empty value, as CI services set it: `true`, `1`, `yes`, ...).
 #![allow(dead_code)]
 
 use http_body_util::{BodyExt, Full};
@@ -79,6 +80,17 @@ pub fn canaries() -> Vec<String> {
     out
 }
 
+/// Whether a `CI` variable with this value means the tests run in CI: any non-empty value does (CI services set
+/// `true`, `1` or their own name); unset or empty does not.
+pub fn ci_value_means_ci(value: Option<&str>) -> bool {
+    value.is_some_and(|v| !v.is_empty())
+}
+
+/// Do the tests run in CI (where a missing outside program fails instead of being skipped)?
+pub fn in_ci() -> bool {
+    ci_value_means_ci(std::env::var("CI").ok().as_deref())
+}
+
 /// Is an outside program available? Locally a missing one is skipped with a notice; under CI it fails.
 pub fn require_program(name: &str, why: &str) -> bool {
     let found = Command::new(name)
@@ -88,7 +100,7 @@ pub fn require_program(name: &str, why: &str) -> bool {
         .status()
         .is_ok();
     if !found {
-        if std::env::var("CI").as_deref() == Ok("true") {
+        if in_ci() {
             panic!("{name} is required in CI for: {why}");
         }
         eprintln!("SKIPPED (no {name} on this machine): {why}");
@@ -108,7 +120,7 @@ pub fn backends() -> Vec<Backend> {
     match std::env::var("KETENPOORT_TEST_POSTGRES") {
         Ok(u) if !u.is_empty() => v.push(Backend::Postgres),
         _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
+            if in_ci() {
                 panic!("KETENPOORT_TEST_POSTGRES must be set in CI (see .ci/run)");
             }
             eprintln!("SKIPPED PostgreSQL variant: KETENPOORT_TEST_POSTGRES is not set");
@@ -467,7 +479,8 @@ dir = "{policies}"
         http_plain(&self.ops_addr, "POST", path)
     }
 
-    /// Every byte of the database file(s) (SQLite) or a dump of every table (PostgreSQL), as text.
+    /// Every byte of the database file(s) (SQLite) or a dump of every table (PostgreSQL), as text; a dump's
+    /// `bytea` values (written as hex) follow it decoded, so a payload stored as bytes is searched as it is.
     pub fn database_bytes(&self) -> Vec<u8> {
         match self.backend {
             Backend::Sqlite => {
@@ -490,7 +503,10 @@ dir = "{policies}"
                     "{}",
                     String::from_utf8_lossy(&out.stderr)
                 );
-                out.stdout
+                let mut bytes = out.stdout;
+                let decoded = bytea_contents(&bytes);
+                bytes.extend(decoded);
+                bytes
             }
         }
     }
@@ -548,6 +564,31 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The bytes of every `bytea` value in a `pg_dump` (which writes them as `\x` and hex digits), one after the
+/// other: a value stored as bytes must be found by a scan of the dump as if it were text.
+pub fn bytea_contents(dump: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 1 < dump.len() {
+        if dump[i] == b'\\' && dump[i + 1] == b'x' {
+            let mut j = i + 2;
+            while j + 1 < dump.len() {
+                match (hex(dump[j]), hex(dump[j + 1])) {
+                    (Some(h), Some(l)) => out.push(h << 4 | l),
+                    _ => break,
+                }
+                j += 2;
+            }
+            out.push(b'\n');
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    out
 }
 
 pub fn unsafe_kill(pid: u32, signal: &str) {

@@ -213,7 +213,8 @@ pub fn field_filter_delivered(bytes: &[u8]) -> usize {
     if let Some(inner) = data.get("data").cloned() {
         data = inner;
     }
-    let data = ketenpoort::data::Node::from_value(&data);
+    let value = data;
+    let data = ketenpoort::data::Node::from_value(&value);
     let policies = shipped_policies();
     let today = time::Date::from_calendar_date(2026, time::Month::June, 1).unwrap();
     let subject = SubjectId::new(SubjectKind::Pgn, "628194821").unwrap();
@@ -250,6 +251,16 @@ pub fn field_filter_delivered(bytes: &[u8]) -> usize {
                 continue;
             };
             let cat = policies.catalogue(&flow.message_type).unwrap();
+            // The delivered JSON itself, not only the report: every value in it is at a path reported delivered
+            // (and so, by the checks below, catalogued and allowed by the flow), and every leaf of the input has
+            // exactly one outcome.
+            let unaccounted = d.unaccounted(&value);
+            assert!(
+                unaccounted.is_empty(),
+                "flow {}, {} consents: {unaccounted:#?}",
+                flow.id,
+                consents.len()
+            );
             if d.fields.iter().any(|f| f.action.is_delivered()) {
                 delivering += 1;
             }
