@@ -447,6 +447,14 @@ async fn console_pages_in_chromium_show_the_lyceum_fg_only_its_own_organisation(
         .post(&format!("/v1/inbox/{p3_id}/ack"), b"")
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    // The office then finds it was not for them: an incident opens in Lyceum Zuid's breach register.
+    let r = leerplicht
+        .post_json(
+            &format!("/v1/inbox/{p3_id}/misaddressed"),
+            &json!({"reason": "verkeerde-leerling", "copies_deleted": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
     // Another organisation's real delivery, which the lyceum's FG must not see.
     let r = gw
         .client("obs-de-linde")
@@ -589,6 +597,18 @@ async fn console_pages_in_chromium_show_the_lyceum_fg_only_its_own_organisation(
                 "test-alleen-de-linde",
                 "<nav>",
             ],
+        ),
+        (
+            "datalekken",
+            "/console/datalekken".into(),
+            vec![
+                "<h1>Datalekken</h1>",
+                "uur tot de termijn van 72 uur",
+                "verkeerde-leerling",
+                "Stap vastleggen",
+                "Leerplicht",
+            ],
+            vec![],
         ),
         (
             "integriteit",
