@@ -8,6 +8,10 @@
 //!   `message-acknowledged` entry at the position the answer names, and no message more than one of those;
 //! - no message is delivered twice: one message id per Idempotency-Key (resends of unanswered requests use the
 //!   same key), and nothing comes back after its acknowledgement;
+//! - a recall answered 200 is logged (`message-recalled`), and its message was never handed to the receiver, before
+//!   or after; a "niet voor ons" report answered 200 is logged (`message-misaddressed`) and its message never comes
+//!   back; at the end every sent message is in exactly one state in its sender's outbox, the one the clients were
+//!   told (recalled, misaddressed, acknowledged, or still to be fetched);
 //! - `ketenpoort audit verify` passes (every 10 cycles and at the end).
 //!
 //! Recovery time is measured from starting the new process until `/readyz` answers 200.
@@ -95,6 +99,13 @@ struct Ledger {
     fetched_after_ack: usize,
     /// A resend answered with another message id than the first answer for its key.
     second_ids: usize,
+    /// Messages whose recall was answered 200.
+    recalled: HashSet<String>,
+    /// Messages whose "niet voor ons" report was answered 200 (or 409 `already-reported`: an earlier, unanswered
+    /// report committed).
+    reported: HashSet<String>,
+    /// A message fetched again after its report was answered.
+    fetched_after_report: usize,
 }
 
 fn consent_body(n: u64) -> Vec<u8> {
@@ -168,6 +179,36 @@ async fn one(
                 Err(_) => Outcome::Gone,
                 Ok(r) => {
                     record_sent(ledger, &key, &r);
+                    // Every third message is recalled at once, racing the receiver's fetch.
+                    if n % 3 == 0 {
+                        let id = r.json()["message_id"].as_str().unwrap().to_owned();
+                        let body = br#"{"reason": "verkeerde-ontvanger"}"#.to_vec();
+                        match client
+                            .try_request(
+                                "POST",
+                                &format!("/v1/outbox/{id}/recall"),
+                                &[],
+                                Some(body),
+                            )
+                            .await
+                        {
+                            Err(_) => return Outcome::Gone,
+                            Ok(r) if r.status == 200 => {
+                                ledger.lock().unwrap().recalled.insert(id);
+                            }
+                            Ok(r) => {
+                                let code = r.code();
+                                assert!(
+                                    code == "already-fetched"
+                                        || code == "not-recallable"
+                                        || code == "mailbox-busy",
+                                    "recall: {} {}",
+                                    r.status,
+                                    r.text()
+                                );
+                            }
+                        }
+                    }
                     Outcome::Answered
                 }
             }
@@ -271,6 +312,9 @@ async fn receiver(gw_addr: String, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicB
                 if l.acked.contains(&id) {
                     l.fetched_after_ack += 1;
                 }
+                if l.reported.contains(&id) {
+                    l.fetched_after_report += 1;
+                }
                 let key = m["actor"]["id"].as_str().unwrap_or_default().to_owned();
                 l.fetched_per_key.entry(key).or_default().insert(id.clone());
                 *l.fetches.entry(id.clone()).or_default() += 1;
@@ -279,6 +323,32 @@ async fn receiver(gw_addr: String, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicB
         }
         for m in &messages {
             let id = m["message_id"].as_str().unwrap();
+            // About one in four messages (by its id, so a refetch after a crash decides the same) is reported as not
+            // for the receiver instead of acknowledged.
+            if id.ends_with(['0', '1', '2', '3']) {
+                let body = br#"{"reason": "verkeerde-school", "copies_deleted": true}"#.to_vec();
+                match client
+                    .try_request(
+                        "POST",
+                        &format!("/v1/inbox/{id}/misaddressed"),
+                        &[],
+                        Some(body),
+                    )
+                    .await
+                {
+                    Err(_) => return,
+                    Ok(r) => {
+                        assert!(
+                            r.status == 200 || (r.status == 409 && r.code() == "already-reported"),
+                            "report: {} {}",
+                            r.status,
+                            r.text()
+                        );
+                        ledger.lock().unwrap().reported.insert(id.to_owned());
+                    }
+                }
+                continue;
+            }
             match client
                 .try_request("POST", &format!("/v1/inbox/{id}/ack"), &[], None)
                 .await
@@ -328,6 +398,8 @@ struct Findings {
     /// Acknowledgements answered 200 without their `message-acknowledged` entry at the answered position.
     acks_unlogged: usize,
     duplicates: usize,
+    /// A message recalled (200) that the receiver got, or a recall or report answered 200 without its entry.
+    recall_or_report_broken: usize,
 }
 
 /// Compares the ledger with the log as it is in the database now.
@@ -420,6 +492,34 @@ async fn check(gw: &Gateway, ledger: &Mutex<Ledger>) -> Findings {
             f.acks_unlogged += 1;
         }
     }
+    let logged_ok = |event: &str| -> HashSet<&str> {
+        entries
+            .iter()
+            .filter(|(e, _)| e.event == event && e.outcome == "ok")
+            .filter_map(|(_, d)| d.message_id.as_deref())
+            .collect()
+    };
+    let (recall_entries, report_entries) = (
+        logged_ok("message-recalled"),
+        logged_ok("message-misaddressed"),
+    );
+    for id in &l.recalled {
+        if l.fetched.contains_key(id) {
+            eprintln!("message {id} was recalled (200) and the receiver got it");
+            f.recall_or_report_broken += 1;
+        }
+        if !recall_entries.contains(id.as_str()) {
+            eprintln!("recall of {id} answered 200 has no message-recalled entry");
+            f.recall_or_report_broken += 1;
+        }
+    }
+    for id in &l.reported {
+        if !report_entries.contains(id.as_str()) {
+            eprintln!("report of {id} answered has no message-misaddressed entry");
+            f.recall_or_report_broken += 1;
+        }
+    }
+    f.duplicates += l.fetched_after_report;
     let acked_twice = ack_entries.values().filter(|n| **n > 1).count();
     if acked_twice > 0 {
         eprintln!("{acked_twice} messages have more than one message-acknowledged entry");
@@ -432,6 +532,33 @@ async fn check(gw: &Gateway, ledger: &Mutex<Ledger>) -> Findings {
             .map(|ids| ids.len().saturating_sub(1))
             .sum::<usize>();
     f
+}
+
+/// Message id -> outbox status, for every message of the P1 senders.
+async fn outbox_states(gw: &Gateway) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for partner in P1_SENDERS {
+        let client = gw.client(partner);
+        let mut cursor = String::new();
+        loop {
+            let r = client
+                .get(&format!("/v1/outbox?limit=500&cursor={cursor}"))
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let v = r.json();
+            for m in v["messages"].as_array().unwrap() {
+                out.insert(
+                    m["message_id"].as_str().unwrap().to_owned(),
+                    m["status"].as_str().unwrap().to_owned(),
+                );
+            }
+            match v["next_cursor"].as_str() {
+                Some(c) => cursor = c.to_owned(),
+                None => break,
+            }
+        }
+    }
+    out
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -491,9 +618,10 @@ async fn run(backend: Backend, cycles: usize, seed: u64) {
                 f.delivered_unlogged,
                 f.fetches_unlogged,
                 f.acks_unlogged,
-                f.duplicates
+                f.duplicates,
+                f.recall_or_report_broken
             ),
-            (0, 0, 0, 0, 0),
+            (0, 0, 0, 0, 0, 0),
             "cycle {cycle} (seed {seed:#x}): {f:?}"
         );
         if cycle % 10 == 9 {
@@ -502,18 +630,41 @@ async fn run(backend: Backend, cycles: usize, seed: u64) {
         }
     }
     let f = check(&gw, &ledger).await;
+    let states = outbox_states(&gw).await;
     let (ok, out) = gw.audit_verify();
     let l = ledger.lock().unwrap();
+    // Each message is in exactly one state, the one its clients were told.
+    let mut wrong_state = 0;
+    for id in l.sent.values() {
+        let state = states.get(id).map(String::as_str);
+        let expected = if l.recalled.contains(id) {
+            Some("recalled")
+        } else if l.reported.contains(id) {
+            Some("misaddressed")
+        } else if l.acked.contains(id) {
+            Some("acknowledged")
+        } else {
+            // A recall whose answer was lost in a crash may have committed: then it is recalled and never fetched.
+            (!l.fetched.contains_key(id)).then_some("recalled")
+        };
+        if state.is_none() || (expected.is_some() && state != expected) {
+            eprintln!("message {id}: outbox says {state:?}, the clients were told {expected:?}");
+            wrong_state += 1;
+        }
+    }
     let lost = l
         .sent
         .values()
-        .filter(|id| !l.fetched.contains_key(*id))
+        .filter(|id| {
+            !l.fetched.contains_key(*id) && states.get(*id).map(String::as_str) != Some("recalled")
+        })
         .count();
     recoveries.sort();
     eprintln!(
         "crash[{backend:?}] seed {seed:#x}: {cycles} kill -9 cycles in {:.0} s; acknowledged: {} consents, {} refusals, \
          {} messages ({} fetched in {} fetch responses, {} acked); acknowledged-but-missing {}, delivered-but-unlogged {}, \
-         fetches-unlogged {}, acks-unlogged {}, duplicates {}, sent-but-never-fetched {lost}; audit verify {}; \
+         fetches-unlogged {}, acks-unlogged {}, duplicates {}, sent-but-never-fetched {lost}; recalled {} reported {} \
+         (broken {}, wrong outbox state {wrong_state}); audit verify {}; \
          recovery p50 {:?} p99 {:?} max {:?}\n{}",
         started.elapsed().as_secs_f64(),
         l.consents.len(),
@@ -527,6 +678,9 @@ async fn run(backend: Backend, cycles: usize, seed: u64) {
         f.fetches_unlogged,
         f.acks_unlogged,
         f.duplicates,
+        l.recalled.len(),
+        l.reported.len(),
+        f.recall_or_report_broken,
         if ok { "ok" } else { "FAILED" },
         percentile(&recoveries, 0.5),
         percentile(&recoveries, 0.99),
@@ -541,10 +695,16 @@ async fn run(backend: Backend, cycles: usize, seed: u64) {
             f.fetches_unlogged,
             f.acks_unlogged,
             f.duplicates,
-            lost
+            lost,
+            f.recall_or_report_broken,
+            wrong_state
         ),
-        (0, 0, 0, 0, 0, 0),
+        (0, 0, 0, 0, 0, 0, 0, 0),
         "{f:?}"
+    );
+    assert!(
+        !l.recalled.is_empty() && !l.reported.is_empty(),
+        "no recall or no report was answered: the workload does not exercise them"
     );
     assert!(
         !l.ack_receipts.is_empty(),
