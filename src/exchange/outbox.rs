@@ -225,6 +225,15 @@ fn invalid(detail: impl Into<String>) -> Refusal {
     Refusal::new(ProblemCode::InvalidReport, detail)
 }
 
+/// After `ATTEMPTS` lost races.
+fn busy() -> Refusal {
+    Refusal::new(
+        ProblemCode::MailboxBusy,
+        "this message is being fetched or changed by another request; try again",
+    )
+    .with_retry_after(1)
+}
+
 /// The reason code, and the text `anders` requires (at most 500 characters; none for another code).
 fn reason_and_text(
     reason: &str,
@@ -389,11 +398,7 @@ pub async fn recall(
             Err(e) => return Err(Refusal::audit_unavailable().because(e)),
         }
     }
-    Err(Refusal::new(
-        ProblemCode::MailboxBusy,
-        "this message is being fetched or changed by another request; try again",
-    )
-    .with_retry_after(1))
+    Err(busy())
 }
 
 /// `POST /v1/inbox/{id}/misaddressed`: the receiver says the message is not for it. The payload is purged at once
@@ -497,9 +502,5 @@ pub async fn misaddressed(
             Err(e) => return Err(Refusal::audit_unavailable().because(e)),
         }
     }
-    Err(Refusal::new(
-        ProblemCode::MailboxBusy,
-        "this message is being fetched or changed by another request; try again",
-    )
-    .with_retry_after(1))
+    Err(busy())
 }

@@ -244,6 +244,11 @@ fn drain_refused(mut body: Body, max: usize) {
     });
 }
 
+/// A body as read, for the exchange functions that log a refused one themselves.
+fn bytes_of(body: &Result<axum::body::Bytes, Refusal>) -> Result<&[u8], Refusal> {
+    body.as_ref().map(|b| b.as_ref()).map_err(Clone::clone)
+}
+
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()
 }
@@ -320,12 +325,7 @@ async fn post_consent(
     body: Body,
 ) -> Result<Response, Problem> {
     let body = read_body(&gw, &headers, body).await;
-    let recorded = consent::record(
-        &gw,
-        &caller,
-        body.as_ref().map(|b| b.as_ref()).map_err(Clone::clone),
-    )
-    .await?;
+    let recorded = consent::record(&gw, &caller, bytes_of(&body)).await?;
     Ok(json_response(StatusCode::CREATED, recorded))
 }
 
@@ -358,13 +358,7 @@ async fn post_misaddressed(
     body: Body,
 ) -> Result<Response, Problem> {
     let body = read_body(&gw, &headers, body).await;
-    let done = outbox::misaddressed(
-        &gw,
-        &caller,
-        &id,
-        body.as_ref().map(|b| b.as_ref()).map_err(Clone::clone),
-    )
-    .await?;
+    let done = outbox::misaddressed(&gw, &caller, &id, bytes_of(&body)).await?;
     Ok(json_response(StatusCode::OK, done))
 }
 
@@ -404,12 +398,6 @@ async fn post_recall(
     body: Body,
 ) -> Result<Response, Problem> {
     let body = read_body(&gw, &headers, body).await;
-    let done = outbox::recall(
-        &gw,
-        &caller,
-        &id,
-        body.as_ref().map(|b| b.as_ref()).map_err(Clone::clone),
-    )
-    .await?;
+    let done = outbox::recall(&gw, &caller, &id, bytes_of(&body)).await?;
     Ok(json_response(StatusCode::OK, done))
 }
