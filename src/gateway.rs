@@ -5,7 +5,7 @@
 //! reload that changed the policies is kept with its diff (`PolicyChange`) for the console.
 
 use crate::audit::checkpoint::SigningKey;
-use crate::audit::entry::{EventKind, LogEntry};
+use crate::audit::entry::{EventKind, LogEntry, TraceRef};
 use crate::audit::writer::{format_time, now_ms, AuditError, LogWriter, WriterConfig};
 use crate::config::Config;
 use crate::identity::{Caller, PartnerDirectory, PeerCache};
@@ -268,6 +268,12 @@ impl Gateway {
         e.partner = caller.id().to_owned();
         e.organisation = caller.partner().organisation_id().to_owned();
         e.cert_fingerprint = caller.fingerprint.clone();
+        e.trace = caller.trace.as_ref().map(|t| TraceRef {
+            trace_id: t.trace_id.clone(),
+            span_id: t.span_id.clone(),
+            parent_span_id: t.parent_span_id.clone(),
+            transaction_id: t.transaction_id.clone(),
+        });
         e.policy_hash = Some(self.policy().hash().to_owned());
         e
     }

@@ -19,7 +19,8 @@ pub enum PartnersError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
+    /// `{path}:{line}: …` when the error is about one line, else `{path}: …`.
+    #[error("{path}:{}", located(.message))]
     Parse { path: String, message: String },
 }
 
@@ -36,7 +37,7 @@ struct PartnerEntry {
     id: String,
     name: String,
     role: Role,
-    oin: String,
+    oin: toml::Spanned<String>,
     organisation: Option<String>,
     #[serde(default)]
     sees_all: bool,
@@ -55,6 +56,46 @@ struct PartnerEntry {
     /// The JGZ attached to a school (partner ids).
     #[serde(default)]
     jgz: Vec<String>,
+}
+
+/// The prefixes of the OIN stelsel (Logius) a partner's OIN may have: the first 8 of its 20 digits say what it is
+/// derived from (DOMAIN.md "Roles"). Another prefix is refused: a typo in `partners.toml` must not become an
+/// identity no certificate will ever carry, or the wrong one.
+pub const OIN_PREFIXES: [(&str, &str); 4] = [
+    ("00000001", "RSIN"),
+    ("00000003", "KvK-nummer"),
+    ("00000004", "SubOIN"),
+    ("00000099", "test"),
+];
+
+/// Whether `oin` is 20 digits with a known prefix; the reason when not (naming no more than its length).
+pub fn check_oin(oin: &str) -> Result<(), String> {
+    if oin.len() != 20 || !oin.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "an OIN is 20 digits (this one has {} characters)",
+            oin.chars().count()
+        ));
+    }
+    if !OIN_PREFIXES.iter().any(|(p, _)| oin.starts_with(p)) {
+        let known: Vec<String> = OIN_PREFIXES
+            .iter()
+            .map(|(p, what)| format!("{p} ({what})"))
+            .collect();
+        return Err(format!(
+            "the OIN's first 8 digits are no known prefix: {}",
+            known.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// A `from_toml` message after the file name: `12: …` stays (a line), anything else gets a space.
+fn located(message: &str) -> String {
+    if message.starts_with(|c: char| c.is_ascii_digit()) {
+        message.to_owned()
+    } else {
+        format!(" {message}")
+    }
 }
 
 /// A partner known to the gateway, with its per-partner settings.
@@ -95,10 +136,15 @@ impl PartnerDirectory {
     pub fn from_toml(text: &str) -> Result<PartnerDirectory, String> {
         let file: PartnerFile = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut dir = PartnerDirectory::default();
-        for e in file.partner {
-            if e.oin.len() != 20 || !e.oin.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("partner {}: an OIN is 20 digits", e.id));
+        for mut e in file.partner {
+            let line = text[..e.oin.span().start.min(text.len())]
+                .lines()
+                .count()
+                .max(1);
+            if let Err(why) = check_oin(e.oin.get_ref()) {
+                return Err(format!("{line}: partner {}: {why}", e.id));
             }
+            let oin = std::mem::take(e.oin.get_mut());
             if let Some(g) = e.gemeenten.iter().find(|g| !is_gemeentecode(g)) {
                 return Err(format!(
                     "partner {}: gemeente `{}` is not a CBS gemeentecode (4 digits)",
@@ -118,7 +164,7 @@ impl PartnerDirectory {
                     id: e.id.clone(),
                     name: e.name,
                     role: e.role,
-                    oin: e.oin.clone(),
+                    oin: oin.clone(),
                     organisation: e.organisation,
                 },
                 sees_all: e.sees_all,
@@ -136,7 +182,7 @@ impl PartnerDirectory {
             }
             if dir
                 .by_cert
-                .entry(e.oin)
+                .entry(oin)
                 .or_default()
                 .insert(cn, info)
                 .is_some()
@@ -243,6 +289,8 @@ impl PeerCache {
 pub struct Caller {
     pub info: Arc<PartnerInfo>,
     pub fingerprint: String,
+    /// The request's trace context (set by the HTTP layer from its headers; never identity).
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 impl Caller {
@@ -291,6 +339,7 @@ pub fn identify(
         Some(info) => Ok(Caller {
             info: info.clone(),
             fingerprint: cert.fingerprint_sha256.clone(),
+            trace: None,
         }),
         None => Err(Refusal::new(
             ProblemCode::UnknownPartner,
@@ -488,6 +537,39 @@ organisation = "lyceum-zuid"
             &PARTNERS[..PARTNERS.find("[[partner]]\nid = \"fg").unwrap()]
         );
         assert!(PartnerDirectory::from_toml(&twice).is_err());
+    }
+
+    #[test]
+    fn an_oin_is_20_digits_with_a_known_prefix_and_a_bad_one_names_its_line() {
+        assert!(check_oin("00000001800000000003").is_ok());
+        assert!(check_oin("00000099000000000001").is_ok());
+        for bad in [
+            "0000000180000000000",
+            "000000018000000000031",
+            "0000000180000000000x",
+            "12345678800000000003",
+            "00000002800000000003",
+        ] {
+            assert!(check_oin(bad).is_err(), "{bad}");
+        }
+        let text = "[[partner]]\nid = 'a'\nname = 'a'\nrole = 'school-po'\noin = '00000001800000000001'\n\n[[partner]]\nid = 'b'\nname = 'b'\nrole = 'school-po'\noin = '99999999800000000002'\n";
+        let e = PartnerDirectory::from_toml(text).unwrap_err();
+        assert!(
+            e.starts_with("11: partner b: the OIN's first 8 digits are no known prefix"),
+            "{e}"
+        );
+        let shown = PartnersError::Parse {
+            path: "partners.toml".into(),
+            message: e,
+        }
+        .to_string();
+        assert!(shown.starts_with("partners.toml:11: partner b:"), "{shown}");
+        let shown = PartnersError::Parse {
+            path: "partners.toml".into(),
+            message: "TOML parse error".into(),
+        }
+        .to_string();
+        assert_eq!(shown, "partners.toml: TOML parse error");
     }
 
     #[test]

@@ -25,3 +25,4 @@ pub mod refusal;
 pub mod retention;
 pub mod store;
 pub mod tls;
+pub mod trace;

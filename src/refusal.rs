@@ -85,6 +85,9 @@ problem_codes! {
     CertificateNotForClients = "certificate-not-for-clients", 403;
     CrlExpired = "crl-expired", 503;
     RateLimited = "rate-limited", 429;
+    // Trace context and FSC transaction id headers.
+    InvalidTraceContext = "invalid-trace-context", 400;
+    InvalidTransactionId = "invalid-transaction-id", 400;
     // Counted in metrics only: a connection over the partner's cap is closed before any request.
     TooManyConnections = "too-many-connections", 429;
     // Mailbox and consents.

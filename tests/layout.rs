@@ -28,6 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "refusal",
             "retention",
             "tls",
+            "trace",
         ],
     ),
     (
@@ -69,7 +70,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("audit", &["metrics", "store"]),
     ("ratelimit", &["domain", "identity", "refusal"]),
-    ("identity", &["certs", "domain", "refusal", "tls"]),
+    ("identity", &["certs", "domain", "refusal", "tls", "trace"]),
+    ("trace", &["refusal"]),
     ("policy", &["data", "domain", "refusal"]),
     ("envelope", &["data", "domain", "refusal"]),
     ("tls", &["certs"]),

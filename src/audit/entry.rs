@@ -161,6 +161,20 @@ mod event_kind_tests {
     }
 }
 
+/// The trace context of the request an entry records (W3C trace context and the FSC transaction id), so one exchange
+/// can be followed across organisations. Random ids: no pupil, partner or payload information.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceRef {
+    pub trace_id: String,
+    /// The gateway's span for the request.
+    pub span_id: String,
+    /// The caller's span, when it sent a `traceparent`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub parent_span_id: Option<String>,
+    pub transaction_id: String,
+}
+
 /// The professional on whose behalf a partner system acted (NEN 7513).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActorRef {
@@ -201,6 +215,10 @@ pub struct LogEntry {
     pub organisation: String,
     /// SHA-256 fingerprint (hex) of the verified client certificate.
     pub cert_fingerprint: String,
+    /// The request's trace context (entries written since trace contexts; absent in older ones and in the gateway's
+    /// own entries).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub trace: Option<TraceRef>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub actor: Option<ActorRef>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -327,7 +345,7 @@ struct V2<'a> {
 impl Serialize for V2<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let e = self.e;
-        let mut m = s.serialize_struct("LogEntry", 28)?;
+        let mut m = s.serialize_struct("LogEntry", 29)?;
         macro_rules! opt {
             ($name:literal, $field:expr) => {
                 match &$field {
@@ -344,6 +362,7 @@ impl Serialize for V2<'_> {
         m.serialize_field("partner", &e.partner)?;
         m.serialize_field("organisation", &e.organisation)?;
         m.serialize_field("cert_fingerprint", &e.cert_fingerprint)?;
+        opt!("trace", e.trace);
         opt!("actor", e.actor);
         opt!("message_id", e.message_id);
         opt!("sender", e.sender);

@@ -230,6 +230,8 @@ async fn open_message(
         "justification": stored.get("justification").cloned().unwrap_or(Value::Null),
         "data": stored.get("data").cloned().unwrap_or(Value::Null),
         "retention": retention_json(stored.get("retention"), m.expires_ms),
+        // The sender's trace: the receiver continues it, so one exchange can be followed across organisations.
+        "trace": stored.get("trace").cloned().unwrap_or(Value::Null),
         "sent_at": crate::audit::writer::format_time(m.created_ms),
         "redelivery": row.fetch_count > 0,
         "disclosure": disclosure_json(&Receipt { log_id: m.log_id.clone(), seq: m.seq, leaf_hash: m.leaf_hash }),

@@ -140,7 +140,7 @@ async fn phases<'b>(
     let consents = consents(gw, subject_key.as_deref()).await?;
     let decision = decide(gw, &policies, caller, &receiver.partner, env, &consents)?;
     let message_id = new_id();
-    let sealed = seal(gw, &message_id, env, &decision)?;
+    let sealed = seal(gw, caller, &message_id, env, &decision)?;
     let mut entry = gw.entry_for(caller, EventKind::MessageDisclosed);
     describe_message(&mut entry, env, &receiver.partner);
     entry.message_id = Some(message_id.clone());
@@ -354,8 +354,18 @@ struct Sealed {
 }
 
 /// Phase seal: the delivered payload, encrypted for the receiver's mailbox with the message id as AAD.
-fn seal(gw: &Gateway, message_id: &str, env: &Envelope<'_>, d: &Decision) -> Result<Sealed, Stop> {
+fn seal(
+    gw: &Gateway,
+    caller: &Caller,
+    message_id: &str,
+    env: &Envelope<'_>,
+    d: &Decision,
+) -> Result<Sealed, Stop> {
     let stored = StoredPayload {
+        trace: caller.trace.as_ref().map(|t| StoredTrace {
+            traceparent: t.traceparent(),
+            fsc_transaction_id: &t.transaction_id,
+        }),
         subject: &d.subject,
         actor: StoredActor {
             id: &env.actor.id,
@@ -461,6 +471,9 @@ fn replay(prev: IdempotencyRecord, body_hash: &str) -> Stop {
 /// delivered tree into another `Value` first.
 #[derive(serde::Serialize)]
 struct StoredPayload<'a> {
+    /// The sender's trace context (with the gateway's span of the send), passed on to the receiver on fetch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace: Option<StoredTrace<'a>>,
     subject: &'a Option<Value>,
     actor: StoredActor<'a>,
     justification: &'a Option<String>,
@@ -471,6 +484,12 @@ struct StoredPayload<'a> {
     /// Sealed, never in a plain column: it would tell the pupil's birthday.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     consent_counts_until: std::collections::BTreeMap<&'a str, String>,
+}
+
+#[derive(serde::Serialize)]
+struct StoredTrace<'a> {
+    traceparent: String,
+    fsc_transaction_id: &'a str,
 }
 
 #[derive(serde::Serialize)]

@@ -12,9 +12,10 @@ use crate::gateway::Gateway;
 use crate::identity::{self, Caller};
 use crate::oversight;
 use crate::refusal::{ProblemCode, Refusal};
+use crate::trace::TraceContext;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -113,10 +114,30 @@ async fn authenticate(State(gw): State<Arc<Gateway>>, mut req: Request, next: Ne
             gw.limits.check(&caller.info)?;
             Ok(caller)
         });
-    let resp = match caller {
+    let resp = match caller.and_then(|mut caller| {
+        let h = req.headers();
+        caller.trace = Some(TraceContext::from_headers(
+            h.get("traceparent").map(|v| v.as_bytes()),
+            h.get("fsc-transaction-id").map(|v| v.as_bytes()),
+            crate::audit::writer::now_ms(),
+        )?);
+        Ok(caller)
+    }) {
         Ok(caller) => {
+            let trace = caller.trace.clone();
             req.extensions_mut().insert(caller);
-            next.run(req).await
+            let mut resp = next.run(req).await;
+            // The exchange can be followed: the caller's trace with the gateway's span, and its transaction id.
+            if let Some(t) = trace {
+                let h = resp.headers_mut();
+                if let Ok(v) = HeaderValue::from_str(&t.traceparent()) {
+                    h.insert("traceparent", v);
+                }
+                if let Ok(v) = HeaderValue::from_str(&t.transaction_id) {
+                    h.insert("fsc-transaction-id", v);
+                }
+            }
+            resp
         }
         Err(p) => {
             gw.metrics.refusal(p.code.as_str());
