@@ -93,6 +93,46 @@ async fn one_exchange_is_followed_by_its_trace_and_transaction_id() {
         assert_eq!(ft.transaction_id, own_tx);
         assert!(own.contains(&ft.trace_id) && own.contains(&ft.span_id));
 
+        // The privacy officer's NEN 7513 view finds the disclosure under the same trace and transaction id, with the
+        // pupil as a pseudonym only.
+        let fg = gw.client("fg-obs-de-linde");
+        let r = fg
+            .get("/v1/audit/disclosures?event=message-disclosed&format=nen7513")
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let records = r.json()["records"].as_array().unwrap().clone();
+        let rec = records
+            .iter()
+            .find(|x| x["trace_id"] == TRACE)
+            .unwrap_or_else(|| panic!("{records:?}"));
+        assert_eq!(rec["transactie_id"], TRANSACTION);
+        assert_eq!(rec["actiecode"], "E");
+        assert_eq!(rec["resultaat"], "geslaagd");
+        assert_eq!(rec["gebruiker_id"], "mvisser");
+        assert_eq!(rec["organisatie"], "obs-de-linde");
+        assert_eq!(rec["doel"], "overstap-po-vo");
+        assert_eq!(rec["client"].as_str().unwrap().len(), 32);
+        assert_absent(&r.body, &canaries(), "the NEN 7513 view");
+        assert_absent(&r.body, &["628194821".to_owned()], "the NEN 7513 view");
+        let csv = fg
+            .request(
+                "GET",
+                "/v1/audit/disclosures?format=nen7513",
+                &[("accept", "text/csv")],
+                None,
+            )
+            .await
+            .text();
+        assert!(
+            csv.starts_with("gebeurtenis,omschrijving,datum_tijd,actiecode"),
+            "{csv}"
+        );
+        assert!(csv.contains(TRACE) && csv.contains(TRANSACTION), "{csv}");
+        assert_eq!(
+            fg.get("/v1/audit/disclosures?format=ldv").await.code(),
+            "invalid-query"
+        );
+
         // Malformed: 400 with a code, nothing delivered, nothing logged.
         let before = gw.log_entries().await.len();
         for (name, value, code) in [

@@ -129,9 +129,42 @@ async fn get_disclosures(
     params: Result<Query<DisclosureParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(p) = params.map_err(|_| invalid_query(oversight::DISCLOSURE_PARAMS))?;
+    let nen = match p.format.as_deref().map(str::trim) {
+        None | Some("") => false,
+        Some("nen7513") => true,
+        Some(_) => return Err(invalid_query(oversight::DISCLOSURE_PARAMS).into()),
+    };
     let parsed = oversight::parse_search(&gw, &officer, &p, 100)?;
     let result = oversight::search(&gw, &officer, parsed, "api disclosures").await?;
-    let mut resp = if wants(&headers, "text/csv") {
+    let mut resp = if nen {
+        let csv = wants(&headers, "text/csv");
+        let mut r = if csv {
+            (
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"ketenpoort-nen7513.csv\"",
+                    ),
+                ],
+                oversight::nen7513::to_csv(&result.entries),
+            )
+                .into_response()
+        } else {
+            Json(json!({
+                "scope": result.scope.as_deref().unwrap_or("all"),
+                "records": result.entries.iter().map(oversight::nen7513::record).collect::<Vec<_>>(),
+                "next_cursor": result.next_cursor,
+            }))
+            .into_response()
+        };
+        if let Some(c) = result.next_cursor.as_deref().filter(|_| csv) {
+            if let Ok(v) = HeaderValue::from_str(c) {
+                r.headers_mut().insert("next-cursor", v);
+            }
+        }
+        r
+    } else if wants(&headers, "text/csv") {
         let mut r = (
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

@@ -10,6 +10,7 @@
 //! index columns. Knows no HTTP: the handlers and pages are in `http::audit` and `http::console`.
 
 pub mod incidents;
+pub mod nen7513;
 pub mod proofs;
 
 use crate::audit::entry::{EventKind, LogEntry, ReceiverRetention, WithheldField};
@@ -95,10 +96,13 @@ pub struct DisclosureParams {
     pub bsn: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,
+    /// `nen7513`: the NEN 7513 view (`nen7513`) instead of the log's own shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 pub const DISCLOSURE_PARAMS: &str =
-    "from, until, partner, purpose, flow, outcome, event, pgn, bsn, limit, cursor";
+    "from, until, partner, purpose, flow, outcome, event, pgn, bsn, limit, cursor, format (nen7513)";
 
 fn set(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
