@@ -275,7 +275,7 @@ async fn bind_case(
     subject_key: Option<&str>,
 ) -> Result<Option<String>, Stop> {
     let answered = match (&env.in_reply_to, &flow.receiver) {
-        (Some(id), Some(policy::ReceiverBinding::InReplyTo)) => gw
+        (Some(id), Some(b)) if b.refers() => gw
             .store
             .disclosure_of_message(id)
             .await?
