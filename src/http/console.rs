@@ -55,6 +55,10 @@ pub fn router() -> Router<Arc<Gateway>> {
 /// The reference flows of DOMAIN.md the policy page explains by default.
 const REFERENCE_FLOWS: [(&str, Role, Role, &str); 15] = [
     ("P1", Role::SchoolPo, Role::SchoolVo, "overstap-po-vo"),
+    ("P1-wpo", Role::SchoolPo, Role::SchoolSo, "overstap"),
+    ("P1-wec-so", Role::SchoolSo, Role::SchoolPo, "overstap"),
+    ("P1-wec-vso", Role::SchoolVso, Role::SchoolVo, "overstap"),
+    ("P1-wvo", Role::SchoolVo, Role::SchoolMbo, "overstap"),
     ("P2", Role::SchoolVo, Role::SwvVo, "tlv-aanvraag"),
     ("P3", Role::SchoolVo, Role::Leerplicht, "verzuimmelding"),
     ("P4", Role::SchoolPo, Role::Wijkteam, "vroegsignalering"),
@@ -76,10 +80,6 @@ const REFERENCE_FLOWS: [(&str, Role, Role, &str); 15] = [
         Role::SwvVo,
         "monitoring-thuiszitters",
     ),
-    ("P1-wpo", Role::SchoolPo, Role::SchoolSo, "overstap"),
-    ("P1-wec-so", Role::SchoolSo, Role::SchoolPo, "overstap"),
-    ("P1-wec-vso", Role::SchoolVso, Role::SchoolVo, "overstap"),
-    ("P1-wvo", Role::SchoolVo, Role::SchoolMbo, "overstap"),
     ("P8", Role::SchoolPo, Role::SchoolVo, "warme-overdracht"),
     (
         "P9",
