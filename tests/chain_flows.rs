@@ -323,7 +323,34 @@ async fn p8_follows_a_p1_to_the_same_school_only() {
         )
         .await;
 
-        assert_eq!(nothing_leaked(&gw, nr).await, 4);
+        // A P1 the sender recalled (it went to the wrong school) opens no way for a P8.
+        let recalled = served(&gw, "obs-de-linde", &overstap("cbs-het-anker"), "P1-wpo").await;
+        let recalled = recalled["message_id"].as_str().unwrap().to_owned();
+        let r = gw
+            .client("obs-de-linde")
+            .post_json(
+                &format!("/v1/outbox/{recalled}/recall"),
+                &json!({"reason": "verkeerde-ontvanger"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let mut after_recall = json_reply("P8", &recalled);
+        after_recall["to"] = json!("cbs-het-anker");
+        refused(
+            &gw,
+            "obs-de-linde",
+            &after_recall,
+            403,
+            nr,
+            "P8 following a recalled P1",
+        )
+        .await;
+        // The same P8 following the P1 to cbs-het-anker that was not recalled goes.
+        let mut followed = json_reply("P8", &to_anker);
+        followed["to"] = json!("cbs-het-anker");
+        served(&gw, "obs-de-linde", &followed, "P8").await;
+
+        assert_eq!(nothing_leaked(&gw, nr).await, 5);
         let entries = gw.log_entries().await;
         assert_eq!(
             subject_of(&entries, sent["message_id"].as_str().unwrap()),

@@ -110,6 +110,9 @@ pub struct Reference<'a> {
     pub flow_id: Option<&'a str>,
     /// The keyed pseudonym of its pupil.
     pub subject: Option<&'a str>,
+    /// Recalled by its sender, reported misaddressed by its receiver, or of unknown status: nothing may follow it
+    /// (`follows`). A reply (`in-reply-to`) may still answer it.
+    pub withdrawn: bool,
 }
 
 /// Everything the binding depends on.
@@ -248,6 +251,12 @@ pub fn bind_receiver(flow: &Flow, f: &CaseFacts) -> Result<(), Refusal> {
                     return Err(not_responsible(
                         flow,
                         "the message followed did not go from the sender to this receiver",
+                    ));
+                }
+                if r.withdrawn {
+                    return Err(not_responsible(
+                        flow,
+                        "the message followed was recalled or reported misaddressed (or its status is unknown)",
                     ));
                 }
             } else if r.sender != f.receiver.id || r.receiver != f.sender.id {
@@ -406,6 +415,7 @@ mod tests {
             receiver: "lyceum-zuid",
             flow_id: Some("P1-wpo"),
             subject: Some("pupil-a"),
+            withdrawn: false,
         };
         assert_eq!(c.bind("P8", true, Some(p1), Some("pupil-a")), Ok(()));
         for variant in ["P1", "P1-wec-so", "P1-wec-vso", "P1-wvo"] {
@@ -465,6 +475,16 @@ mod tests {
             "receiver-not-responsible",
             "another pupil"
         );
+        let recalled = Reference {
+            withdrawn: true,
+            ..p1
+        };
+        assert_eq!(
+            c.bind("P8", true, Some(recalled), Some("pupil-a"))
+                .unwrap_err(),
+            "receiver-not-responsible",
+            "a recalled or misaddressed P1"
+        );
         // A P1 itself follows nothing.
         let mut c = c;
         c.data = json!({"aanmelding": {"school": "lyceum-zuid"}});
@@ -522,6 +542,7 @@ mod tests {
             receiver: "swv-vo-zuid",
             flow_id: Some("P2"),
             subject: Some("pupil-a"),
+            withdrawn: false,
         };
         assert_eq!(c.bind("P11", true, Some(p2), None), Ok(()));
         for r in [
@@ -611,6 +632,7 @@ mod tests {
             receiver: "wijkteam-noord",
             flow_id: Some("P4"),
             subject: Some("pupil-a"),
+            withdrawn: false,
         };
         assert_eq!(c.bind("P5", true, Some(p4), None), Ok(()));
         assert_eq!(
