@@ -3105,7 +3105,13 @@ fn p8_needs_the_senders_consent_per_category_and_a_justification() {
         &["THUIS"],
         GivenBy::Ouder,
     );
-    let d = run_env(&env, "obs-de-linde", &[thuis.clone()], CHAIN_TODAY).unwrap();
+    let d = run_env(
+        &env,
+        "obs-de-linde",
+        std::slice::from_ref(&thuis),
+        CHAIN_TODAY,
+    )
+    .unwrap();
     assert_delivered(&d, &env, &["thuissituatie.details"]);
     assert_withheld(
         &d,
@@ -3136,9 +3142,14 @@ fn p8_needs_the_senders_consent_per_category_and_a_justification() {
         GivenBy::Ouder,
     );
     assert_eq!(
-        run_env(&sixteen, "obs-de-linde", &[all.clone()], CHAIN_TODAY)
-            .unwrap_err()
-            .code,
+        run_env(
+            &sixteen,
+            "obs-de-linde",
+            std::slice::from_ref(&all),
+            CHAIN_TODAY
+        )
+        .unwrap_err()
+        .code,
         "consent-required"
     );
     let pupil = consent(
@@ -3445,7 +3456,13 @@ fn p10_consent_follows_the_uavg_ages_and_covers_categories() {
         &["*"],
         GivenBy::Jongere,
     );
-    assert!(run_env(&sixteen, "obs-de-linde", &[pupil.clone()], CHAIN_TODAY).is_ok());
+    assert!(run_env(
+        &sixteen,
+        "obs-de-linde",
+        std::slice::from_ref(&pupil),
+        CHAIN_TODAY
+    )
+    .is_ok());
     let mut no_gemeente = sixteen.clone();
     no_gemeente["data"]["leerling"]
         .as_object_mut()
