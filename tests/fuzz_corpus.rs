@@ -276,7 +276,7 @@ fn seed_corpora_reach_the_code_they_target() {
         decided += 1;
     }
     assert_eq!(
-        decided, 7,
-        "the seven examples P1–P7 are field_filter seeds"
+        decided, 11,
+        "the eleven examples P1–P11 are field_filter seeds"
     );
 }

@@ -4,7 +4,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-const EXAMPLES: [&str; 7] = [
+const EXAMPLES: [&str; 11] = [
     "P1-overstap-po-vo.json",
     "P2-tlv-aanvraag.json",
     "P3-verzuimmelding.json",
@@ -12,6 +12,10 @@ const EXAMPLES: [&str; 7] = [
     "P5-terugkoppeling-school.json",
     "P6-status-verzuim.json",
     "P7-telling-thuiszitters.json",
+    "P8-warme-overdracht.json",
+    "P9-melding-veilig-thuis.json",
+    "P10-ziekteverzuim-jgz.json",
+    "P11-tlv-besluit.json",
 ];
 
 /// The committed `examples/`, else the copies in the fuzz seed corpus.
@@ -107,8 +111,8 @@ fn nested(depth: usize) -> String {
 }
 
 #[test]
-fn all_seven_examples_parse() {
-    assert_eq!(examples().len(), 7);
+fn all_reference_examples_parse() {
+    assert_eq!(examples().len(), 11);
     for (name, bytes) in examples() {
         let env = parse(bytes, &Limits::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let raw = example(name);
@@ -924,7 +928,7 @@ proptest! {
 
     #[test]
     fn mutated_examples_never_panic_nor_leak(
-        which in 0usize..7,
+        which in 0usize..EXAMPLES.len(),
         mutations in prop::collection::vec(arb_mutation(), 1..8),
     ) {
         let mut bytes = examples()[which].1.clone();

@@ -275,7 +275,7 @@ async fn bind_case(
     subject_key: Option<&str>,
 ) -> Result<Option<String>, Stop> {
     let answered = match (&env.in_reply_to, &flow.receiver) {
-        (Some(id), Some(policy::ReceiverBinding::InReplyTo)) => gw
+        (Some(id), Some(b)) if b.refers() => gw
             .store
             .disclosure_of_message(id)
             .await?
@@ -285,6 +285,16 @@ async fn bind_case(
                     || e.receiver.as_deref() == Some(caller.id())
             }),
         _ => None,
+    };
+    // A follow-up (P8) never follows a message its sender recalled or its receiver reported misaddressed; a row that
+    // cannot be found counts as such (fail closed).
+    let withdrawn = match (&answered, &env.in_reply_to, &flow.receiver) {
+        (Some(_), Some(id), Some(policy::ReceiverBinding::Follows)) => gw
+            .store
+            .outbox_message(id)
+            .await?
+            .is_none_or(|row| matches!(row.status.as_str(), "recalled" | "misaddressed")),
+        _ => false,
     };
     let facts = policy::CaseFacts {
         sender: caller.partner(),
@@ -298,6 +308,7 @@ async fn bind_case(
             receiver: e.receiver.as_deref().unwrap_or_default(),
             flow_id: e.flow_id.as_deref(),
             subject: e.subject.as_deref(),
+            withdrawn,
         }),
         subject: subject_key,
     };

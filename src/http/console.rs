@@ -53,8 +53,12 @@ pub fn router() -> Router<Arc<Gateway>> {
 }
 
 /// The reference flows of DOMAIN.md the policy page explains by default.
-const REFERENCE_FLOWS: [(&str, Role, Role, &str); 7] = [
+const REFERENCE_FLOWS: [(&str, Role, Role, &str); 15] = [
     ("P1", Role::SchoolPo, Role::SchoolVo, "overstap-po-vo"),
+    ("P1-wpo", Role::SchoolPo, Role::SchoolSo, "overstap"),
+    ("P1-wec-so", Role::SchoolSo, Role::SchoolPo, "overstap"),
+    ("P1-wec-vso", Role::SchoolVso, Role::SchoolVo, "overstap"),
+    ("P1-wvo", Role::SchoolVo, Role::SchoolMbo, "overstap"),
     ("P2", Role::SchoolVo, Role::SwvVo, "tlv-aanvraag"),
     ("P3", Role::SchoolVo, Role::Leerplicht, "verzuimmelding"),
     ("P4", Role::SchoolPo, Role::Wijkteam, "vroegsignalering"),
@@ -76,6 +80,20 @@ const REFERENCE_FLOWS: [(&str, Role, Role, &str); 7] = [
         Role::SwvVo,
         "monitoring-thuiszitters",
     ),
+    ("P8", Role::SchoolPo, Role::SchoolVo, "warme-overdracht"),
+    (
+        "P9",
+        Role::SchoolPo,
+        Role::VeiligThuis,
+        "melding-huiselijk-geweld",
+    ),
+    (
+        "P10",
+        Role::SchoolPo,
+        Role::Jgz,
+        "ziekteverzuim-begeleiding",
+    ),
+    ("P11", Role::SwvVo, Role::SchoolVo, "tlv-besluit"),
 ];
 
 /// Bytes a query value or path segment keeps as they are (RFC 3986 unreserved); everything else is `%XX`.

@@ -24,15 +24,19 @@ pub enum ReceiverBinding {
     JgzOfSender,
     /// The receiver sent the message this one answers (`in_reply_to`), about the same pupil (P5, P6, P11).
     InReplyTo,
+    /// The receiver got the message this one follows (`in_reply_to`) from the same sender, in the same direction,
+    /// about the same pupil (P8 follows a P1 to the same school).
+    Follows,
 }
 
 impl ReceiverBinding {
     /// The keywords of the policy language; any other value is a catalogue path.
-    pub const KEYWORDS: [&'static str; 4] = [
+    pub const KEYWORDS: [&'static str; 5] = [
         "member-of-sender",
         "serves-woongemeente",
         "jgz-of-sender",
         "in-reply-to",
+        "follows",
     ];
 
     pub fn parse(s: &str) -> ReceiverBinding {
@@ -41,6 +45,7 @@ impl ReceiverBinding {
             "serves-woongemeente" => ReceiverBinding::ServesWoongemeente,
             "jgz-of-sender" => ReceiverBinding::JgzOfSender,
             "in-reply-to" => ReceiverBinding::InReplyTo,
+            "follows" => ReceiverBinding::Follows,
             path => ReceiverBinding::Field(path.to_owned()),
         }
     }
@@ -52,6 +57,7 @@ impl ReceiverBinding {
             ReceiverBinding::ServesWoongemeente => "serves-woongemeente",
             ReceiverBinding::JgzOfSender => "jgz-of-sender",
             ReceiverBinding::InReplyTo => "in-reply-to",
+            ReceiverBinding::Follows => "follows",
         }
     }
 
@@ -71,12 +77,30 @@ impl ReceiverBinding {
             ReceiverBinding::InReplyTo => {
                 "only the organisation that sent the message answered (`in_reply_to`)".into()
             }
+            ReceiverBinding::Follows => {
+                "only the organisation the sender sent the message followed (`in_reply_to`) to"
+                    .into()
+            }
         }
+    }
+
+    /// Whether the flow's `in_reply_to` names an earlier message (`in-reply-to`, `follows`).
+    pub fn refers(&self) -> bool {
+        matches!(self, ReceiverBinding::InReplyTo | ReceiverBinding::Follows)
     }
 }
 
 /// Where the pupil's woongemeente (CBS gemeentecode) is read from.
 pub const WOONGEMEENTE_PATH: &str = "leerling.woongemeente";
+
+/// Whether a flow id is flow `family` or one of its variants: `answers = "P1"` is met by `P1` and by `P1-wpo`,
+/// `P1-wec-so`, `P1-wec-vso`, `P1-wvo` (one flow per legal basis), never by `P10` or `P11`.
+pub fn is_flow_of(id: &str, family: &str) -> bool {
+    id == family
+        || id
+            .strip_prefix(family)
+            .is_some_and(|rest| rest.starts_with('-'))
+}
 
 /// The disclosure a reply's `in_reply_to` names, as the log recorded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +110,9 @@ pub struct Reference<'a> {
     pub flow_id: Option<&'a str>,
     /// The keyed pseudonym of its pupil.
     pub subject: Option<&'a str>,
+    /// Recalled by its sender, reported misaddressed by its receiver, or of unknown status: nothing may follow it
+    /// (`follows`). A reply (`in-reply-to`) may still answer it.
+    pub withdrawn: bool,
 }
 
 /// Everything the binding depends on.
@@ -129,7 +156,7 @@ pub fn bind_receiver(flow: &Flow, f: &CaseFacts) -> Result<(), Refusal> {
         }
         return Ok(());
     };
-    if f.in_reply_to && *binding != ReceiverBinding::InReplyTo {
+    if f.in_reply_to && !binding.refers() {
         return Err(Refusal::new(
             codes::INVALID_ENVELOPE,
             format!(
@@ -200,13 +227,15 @@ pub fn bind_receiver(flow: &Flow, f: &CaseFacts) -> Result<(), Refusal> {
                 ));
             }
         }
-        ReceiverBinding::InReplyTo => {
+        ReceiverBinding::InReplyTo | ReceiverBinding::Follows => {
             let answers = flow.answers.as_deref().unwrap_or("?");
+            let follows = *binding == ReceiverBinding::Follows;
+            let what = if follows { "follows" } else { "answers" };
             if !f.in_reply_to {
                 return Err(Refusal::new(
                     codes::MISSING_REQUIRED_FIELD,
                     format!(
-                        "flow {} answers a {answers}: `in_reply_to` must name its message id",
+                        "flow {} {what} a {answers}: `in_reply_to` must name its message id",
                         flow.id
                     ),
                 ));
@@ -217,23 +246,38 @@ pub fn bind_receiver(flow: &Flow, f: &CaseFacts) -> Result<(), Refusal> {
                     "`in_reply_to` names no message sent to or by this organisation",
                 )
             })?;
-            if r.sender != f.receiver.id || r.receiver != f.sender.id {
+            if follows {
+                if r.sender != f.sender.id || r.receiver != f.receiver.id {
+                    return Err(not_responsible(
+                        flow,
+                        "the message followed did not go from the sender to this receiver",
+                    ));
+                }
+                if r.withdrawn {
+                    return Err(not_responsible(
+                        flow,
+                        "the message followed was recalled or reported misaddressed (or its status is unknown)",
+                    ));
+                }
+            } else if r.sender != f.receiver.id || r.receiver != f.sender.id {
                 return Err(not_responsible(
                     flow,
                     "the message answered did not come from this receiver to the sender",
                 ));
             }
-            if r.flow_id != Some(answers) {
+            if !r.flow_id.is_some_and(|id| is_flow_of(id, answers)) {
+                let noun = if follows { "followed" } else { "answered" };
                 return Err(not_responsible(
                     flow,
-                    format_args!("the message answered is not a {answers}"),
+                    format_args!("the message {noun} is not a {answers}"),
                 ));
             }
             if let (Some(mine), Some(theirs)) = (f.subject, r.subject) {
                 if mine != theirs {
+                    let noun = if follows { "followed" } else { "answered" };
                     return Err(not_responsible(
                         flow,
-                        "the message answered is about another pupil",
+                        format_args!("the message {noun} is about another pupil"),
                     ));
                 }
             }
@@ -336,6 +380,191 @@ mod tests {
         assert_eq!(b("P6"), Some(ReceiverBinding::InReplyTo));
         assert_eq!(flow("P6").answers.as_deref(), Some("P3"));
         assert_eq!(b("P7"), None);
+        for p1 in ["P1-wpo", "P1-wec-so", "P1-wec-vso", "P1-wvo"] {
+            assert_eq!(
+                b(p1),
+                Some(ReceiverBinding::Field("aanmelding.school".into()))
+            );
+        }
+        assert_eq!(b("P8"), Some(ReceiverBinding::Follows));
+        assert_eq!(flow("P8").answers.as_deref(), Some("P1"));
+        assert_eq!(b("P9"), Some(ReceiverBinding::ServesWoongemeente));
+        assert_eq!(b("P10"), Some(ReceiverBinding::JgzOfSender));
+        assert_eq!(b("P11"), Some(ReceiverBinding::InReplyTo));
+        assert_eq!(flow("P11").answers.as_deref(), Some("P2"));
+    }
+
+    #[test]
+    fn a_flow_family_is_the_flow_and_its_variants() {
+        for yes in ["P1", "P1-wpo", "P1-wec-so", "P1-wvo"] {
+            assert!(is_flow_of(yes, "P1"), "{yes}");
+        }
+        for no in ["P10", "P11", "P2", "P", "p1", "P1wpo", ""] {
+            assert!(!is_flow_of(no, "P1"), "{no}");
+        }
+    }
+
+    #[test]
+    fn a_follow_up_goes_to_the_receiver_of_what_it_follows_in_the_same_direction() {
+        let c = Case::new(
+            partner("obs-de-linde", Role::SchoolPo),
+            partner("lyceum-zuid", Role::SchoolVo),
+        );
+        let p1 = Reference {
+            sender: "obs-de-linde",
+            receiver: "lyceum-zuid",
+            flow_id: Some("P1-wpo"),
+            subject: Some("pupil-a"),
+            withdrawn: false,
+        };
+        assert_eq!(c.bind("P8", true, Some(p1), Some("pupil-a")), Ok(()));
+        for variant in ["P1", "P1-wec-so", "P1-wec-vso", "P1-wvo"] {
+            let r = Reference {
+                flow_id: Some(variant),
+                ..p1
+            };
+            assert_eq!(c.bind("P8", true, Some(r), Some("pupil-a")), Ok(()));
+        }
+        assert_eq!(
+            c.bind("P8", false, None, Some("pupil-a")).unwrap_err(),
+            "missing-required-field"
+        );
+        assert_eq!(
+            c.bind("P8", true, None, Some("pupil-a")).unwrap_err(),
+            "unknown-reference"
+        );
+        let wrong = [
+            // The other direction: a P1 the receiver sent to the sender (what `in-reply-to` accepts).
+            Reference {
+                sender: "lyceum-zuid",
+                receiver: "obs-de-linde",
+                ..p1
+            },
+            // The sender's P1 to another school.
+            Reference {
+                receiver: "mbo-college-zuid",
+                ..p1
+            },
+            // Another school's P1 to this receiver.
+            Reference {
+                sender: "cbs-het-anker",
+                ..p1
+            },
+            Reference {
+                flow_id: Some("P10"),
+                ..p1
+            },
+            Reference {
+                flow_id: Some("P2"),
+                ..p1
+            },
+            Reference {
+                flow_id: None,
+                ..p1
+            },
+        ];
+        for r in wrong {
+            assert_eq!(
+                c.bind("P8", true, Some(r), Some("pupil-a")).unwrap_err(),
+                "receiver-not-responsible",
+                "{r:?}"
+            );
+        }
+        assert_eq!(
+            c.bind("P8", true, Some(p1), Some("pupil-b")).unwrap_err(),
+            "receiver-not-responsible",
+            "another pupil"
+        );
+        let recalled = Reference {
+            withdrawn: true,
+            ..p1
+        };
+        assert_eq!(
+            c.bind("P8", true, Some(recalled), Some("pupil-a"))
+                .unwrap_err(),
+            "receiver-not-responsible",
+            "a recalled or misaddressed P1"
+        );
+        // A P1 itself follows nothing.
+        let mut c = c;
+        c.data = json!({"aanmelding": {"school": "lyceum-zuid"}});
+        assert_eq!(
+            c.bind("P1-wpo", true, Some(p1), None).unwrap_err(),
+            "invalid-envelope"
+        );
+    }
+
+    #[test]
+    fn p9_p10_and_p11_reach_only_the_responsible_receiver() {
+        for from in [
+            partner("obs-de-linde", Role::SchoolPo),
+            partner("wijkteam-noord", Role::Wijkteam),
+            partner("jgz-ggd-zuid", Role::Jgz),
+        ] {
+            let mut c = Case::new(from, partner("veilig-thuis-zuid", Role::VeiligThuis));
+            c.receiver_r = serves(&["0599"]);
+            c.data = json!({"leerling": {"woongemeente": "0599"}});
+            assert_eq!(c.bind("P9", false, None, None), Ok(()));
+            c.receiver_r = serves(&["0606"]);
+            assert_eq!(
+                c.bind("P9", false, None, None).unwrap_err(),
+                "receiver-not-responsible"
+            );
+            c.data = json!({});
+            assert_eq!(
+                c.bind("P9", false, None, None).unwrap_err(),
+                "missing-required-field"
+            );
+        }
+
+        let mut c = Case::new(
+            partner("obs-de-linde", Role::SchoolPo),
+            partner("jgz-ggd-zuid", Role::Jgz),
+        );
+        assert_eq!(
+            c.bind("P10", false, None, None).unwrap_err(),
+            "receiver-not-responsible"
+        );
+        c.sender_r.jgz = vec!["jgz-ggd-zuid".into()];
+        assert_eq!(c.bind("P10", false, None, None), Ok(()));
+        c.sender_r.jgz = vec!["jgz-elders".into()];
+        assert_eq!(
+            c.bind("P10", false, None, None).unwrap_err(),
+            "receiver-not-responsible"
+        );
+
+        let c = Case::new(
+            partner("swv-vo-zuid", Role::SwvVo),
+            partner("lyceum-zuid", Role::SchoolVo),
+        );
+        let p2 = Reference {
+            sender: "lyceum-zuid",
+            receiver: "swv-vo-zuid",
+            flow_id: Some("P2"),
+            subject: Some("pupil-a"),
+            withdrawn: false,
+        };
+        assert_eq!(c.bind("P11", true, Some(p2), None), Ok(()));
+        for r in [
+            Reference {
+                flow_id: Some("P1"),
+                ..p2
+            },
+            Reference {
+                sender: "swv-vo-zuid",
+                receiver: "lyceum-zuid",
+                ..p2
+            },
+        ] {
+            assert_eq!(
+                c.bind("P11", true, Some(r), None).unwrap_err(),
+                "receiver-not-responsible"
+            );
+        }
+        assert_eq!(
+            c.bind("P11", false, None, None).unwrap_err(),
+            "missing-required-field"
+        );
     }
 
     #[test]
@@ -403,6 +632,7 @@ mod tests {
             receiver: "wijkteam-noord",
             flow_id: Some("P4"),
             subject: Some("pupil-a"),
+            withdrawn: false,
         };
         assert_eq!(c.bind("P5", true, Some(p4), None), Ok(()));
         assert_eq!(

@@ -308,7 +308,7 @@ fn lint_flow(set: &PolicySet, flow: &Flow, out: &mut Vec<Finding>) {
         }
     }
     if let Some(answers) = &flow.answers {
-        if !set.flows().any(|f| &f.id == answers) {
+        if !set.flows().any(|f| super::is_flow_of(&f.id, answers)) {
             // It loads (a reply to a flow that is not there is refused: its reference never matches), but it is
             // a mistake.
             out.push(Finding::at(

@@ -13,8 +13,8 @@ use super::path::{self, Seg};
 use super::transform::{self, pseudonym, pseudonym_input, receiver_key};
 use super::{
     aggregate, codes, implausible_date, screen, Compact, DateRule, Decision, Delivered, Fields,
-    Flow, Leaf, LeafAction, MessageCatalogue, PathTree, PolicySet, Refusal, RuleAction,
-    SubjectDelivery, ValueKind, Why, MIN_JUSTIFICATION_CHARS, NONE,
+    Flow, Leaf, LeafAction, MessageCatalogue, PathTree, PolicySet, Refusal, RequiredWhen,
+    RuleAction, SubjectDelivery, ValueKind, Why, MIN_JUSTIFICATION_CHARS, NONE,
 };
 use crate::domain::{ConsentRecord, Partner, SubjectId};
 
@@ -281,6 +281,12 @@ fn value_present(v: Option<&Node>) -> bool {
 
 fn check_required(flow: &Flow, req: &DecisionRequest) -> Result<(), Refusal> {
     for r in &flow.required {
+        if r.when
+            .as_ref()
+            .is_some_and(|w| !condition_may_hold(req.data, w))
+        {
+            continue;
+        }
         let v = path::get_dotted(req.data, &r.path);
         let ok = match (&r.equals, r.equals_receiver) {
             (Some(expected), _) => v.is_some_and(|v| v.equals(expected)),
@@ -300,13 +306,35 @@ fn check_required(flow: &Flow, req: &DecisionRequest) -> Result<(), Refusal> {
                 .as_deref()
                 .map(|h| format!(": {h}"))
                 .unwrap_or_default();
+            let when = r
+                .when
+                .as_ref()
+                .map(|w| format!(" when `{}` is {}", w.field, w.equals))
+                .unwrap_or_default();
             return Err(Refusal::new(
                 codes::MISSING_REQUIRED_FIELD,
-                format!("flow {}: field `{}` {what}{hint}", flow.id, r.path),
+                format!("flow {}: field `{}` {what}{when}{hint}", flow.id, r.path),
             ));
         }
     }
     Ok(())
+}
+
+/// Whether a required field's condition may hold: only a value of the same kind as `equals` that differs from it
+/// lifts the requirement; a missing field, or one of another kind, keeps it (fail closed).
+fn condition_may_hold(data: &Node, w: &RequiredWhen) -> bool {
+    let same_kind = |v: &Node| {
+        matches!(
+            (v, &w.equals),
+            (Node::Bool(_), Value::Bool(_))
+                | (Node::Number(_), Value::Number(_))
+                | (Node::String(_), Value::String(_))
+        )
+    };
+    match path::get_dotted(data, &w.field) {
+        Some(v) if same_kind(v) => v.equals(&w.equals),
+        _ => true,
+    }
 }
 
 /// The refusal of a message with an implausible date: the field's path and the rule, never the value.

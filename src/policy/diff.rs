@@ -447,6 +447,9 @@ fn properties(f: &Flow) -> Vec<(String, String)> {
                 Some(ReceiverBinding::InReplyTo) => {
                     "de afzender van het bericht waarop dit antwoordt".into()
                 }
+                Some(ReceiverBinding::Follows) => {
+                    "de ontvanger van het bericht waarop dit volgt".into()
+                }
             },
         ),
         (
@@ -480,7 +483,15 @@ fn properties(f: &Flow) -> Vec<(String, String)> {
             (None, true) => "moet de ontvangende organisatie noemen".into(),
             (None, false) => "moet aanwezig zijn".into(),
         };
-        p.push((format!("verplicht veld {}", r.path), rule));
+        let when = r
+            .when
+            .as_ref()
+            .map(|w| format!(" als {} {} is", w.field, w.equals))
+            .unwrap_or_default();
+        p.push((
+            format!("verplicht veld {}", r.path),
+            format!("{rule}{when}"),
+        ));
     }
     for l in &f.screening {
         p.push((

@@ -170,6 +170,10 @@ fn receiver_binding(flow: &Flow, cat: &MessageCatalogue) -> String {
             "alleen de afzender van het bericht ({}) waarop dit antwoordt (in_reply_to)",
             flow.answers.as_deref().unwrap_or("-")
         ),
+        Some(ReceiverBinding::Follows) => format!(
+            "alleen de school waaraan de verzender het bericht ({}) stuurde waarop dit volgt (in_reply_to)",
+            flow.answers.as_deref().unwrap_or("-")
+        ),
     };
     format!("{who}; anders 403 receiver-not-responsible")
 }
@@ -278,7 +282,15 @@ fn facts(policy: &PolicySet, flow: &Flow, cat: &MessageCatalogue) -> Vec<(&'stat
             .as_deref()
             .map(|h| format!(" ({h})"))
             .unwrap_or_default();
-        f.push(("verplicht", format!("{} {what}{hint}", named(cat, &r.path))));
+        let when = r
+            .when
+            .as_ref()
+            .map(|w| format!(" als {} {} is", named(cat, &w.field), w.equals))
+            .unwrap_or_default();
+        f.push((
+            "verplicht",
+            format!("{} {what}{when}{hint}", named(cat, &r.path)),
+        ));
     }
     for l in &flow.screening {
         f.push((

@@ -39,6 +39,11 @@ fn partner(id: &str) -> Partner {
         "leerplicht-gemeente" => Role::Leerplicht,
         "wijkteam-noord" | "wijkteam-zuid" => Role::Wijkteam,
         "lyceum-noord" => Role::SchoolVo,
+        "so-de-brug" => Role::SchoolSo,
+        "vso-de-horizon" => Role::SchoolVso,
+        "mbo-college-zuid" => Role::SchoolMbo,
+        "jgz-ggd-zuid" => Role::Jgz,
+        "veilig-thuis-zuid" => Role::VeiligThuis,
         other => panic!("unknown test partner {other}"),
     };
     Partner {
@@ -2139,10 +2144,29 @@ fn flows_that_are_not_written_do_not_exist() {
 }
 
 #[test]
-fn all_seven_flows_are_written() {
+fn all_reference_flows_are_written() {
     let mut ids: Vec<&str> = policies().flows().map(|f| f.id.as_str()).collect();
     ids.sort();
-    assert_eq!(ids, ["P1", "P2", "P3", "P4", "P5", "P6", "P7"]);
+    assert_eq!(
+        ids,
+        [
+            "P1",
+            "P1-wec-so",
+            "P1-wec-vso",
+            "P1-wpo",
+            "P1-wvo",
+            "P10",
+            "P11",
+            "P2",
+            "P3",
+            "P4",
+            "P5",
+            "P6",
+            "P7",
+            "P8",
+            "P9"
+        ]
+    );
     let find = |s, r, p| policies().find_flow(s, r, p).map(|f| f.id.as_str());
     assert_eq!(
         find(Role::SchoolVso, Role::SwvPo, "tlv-aanvraag"),
@@ -2160,7 +2184,35 @@ fn all_seven_flows_are_written() {
         find(Role::Leerplicht, Role::SwvPo, "monitoring-thuiszitters"),
         Some("P7")
     );
+    assert_eq!(
+        find(Role::SchoolSo, Role::SchoolMbo, "warme-overdracht"),
+        Some("P8")
+    );
+    assert_eq!(
+        find(Role::Jgz, Role::VeiligThuis, "melding-huiselijk-geweld"),
+        Some("P9")
+    );
+    assert_eq!(
+        find(Role::SchoolMbo, Role::Jgz, "ziekteverzuim-begeleiding"),
+        Some("P10")
+    );
+    assert_eq!(
+        find(Role::SwvPo, Role::SchoolVso, "tlv-besluit"),
+        Some("P11")
+    );
     assert_eq!(find(Role::SwvVo, Role::Leerplicht, "verzuimmelding"), None);
+    assert_eq!(
+        find(
+            Role::Leerplicht,
+            Role::VeiligThuis,
+            "melding-huiselijk-geweld"
+        ),
+        None
+    );
+    assert_eq!(
+        find(Role::SchoolPo, Role::Wijkteam, "ziekteverzuim-begeleiding"),
+        None
+    );
 }
 
 // ------------------------------------------------------------------------------- property tests
@@ -2833,4 +2885,636 @@ mod consent_ages {
             }
         }
     }
+}
+
+// ------------------------------------------------------------------ P1 for every school change (issue 27)
+
+/// P1's example as a report for purpose `overstap` from `from` to `to`, aangemeld at `to`.
+fn overstap(to: &str) -> Value {
+    let mut env = example("P1-overstap-po-vo.json");
+    env["purpose"] = json!("overstap");
+    env["to"] = json!(to);
+    env["data"]["aanmelding"]["school"] = json!(to);
+    env
+}
+
+#[test]
+fn p1_overstap_covers_every_school_change_the_law_covers_each_on_its_own_basis() {
+    use Role::*;
+    let covered = [
+        (SchoolPo, SchoolPo, "P1-wpo", "WPO art. 42"),
+        (SchoolPo, SchoolVo, "P1-wpo", "WPO art. 42"),
+        (SchoolPo, SchoolSo, "P1-wpo", "WPO art. 42"),
+        (SchoolPo, SchoolVso, "P1-wpo", "WPO art. 42"),
+        (SchoolSo, SchoolPo, "P1-wec-so", "WEC art. 43"),
+        (SchoolVso, SchoolVo, "P1-wec-vso", "WEC art. 43"),
+        (SchoolVo, SchoolVo, "P1-wvo", "WVO 2020 art."),
+        (SchoolVo, SchoolVso, "P1-wvo", "WVO 2020 art."),
+        (SchoolVo, SchoolMbo, "P1-wvo", "WVO 2020 art."),
+    ];
+    for (from, to, id, article) in covered {
+        let f = policies()
+            .find_flow(from, to, "overstap")
+            .unwrap_or_else(|| panic!("{from} → {to}"));
+        assert_eq!(f.id, id, "{from} → {to}");
+        assert!(
+            f.legal_basis.article.contains(article),
+            "{id}: {}",
+            f.legal_basis.article
+        );
+        assert!(super::check::cites_article(&f.legal_basis.article));
+        assert_eq!(f.legal_basis.ground, "6.1.c");
+        assert_eq!(
+            f.receiver,
+            Some(ReceiverBinding::Field("aanmelding.school".into()))
+        );
+        assert_eq!(f.retention.gateway_days, 30);
+        assert!(!f.consent);
+    }
+    assert!(flow_by_id("P1-wvo").legal_basis.article.contains("103b"));
+    // Changes the law does not cover, and the old purpose only po → vo, exactly as before.
+    for (from, to) in [
+        (SchoolPo, SchoolMbo),
+        (SchoolSo, SchoolVo),
+        (SchoolMbo, SchoolVo),
+        (SchoolVso, SchoolPo),
+    ] {
+        assert!(
+            policies().find_flow(from, to, "overstap").is_none(),
+            "{from} → {to}"
+        );
+    }
+    assert_eq!(
+        policies()
+            .find_flow(SchoolPo, SchoolVo, "overstap-po-vo")
+            .unwrap()
+            .id,
+        "P1"
+    );
+    assert!(policies()
+        .find_flow(SchoolVo, SchoolMbo, "overstap-po-vo")
+        .is_none());
+}
+
+#[test]
+fn p1_overstap_delivers_what_overstap_po_vo_delivers_with_the_opp_from_any_sender() {
+    let original = example("P1-overstap-po-vo.json");
+    let before = run_env(&original, "obs-de-linde", &[], P1_TODAY).unwrap();
+    assert_eq!(before.flow_id, "P1");
+    for (from, to, id) in [
+        ("obs-de-linde", "cbs-het-anker", "P1-wpo"),
+        ("obs-de-linde", "lyceum-zuid", "P1-wpo"),
+        ("obs-de-linde", "so-de-brug", "P1-wpo"),
+        ("so-de-brug", "obs-de-linde", "P1-wec-so"),
+        ("lyceum-zuid", "lyceum-noord", "P1-wvo"),
+        ("lyceum-zuid", "vso-de-horizon", "P1-wvo"),
+        ("lyceum-zuid", "mbo-college-zuid", "P1-wvo"),
+    ] {
+        let env = overstap(to);
+        let d = run_env(&env, from, &[], P1_TODAY).unwrap();
+        assert_eq!(d.flow_id, id, "{from} → {to}");
+        assert_accounted(&d, &env);
+        assert_eq!(
+            d.delivered_paths(),
+            before.delivered_paths(),
+            "{from} → {to}"
+        );
+        assert_eq!(d.withheld(), before.withheld(), "{from} → {to}");
+        assert_delivered(
+            &d,
+            &env,
+            &[
+                "ondersteuning.opp",
+                "aanmelding.school",
+                "diagnoses[0].categorie",
+                "verzuim.relatief_uren_12mnd",
+            ],
+        );
+        assert_withheld(
+            &d,
+            &[
+                "thuissituatie.details",
+                "jeugdhulp.inhoud",
+                "justitie.halt_verwijzing",
+            ],
+            "deny",
+        );
+        assert_withheld(
+            &d,
+            &["bijlagen[0].inhoud", "cognitief.iq_totaal"],
+            "consent-missing",
+        );
+        assert_eq!(d.subject, Some(json!({"pgn": "628194821"})));
+        // Only the school where the pupil is aangemeld.
+        let mut elsewhere = env.clone();
+        elsewhere["data"]["aanmelding"]["school"] = json!("CANARY-andere-school");
+        assert_eq!(
+            run_env(&elsewhere, from, &[], P1_TODAY).unwrap_err().code,
+            "receiver-not-responsible"
+        );
+        // Never without inzage.
+        let mut no_inzage = env.clone();
+        no_inzage["data"]["inzage"]["ouders_geinformeerd"] = json!(false);
+        assert_eq!(
+            run_env(&no_inzage, from, &[], P1_TODAY).unwrap_err().code,
+            "missing-required-field"
+        );
+    }
+    // An attachment with a consent for purpose `overstap` and this receiver.
+    let env = overstap("mbo-college-zuid");
+    let c = consent(
+        "c-att",
+        "overstap",
+        "mbo-college-zuid",
+        &["ATT"],
+        GivenBy::Ouder,
+    );
+    let d = run_env(&env, "lyceum-zuid", &[c], P1_TODAY).unwrap();
+    assert_delivered(&d, &env, &["bijlagen[0].inhoud"]);
+    // A consent for the old purpose does not serve the new one.
+    let c = consent(
+        "c-old",
+        "overstap-po-vo",
+        "mbo-college-zuid",
+        &["ATT"],
+        GivenBy::Ouder,
+    );
+    let d = run_env(&env, "lyceum-zuid", &[c], P1_TODAY).unwrap();
+    assert_withheld(&d, &["bijlagen[0].inhoud"], "consent-missing");
+}
+
+// ------------------------------------------------------------------------------------------ P8
+
+const CHAIN_TODAY: time::Date = date!(2026 - 12 - 01);
+
+#[test]
+fn p8_warme_overdracht_with_consent_delivers_what_the_report_leaves_out_and_never_jh_or_straf() {
+    let env = example("P8-warme-overdracht.json");
+    let c = consent(
+        "c-p8",
+        "warme-overdracht",
+        "lyceum-zuid",
+        &["*"],
+        GivenBy::Ouder,
+    );
+    let d = run_env(&env, "obs-de-linde", &[c], CHAIN_TODAY).unwrap();
+    assert_eq!(d.flow_id, "P8");
+    assert_accounted(&d, &env);
+    assert_delivered(
+        &d,
+        &env,
+        &[
+            "leerling.achternaam",
+            "leerling.voornamen",
+            "leerling.geboortedatum",
+            "thuissituatie.details",
+            "diagnoses[0].categorie",
+            "diagnoses[0].omschrijving",
+            "sociaal_emotioneel.details",
+            "bijlagen[0].titel",
+            "bijlagen[0].mediatype",
+            "bijlagen[0].inhoud",
+        ],
+    );
+    assert_withheld(
+        &d,
+        &[
+            "jeugdhulp.betrokken",
+            "jeugdhulp.inhoud",
+            "justitie.halt_verwijzing",
+        ],
+        "deny",
+    );
+    assert_eq!(d.subject, Some(json!({"pgn": "628194821"})));
+    assert_eq!(d.consents_used, ["c-p8"]);
+    let f = flow_by_id("P8");
+    assert_eq!(f.receiver, Some(ReceiverBinding::Follows));
+    assert_eq!(f.answers.as_deref(), Some("P1"));
+    assert_eq!(f.retention.gateway_days, 30);
+}
+
+#[test]
+fn p8_needs_the_senders_consent_per_category_and_a_justification() {
+    let env = example("P8-warme-overdracht.json");
+    let r = run_env(&env, "obs-de-linde", &[], CHAIN_TODAY).unwrap_err();
+    assert_eq!((r.code.as_str(), r.status), ("consent-required", 403));
+    let thuis = consent(
+        "c-thuis",
+        "warme-overdracht",
+        "lyceum-zuid",
+        &["THUIS"],
+        GivenBy::Ouder,
+    );
+    let d = run_env(
+        &env,
+        "obs-de-linde",
+        std::slice::from_ref(&thuis),
+        CHAIN_TODAY,
+    )
+    .unwrap();
+    assert_delivered(&d, &env, &["thuissituatie.details"]);
+    assert_withheld(
+        &d,
+        &[
+            "diagnoses[0].omschrijving",
+            "bijlagen[0].inhoud",
+            "sociaal_emotioneel.details",
+            "leerling.achternaam",
+        ],
+        "consent-missing",
+    );
+    // A consent for the report (P1) is no consent for the warme overdracht.
+    let p1 = consent("c-p1", "overstap", "lyceum-zuid", &["*"], GivenBy::Ouder);
+    assert_eq!(
+        run_env(&env, "obs-de-linde", &[p1], CHAIN_TODAY)
+            .unwrap_err()
+            .code,
+        "consent-required"
+    );
+    // UAVG art. 5: from 16 the pupil consents, not the parent.
+    let mut sixteen = env.clone();
+    sixteen["data"]["leerling"]["geboortedatum"] = json!("2010-01-10");
+    let all = consent(
+        "c-all",
+        "warme-overdracht",
+        "lyceum-zuid",
+        &["*"],
+        GivenBy::Ouder,
+    );
+    assert_eq!(
+        run_env(
+            &sixteen,
+            "obs-de-linde",
+            std::slice::from_ref(&all),
+            CHAIN_TODAY
+        )
+        .unwrap_err()
+        .code,
+        "consent-required"
+    );
+    let pupil = consent(
+        "c-j",
+        "warme-overdracht",
+        "lyceum-zuid",
+        &["*"],
+        GivenBy::Jongere,
+    );
+    assert!(run_env(&sixteen, "obs-de-linde", &[pupil], CHAIN_TODAY).is_ok());
+    let mut no_just = env.clone();
+    no_just["justification"] = json!("want het moet");
+    assert_eq!(
+        run_env(&no_just, "obs-de-linde", &[all], CHAIN_TODAY)
+            .unwrap_err()
+            .code,
+        "justification-required"
+    );
+}
+
+// ------------------------------------------------------------------------------------------ P9
+
+const P9_DELIVERED: [&str; 20] = [
+    "leerling.achternaam",
+    "leerling.voornamen",
+    "leerling.roepnaam",
+    "leerling.geslacht",
+    "leerling.geboortedatum",
+    "leerling.adres.straat",
+    "leerling.adres.huisnummer",
+    "leerling.adres.postcode",
+    "leerling.adres.plaats",
+    "leerling.woongemeente",
+    "ouders[0].naam",
+    "ouders[0].relatie",
+    "ouders[0].telefoon",
+    "zorg.signalen",
+    "sociaal_emotioneel.observaties",
+    "meldcode.stappen[0]",
+    "meldcode.client_geinformeerd",
+    "melder.naam",
+    "melder.functie",
+    "melder.telefoon",
+];
+
+#[test]
+fn p9_melding_goes_without_consent_and_without_pgn_and_withholds_toets_cog_adv() {
+    let env = example("P9-melding-veilig-thuis.json");
+    for from in [
+        "obs-de-linde",
+        "lyceum-zuid",
+        "so-de-brug",
+        "wijkteam-noord",
+        "jgz-ggd-zuid",
+    ] {
+        let d = run_env(&env, from, &[], CHAIN_TODAY).unwrap_or_else(|r| panic!("{from}: {r}"));
+        assert_eq!(d.flow_id, "P9");
+        assert_accounted(&d, &env);
+        assert_delivered(&d, &env, &P9_DELIVERED);
+        assert_delivered(&d, &env, &["meldcode.stappen[4]"]);
+        assert_withheld(
+            &d,
+            &[
+                "toetsen[0].naam",
+                "toetsen[0].score",
+                "cognitief.iq_totaal",
+                "advies.schooladvies",
+            ],
+            "deny",
+        );
+        assert_eq!(d.subject, None, "no PGN to Veilig Thuis (UAVG art. 46)");
+        assert!(d.consents_used.is_empty());
+    }
+    let f = flow_by_id("P9");
+    assert_eq!(f.retention.gateway_days, 7);
+    assert_eq!(f.receiver, Some(ReceiverBinding::ServesWoongemeente));
+    assert!(f.legal_basis.article.contains("Wmo 2015 art. 5.2.6"));
+    assert!(!f.consent);
+}
+
+#[test]
+fn p9_a_refused_or_withdrawn_consent_does_not_block_the_melding() {
+    let env = example("P9-melding-veilig-thuis.json");
+    let without = run_env(&env, "obs-de-linde", &[], CHAIN_TODAY).unwrap();
+    let withdrawn = ConsentRecord {
+        withdrawn: true,
+        ..consent(
+            "c-w",
+            "melding-huiselijk-geweld",
+            "veilig-thuis-zuid",
+            &["*"],
+            GivenBy::Ouder,
+        )
+    };
+    let expired = ConsentRecord {
+        valid_until: date!(2026 - 02 - 01),
+        ..consent(
+            "c-x",
+            "melding-huiselijk-geweld",
+            "veilig-thuis-zuid",
+            &["*"],
+            GivenBy::Ouder,
+        )
+    };
+    let other = consent(
+        "c-o",
+        "vroegsignalering",
+        "wijkteam-noord",
+        &["*"],
+        GivenBy::Ouder,
+    );
+    let with = run_env(
+        &env,
+        "obs-de-linde",
+        &[withdrawn, expired, other],
+        CHAIN_TODAY,
+    )
+    .unwrap();
+    assert_eq!(with.delivered_paths(), without.delivered_paths());
+    assert_eq!(with.withheld(), without.withheld());
+    assert!(with.consents_used.is_empty());
+}
+
+#[test]
+fn p9_the_client_was_told_or_the_coded_reason_why_not_is_required() {
+    let env = example("P9-melding-veilig-thuis.json");
+    let run = |f: &dyn Fn(&mut Value)| {
+        let mut e = env.clone();
+        f(&mut e["data"]["meldcode"]);
+        run_env(&e, "obs-de-linde", &[], CHAIN_TODAY)
+    };
+    let refused = |r: Result<Decision, Refusal>| {
+        let r = r.unwrap_err();
+        assert_eq!(
+            (r.code.as_str(), r.status),
+            ("missing-required-field", 422),
+            "{r}"
+        );
+        r.detail
+    };
+    let detail = refused(run(&|m| {
+        m.as_object_mut().unwrap().remove("client_geinformeerd");
+    }));
+    assert!(detail.contains("meldcode.client_geinformeerd"), "{detail}");
+    let detail = refused(run(&|m| m["client_geinformeerd"] = json!(false)));
+    assert!(
+        detail.contains("meldcode.reden_niet_geinformeerd"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("when `meldcode.client_geinformeerd` is false"),
+        "{detail}"
+    );
+    // Fails closed: a value of another kind does not establish that the client was told.
+    refused(run(&|m| m["client_geinformeerd"] = json!("nee")));
+    refused(run(&|m| {
+        m["client_geinformeerd"] = json!(false);
+        m["reden_niet_geinformeerd"] = json!("  ");
+    }));
+    for reason in ["veiligheid-kind", "veiligheid-anderen", "contact-verbreken"] {
+        let d = run(&|m| {
+            m["client_geinformeerd"] = json!(false);
+            m["reden_niet_geinformeerd"] = json!(reason);
+        })
+        .unwrap();
+        assert_eq!(
+            got(&d, "meldcode.reden_niet_geinformeerd"),
+            Some(json!(reason))
+        );
+        assert_eq!(got(&d, "meldcode.client_geinformeerd"), Some(json!(false)));
+    }
+    // A reason outside the closed list is withheld, never echoed.
+    let d = run(&|m| {
+        m["client_geinformeerd"] = json!(false);
+        m["reden_niet_geinformeerd"] = json!("CANARY-REDEN");
+    })
+    .unwrap();
+    assert_withheld(
+        &d,
+        &["meldcode.reden_niet_geinformeerd"],
+        "not-in-closed-list",
+    );
+    let d = run(&|m| m["stappen"] = json!(["wegen", "CANARY-STAP"])).unwrap();
+    assert_withheld(&d, &["meldcode.stappen[1]"], "not-in-closed-list");
+    // Told: no reason needed.
+    assert!(run(&|_| {}).is_ok());
+    // And the justification is required.
+    let mut no_just = env.clone();
+    no_just.as_object_mut().unwrap().remove("justification");
+    assert_eq!(
+        run_env(&no_just, "obs-de-linde", &[], CHAIN_TODAY)
+            .unwrap_err()
+            .code,
+        "justification-required"
+    );
+}
+
+#[test]
+fn p9_policy_check_refuses_the_pgn_as_is_from_a_school() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
+    let p9 = read("p9-melding-veilig-thuis.toml")
+        .replace(
+            "subject = \"none\"",
+            "subject = \"as-is\"\nsubject_basis = \"WPO art. 178a\"",
+        )
+        .replace(", \"wijkteam\", \"jgz\"]", "]");
+    let files = [
+        ("catalogue.toml".to_owned(), read("catalogue.toml")),
+        ("p9.toml".to_owned(), p9),
+    ];
+    let findings = super::check_sources(&files);
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.is_error() && f.message.contains("from a school to Veilig Thuis")),
+        "{findings:?}"
+    );
+}
+
+// ----------------------------------------------------------------------------------------- P10
+
+#[test]
+fn p10_ziekteverzuim_goes_with_explicit_consent_only_and_never_diag_toets_cog_jh() {
+    let env = example("P10-ziekteverzuim-jgz.json");
+    let r = run_env(&env, "obs-de-linde", &[], CHAIN_TODAY).unwrap_err();
+    assert_eq!((r.code.as_str(), r.status), ("consent-required", 403));
+    let c = consent(
+        "c-p10",
+        "ziekteverzuim-begeleiding",
+        "jgz-ggd-zuid",
+        &["*"],
+        GivenBy::Ouder,
+    );
+    let d = run_env(&env, "obs-de-linde", &[c], CHAIN_TODAY).unwrap();
+    assert_eq!(d.flow_id, "P10");
+    assert_accounted(&d, &env);
+    assert_delivered(
+        &d,
+        &env,
+        &[
+            "leerling.achternaam",
+            "leerling.voornamen",
+            "leerling.geboortedatum",
+            "leerling.woongemeente",
+            "ziekteverzuim.meldingen[0].van",
+            "ziekteverzuim.meldingen[1].tot",
+            "ziekteverzuim.uren_12wk",
+            "ziekteverzuim.vraag_school",
+        ],
+    );
+    assert_withheld(
+        &d,
+        &[
+            "diagnoses[0].categorie",
+            "diagnoses[0].omschrijving",
+            "toetsen[0].naam",
+            "toetsen[0].score",
+            "cognitief.iq_totaal",
+            "jeugdhulp.betrokken",
+            "jeugdhulp.inhoud",
+        ],
+        "deny",
+    );
+    assert_eq!(d.subject, None, "no PGN to the JGZ (UAVG art. 46)");
+    let f = flow_by_id("P10");
+    assert_eq!(f.receiver, Some(ReceiverBinding::JgzOfSender));
+    assert_eq!(f.retention.gateway_days, 14);
+    assert_eq!(f.legal_basis.ground, "6.1.a");
+}
+
+#[test]
+fn p10_consent_follows_the_uavg_ages_and_covers_categories() {
+    let env = example("P10-ziekteverzuim-jgz.json");
+    let vz = consent(
+        "c-vz",
+        "ziekteverzuim-begeleiding",
+        "jgz-ggd-zuid",
+        &["VZ"],
+        GivenBy::Ouder,
+    );
+    let d = run_env(&env, "obs-de-linde", &[vz], CHAIN_TODAY).unwrap();
+    assert_delivered(&d, &env, &["ziekteverzuim.uren_12wk"]);
+    assert_withheld(&d, &["leerling.achternaam"], "consent-missing");
+    let mut sixteen = env.clone();
+    sixteen["data"]["leerling"]["geboortedatum"] = json!("2010-01-10");
+    let parent = consent(
+        "c-o",
+        "ziekteverzuim-begeleiding",
+        "jgz-ggd-zuid",
+        &["*"],
+        GivenBy::Ouder,
+    );
+    assert_eq!(
+        run_env(&sixteen, "obs-de-linde", &[parent], CHAIN_TODAY)
+            .unwrap_err()
+            .code,
+        "consent-required"
+    );
+    let pupil = consent(
+        "c-j",
+        "ziekteverzuim-begeleiding",
+        "jgz-ggd-zuid",
+        &["*"],
+        GivenBy::Jongere,
+    );
+    assert!(run_env(
+        &sixteen,
+        "obs-de-linde",
+        std::slice::from_ref(&pupil),
+        CHAIN_TODAY
+    )
+    .is_ok());
+    let mut no_gemeente = sixteen.clone();
+    no_gemeente["data"]["leerling"]
+        .as_object_mut()
+        .unwrap()
+        .remove("woongemeente");
+    assert_eq!(
+        run_env(&no_gemeente, "obs-de-linde", &[pupil], CHAIN_TODAY)
+            .unwrap_err()
+            .code,
+        "missing-required-field"
+    );
+}
+
+// ----------------------------------------------------------------------------------------- P11
+
+#[test]
+fn p11_tlv_besluit_delivers_the_decision_and_not_its_grounds_and_names_no_pupil() {
+    let env = example("P11-tlv-besluit.json");
+    assert!(env.get("subject").is_none(), "the pupil is the P2's");
+    let d = run_env(&env, "swv-vo-zuid", &[], CHAIN_TODAY).unwrap();
+    assert_eq!(d.flow_id, "P11");
+    assert_accounted(&d, &env);
+    assert_delivered(
+        &d,
+        &env,
+        &[
+            "besluit",
+            "soort",
+            "geldig_van",
+            "geldig_tot",
+            "bezwaar.termijn_weken",
+            "bezwaar.adres",
+        ],
+    );
+    assert_withheld(&d, &["diagnoses[0].omschrijving"], "deny");
+    assert_eq!(d.subject, None);
+    let mut odd = env.clone();
+    odd["data"]["soort"] = json!("CANARY-SOORT");
+    odd["data"]["besluit"] = json!("misschien");
+    let d = run_env(&odd, "swv-vo-zuid", &[], CHAIN_TODAY).unwrap();
+    assert_withheld(&d, &["soort", "besluit"], "not-in-closed-list");
+    let mut none = env.clone();
+    none["data"].as_object_mut().unwrap().remove("besluit");
+    assert_eq!(
+        run_env(&none, "swv-vo-zuid", &[], CHAIN_TODAY)
+            .unwrap_err()
+            .code,
+        "missing-required-field"
+    );
+    let f = flow_by_id("P11");
+    assert_eq!(f.receiver, Some(ReceiverBinding::InReplyTo));
+    assert_eq!(f.answers.as_deref(), Some("P2"));
+    assert_eq!(f.subject, SubjectDelivery::None);
+    assert_eq!(f.retention.gateway_days, 30);
 }

@@ -16,8 +16,8 @@ use super::path::{valid_catalogue_path, valid_key, Pattern};
 use super::{
     screen, AggregateRules, Agreement, CatalogueField, Condition, Dimension, FieldRule, FieldTable,
     Flow, GeneraliseMethod, LegalBasis, MessageCatalogue, PathTree, PolicySet, ReceiverBinding,
-    ReceiverRetention, RequiredField, Retention, RuleAction, ScreenList, SubjectDelivery,
-    TableField, ValueKind, MAX_GATEWAY_DAYS,
+    ReceiverRetention, RequiredField, RequiredWhen, Retention, RuleAction, ScreenList,
+    SubjectDelivery, TableField, ValueKind, MAX_GATEWAY_DAYS,
 };
 
 /// AVG art. 6 lid 1 grounds a flow may cite.
@@ -720,11 +720,37 @@ impl Builder {
                 );
                 continue;
             }
+            let when = match &rd.when {
+                None => None,
+                Some(w) => {
+                    let known = catalogue
+                        .as_ref()
+                        .is_some_and(|c| c.field(&w.field).is_some());
+                    let value = json_of(&w.equals).filter(|v| !v.is_null());
+                    match value {
+                        Some(equals) if known && !w.field.contains('[') && w.field != rd.path => {
+                            Some(RequiredWhen {
+                                field: w.field.clone(),
+                                equals,
+                            })
+                        }
+                        _ => {
+                            err(at, format!(
+                                "required field `{}`: `when` names another catalogue field of `{}` outside any array and \
+                                 a text, number or true/false it must equal",
+                                rd.path, d.message
+                            ));
+                            continue;
+                        }
+                    }
+                }
+            };
             required.push(RequiredField {
                 path: rd.path.clone(),
                 equals,
                 equals_receiver: rd.equals_receiver,
                 hint: rd.hint.clone(),
+                when,
             });
         }
 
@@ -750,18 +776,20 @@ impl Builder {
         });
         let answers = d.answers.as_ref().map(|a| a.get_ref().clone());
         match (&receiver, &d.answers) {
-            (Some(ReceiverBinding::InReplyTo), None) => err(
+            (Some(b), None) if b.refers() => err(
                 start,
                 format!(
-                    "flow {}: receiver = \"in-reply-to\" needs `answers`, the id of the flow it answers",
-                    d.id
+                    "flow {}: receiver = \"{}\" needs `answers`, the id of the flow it answers or follows",
+                    d.id,
+                    b.as_str()
                 ),
             ),
-            (Some(ReceiverBinding::InReplyTo), Some(_)) | (_, None) => {}
+            (Some(b), Some(_)) if b.refers() => {}
+            (_, None) => {}
             (_, Some(a)) => err(
                 a.span().start,
                 format!(
-                    "flow {}: `answers` goes with receiver = \"in-reply-to\" only",
+                    "flow {}: `answers` goes with receiver = \"in-reply-to\" or \"follows\" only",
                     d.id
                 ),
             ),
@@ -1409,6 +1437,73 @@ fields = [
         let c = CATALOGUE.replace("toetsen[].score", "leerling.naam.x");
         let e = load(&[("a.toml", &c)]).unwrap_err();
         assert!(e.to_string().contains("conflict"), "{e}");
+    }
+
+    #[test]
+    fn a_required_field_may_depend_on_another_field_s_value() {
+        const MELDING: &str = r#"
+[[message]]
+type = "rapport"
+fields = [
+  { path = "leerling.naam", label = "Naam", category = "ADM", class = "S1" },
+  { path = "m.verteld", label = "Verteld", category = "THUIS", class = "S3", kind = "bool" },
+  { path = "m.reden", label = "Reden", category = "THUIS", class = "S3" },
+  { path = "l[].x", label = "X", category = "THUIS", class = "S3" },
+]
+"#;
+        let with = |when: &str| {
+            flow(&format!(
+                "fields = [ {{ path = \"m.*\", action = \"allow\" }} ]\n[[flow.required]]\npath = \"m.reden\"\n{when}\n"
+            ))
+        };
+        let ok = with(r#"when = { field = "m.verteld", equals = false }"#);
+        let set = load(&[("a.toml", MELDING), ("p.toml", &ok)]).unwrap();
+        let r = &set.flows().next().unwrap().required[0];
+        assert_eq!(
+            r.when,
+            Some(RequiredWhen {
+                field: "m.verteld".into(),
+                equals: serde_json::json!(false)
+            })
+        );
+        for bad in [
+            r#"when = { field = "m.onbekend", equals = false }"#,
+            r#"when = { field = "l[].x", equals = "a" }"#,
+            r#"when = { field = "m.reden", equals = "a" }"#,
+            r#"when = { field = "m.verteld", equals = [1] }"#,
+        ] {
+            let e = load(&[("a.toml", MELDING), ("p.toml", &with(bad))]).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("`when` names another catalogue field"),
+                "{bad}: {e}"
+            );
+        }
+        for bad in [
+            r#"when = { field = "m.verteld" }"#,
+            r#"when = { field = "m.verteld", equals = false, ook = 1 }"#,
+        ] {
+            assert!(
+                load(&[("a.toml", MELDING), ("p.toml", &with(bad))]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn follows_like_in_reply_to_needs_the_flow_it_follows() {
+        let f = flow("receiver = \"follows\"\n");
+        let e = load(&[("a.toml", CATALOGUE), ("p.toml", &f)]).unwrap_err();
+        assert!(e.to_string().contains("needs `answers`"), "{e}");
+        let f = flow("receiver = \"follows\"\nanswers = \"T0\"\n");
+        let set = load(&[("a.toml", CATALOGUE), ("p.toml", &f)]).unwrap();
+        assert_eq!(
+            set.flows().next().unwrap().receiver,
+            Some(ReceiverBinding::Follows)
+        );
+        let f = flow("receiver = \"member-of-sender\"\nanswers = \"T0\"\n");
+        let e = load(&[("a.toml", CATALOGUE), ("p.toml", &f)]).unwrap_err();
+        assert!(e.to_string().contains("`answers` goes with"), "{e}");
     }
 
     #[test]

@@ -36,7 +36,7 @@ use serde::Deserialize;
 use crate::domain::Role;
 
 pub use ages::{consent_fits, About, AgeRule, Fit};
-pub use binding::{bind_receiver, CaseFacts, ReceiverBinding, Reference};
+pub use binding::{bind_receiver, is_flow_of, CaseFacts, ReceiverBinding, Reference};
 pub use check::{check, check_sources, lint, load_checked, load_for_serving, Finding, Severity};
 pub use decide::{age_on, decide, DecisionRequest, BIRTH_DATE_PATH, PARENTS_PREFIX};
 pub use diff::{diff, CatalogueDiff, Change, FlowDiff, PolicyDiff, Section, Status};
@@ -524,6 +524,16 @@ pub struct RequiredField {
     pub equals_receiver: bool,
     /// What the sender must do first when the field is missing (added to the refusal's detail).
     pub hint: Option<String>,
+    /// Required only when this condition holds; `None`: always.
+    pub when: Option<RequiredWhen>,
+}
+
+/// `when` of a required field: it applies when `field` equals `equals`, and also when `field` is missing or holds
+/// a value of another kind (fails closed: only a value of the same kind that differs lifts the requirement).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequiredWhen {
+    pub field: String,
+    pub equals: serde_json::Value,
 }
 
 /// A term list: a text field naming any of the terms refuses the whole message, or (`withhold`) is withheld with

@@ -200,6 +200,17 @@ pub(super) struct RequiredDef {
     /// What the sender must do first when the field is missing, added to the refusal's detail.
     #[serde(default)]
     pub hint: Option<String>,
+    /// The field is required only when another field holds this value (P9: the reason when the client was not told).
+    #[serde(default)]
+    pub when: Option<RequiredWhenDef>,
+}
+
+/// `when = { field = "meldcode.client_geinformeerd", equals = false }` of a required field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RequiredWhenDef {
+    pub field: String,
+    pub equals: toml::Value,
 }
 
 #[derive(Debug, Deserialize)]

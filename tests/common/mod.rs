@@ -46,14 +46,21 @@ pub fn reply(name: &str, answered: &str) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
-/// `<examples_dir>/<name>` as the JSON text partners send.
+/// `<examples_dir>/<name>-….json` as the JSON text partners send.
 pub fn example(name: &str) -> Vec<u8> {
     let dir = examples_dir();
     let path = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(name))
+        // `P1` is `P1-overstap-po-vo.json`, not `P10-…` or `P11-…`.
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('-'))
+        })
         .unwrap_or_else(|| panic!("no example {name}"));
     std::fs::read(path).unwrap()
 }
