@@ -568,6 +568,8 @@ async fn p11_tlv_besluit_reaches_only_the_school_of_the_p2_about_its_pupil() {
         let sent = served(&gw, "swv-vo-zuid", &env, "P11").await;
         let m = received(&gw, "lyceum-zuid", &sent).await;
         assert!(m["subject"].is_null());
+        // No pupil number, but the school learns which of its P2s this decides, and so which pupil.
+        assert_eq!(m["in_reply_to"], p2.as_str());
         let mut expected = env["data"].clone();
         expected.as_object_mut().unwrap().remove("diagnoses");
         assert_eq!(m["data"], expected);

@@ -228,6 +228,7 @@ async fn open_message(
         "subject": stored.get("subject").cloned().unwrap_or(Value::Null),
         "actor": stored.get("actor").cloned().unwrap_or(Value::Null),
         "justification": stored.get("justification").cloned().unwrap_or(Value::Null),
+        "in_reply_to": stored.get("in_reply_to").cloned().unwrap_or(Value::Null),
         "data": stored.get("data").cloned().unwrap_or(Value::Null),
         "retention": retention_json(stored.get("retention"), m.expires_ms),
         // The sender's trace: the receiver continues it, so one exchange can be followed across organisations.

@@ -384,6 +384,7 @@ fn seal(
             function: &env.actor.function,
         },
         justification: &env.justification,
+        in_reply_to: &env.in_reply_to,
         data: &d.delivered,
         retention: StoredRetention {
             receiver: &d.retention.receiver.text,
@@ -488,6 +489,10 @@ struct StoredPayload<'a> {
     subject: &'a Option<Value>,
     actor: StoredActor<'a>,
     justification: &'a Option<String>,
+    /// The message this one answers or follows (P5, P6, P8, P11): the receiver sent or received it, so it knows the
+    /// pupil even when the flow delivers no pupil number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_reply_to: &'a Option<String>,
     data: &'a Delivered,
     /// The receiver's retention period, delivered with the message (the inbox item's `retention`).
     retention: StoredRetention<'a>,
