@@ -318,6 +318,7 @@ impl Gateway {
         e.policy_hash = Some(policies.hash().to_owned());
         if let Some(flow) = policies.find_flow(s.partner.role, r.partner.role, purpose) {
             e.flow_id = Some(flow.id.clone());
+            e.processing_activity_id = flow.processing_activity_id.clone();
             e.agreement_id = flow.agreement.as_ref().map(|a| a.id.clone());
         }
     }

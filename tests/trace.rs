@@ -133,6 +133,104 @@ async fn one_exchange_is_followed_by_its_trace_and_transaction_id() {
             "invalid-query"
         );
 
+        // The Logboek Dataverwerkingen export: one record per processing per pupil, in the standard's field names,
+        // checked against a table written from its text (component Logboek, interface); the sender's and the
+        // receiver's records of one exchange share the trace of the request that made them.
+        let r = fg.get("/v1/audit/export?format=ldv").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_absent(&r.body, &canaries(), "the LDV export");
+        assert_absent(&r.body, &["628194821".to_owned()], "the LDV export");
+        let records: Vec<serde_json::Value> = r
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON record a line"))
+            .collect();
+        let hex = |v: &serde_json::Value, n: usize| {
+            v.as_str()
+                .is_some_and(|s| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        };
+        let allowed = [
+            "trace_id",
+            "span_id",
+            "parent_span_id",
+            "name",
+            "status",
+            "start_time",
+            "end_time",
+            "resource",
+            "attributes",
+        ];
+        for rec in &records {
+            let obj = rec.as_object().unwrap();
+            assert!(
+                obj.keys().all(|k| allowed.contains(&k.as_str())),
+                "a field the standard has not: {rec}"
+            );
+            assert!(
+                hex(&rec["trace_id"], 32) && hex(&rec["span_id"], 16),
+                "{rec}"
+            );
+            assert!(
+                rec.get("parent_span_id").is_none_or(|p| hex(p, 16)),
+                "{rec}"
+            );
+            assert!(
+                ["Unset", "Ok", "Error"].contains(&rec["status"].as_str().unwrap()),
+                "{rec}"
+            );
+            assert!(!rec["name"].as_str().unwrap().is_empty());
+            for t in ["start_time", "end_time"] {
+                time::OffsetDateTime::parse(
+                    rec[t].as_str().unwrap(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .unwrap();
+            }
+            let a = rec["attributes"].as_object().unwrap();
+            assert!(
+                a["dpl.core.processing_activity_id"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("urn:"),
+                "{rec}"
+            );
+            assert_eq!(
+                a["dpl.core.data_subject_id"].as_str().unwrap().len(),
+                32,
+                "{rec}"
+            );
+            assert!(a["dpl.core.data_subject_id_type"]
+                .as_str()
+                .unwrap()
+                .contains(':'));
+            assert!(a.keys().all(|k| k.starts_with("dpl.")), "{rec}");
+            let text = rec.to_string();
+            for forbidden in ["mvisser", "M. Visser", "\"overstap-po-vo\"", "WPO art."] {
+                assert!(
+                    !text.contains(forbidden),
+                    "no employee, purpose or legal basis: {rec}"
+                );
+            }
+        }
+        let sent = records
+            .iter()
+            .find(|r| r["trace_id"] == TRACE && r["name"] == "message-disclosed")
+            .unwrap_or_else(|| panic!("{records:?}"));
+        assert_eq!(sent["parent_span_id"], PARENT);
+        assert_eq!(
+            sent["attributes"]["dpl.core.foreign_operation.span_id"],
+            PARENT
+        );
+        assert_eq!(
+            sent["attributes"]["dpl.core.processing_activity_id"],
+            "urn:nl:ketenpoort:verwerkingsactiviteit:p1-overstap-po-vo:v1"
+        );
+        assert_eq!(
+            sent["attributes"]["dpl.core.data_subject_id"],
+            disclosed.subject.clone().unwrap().as_str()
+        );
+        assert_eq!(fg.get("/v1/audit/export").await.code(), "invalid-query");
+
         // Malformed: 400 with a code, nothing delivered, nothing logged.
         let before = gw.log_entries().await.len();
         for (name, value, code) in [

@@ -237,6 +237,9 @@ pub struct LogEntry {
     pub legal_basis: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub flow_id: Option<String>,
+    /// The flow's entry in the register of processing activities (a versioned URI), as in force then.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub processing_activity_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub policy_hash: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -345,7 +348,7 @@ struct V2<'a> {
 impl Serialize for V2<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let e = self.e;
-        let mut m = s.serialize_struct("LogEntry", 29)?;
+        let mut m = s.serialize_struct("LogEntry", 30)?;
         macro_rules! opt {
             ($name:literal, $field:expr) => {
                 match &$field {
@@ -372,6 +375,7 @@ impl Serialize for V2<'_> {
         opt!("purpose", e.purpose);
         opt!("legal_basis", e.legal_basis);
         opt!("flow_id", e.flow_id);
+        opt!("processing_activity_id", e.processing_activity_id);
         opt!("policy_hash", e.policy_hash);
         opt!("agreement_id", e.agreement_id);
         opt!("receiver_retention", e.receiver_retention);

@@ -578,6 +578,7 @@ fn actor_ref(env: &Envelope<'_>) -> ActorRef {
 
 fn apply_decision(entry: &mut LogEntry, d: &Decision) {
     entry.flow_id = Some(d.flow_id.clone());
+    entry.processing_activity_id = d.processing_activity_id.clone();
     entry.policy_hash = Some(d.policy_hash.clone());
     entry.legal_basis = Some(d.legal_basis.clone());
     entry.agreement_id = d.agreement_id.clone();

@@ -29,6 +29,7 @@ pub fn officer_router() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/v1/audit/disclosures", get(get_disclosures))
         .route("/v1/audit/subjects/{pgn}", get(get_subject))
+        .route("/v1/audit/export", get(get_export))
         .route(
             "/v1/audit/incidents",
             get(get_incidents).post(post_incident),
@@ -345,6 +346,37 @@ async fn get_sent_to(
     )
     .await?;
     let mut resp = Json(found).into_response();
+    private_headers(&mut resp);
+    Ok(resp)
+}
+
+/// `GET /v1/audit/export?format=ldv`: the Logboek Dataverwerkingen records of the disclosure search's result (the same
+/// filters, scope and paging; each export is itself logged), as JSON lines; the next page in `next-cursor`.
+async fn get_export(
+    State(gw): State<Arc<Gateway>>,
+    Extension(officer): Extension<Officer>,
+    params: Result<Query<DisclosureParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(p) = params.map_err(|_| invalid_query(oversight::DISCLOSURE_PARAMS))?;
+    if p.format.as_deref().map(str::trim) != Some("ldv") {
+        return Err(
+            invalid_query("format=ldv (required), and the disclosure search's filters").into(),
+        );
+    }
+    let mut search = p.clone();
+    search.format = None;
+    let parsed = oversight::parse_search(&gw, &officer, &search, 1000)?;
+    let result = oversight::search(&gw, &officer, parsed, "api export ldv").await?;
+    let mut resp = (
+        [(header::CONTENT_TYPE, "application/jsonl; charset=utf-8")],
+        oversight::ldv::to_json_lines(&result.entries),
+    )
+        .into_response();
+    if let Some(c) = &result.next_cursor {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            resp.headers_mut().insert("next-cursor", v);
+        }
+    }
     private_headers(&mut resp);
     Ok(resp)
 }

@@ -10,6 +10,7 @@
 //! index columns. Knows no HTTP: the handlers and pages are in `http::audit` and `http::console`.
 
 pub mod incidents;
+pub mod ldv;
 pub mod nen7513;
 pub mod proofs;
 

@@ -322,6 +322,17 @@ fn lint_flow(set: &PolicySet, flow: &Flow, out: &mut Vec<Finding>) {
             ));
         }
     }
+    if flow.processing_activity_id.is_none() {
+        out.push(Finding::at(
+            flow,
+            flow.line,
+            Severity::Error,
+            format!(
+                "flow {}: no processing_activity_id: name the flow's entry in the register of processing activities as a versioned URI (the Logboek Dataverwerkingen records it)",
+                flow.id
+            ),
+        ));
+    }
     // A privacy officer checks a flow against the law it cites: each citation must name an article.
     let citations = [
         (
@@ -409,6 +420,7 @@ subject = "none"
 fields = [
 {fields}
 ]
+processing_activity_id = "urn:nl:ketenpoort:verwerkingsactiviteit:test:v1"
 
 [flow.legal_basis]
 ground = "6.1.c"
@@ -484,6 +496,30 @@ receiver_text = "30 dagen"
         let bad: Vec<_> = f.iter().filter(|x| x.is_error()).collect();
         assert_eq!(bad.len(), 1, "{f:?}");
         assert!(bad[0].message.contains("leerling.naam"));
+    }
+
+    #[test]
+    fn a_flow_without_a_processing_activity_id_does_not_pass() {
+        let without = flow(r#"{ path = "leerling.*", action = "allow" },"#, "").replace(
+            "processing_activity_id = \"urn:nl:ketenpoort:verwerkingsactiviteit:test:v1\"\n",
+            "",
+        );
+        let f = run(&without);
+        assert!(
+            f.iter()
+                .any(|x| x.is_error() && x.message.contains("no processing_activity_id")),
+            "{f:?}"
+        );
+        let unversioned = flow(r#"{ path = "leerling.*", action = "allow" },"#, "").replace(
+            "verwerkingsactiviteit:test:v1",
+            "verwerkingsactiviteit:test",
+        );
+        let f = run(&unversioned);
+        assert!(
+            f.iter()
+                .any(|x| x.is_error() && x.message.contains("versioned URI")),
+            "{f:?}"
+        );
     }
 
     #[test]

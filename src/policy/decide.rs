@@ -94,6 +94,7 @@ pub fn decide(policy: &PolicySet, req: &DecisionRequest) -> Result<Decision, Ref
     })?;
     let base = Decision {
         flow_id: flow.id.clone(),
+        processing_activity_id: flow.processing_activity_id.clone(),
         flow_name: flow.name.clone(),
         policy_hash: policy.hash().to_owned(),
         legal_basis: flow.legal_basis_text.clone(),

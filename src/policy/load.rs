@@ -479,6 +479,18 @@ impl Builder {
             ),
             _ => {}
         }
+        if d.processing_activity_id
+            .as_deref()
+            .is_some_and(|id| !versioned_uri(id))
+        {
+            err(
+                start,
+                format!(
+                    "flow {}: processing_activity_id must be a versioned URI into the register of processing activities, ending in a version such as `v1` (e.g. `urn:nl:ketenpoort:verwerkingsactiviteit:p1:v1`)",
+                    d.id
+                ),
+            );
+        }
         if d.subject == SubjectDelivery::AsIs
             && d.subject_basis
                 .as_deref()
@@ -982,6 +994,10 @@ impl Builder {
             receivers: d.to.clone(),
             purpose: d.purpose.clone(),
             message_type: d.message.clone(),
+            processing_activity_id: d
+                .processing_activity_id
+                .as_deref()
+                .map(|s| s.trim().to_owned()),
             description: d.description.clone(),
             legal_basis_text: legal_basis.to_string(),
             legal_basis,
@@ -1153,6 +1169,28 @@ fn condition(
         one_of,
         otherwise,
     })
+}
+
+/// An absolute URI (`scheme:rest`, no spaces) whose last `/` or `:` segment is a version: `v` and digits
+/// (`v1`, `v12`, `v1.2`).
+fn versioned_uri(s: &str) -> bool {
+    let s = s.trim();
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    let last = rest.rsplit(['/', ':']).next().unwrap_or("");
+    scheme_ok
+        && !rest.is_empty()
+        && !s.chars().any(char::is_whitespace)
+        && last.strip_prefix('v').is_some_and(|v| {
+            !v.is_empty()
+                && v.split('.')
+                    .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
 }
 
 #[cfg(test)]
@@ -1331,6 +1369,29 @@ fields = [
             r#"{ path = "leerling.naam", action = "allow", when = { field = "advies.niveau", one_of = ["pro"] }, otherwise = "allow" }"#,
             "unknown variant",
         );
+    }
+
+    #[test]
+    fn a_processing_activity_id_is_a_versioned_uri() {
+        for ok in [
+            "urn:nl:ketenpoort:verwerkingsactiviteit:p1:v1",
+            "https://register.example.nl/verwerkingen/p3/v2",
+            "https://register.example.nl/verwerkingen/p3/v1.2",
+        ] {
+            assert!(versioned_uri(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "p1",
+            "urn:nl:ketenpoort:p1",
+            "https://register.example.nl/verwerkingen/p3",
+            "https://register.example.nl/x y/v1",
+            "1urn:x:v1",
+            "urn:x:v",
+            "urn:x:v1.",
+        ] {
+            assert!(!versioned_uri(bad), "{bad}");
+        }
     }
 
     #[test]

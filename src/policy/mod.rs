@@ -586,6 +586,8 @@ pub struct Flow {
     pub receivers: Vec<Role>,
     pub purpose: String,
     pub message_type: String,
+    /// `processing_activity_id`: a versioned URI into the register of processing activities.
+    pub processing_activity_id: Option<String>,
     pub description: Option<String>,
     pub legal_basis: LegalBasis,
     pub retention: Retention,
@@ -1077,6 +1079,7 @@ impl PartialEq for Delivered {
 #[derive(Clone, PartialEq)]
 pub struct Decision {
     pub flow_id: String,
+    pub processing_activity_id: Option<String>,
     pub flow_name: String,
     pub policy_hash: String,
     pub legal_basis: String,

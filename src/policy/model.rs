@@ -64,6 +64,11 @@ pub(super) struct FlowDef {
     pub to: Vec<Role>,
     pub purpose: String,
     pub message: String,
+    /// The versioned URI of this flow's entry in the organisation's register of processing activities (AVG art. 30),
+    /// as the Logboek Dataverwerkingen records it (`dpl.core.processing_activity_id`).
+    /// Required by `policy check` (and so for serving); optional for the parser so test sets stay small.
+    #[serde(default)]
+    pub processing_activity_id: Option<String>,
     pub justification: JustificationDef,
     #[serde(default)]
     pub consent: bool,
