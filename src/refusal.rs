@@ -66,6 +66,7 @@ problem_codes! {
     InvalidDate = "invalid-date", 422;
     MissingRequiredField = "missing-required-field", 422;
     ScreenedTerm = "screened-term", 422;
+    IdentifyingDataInAnonymousConsult = "identifying-data-in-anonymous-consult", 422;
     JustificationRequired = "justification-required", 422;
     PersonLevelInAggregate = "person-level-in-aggregate", 422;
     InvalidAggregate = "invalid-aggregate", 422;

@@ -130,6 +130,11 @@ async fn phases<'b>(
     // and `decide` refuses it.
     if let Some(flow) = identify_flow(&policies, caller.partner(), &receiver.partner, &env.purpose)
     {
+        // An anonymous consultation (P12) is logged and stored without any pupil pseudonym, also when the sender
+        // named a pupil after all (`decide` refuses that message).
+        if flow.anonymous {
+            *pupil = None;
+        }
         if let Some(from_reference) =
             bind_case(gw, flow, caller, &receiver, env, pupil.as_deref()).await?
         {
@@ -535,12 +540,14 @@ async fn refuse(
     let policies = gw.policy();
     entry.policy_hash = Some(policies.hash().to_owned());
     if let Some(env) = env {
+        let mut anonymous = false;
         match gw.partners.by_id(&env.to) {
             Some(receiver) => {
                 describe_message(&mut entry, env, &receiver.partner);
-                entry.flow_id =
-                    identify_flow(&policies, caller.partner(), &receiver.partner, &env.purpose)
-                        .map(|flow| flow.id.clone());
+                let flow =
+                    identify_flow(&policies, caller.partner(), &receiver.partner, &env.purpose);
+                entry.flow_id = flow.map(|flow| flow.id.clone());
+                anonymous = flow.is_some_and(|flow| flow.anonymous);
             }
             None => {
                 entry.message_type = Some(truncate(&env.message_type));
@@ -548,11 +555,15 @@ async fn refuse(
                 entry.actor = Some(actor_ref(env));
             }
         }
+        // An anonymous consultation's refusal names no pupil either.
         entry.subject = subject_key.map(str::to_owned).or_else(|| {
             env.subject
                 .as_ref()
                 .map(|s| gw.keys.subject_pseudonym(s.number()))
         });
+        if anonymous {
+            entry.subject = None;
+        }
     }
     entry.detail = Some(r.detail.clone());
     gw.log_refusal(entry, r).await

@@ -53,7 +53,7 @@ pub fn router() -> Router<Arc<Gateway>> {
 }
 
 /// The reference flows of DOMAIN.md the policy page explains by default.
-const REFERENCE_FLOWS: [(&str, Role, Role, &str); 15] = [
+const REFERENCE_FLOWS: [(&str, Role, Role, &str); 16] = [
     ("P1", Role::SchoolPo, Role::SchoolVo, "overstap-po-vo"),
     ("P1-wpo", Role::SchoolPo, Role::SchoolSo, "overstap"),
     ("P1-wec-so", Role::SchoolSo, Role::SchoolPo, "overstap"),
@@ -94,6 +94,7 @@ const REFERENCE_FLOWS: [(&str, Role, Role, &str); 15] = [
         "ziekteverzuim-begeleiding",
     ),
     ("P11", Role::SwvVo, Role::SchoolVo, "tlv-besluit"),
+    ("P12", Role::SchoolVo, Role::SwvVo, "anoniem-consult"),
 ];
 
 /// Bytes a query value or path segment keeps as they are (RFC 3986 unreserved); everything else is `%XX`.

@@ -14,7 +14,7 @@ use super::transform::{self, pseudonym, pseudonym_input, receiver_key};
 use super::{
     aggregate, codes, implausible_date, screen, Compact, DateRule, Decision, Delivered, Fields,
     Flow, Leaf, LeafAction, MessageCatalogue, PathTree, PolicySet, Refusal, RequiredWhen,
-    RuleAction, SubjectDelivery, ValueKind, Why, MIN_JUSTIFICATION_CHARS, NONE,
+    RuleAction, ScreenPattern, SubjectDelivery, ValueKind, Why, MIN_JUSTIFICATION_CHARS, NONE,
 };
 use crate::domain::{ConsentRecord, Partner, SubjectId};
 
@@ -338,6 +338,128 @@ fn condition_may_hold(data: &Node, w: &RequiredWhen) -> bool {
     }
 }
 
+/// The refusal of an anonymous consultation (`anonymous = true`) that could identify the pupil: the path and why,
+/// never the value.
+fn identifying(flow: &Flow, path: &str, why: &str) -> Refusal {
+    Refusal::new(
+        codes::IDENTIFYING_DATA,
+        format!(
+            "flow {}: `{path}` {why}: an anonymous consultation may not identify the pupil, so the whole message is \
+             refused and nothing is delivered or stored",
+            flow.id
+        ),
+    )
+}
+
+/// An anonymous flow delivers every field as sent or nothing: any key outside the catalogue (at any depth, also
+/// with an empty value), any field the flow does not allow, and any value of the wrong kind or outside its closed
+/// list refuses the whole message, naming the first such path.
+fn anonymous_fields<'v>(
+    flow: &Flow,
+    catalogue: &MessageCatalogue,
+    v: &'v Node<'_>,
+    node: Option<usize>,
+    segs: &mut Vec<Seg<'v>>,
+) -> Result<(), Refusal> {
+    let tree = &catalogue.tree;
+    let refuse = |segs: &[Seg], why: &str| Err(identifying(flow, &path::render(segs), why));
+    let outside = "is not a field of this anonymous message type";
+    match v {
+        // Outside the catalogue (`node` is `None`) the walk goes on to the first leaf, so the refusal names the
+        // field's whole path (`leerling.achternaam`); an empty object or list there is refused where it stands.
+        Node::Object(m) if m.is_empty() && node.is_none() => refuse(segs, outside),
+        Node::Array(a) if a.is_empty() && node.and_then(|n| tree.array(n)).is_none() => {
+            refuse(segs, outside)
+        }
+        Node::Object(m) => {
+            for (k, child) in m.iter() {
+                let n = node.and_then(|n| tree.key(n, k, &mut 0));
+                segs.push(Seg::key(k));
+                anonymous_fields(flow, catalogue, child, n, segs)?;
+                segs.pop();
+            }
+            Ok(())
+        }
+        Node::Array(a) => {
+            let n = node.and_then(|n| tree.array(n));
+            for (i, child) in a.iter().enumerate() {
+                segs.push(Seg::Index(i));
+                anonymous_fields(flow, catalogue, child, n, segs)?;
+                segs.pop();
+            }
+            Ok(())
+        }
+        leaf => {
+            let Some(index) = node.and_then(|n| tree.field(n)) else {
+                return refuse(segs, outside);
+            };
+            let field = &catalogue.fields[index];
+            match flow.rule_for_field(index).map(|r| &r.action) {
+                None => refuse(segs, "is not allowed in this flow"),
+                Some(RuleAction::Deny { .. }) => refuse(segs, "is denied in this flow"),
+                Some(_) if !transform::kind_ok(field.kind, leaf) => {
+                    refuse(segs, "is not of the field's kind")
+                }
+                Some(_)
+                    if field
+                        .values
+                        .as_ref()
+                        .is_some_and(|l| !transform::in_closed_list(l, leaf)) =>
+                {
+                    refuse(segs, "is not one of the field's closed list")
+                }
+                Some(_) => Ok(()),
+            }
+        }
+    }
+}
+
+/// `[[flow.exactly_one]]`: of each list exactly one field is present. None: `missing-required-field`; more than one:
+/// in an anonymous flow `identifying-data-in-anonymous-consult` (together they narrow down who the pupil is), else
+/// `invalid-data`. Names the fields, never a value.
+fn check_exactly_one(flow: &Flow, req: &DecisionRequest) -> Result<(), Refusal> {
+    for list in &flow.exactly_one {
+        let present: Vec<&String> = list
+            .iter()
+            .filter(|p| value_present(path::get_dotted(req.data, p)))
+            .collect();
+        let names = list
+            .iter()
+            .map(|p| format!("`{p}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match present.len() {
+            1 => {}
+            0 => {
+                return Err(Refusal::new(
+                    codes::MISSING_REQUIRED_FIELD,
+                    format!("flow {}: exactly one of {names} must be present", flow.id),
+                ))
+            }
+            _ if flow.anonymous => {
+                return Err(identifying(
+                    flow,
+                    present[1],
+                    &format!(
+                        "is sent with `{}`: exactly one of {names} may be sent",
+                        present[0]
+                    ),
+                ))
+            }
+            _ => {
+                return Err(Refusal::new(
+                    codes::INVALID_DATA,
+                    format!(
+                        "flow {}: exactly one of {names} may be present, not more",
+                        flow.id
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The refusal of a message with an implausible date: the field's path and the rule, never the value.
 fn invalid_date(flow: &Flow, path: &str, rule: &str) -> Refusal {
     Refusal::new(
@@ -359,7 +481,10 @@ fn check_screening(
         let Some(text) = path::get_dotted(req.data, &list.field).and_then(Node::as_str) else {
             continue;
         };
-        if !screen::names_any(text, &list.terms) {
+        let pattern_hit = list.patterns.iter().any(|p| match p {
+            ScreenPattern::Date => screen::has_date(text),
+        });
+        if !pattern_hit && !screen::names_any(text, &list.terms) {
             continue;
         }
         if list.withhold {
@@ -377,8 +502,14 @@ fn check_screening(
         .iter()
         .map(|(field, category)| format!("`{field}` names a term of category {category}"))
         .collect();
+    // In an anonymous consultation a name, date or place in the text identifies the pupil: the refusal says so.
+    let code = if flow.anonymous {
+        codes::IDENTIFYING_DATA
+    } else {
+        codes::SCREENED_TERM
+    };
     Err(Refusal::new(
-        codes::SCREENED_TERM,
+        code,
         format!(
             "flow {}: {} (not allowed in this flow; the text is not repeated here)",
             flow.id,
@@ -396,9 +527,12 @@ fn decide_record(
     // A reply that delivers no pupil number (P5) names no pupil: it is the one of the message it answers, which the
     // receiver binding (`binding::bind_receiver`) has checked before the decision.
     let from_reference = flow.answers.is_some() && flow.subject == SubjectDelivery::None;
+    if flow.anonymous && req.subject.is_some() {
+        return Err(identifying(flow, "subject", "names a pupil"));
+    }
     let subject = match req.subject {
         Some(s) => Some(s),
-        None if from_reference => None,
+        None if from_reference || flow.anonymous => None,
         None => {
             return Err(Refusal::new(
                 codes::MISSING_SUBJECT,
@@ -412,6 +546,10 @@ fn decide_record(
             "`data` must be an object",
         ));
     }
+    if flow.anonymous {
+        let mut segs = Vec::new();
+        anonymous_fields(flow, catalogue, req.data, Some(PathTree::ROOT), &mut segs)?;
+    }
     // The age rules of consent read the birth date: an implausible one is refused before it decides anything.
     let birth = path::get_dotted(req.data, BIRTH_DATE_PATH).and_then(transform::parse_date);
     if let Some(rule) = birth.and_then(|b| implausible_date(Some(DateRule::Birth), b, req.today)) {
@@ -422,6 +560,7 @@ fn decide_record(
         return Err(no_consent(flow, req, consents.why_not(About::Pupil, None)));
     }
     check_required(flow, req)?;
+    check_exactly_one(flow, req)?;
     let screened = check_screening(flow, catalogue, req)?;
 
     let mut walk = Walk {
@@ -460,6 +599,15 @@ fn decide_record(
     };
     if let Some((path, rule)) = walk.implausible.take() {
         return Err(invalid_date(flow, &path, rule));
+    }
+    // `anonymous_fields` has refused whatever would be withheld; should the walk still withhold anything (a rule's
+    // condition), the anonymous message is refused all the same: never delivered in part.
+    if flow.anonymous && walk.leaves.iter().any(|l| !l.action.is_delivered()) {
+        return Err(identifying(
+            flow,
+            "data",
+            "holds a field this flow would withhold",
+        ));
     }
     if !walk.leaves.iter().any(|l| l.action.is_delivered())
         && walk

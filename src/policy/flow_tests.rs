@@ -2157,6 +2157,7 @@ fn all_reference_flows_are_written() {
             "P1-wvo",
             "P10",
             "P11",
+            "P12",
             "P2",
             "P3",
             "P4",
@@ -3517,4 +3518,324 @@ fn p11_tlv_besluit_delivers_the_decision_and_not_its_grounds_and_names_no_pupil(
     assert_eq!(f.answers.as_deref(), Some("P2"));
     assert_eq!(f.subject, SubjectDelivery::None);
     assert_eq!(f.retention.gateway_days, 30);
+}
+
+/// P12 anoniem consult (`anonymous = true`): school → its SWV, no subject, an age band or a leerjaar, screened free
+/// text; anything identifying refuses the whole message with `identifying-data-in-anonymous-consult`.
+mod p12 {
+    use super::*;
+
+    const TODAY: time::Date = date!(2026 - 03 - 15);
+
+    fn env() -> Value {
+        example("P12-anoniem-consult.json")
+    }
+
+    fn refused(env: &Value) -> Refusal {
+        match run_env(env, "lyceum-zuid", &[], TODAY) {
+            Ok(d) => panic!("delivered: {}", d.delivered.json()),
+            Err(r) => r,
+        }
+    }
+
+    fn assert_identifying(env: &Value, path: &str) {
+        let r = refused(env);
+        assert_eq!(r.code, codes::IDENTIFYING_DATA, "{}", r.detail);
+        assert!(r.detail.contains(path), "{path} not named: {}", r.detail);
+        assert!(!r.detail.contains("CANARY"), "{}", r.detail);
+    }
+
+    #[test]
+    fn the_example_is_delivered_whole_without_a_subject() {
+        let d = run_env(&env(), "lyceum-zuid", &[], TODAY).unwrap();
+        assert_eq!(d.flow_id, "P12");
+        assert!(d.subject.is_none());
+        assert!(d.withheld().is_empty(), "{:?}", d.withheld());
+        assert_eq!(d.delivered_paths().len(), 5);
+        assert_eq!(d.retention.gateway_days, 14);
+        let flow = policies().flows().find(|f| f.id == "P12").unwrap();
+        assert!(flow.anonymous);
+        assert_eq!(flow.receiver, Some(ReceiverBinding::MemberOfSender));
+    }
+
+    #[test]
+    fn a_subject_refuses_it() {
+        let mut e = env();
+        e["subject"] = json!({"pgn": "123456782"});
+        assert_identifying(&e, "`subject`");
+    }
+
+    #[test]
+    fn an_age_band_or_a_leerjaar_not_both_not_neither() {
+        let mut e = env();
+        e["data"]["casus"]["leeftijdsband"] = json!("12-15");
+        let r = refused(&e);
+        assert_eq!(r.code, codes::IDENTIFYING_DATA, "{}", r.detail);
+        assert!(r.detail.contains("casus.leeftijdsband") && r.detail.contains("casus.leerjaar"));
+        e["data"]["casus"]
+            .as_object_mut()
+            .unwrap()
+            .remove("leerjaar");
+        run_env(&e, "lyceum-zuid", &[], TODAY).unwrap();
+        e["data"]["casus"]
+            .as_object_mut()
+            .unwrap()
+            .remove("leeftijdsband");
+        assert_eq!(refused(&e).code, codes::MISSING_REQUIRED_FIELD);
+    }
+
+    #[test]
+    fn every_identifying_field_refuses_the_whole_message() {
+        for (ptr, value, path) in [
+            (
+                "/leerling",
+                json!({"achternaam": "CANARY-NAAM"}),
+                "leerling.achternaam",
+            ),
+            ("/leerling", json!({"pgn": "CANARY-PGN"}), "leerling.pgn"),
+            (
+                "/leerling",
+                json!({"adres": {"straat": "CANARY-STRAAT"}}),
+                "leerling.adres.straat",
+            ),
+            (
+                "/ouders",
+                json!([{"naam": "CANARY-OUDER"}]),
+                "ouders[0].naam",
+            ),
+            ("/school", json!({"brin": "CANARY-BRIN"}), "school.brin"),
+            (
+                "/school",
+                json!({"vestiging": "CANARY-VEST"}),
+                "school.vestiging",
+            ),
+            (
+                "/bijlagen",
+                json!([{"inhoud": "CANARY-BIJLAGE"}]),
+                "bijlagen[0].inhoud",
+            ),
+            ("/casus/naam", json!("CANARY-NAAM"), "casus.naam"),
+            ("/casus/vraag_extra", json!({}), "casus.vraag_extra"),
+            ("/onbekend", json!(null), "onbekend"),
+        ] {
+            let mut e = env();
+            let (parent, key) = ptr.rsplit_once('/').unwrap();
+            let target = if parent.is_empty() {
+                e["data"].as_object_mut().unwrap()
+            } else {
+                e["data"]
+                    .pointer_mut(parent)
+                    .unwrap()
+                    .as_object_mut()
+                    .unwrap()
+            };
+            target.insert(key.into(), value);
+            assert_identifying(&e, path);
+        }
+        // A value outside a closed list (an exact age instead of a band) refuses as well.
+        let mut e = env();
+        e["data"]["casus"]["leerjaar"] = json!("CANARY-13 jaar");
+        assert_identifying(&e, "casus.leerjaar");
+    }
+
+    #[test]
+    fn screened_free_text_refuses_naming_category_and_path_never_the_text() {
+        for (field, text, category) in [
+            ("vraag", "Hoe helpen we Emma in de klas?", "naam"),
+            ("vraag", "Hij heet CANARY-X en loopt vast.", "naam"),
+            (
+                "onderwijsbehoeften",
+                "Sinds 12-03-2014 extra hulp.",
+                "datum",
+            ),
+            (
+                "onderwijsbehoeften",
+                "Sinds 2014-03-12 extra hulp.",
+                "datum",
+            ),
+            ("geprobeerd", "Gesprek op 3 maart met de mentor.", "datum"),
+            ("geprobeerd", "Leerling woont in Tilburg.", "plaats"),
+            ("vraag", "Er is ADHD vastgesteld.", "diagnose"),
+            (
+                "geprobeerd",
+                "Na de scheiding van de ouders ging het mis.",
+                "gezinsgebeurtenis",
+            ),
+        ] {
+            let mut e = env();
+            e["data"]["casus"][field] = json!(text);
+            let r = refused(&e);
+            assert_eq!(r.code, codes::IDENTIFYING_DATA, "{text}: {}", r.detail);
+            assert!(r.detail.contains(&format!("casus.{field}")), "{}", r.detail);
+            assert!(r.detail.contains(category), "{category}: {}", r.detail);
+            for w in text.split_whitespace().filter(|w| w.len() > 3) {
+                assert!(!r.detail.contains(w), "{w} quoted: {}", r.detail);
+            }
+        }
+    }
+
+    #[test]
+    fn policy_check_refuses_an_anonymous_flow_that_delivers_identifying_fields() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let catalogue = std::fs::read_to_string(dir.join("catalogue.toml")).unwrap();
+        let load = |flow: &str| {
+            PolicySet::from_sources(&[
+                ("catalogue.toml".to_owned(), catalogue.clone()),
+                ("t.toml".to_owned(), flow.to_owned()),
+            ])
+        };
+        let flow = |message: &str, fields: &str, subject: &str| {
+            format!(
+                "[flow]\nid = \"T\"\nname = \"t\"\nfrom = [\"school-vo\"]\nto = [\"swv-vo\"]\npurpose = \"t\"\n\
+                 message = \"{message}\"\njustification = \"optional\"\nsubject = \"{subject}\"\n\
+                 receiver = \"member-of-sender\"\nanonymous = true\nfields = [{fields}]\n\
+                 [flow.legal_basis]\nground = \"6.1.e\"\narticle = \"x\"\n\
+                 [flow.retention]\ngateway_days = 14\nreceiver_text = \"x\"\n"
+            )
+        };
+        load(&flow(
+            "anoniem-consult",
+            "{ path = \"casus.*\", action = \"allow\" }",
+            "none",
+        ))
+        .unwrap();
+        for (path, category) in [
+            ("leerling.achternaam", "ADM"),
+            ("school.brin", "SCH"),
+            ("bijlagen[].inhoud", "ATT"),
+        ] {
+            let f = flow(
+                "onderwijskundig-rapport",
+                &format!("{{ path = \"{path}\", action = \"allow\" }}"),
+                "none",
+            );
+            let e = load(&f).unwrap_err().to_string();
+            assert!(e.contains("identifying field") && e.contains(path), "{e}");
+            assert!(e.contains(category), "{e}");
+            // Denying it is fine.
+            let f = flow(
+                "onderwijskundig-rapport",
+                &format!("{{ path = \"{path}\", action = \"deny\", reason = \"x\" }}"),
+                "none",
+            );
+            load(&f).unwrap();
+        }
+        let e = load(&flow(
+            "anoniem-consult",
+            "{ path = \"casus.*\", action = \"allow\" }",
+            "pseudonymise",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("subject = \"none\""), "{e}");
+    }
+
+    use proptest::prelude::*;
+
+    /// Every identifying catalogue path of every message type (ADM, PGN, ATT, S1/S1X, SCH without closed list), and
+    /// the paths P12's catalogue does not know.
+    fn identifying_paths() -> Vec<String> {
+        let p12 = policies().catalogue("anoniem-consult").unwrap();
+        let mut out: Vec<String> = policies()
+            .catalogues()
+            .flat_map(|c| c.fields.iter())
+            .filter(|f| super::super::load::identifying(f) || p12.field(&f.path).is_none())
+            .map(|f| f.path.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Puts `value` at catalogue path `path` (`[]` → index `at`) inside `data`, creating objects and arrays.
+    fn put(data: &mut Value, path: &str, at: usize, value: Value) {
+        let mut cur = data;
+        let segs: Vec<&str> = path.split('.').collect();
+        for (i, seg) in segs.iter().enumerate() {
+            let last = i + 1 == segs.len();
+            let (name, array) = match seg.strip_suffix("[]") {
+                Some(n) => (n, true),
+                None => (*seg, false),
+            };
+            if !cur.is_object() {
+                *cur = json!({});
+            }
+            let slot = cur
+                .as_object_mut()
+                .unwrap()
+                .entry(name)
+                .or_insert(Value::Null);
+            cur = if array {
+                if !slot.is_array() {
+                    *slot = json!([]);
+                }
+                let a = slot.as_array_mut().unwrap();
+                while a.len() <= at {
+                    a.push(json!({}));
+                }
+                &mut a[at]
+            } else {
+                slot
+            };
+            if last {
+                *cur = value.clone();
+                return;
+            }
+        }
+    }
+
+    fn one_identifying_field() -> impl Strategy<Value = (String, usize, Value)> {
+        let paths = identifying_paths();
+        let known = prop::sample::select(paths);
+        // Unknown keys, also nested under P12's own objects and under unknown objects.
+        let unknown = (
+            prop::sample::select(vec!["", "casus.", "casus.extra.", "x.", "casus.details[]."]),
+            "[a-z_]{1,12}",
+        )
+            .prop_map(|(prefix, key)| format!("{prefix}{key}"))
+            .prop_filter("not a P12 field", |p| {
+                policies()
+                    .catalogue("anoniem-consult")
+                    .unwrap()
+                    .field(p)
+                    .is_none()
+            });
+        let value = prop_oneof![
+            Just(json!("CANARY-VALUE")),
+            Just(json!(101222331)),
+            Just(json!(true)),
+            Just(json!(null)),
+            Just(json!({})),
+            Just(json!([])),
+            Just(json!({"CANARY": "CANARY-VALUE"})),
+        ];
+        (prop_oneof![known, unknown], 0..3usize, value)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Random P12 envelopes with one identifying field anywhere: always refused with
+        /// `identifying-data-in-anonymous-consult`, nothing delivered, no value in the detail.
+        #[test]
+        fn one_identifying_field_anywhere_refuses_everything(
+            (path, at, value) in one_identifying_field(),
+            band in any::<bool>(),
+        ) {
+            let mut e = env();
+            if band {
+                let casus = e["data"]["casus"].as_object_mut().unwrap();
+                casus.remove("leerjaar");
+                casus.insert("leeftijdsband".into(), json!("8-11"));
+            }
+            put(&mut e["data"], &path, at, value);
+            match run_env(&e, "lyceum-zuid", &[], TODAY) {
+                Ok(d) => prop_assert!(false, "{path} delivered: {}", d.delivered.json()),
+                Err(r) => {
+                    prop_assert_eq!(r.code, codes::IDENTIFYING_DATA, "{}: {}", path, r.detail);
+                    prop_assert!(!r.detail.contains("CANARY-VALUE") && !r.detail.contains("101222331"), "{}", r.detail);
+                }
+            }
+        }
+    }
 }

@@ -20,6 +20,15 @@ use super::{
     SubjectDelivery, TableField, ValueKind, MAX_GATEWAY_DAYS,
 };
 
+/// A catalogue field an anonymous flow may never deliver: a name, address or contact (`ADM`), a pupil number (`PGN`),
+/// an attachment (`ATT`), any field of class S1 or S1X, and school data (`SCH`) without a closed list (a BRIN or
+/// vestiging identifies the school; a leerjaar from a closed list does not).
+pub(super) fn identifying(f: &CatalogueField) -> bool {
+    matches!(f.category.as_str(), "ADM" | "PGN" | "ATT")
+        || matches!(f.class, super::Class::S1 | super::Class::S1X)
+        || (f.category == "SCH" && f.values.is_none())
+}
+
 /// AVG art. 6 lid 1 grounds a flow may cite.
 pub(super) const GROUNDS: [&str; 6] = ["6.1.a", "6.1.b", "6.1.c", "6.1.d", "6.1.e", "6.1.f"];
 
@@ -766,6 +775,27 @@ impl Builder {
             });
         }
 
+        let mut exactly_one = Vec::new();
+        for e in &d.exactly_one {
+            let at = e.span().start;
+            let paths = &e.get_ref().paths;
+            let known = |p: &String| {
+                !p.contains('[') && catalogue.as_ref().is_some_and(|c| c.field(p).is_some())
+            };
+            let distinct = paths.iter().collect::<BTreeSet<_>>().len() == paths.len();
+            if paths.len() < 2 || !distinct || !paths.iter().all(known) {
+                err(
+                    at,
+                    format!(
+                        "flow {}: `exactly_one` lists at least two different catalogue fields of `{}` outside any array",
+                        d.id, d.message
+                    ),
+                );
+                continue;
+            }
+            exactly_one.push(paths.clone());
+        }
+
         let receiver = d.receiver.as_ref().map(|r| {
             let binding = ReceiverBinding::parse(r.get_ref());
             if let ReceiverBinding::Field(field) = &binding {
@@ -832,8 +862,20 @@ impl Builder {
                     "a screening `category` is a lowercase name like `politieke-opvatting`".into(),
                 );
             }
-            if sd.terms.is_empty() {
-                err(at, format!("screening list `{}` has no terms", sd.category));
+            if sd.terms.is_empty() && sd.patterns.is_empty() {
+                err(
+                    at,
+                    format!("screening list `{}` has no terms or patterns", sd.category),
+                );
+            }
+            if d.anonymous && sd.on_hit == OnHitDef::Withhold {
+                err(
+                    at,
+                    format!(
+                        "flow {}: an anonymous flow refuses on every screening hit: no `on_hit = \"withhold\"`",
+                        d.id
+                    ),
+                );
             }
             for t in &sd.terms {
                 if screen::parse_term(t).is_none() {
@@ -847,6 +889,7 @@ impl Builder {
                 field: sd.field.clone(),
                 category: sd.category.clone(),
                 terms: sd.terms.clone(),
+                patterns: sd.patterns.clone(),
                 withhold: sd.on_hit == OnHitDef::Withhold,
             });
         }
@@ -977,6 +1020,37 @@ impl Builder {
             }
         }
 
+        if d.anonymous {
+            if d.subject != SubjectDelivery::None || d.answers.is_some() || is_aggregate {
+                err(
+                    start,
+                    format!(
+                        "flow {}: an anonymous flow has subject = \"none\", answers no message and is no aggregate: \
+                         nothing may link it to a pupil",
+                        d.id
+                    ),
+                );
+            }
+            if let Some(c) = catalogue.as_ref() {
+                for f in &c.fields {
+                    let rule = rules
+                        .iter()
+                        .filter(|r| r.pattern.matches(&f.path))
+                        .max_by_key(|r| r.pattern.specificity());
+                    if rule.is_some_and(|r| r.action.delivers()) && identifying(f) {
+                        err(
+                            start,
+                            format!(
+                                "flow {}: an anonymous flow may not deliver identifying field `{}` ({} {:?}): no name, \
+                                 address, pupil number, school identifier or attachment",
+                                d.id, f.path, f.category, f.class
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+
         if self.errors.len() > before {
             return;
         }
@@ -1017,6 +1091,8 @@ impl Builder {
             answers,
             agreement,
             required,
+            anonymous: d.anonymous,
+            exactly_one,
             field_rules: Vec::new(),
             table: Default::default(),
             rules,

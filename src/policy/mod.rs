@@ -58,6 +58,7 @@ pub mod codes {
     pub const CONSENT_AGE_UNKNOWN: ProblemCode = ProblemCode::ConsentAgeUnknown;
     pub const MISSING_REQUIRED_FIELD: ProblemCode = ProblemCode::MissingRequiredField;
     pub const SCREENED_TERM: ProblemCode = ProblemCode::ScreenedTerm;
+    pub const IDENTIFYING_DATA: ProblemCode = ProblemCode::IdentifyingDataInAnonymousConsult;
     pub const JUSTIFICATION_REQUIRED: ProblemCode = ProblemCode::JustificationRequired;
     pub const PERSON_LEVEL_IN_AGGREGATE: ProblemCode = ProblemCode::PersonLevelInAggregate;
     pub const INVALID_AGGREGATE: ProblemCode = ProblemCode::InvalidAggregate;
@@ -543,7 +544,17 @@ pub struct ScreenList {
     pub field: String,
     pub category: String,
     pub terms: Vec<String>,
+    /// `patterns = ["date"]`: built-in patterns besides the terms (a date such as 12-03-2014 or 2014-03-12).
+    pub patterns: Vec<ScreenPattern>,
     pub withhold: bool,
+}
+
+/// A built-in screening pattern, for what no term list can enumerate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScreenPattern {
+    /// A calendar date written with digits: day-month-year or year-month-day, separated by `-`, `/` or `.`.
+    Date,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -605,6 +616,11 @@ pub struct Flow {
     pub answers: Option<String>,
     pub agreement: Option<Agreement>,
     pub required: Vec<RequiredField>,
+    /// `anonymous = true`: no subject, and anything the flow does not deliver as sent (a field outside the flow or
+    /// the catalogue, a denied or invalid value, a screening hit) refuses the whole message.
+    pub anonymous: bool,
+    /// `[[flow.exactly_one]]`: of each list of catalogue paths, exactly one must be present.
+    pub exactly_one: Vec<Vec<String>>,
     pub rules: Vec<FieldRule>,
     pub screening: Vec<ScreenList>,
     pub aggregate: Option<AggregateRules>,

@@ -92,6 +92,11 @@ pub(super) struct FlowDef {
     pub agreement: Option<AgreementDef>,
     #[serde(default)]
     pub required: Vec<Spanned<RequiredDef>>,
+    /// `anonymous = true`: an anonymous consultation (P12): no subject, and anything not delivered as sent refuses.
+    #[serde(default)]
+    pub anonymous: bool,
+    #[serde(default)]
+    pub exactly_one: Vec<Spanned<ExactlyOneDef>>,
     #[serde(default)]
     pub screening: Vec<Spanned<ScreenDef>>,
     #[serde(default)]
@@ -210,6 +215,13 @@ pub(super) struct RequiredDef {
     pub when: Option<RequiredWhenDef>,
 }
 
+/// `[[flow.exactly_one]] paths = ["casus.leeftijdsband", "casus.leerjaar"]`: exactly one of them is present.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExactlyOneDef {
+    pub paths: Vec<String>,
+}
+
 /// `when = { field = "meldcode.client_geinformeerd", equals = false }` of a required field.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -223,7 +235,11 @@ pub(super) struct RequiredWhenDef {
 pub(super) struct ScreenDef {
     pub field: String,
     pub category: String,
+    #[serde(default)]
     pub terms: Vec<String>,
+    /// Built-in patterns besides the terms (`["date"]`).
+    #[serde(default)]
+    pub patterns: Vec<super::ScreenPattern>,
     /// `refuse` (default): a hit refuses the whole message; `withhold`: the field is withheld with its reason
     /// and the rest of the message goes.
     #[serde(default)]

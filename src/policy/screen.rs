@@ -83,9 +83,55 @@ pub(super) fn names_any(text: &str, terms: &[String]) -> bool {
         .any(|t| t.found_in(&ws))
 }
 
+/// True when `text` contains a calendar date written with digits: day-month-year (`12-03-2014`, `1/3/14`) or
+/// year-month-day (`2014-03-12`), the parts separated by `-`, `/` or `.`, with a day of 1–31 and a month of 1–12.
+/// Term lists cannot enumerate dates; this is the one built-in pattern (`patterns = ["date"]`).
+pub(super) fn has_date(text: &str) -> bool {
+    // Runs of digits and separators, split into their digit groups.
+    text.split(|c: char| !(c.is_ascii_digit() || matches!(c, '-' | '/' | '.')))
+        .any(|run| {
+            let groups: Vec<&str> = run.split(['-', '/', '.']).collect();
+            groups.windows(3).any(|g| {
+                let n = |s: &str| s.parse::<u32>().ok();
+                let (a, b, c) = (g[0], g[1], g[2]);
+                let day_month = |d: &str, m: &str| {
+                    (1..=2).contains(&d.len())
+                        && (1..=2).contains(&m.len())
+                        && n(d).is_some_and(|d| (1..=31).contains(&d))
+                        && n(m).is_some_and(|m| (1..=12).contains(&m))
+                };
+                let dmy = day_month(a, b) && (c.len() == 2 || c.len() == 4);
+                let ymd = a.len() == 4 && day_month(c, b);
+                dmy || ymd
+            })
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_written_with_digits_are_found() {
+        for t in [
+            "geboren 12-03-2014 in",
+            "sinds 2014-03-12",
+            "op 1/3/14 gestart",
+            "datum: 31.12.2013.",
+        ] {
+            assert!(has_date(t), "{t}");
+        }
+        for t in [
+            "groep 7, 25 leerlingen",
+            "versie 1.2.3",
+            "2014",
+            "13-13-2014",
+            "3 van de 4 dagen",
+            "",
+        ] {
+            assert!(!has_date(t), "{t}");
+        }
+    }
 
     fn terms(t: &[&str]) -> Vec<String> {
         t.iter().map(|s| s.to_string()).collect()
