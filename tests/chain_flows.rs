@@ -1,6 +1,6 @@
 //! The chain's other exchanges end to end over real mutual TLS, on SQLite and PostgreSQL: P1 for every school
 //! change (purpose `overstap`, one flow per legal basis), P8 warme overdracht (follows a P1 to the same school),
-//! P9 melding Veilig Thuis, P10 ziekteverzuim → JGZ and P11 TLV-besluit. Per flow: the responsible receiver gets
+//! P9 melding Veilig Thuis, P10 ziekteverzuim → JGZ, P11 TLV-besluit and P12 anoniem consult. Per flow: the responsible receiver gets
 //! exactly the fields the policy allows, a wrong one gets nothing (403 `receiver-not-responsible`, logged), and no
 //! `CANARY-` value reaches an inbox, the log or the tracing output. The decisions field by field are unit-tested in
 //! `src/policy/flow_tests.rs`.
@@ -583,5 +583,118 @@ async fn p11_tlv_besluit_reaches_only_the_school_of_the_p2_about_its_pupil() {
             subject_of(&entries, &p2),
             "P11 is about the P2's pupil"
         );
+    }
+}
+
+/// P12: the anonymous consultation reaches only an SWV the school belongs to, whole and without a pupil; anything
+/// identifying refuses it all (422, nothing in the inbox), and no entry of the log names a pupil.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p12_anoniem_consult_reaches_only_the_schools_swv_and_never_names_a_pupil() {
+    // Values that must never reach an inbox, the log, a response or the tracing output.
+    let secret: Vec<String> = [
+        "CANARY-P12-NAAM",
+        "CANARY-P12-BRIN",
+        "CANARY-P12-ONBEKEND",
+        "CANARY-P12-TEKST",
+        "12-03-2014",
+    ]
+    .map(String::from)
+    .to_vec();
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        let env = example_json("P12");
+        let mut other = env.clone();
+        other["to"] = json!("swv-po-noord");
+        refused(
+            &gw,
+            "lyceum-zuid",
+            &other,
+            403,
+            "receiver-not-responsible",
+            "P12 to an SWV the school does not belong to",
+        )
+        .await;
+
+        let mut with_subject = env.clone();
+        with_subject["subject"] = json!({"pgn": PUPIL});
+        let mut name = env.clone();
+        name["data"]["leerling"] = json!({"achternaam": "CANARY-P12-NAAM"});
+        let mut brin = env.clone();
+        brin["data"]["school"] = json!({"brin": "CANARY-P12-BRIN"});
+        let mut unknown = env.clone();
+        unknown["data"]["casus"]["extra"] = json!({"x": "CANARY-P12-ONBEKEND"});
+        let mut both = env.clone();
+        both["data"]["casus"]["leeftijdsband"] = json!("12-15");
+        let mut date = env.clone();
+        date["data"]["casus"]["vraag"] = json!("CANARY-P12-TEKST sinds 12-03-2014 in de klas.");
+        for (msg, path) in [
+            (&with_subject, "`subject`"),
+            (&name, "leerling.achternaam"),
+            (&brin, "school.brin"),
+            (&unknown, "casus.extra.x"),
+            (&both, "casus.leerjaar"),
+            (&date, "casus.vraag"),
+        ] {
+            let before = gw.client("swv-vo-zuid").inbox().await.len();
+            let r = gw
+                .client("lyceum-zuid")
+                .post("/v1/messages", &body(msg))
+                .await;
+            assert_eq!(
+                (r.status, r.code()),
+                (422, "identifying-data-in-anonymous-consult".to_owned()),
+                "{path}: {}",
+                r.text()
+            );
+            assert!(r.text().contains(path), "{path}: {}", r.text());
+            assert_absent(&r.body, &secret, path);
+            assert_absent(r.text().as_bytes(), &[PUPIL.to_owned()], path);
+            assert_eq!(
+                gw.client("swv-vo-zuid").inbox().await.len(),
+                before,
+                "{path}: something was delivered"
+            );
+        }
+
+        let sent = served(&gw, "lyceum-zuid", &env, "P12").await;
+        assert!(
+            sent["withheld"].as_array().is_none_or(|w| w.is_empty()),
+            "{sent}"
+        );
+        let m = received(&gw, "swv-vo-zuid", &sent).await;
+        assert!(m["subject"].is_null(), "{}", m["subject"]);
+        assert_eq!(m["data"], env["data"]);
+        assert_absent(
+            serde_json::to_string(&gw.client("swv-vo-zuid").inbox().await)
+                .unwrap()
+                .as_bytes(),
+            &secret,
+            "the inbox",
+        );
+
+        assert_eq!(nothing_leaked(&gw, "receiver-not-responsible").await, 1);
+        let entries = gw.log_entries().await;
+        let p12: Vec<_> = entries
+            .iter()
+            .filter(|(s, _)| s.flow_id.as_deref() == Some("P12"))
+            .collect();
+        // The disclosure, the wrong SWV and the six identifying messages.
+        assert!(p12.len() >= 8, "{} P12 entries", p12.len());
+        for (s, e) in &p12 {
+            assert!(s.subject.is_none(), "{} names a pupil", s.event);
+            assert!(e.subject.is_none(), "{} names a pupil", s.event);
+            assert_absent(&s.bytes, &secret, "the log");
+        }
+        assert_eq!(
+            p12.iter()
+                .filter(|(s, _)| s.outcome == "identifying-data-in-anonymous-consult")
+                .count(),
+            6
+        );
+        assert_eq!(
+            subject_of(&entries, sent["message_id"].as_str().unwrap()),
+            None
+        );
+        assert_absent(gw.stderr().as_bytes(), &secret, "the tracing output");
     }
 }
