@@ -496,7 +496,11 @@ fn properties(f: &Flow) -> Vec<(String, String)> {
     for l in &f.screening {
         p.push((
             format!("screening {} op {}", l.field, l.category),
-            format!("termen: {}", l.terms.join(", ")),
+            if l.patterns.is_empty() {
+                format!("termen: {}", l.terms.join(", "))
+            } else {
+                format!("termen: {}; patronen: {:?}", l.terms.join(", "), l.patterns)
+            },
         ));
     }
     if let Some(a) = &f.aggregate {

@@ -292,22 +292,44 @@ fn facts(policy: &PolicySet, flow: &Flow, cat: &MessageCatalogue) -> Vec<(&'stat
             format!("{} {what}{when}{hint}", named(cat, &r.path)),
         ));
     }
+    for list in &flow.exactly_one {
+        let names: Vec<String> = list.iter().map(|p| named(cat, p)).collect();
+        f.push((
+            "precies één van",
+            format!(
+                "{} (geen: weigering; meer dan één: weigering)",
+                names.join(" of ")
+            ),
+        ));
+    }
+    if flow.anonymous {
+        f.push((
+            "anoniem",
+            "het bericht noemt geen leerling (geen subject) en wordt in zijn geheel geweigerd \
+             (identifying-data-in-anonymous-consult) bij elk veld dat de flow niet ongewijzigd verstrekt, en bij \
+             elke treffer van de screening; niets wordt verstrekt of bewaard, het logboek noemt geen leerling"
+                .into(),
+        ));
+    }
     for l in &flow.screening {
+        let terms = if l.patterns.is_empty() {
+            format!("{} termen", l.terms.len())
+        } else {
+            format!("{} termen en een datumpatroon", l.terms.len())
+        };
         f.push((
             "screening",
             if l.withhold {
                 format!(
-                    "{} wordt ingehouden (de rest gaat door) als het een term uit de lijst {} noemt ({} termen)",
+                    "{} wordt ingehouden (de rest gaat door) als het een term uit de lijst {} noemt ({terms})",
                     named(cat, &l.field),
                     l.category,
-                    l.terms.len()
                 )
             } else {
                 format!(
-                    "het hele bericht wordt geweigerd als {} een term uit de lijst {} noemt ({} termen)",
+                    "het hele bericht wordt geweigerd als {} een term uit de lijst {} noemt ({terms})",
                     named(cat, &l.field),
                     l.category,
-                    l.terms.len()
                 )
             },
         ));
@@ -378,6 +400,11 @@ pub fn explanation(
         (
             "geweigerd (hele bericht)",
             "geen telling (person-level-in-aggregate)",
+        )
+    } else if flow.anonymous {
+        (
+            "geweigerd (hele bericht)",
+            "anoniem consult: elk ander veld weigert het hele bericht (identifying-data-in-anonymous-consult)",
         )
     } else {
         ("geweigerd", "niet in de catalogus (not-in-catalogue)")
