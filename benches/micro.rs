@@ -58,6 +58,7 @@ fn bench_policy(c: &mut Criterion) {
         today: date!(2026 - 03 - 15),
         pseudonym_key: b"bench-pseudonym-secret",
         sender_provides_jeugdhulp: false,
+        subject_by_message: false,
     };
     let d = decide(&policies, &req).expect("P1 decides");
     assert_eq!(d.flow_id, "P1");

@@ -453,6 +453,73 @@ async fn p9_melding_reaches_the_veilig_thuis_of_the_woongemeente_whatever_the_co
     }
 }
 
+/// A wijkteam never holds the pupil number: it names the pupil of its P9 by a message it received
+/// (`subject.message_id`), and the gateway takes the pupil from that message. Another organisation cannot name a
+/// message it did not receive (404, never saying whether it exists).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p9_from_a_wijkteam_names_the_pupil_by_a_message_it_received() {
+    for backend in backends() {
+        let gw = Gateway::start(backend);
+        consent(
+            &gw,
+            "obs-de-linde",
+            "121547280",
+            "vroegsignalering",
+            "wijkteam-noord",
+        )
+        .await;
+        let p4 = served(&gw, "obs-de-linde", &example_json("P4"), "P4").await;
+        let p4_id = p4["message_id"].as_str().unwrap().to_owned();
+        received(&gw, "wijkteam-noord", &p4).await;
+
+        let mut env = example_json("P9");
+        env["subject"] = json!({"message_id": p4_id});
+        let sent = served(&gw, "wijkteam-noord", &env, "P9").await;
+        let m = received(&gw, "veilig-thuis-zuid", &sent).await;
+        assert!(m["subject"].is_null());
+        let entries = gw.log_entries().await;
+        let p9_pupil = subject_of(&entries, sent["message_id"].as_str().unwrap());
+        assert!(p9_pupil.is_some());
+        assert_eq!(
+            p9_pupil,
+            subject_of(&entries, &p4_id),
+            "the P9 is logged about the pupil of the P4"
+        );
+
+        // Not a message the JGZ received; not a message at all.
+        refused(
+            &gw,
+            "jgz-ggd-zuid",
+            &env,
+            404,
+            "unknown-reference",
+            "another's message",
+        )
+        .await;
+        env["subject"] = json!({"message_id": "0".repeat(32)});
+        refused(
+            &gw,
+            "wijkteam-noord",
+            &env,
+            404,
+            "unknown-reference",
+            "no such message",
+        )
+        .await;
+        env["subject"] = json!({"message_id": "not-an-id"});
+        refused(
+            &gw,
+            "wijkteam-noord",
+            &env,
+            422,
+            "invalid-subject",
+            "a malformed id",
+        )
+        .await;
+        nothing_leaked(&gw, "unknown-reference").await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p10_ziekteverzuim_reaches_only_the_jgz_attached_to_the_school() {
     // obs-de-linde has no JGZ attached here; cbs-het-anker keeps jgz-ggd-zuid.

@@ -93,8 +93,11 @@ pub struct Envelope<'a> {
     /// JSON key `type`.
     pub message_type: String,
     pub purpose: String,
-    /// Absent for aggregate messages.
+    /// Absent for aggregate messages, and when the pupil is named by a message instead (`subject_message`).
     pub subject: Option<SubjectId>,
+    /// `subject.message_id`: the pupil of a message the sender received, for a sender that never holds the pupil
+    /// number (a wijkteam or JGZ); the gateway resolves it. 32 lowercase hexadecimal digits.
+    pub subject_message: Option<String>,
     pub actor: Actor,
     pub justification: Option<String>,
     /// Always a JSON object.
@@ -111,6 +114,7 @@ impl fmt::Debug for Envelope<'_> {
             .field("message_type", &self.message_type)
             .field("purpose", &self.purpose)
             .field("subject", &self.subject)
+            .field("subject_message", &self.subject_message)
             .field("actor", &self.actor)
             .field("in_reply_to", &self.in_reply_to)
             .field(
@@ -546,7 +550,11 @@ fn envelope_from_map<'a>(
     let message_type = required_name(map.remove("type"), "type")?;
     let purpose = required_name(map.remove("purpose"), "purpose")?;
     let actor = actor(map.remove("actor"))?;
-    let subject = map.remove("subject").map(subject).transpose()?;
+    let (subject, subject_message) = match map.remove("subject").map(subject).transpose()? {
+        None => (None, None),
+        Some(NamedSubject::Number(s)) => (Some(s), None),
+        Some(NamedSubject::Message(id)) => (None, Some(id)),
+    };
     let justification = map
         .remove("justification")
         .map(|j| justification(j, limits))
@@ -567,6 +575,7 @@ fn envelope_from_map<'a>(
         message_type,
         purpose,
         subject,
+        subject_message,
         actor,
         justification,
         data,
@@ -648,11 +657,18 @@ fn actor(value: Option<Node>) -> Result<Actor, EnvelopeError> {
     })
 }
 
-fn subject(value: Node) -> Result<SubjectId, EnvelopeError> {
+/// How an envelope names its pupil.
+enum NamedSubject {
+    Number(SubjectId),
+    /// The id of a message the sender received (`subject.message_id`).
+    Message(String),
+}
+
+fn subject(value: Node) -> Result<NamedSubject, EnvelopeError> {
     let shape_error = || {
         EnvelopeError::invalid(
             codes::INVALID_SUBJECT,
-            "`subject` must be an object with exactly one of `pgn`, `bsn`, `onderwijsnummer` \
+            "`subject` must be an object with exactly one of `pgn`, `bsn`, `onderwijsnummer`, `message_id` \
              (omit `subject` for aggregate messages)",
         )
     };
@@ -663,6 +679,19 @@ fn subject(value: Node) -> Result<SubjectId, EnvelopeError> {
     let (Some((key, number)), None) = (entries.next(), entries.next()) else {
         return Err(shape_error());
     };
+    if key == "message_id" {
+        return match number {
+            Node::String(id)
+                if id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+            {
+                Ok(NamedSubject::Message(id.into_owned()))
+            }
+            _ => Err(EnvelopeError::invalid(
+                codes::INVALID_SUBJECT,
+                "`subject.message_id` must be a message id as the gateway hands them out (32 lowercase hex digits)",
+            )),
+        };
+    }
     let kind = SUBJECT_KINDS
         .into_iter()
         .find(|kind| kind.as_str() == key)
@@ -677,12 +706,14 @@ fn subject(value: Node) -> Result<SubjectId, EnvelopeError> {
             ),
         ));
     };
-    SubjectId::new(kind, &number).map_err(|rule| {
-        EnvelopeError::invalid(
-            codes::INVALID_SUBJECT_ID,
-            format!("`subject.{}`: {rule}", kind.as_str()),
-        )
-    })
+    SubjectId::new(kind, &number)
+        .map(NamedSubject::Number)
+        .map_err(|rule| {
+            EnvelopeError::invalid(
+                codes::INVALID_SUBJECT_ID,
+                format!("`subject.{}`: {rule}", kind.as_str()),
+            )
+        })
 }
 
 fn justification(value: Node, limits: &Limits) -> Result<String, EnvelopeError> {

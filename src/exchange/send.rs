@@ -122,10 +122,11 @@ async fn phases<'b>(
     let env = parsed.insert(parse(gw, body)?);
     let receiver = bind_receiver(gw, env)?;
     let policies = gw.policy();
-    *pupil = env
-        .subject
-        .as_ref()
-        .map(|s| gw.keys.subject_pseudonym(s.number()));
+    *pupil = match (&env.subject, &env.subject_message) {
+        (Some(s), _) => Some(gw.keys.subject_pseudonym(s.number())),
+        (None, Some(id)) => Some(pupil_of_message(gw, caller, id).await?),
+        (None, None) => None,
+    };
     // The flow is named by `decide`'s outcome (or its refusal's log entry): a flow that is not written does not exist,
     // and `decide` refuses it.
     if let Some(flow) = identify_flow(&policies, caller.partner(), &receiver.partner, &env.purpose)
@@ -321,6 +322,25 @@ async fn bind_case(
     Ok(answered.and_then(|e| e.subject))
 }
 
+/// The pupil (keyed pseudonym) of a message the caller received, named by `subject.message_id`; 404 as for a message
+/// that does not exist when the caller did not receive it, never saying whether it exists.
+async fn pupil_of_message(gw: &Gateway, caller: &Caller, id: &str) -> Result<String, Stop> {
+    let entry = gw
+        .store
+        .disclosure_of_message(id)
+        .await
+        .map_err(|e| Stop::Failed(Refusal::audit_unavailable().because(e)))?;
+    let received = entry
+        .filter(|e| e.receiver.as_deref() == Some(caller.id()))
+        .and_then(|e| e.subject);
+    received.ok_or_else(|| {
+        Stop::Refused(Refusal::new(
+            ProblemCode::UnknownReference,
+            "`subject.message_id` names no message about one pupil that you received",
+        ))
+    })
+}
+
 /// Phase consents: the pupil's consent records (only the keyed pseudonym ever reaches the store).
 async fn consents(
     gw: &Gateway,
@@ -359,6 +379,7 @@ fn decide(
         today: time::OffsetDateTime::now_utc().date(),
         pseudonym_key: gw.keys.pseudonym_secret(),
         sender_provides_jeugdhulp: caller.info.jeugdhulp,
+        subject_by_message: env.subject_message.is_some(),
     };
     policy::decide(policies, &request)
 }

@@ -37,6 +37,9 @@ pub struct DecisionRequest<'a> {
     /// The sender provides jeugdhulp (`partners.toml` `jeugdhulp = true`): its consents follow Jeugdwet
     /// art. 7.3.11 instead of UAVG art. 5.
     pub sender_provides_jeugdhulp: bool,
+    /// The sender named the pupil by a message it received (`subject.message_id`), which the caller resolved: the
+    /// pupil is known, its number is not.
+    pub subject_by_message: bool,
 }
 
 /// Where the pupil's birth date is read from for the consent age rules.
@@ -527,12 +530,23 @@ fn decide_record(
     // A reply that delivers no pupil number (P5) names no pupil: it is the one of the message it answers, which the
     // receiver binding (`binding::bind_receiver`) has checked before the decision.
     let from_reference = flow.answers.is_some() && flow.subject == SubjectDelivery::None;
-    if flow.anonymous && req.subject.is_some() {
+    if flow.anonymous && (req.subject.is_some() || req.subject_by_message) {
         return Err(identifying(flow, "subject", "names a pupil"));
     }
     let subject = match req.subject {
         Some(s) => Some(s),
         None if from_reference || flow.anonymous => None,
+        // Named by a message received: enough where the flow delivers no pupil number (P9 from a wijkteam).
+        None if req.subject_by_message && flow.subject == SubjectDelivery::None => None,
+        None if req.subject_by_message => {
+            return Err(Refusal::new(
+                codes::MISSING_SUBJECT,
+                format!(
+                    "flow {} delivers the pupil number: name the pupil by pgn, bsn or onderwijsnummer, not by message_id",
+                    flow.id
+                ),
+            ))
+        }
         None => {
             return Err(Refusal::new(
                 codes::MISSING_SUBJECT,
@@ -1135,6 +1149,7 @@ mod tests {
                         today: time::macros::date!(2026 - 03 - 15),
                         pseudonym_key: b"test",
                         sender_provides_jeugdhulp: false,
+                        subject_by_message: false,
                     };
                     let Ok(d) = decide(&set, &req) else { continue };
                     decided += 1;

@@ -117,6 +117,7 @@ fn run_env(
         today,
         pseudonym_key: SECRET,
         sender_provides_jeugdhulp: provides_jeugdhulp(from),
+        subject_by_message: false,
     };
     // The receiver binding runs before the decision (`exchange::send`, phase case). Here only a binding by a field
     // of the message (P1's `aanmelding.school`), which needs no partners.toml and no message answered; the others
@@ -3838,4 +3839,35 @@ mod p12 {
             }
         }
     }
+}
+
+/// `subject.message_id` (resolved by the caller) names the pupil without its number: enough for a flow that delivers
+/// no pupil number (P9 from a wijkteam), refused for one that delivers it (P1).
+#[test]
+fn a_pupil_named_by_a_message_serves_only_flows_that_deliver_no_pupil_number() {
+    let request = |env: &Value, from: &str| {
+        let (sender, receiver) = (partner(from), partner(env["to"].as_str().unwrap()));
+        let data = Node::from_value(&env["data"]);
+        let req = DecisionRequest {
+            sender: &sender,
+            receiver: &receiver,
+            message_type: env["type"].as_str().unwrap(),
+            purpose: env["purpose"].as_str().unwrap(),
+            subject: None,
+            justification: env.get("justification").and_then(Value::as_str),
+            data: &data,
+            consents: &[],
+            today: P1_TODAY,
+            pseudonym_key: SECRET,
+            sender_provides_jeugdhulp: false,
+            subject_by_message: true,
+        };
+        decide(policies(), &req)
+    };
+    let r = request(&example("P1-overstap-po-vo.json"), "obs-de-linde").unwrap_err();
+    assert_eq!(r.code.as_str(), "missing-subject");
+    assert!(r.detail.contains("not by message_id"), "{}", r.detail);
+    let d = request(&example("P9-melding-veilig-thuis.json"), "wijkteam-noord").unwrap();
+    assert_eq!(d.flow_id, "P9");
+    assert!(d.subject.is_none());
 }

@@ -246,6 +246,7 @@ pub fn field_filter_delivered(bytes: &[u8]) -> usize {
                 today,
                 pseudonym_key: b"fuzz",
                 sender_provides_jeugdhulp: false,
+                subject_by_message: false,
             };
             let Ok(d) = decide(policies, &req) else {
                 continue;
