@@ -123,6 +123,28 @@ pub fn private_headers(resp: &mut Response) {
     );
 }
 
+pub(super) const CSV: &str = "text/csv; charset=utf-8";
+
+/// A download: its media type, an attachment name when it is a file to save, and the next page in `next-cursor`.
+pub(super) fn download(
+    content_type: &'static str,
+    file_name: Option<&str>,
+    body: String,
+    next_cursor: Option<&str>,
+) -> Response {
+    let mut r = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    let h = r.headers_mut();
+    if let Some(v) =
+        file_name.and_then(|f| HeaderValue::from_str(&format!("attachment; filename=\"{f}\"")).ok())
+    {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Some(v) = next_cursor.and_then(|c| HeaderValue::from_str(c).ok()) {
+        h.insert("next-cursor", v);
+    }
+    r
+}
+
 async fn get_disclosures(
     State(gw): State<Arc<Gateway>>,
     Extension(officer): Extension<Officer>,
@@ -137,59 +159,32 @@ async fn get_disclosures(
     };
     let parsed = oversight::parse_search(&gw, &officer, &p, 100)?;
     let result = oversight::search(&gw, &officer, parsed, "api disclosures").await?;
-    let mut resp = if nen {
-        let csv = wants(&headers, "text/csv");
-        let mut r = if csv {
-            (
-                [
-                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        "attachment; filename=\"ketenpoort-nen7513.csv\"",
-                    ),
-                ],
-                oversight::nen7513::to_csv(&result.entries),
-            )
-                .into_response()
-        } else {
-            Json(json!({
-                "scope": result.scope.as_deref().unwrap_or("all"),
-                "records": result.entries.iter().map(oversight::nen7513::record).collect::<Vec<_>>(),
-                "next_cursor": result.next_cursor,
-            }))
-            .into_response()
-        };
-        if let Some(c) = result.next_cursor.as_deref().filter(|_| csv) {
-            if let Ok(v) = HeaderValue::from_str(c) {
-                r.headers_mut().insert("next-cursor", v);
-            }
-        }
-        r
-    } else if wants(&headers, "text/csv") {
-        let mut r = (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"ketenpoort-disclosures.csv\"",
-                ),
-            ],
+    let cursor = result.next_cursor.as_deref();
+    let mut resp = match (nen, wants(&headers, "text/csv")) {
+        (true, true) => download(
+            CSV,
+            Some("ketenpoort-nen7513.csv"),
+            oversight::nen7513::to_csv(&result.entries),
+            cursor,
+        ),
+        (false, true) => download(
+            CSV,
+            Some("ketenpoort-disclosures.csv"),
             oversight::to_csv(&result.entries),
-        )
-            .into_response();
-        if let Some(c) = &result.next_cursor {
-            if let Ok(v) = HeaderValue::from_str(c) {
-                r.headers_mut().insert("next-cursor", v);
-            }
-        }
-        r
-    } else {
-        Json(json!({
+            cursor,
+        ),
+        (true, false) => Json(json!({
+            "scope": result.scope.as_deref().unwrap_or("all"),
+            "records": result.entries.iter().map(oversight::nen7513::record).collect::<Vec<_>>(),
+            "next_cursor": result.next_cursor,
+        }))
+        .into_response(),
+        (false, false) => Json(json!({
             "scope": result.scope.as_deref().unwrap_or("all"),
             "entries": result.entries.iter().map(oversight::ShownEntry::to_json).collect::<Vec<_>>(),
             "next_cursor": result.next_cursor,
         }))
-        .into_response()
+        .into_response(),
     };
     private_headers(&mut resp);
     Ok(resp)
@@ -240,17 +235,12 @@ async fn get_incidents(
 ) -> Result<Response, Problem> {
     let all = incidents::list(&gw, &officer).await?;
     let mut resp = if wants(&headers, "text/csv") {
-        (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"ketenpoort-datalekkenregister.csv\"",
-                ),
-            ],
+        download(
+            CSV,
+            Some("ketenpoort-datalekkenregister.csv"),
             incidents::csv(&all),
+            None,
         )
-            .into_response()
     } else {
         let now = crate::audit::writer::now_ms();
         Json(json!({"incidents": all.iter().map(|i| i.to_json(now)).collect::<Vec<_>>()}))
@@ -367,16 +357,12 @@ async fn get_export(
     search.format = None;
     let parsed = oversight::parse_search(&gw, &officer, &search, 1000)?;
     let result = oversight::search(&gw, &officer, parsed, "api export ldv").await?;
-    let mut resp = (
-        [(header::CONTENT_TYPE, "application/jsonl; charset=utf-8")],
+    let mut resp = download(
+        "application/jsonl; charset=utf-8",
+        None,
         oversight::ldv::to_json_lines(&result.entries),
-    )
-        .into_response();
-    if let Some(c) = &result.next_cursor {
-        if let Ok(v) = HeaderValue::from_str(c) {
-            resp.headers_mut().insert("next-cursor", v);
-        }
-    }
+        result.next_cursor.as_deref(),
+    );
     private_headers(&mut resp);
     Ok(resp)
 }

@@ -216,17 +216,12 @@ async fn register_csv(
     Extension(officer): Extension<Officer>,
 ) -> Result<Response, Problem> {
     let all = incidents::list(&gw, &officer).await?;
-    let mut resp = (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"ketenpoort-datalekkenregister.csv\"",
-            ),
-        ],
+    let mut resp = super::audit::download(
+        super::audit::CSV,
+        Some("ketenpoort-datalekkenregister.csv"),
         incidents::csv(&all),
-    )
-        .into_response();
+        None,
+    );
     super::audit::private_headers(&mut resp);
     Ok(resp)
 }

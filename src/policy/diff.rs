@@ -459,20 +459,7 @@ fn properties(f: &Flow) -> Vec<(String, String)> {
         (
             "convenant".into(),
             match &f.agreement {
-                Some(a) => {
-                    let mut s = format!(
-                        "{}, ondertekend door {}, geldig van {} tot en met {}",
-                        a.id,
-                        a.signatories.join(", "),
-                        a.valid_from,
-                        a.valid_until
-                    );
-                    if let Some(d) = &a.description {
-                        s.push_str(" — ");
-                        s.push_str(d);
-                    }
-                    s
-                }
+                Some(a) => a.summary_nl(" — "),
                 None => NONE.into(),
             },
         ),

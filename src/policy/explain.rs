@@ -258,18 +258,7 @@ fn facts(policy: &PolicySet, flow: &Flow, cat: &MessageCatalogue) -> Vec<(&'stat
     ));
     f.push(("ontvanger", receiver_binding(flow, cat)));
     if let Some(a) = &flow.agreement {
-        let mut text = format!(
-            "{}, ondertekend door {}, geldig van {} tot en met {}",
-            a.id,
-            a.signatories.join(", "),
-            a.valid_from,
-            a.valid_until
-        );
-        if let Some(d) = &a.description {
-            text.push('\n');
-            text.push_str(d);
-        }
-        f.push(("convenant", text));
+        f.push(("convenant", a.summary_nl("\n")));
     }
     for r in &flow.required {
         let what = match (&r.equals, r.equals_receiver) {

@@ -517,6 +517,24 @@ pub struct Agreement {
     pub description: Option<String>,
 }
 
+impl Agreement {
+    /// Its id, signatories and validity in Dutch, and after `separator` its description when it has one.
+    pub fn summary_nl(&self, separator: &str) -> String {
+        let mut s = format!(
+            "{}, ondertekend door {}, geldig van {} tot en met {}",
+            self.id,
+            self.signatories.join(", "),
+            self.valid_from,
+            self.valid_until
+        );
+        if let Some(d) = &self.description {
+            s.push_str(separator);
+            s.push_str(d);
+        }
+        s
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequiredField {
     pub path: String,
