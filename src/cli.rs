@@ -1,4 +1,4 @@
-//! The command line: `serve`, `certs init`, `policy check|explain|diff`, `audit verify`.
+//! The command line: `serve`, `certs init`, `policy check|explain|diff`, `audit verify|export`.
 //!
 //! Parses arguments, loads configuration and calls the library; no gateway logic lives here.
 
@@ -114,6 +114,36 @@ pub enum AuditCommand {
         #[arg(long = "public-key")]
         public_keys: Vec<PathBuf>,
     },
+    /// Export the disclosure log from the database: `ldv` the Logboek Dataverwerkingen records as JSON lines (the
+    /// same lines as `GET /v1/audit/export?format=ldv`), `nen7513` the NEN 7513 view as CSV (the same as `GET
+    /// /v1/audit/disclosures?format=nen7513` with `Accept: text/csv`), of every organisation, oldest first. Pupils
+    /// only as the log's pseudonyms, never a value.
+    Export {
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Entries on or after this day (YYYY-MM-DD, UTC) or RFC 3339 time.
+        #[arg(long)]
+        from: Option<String>,
+        /// Entries on or before this day (YYYY-MM-DD, inclusive) or before this RFC 3339 time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value = "ketenpoort.toml")]
+        config: PathBuf,
+        /// Database URL (overrides the configuration).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// Logboek Dataverwerkingen (Logius LDV 1.0) records, JSON lines.
+    Ldv,
+    /// NEN 7513 records, CSV.
+    Nen7513,
 }
 
 /// Loads the configuration and applies command-line overrides.
@@ -284,7 +314,69 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Audit {
+            command:
+                AuditCommand::Export {
+                    format,
+                    from,
+                    to,
+                    out,
+                    config,
+                    database_url,
+                },
+        } => audit_export(format, from, to, out, config, database_url).await,
     }
+}
+
+/// `ketenpoort audit export`: reads the whole selection from the store and writes it at once (to a temporary file
+/// renamed into place with `--out`, so a failed export leaves no half file).
+async fn audit_export(
+    format: ExportFormat,
+    from: Option<String>,
+    to: Option<String>,
+    out: Option<PathBuf>,
+    config: PathBuf,
+    database_url: Option<String>,
+) -> anyhow::Result<()> {
+    let url = match database_url {
+        Some(u) => u,
+        None => Config::load(&config)?.storage.database_url,
+    };
+    let mut filter = crate::store::EntryFilter::default();
+    let when = |v: &Option<String>, end: bool, name: &str| -> anyhow::Result<Option<i64>> {
+        match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => crate::oversight::instant(s, end)
+                .map(Some)
+                .with_context(|| format!("--{name} is a date (YYYY-MM-DD) or an RFC 3339 time")),
+        }
+    };
+    filter.from_ms = when(&from, false, "from")?;
+    filter.until_ms = when(&to, true, "to")?;
+    let store = crate::store::open(&url).await?;
+    let entries =
+        crate::oversight::all_entries(&*store, filter, crate::oversight::MAX_LIMIT).await?;
+    let text = match format {
+        ExportFormat::Ldv => crate::oversight::ldv::to_json_lines(&entries),
+        ExportFormat::Nen7513 => crate::oversight::nen7513::to_csv(&entries),
+    };
+    match out {
+        None => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(text.as_bytes())?;
+            stdout.flush()?;
+        }
+        Some(path) => {
+            let mut tmp = path.clone().into_os_string();
+            tmp.push(".partial");
+            let tmp = PathBuf::from(tmp);
+            std::fs::write(&tmp, text.as_bytes())
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// `ketenpoort policy diff OLD NEW`: prints the differences (Dutch, `policy::PolicyDiff`'s text) and returns the

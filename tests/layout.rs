@@ -10,8 +10,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
-            "audit", "certs", "config", "domain", "gateway", "http", "identity", "keys", "policy",
-            "store", "tls",
+            "audit",
+            "certs",
+            "config",
+            "domain",
+            "gateway",
+            "http",
+            "identity",
+            "keys",
+            "oversight",
+            "policy",
+            "store",
+            "tls",
         ],
     ),
     (

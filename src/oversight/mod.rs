@@ -22,7 +22,7 @@ use crate::gateway::Gateway;
 use crate::identity::Caller;
 use crate::policy::{group_fields, CategoryGroup, PolicySet};
 use crate::refusal::{ProblemCode, Refusal};
-use crate::store::{EntryFilter, StoredEntry};
+use crate::store::{EntryFilter, Store, StoreError, StoredEntry};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -294,6 +294,30 @@ impl ShownEntry {
                 "leaf_hash": hex::encode(self.leaf_hash),
                 "error": "this entry cannot be decoded; run `ketenpoort audit verify`",
             }),
+        }
+    }
+}
+
+/// Every entry `filter` selects, across all organisations (the filter's `organisation` as given), oldest first,
+/// read from the store `page` rows at a time: the operator's export from the database itself (`ketenpoort audit
+/// export`), the same entries the operator's privacy officer's search pages through. Not logged: it is no officer's
+/// question through the gateway but a read of the store by whoever holds the database (as `audit verify` is).
+pub async fn all_entries(
+    store: &dyn Store,
+    mut filter: EntryFilter,
+    page: usize,
+) -> Result<Vec<ShownEntry>, StoreError> {
+    filter.limit = page.max(1);
+    let mut out = Vec::new();
+    loop {
+        let rows = store.query_entries(&filter).await?;
+        let full = rows.len() == filter.limit;
+        if let Some(last) = rows.last() {
+            filter.after = Some((last.time_ms, last.log_id.clone(), last.seq));
+        }
+        out.extend(rows.into_iter().map(ShownEntry::from_stored));
+        if !full {
+            return Ok(out);
         }
     }
 }
