@@ -146,6 +146,7 @@ async fn authenticate(State(gw): State<Arc<Gateway>>, mut req: Request, next: Ne
                 route = label,
                 "request refused before identity was established"
             );
+            drain_refused(req.into_body(), gw.config.limits.max_body_bytes);
             p.into_response()
         }
     };
@@ -180,7 +181,10 @@ async fn officer_gate(State(gw): State<Arc<Gateway>>, mut req: Request, next: Ne
             req.extensions_mut().insert(officer);
             next.run(req).await
         }
-        Err(r) => Problem::from(r).into_response(),
+        Err(r) => {
+            drain_refused(req.into_body(), gw.config.limits.max_body_bytes);
+            Problem::from(r).into_response()
+        }
     }
 }
 
@@ -215,7 +219,7 @@ pub(super) async fn read_body(
                 )
             })?;
         if len > max as u64 {
-            drain_refused(body, max);
+            drain_refused(body, max.saturating_mul(3));
             return Err(too_large());
         }
     }
@@ -228,7 +232,7 @@ pub(super) async fn read_body(
                 continue;
             };
             if buf.len() + data.len() > max {
-                drain_refused(body, max);
+                drain_refused(body, max.saturating_mul(3));
                 return Err(too_large());
             }
             buf.extend_from_slice(&data);
@@ -244,11 +248,12 @@ pub(super) async fn read_body(
     }
 }
 
-/// After a body is refused as too large, a task reads and discards what the client is still sending (at most three
-/// times the limit, for at most two seconds) while the 413 goes out, so an HTTP/1.1 client that writes its whole body
-/// before reading gets the problem instead of a connection reset. Nothing of it is kept.
-fn drain_refused(mut body: Body, max: usize) {
-    let budget = max.saturating_mul(3);
+/// After a request is refused without its body being read (too large: 413, at most three times the limit; before its
+/// handler, by the identity phase or the officer gate: at most the limit), a task reads and discards what the client is still sending (at most `budget`
+/// bytes, for at most two seconds) while the problem goes out, so an HTTP/1.1 client that writes its whole body
+/// before reading gets the problem instead of a connection reset (a socket closed with unread data is reset). Nothing
+/// of it is kept.
+fn drain_refused(mut body: Body, budget: usize) {
     tokio::spawn(async move {
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             let mut seen = 0usize;
