@@ -903,4 +903,22 @@ fn openapi_lists_every_problem_code_in_the_source() {
         unknown.is_empty(),
         "openapi.yaml lists codes that are not ProblemCodes: {unknown:?}"
     );
+    // The Problem schema's enum, which the contract test holds every answer to, is exactly the partner API's codes.
+    let enumerated: BTreeSet<String> = list
+        .split_once("enum: [")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .expect("the Problem code's enum in openapi.yaml")
+        .0
+        .split(',')
+        .map(|c| c.trim().to_owned())
+        .collect();
+    let partner_api: BTreeSet<String> = ProblemCode::ALL
+        .iter()
+        .filter(|c| c.is_partner_api())
+        .map(|c| c.as_str().to_owned())
+        .collect();
+    assert_eq!(
+        enumerated, partner_api,
+        "openapi.yaml's Problem code enum is not the partner API's codes"
+    );
 }
