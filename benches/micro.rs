@@ -132,6 +132,7 @@ fn next_batch(chain: &Chain, n: usize, sealed: &[u8]) -> (Batch, Chain) {
             bytes,
             leaf_hash: leaf,
             chain_hash: head,
+            case_id: None,
         });
         mutations.push(Mutation::InsertMessage(Box::new(NewMessage {
             id: format!("msg-{seq:012}"),

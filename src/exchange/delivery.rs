@@ -220,7 +220,7 @@ async fn open_message(
         }
     }
     let m = &row.msg;
-    let message = json!({
+    let mut message = json!({
         "message_id": m.id,
         "from": m.sender,
         "type": m.message_type,
@@ -237,6 +237,10 @@ async fn open_message(
         "redelivery": row.fetch_count > 0,
         "disclosure": disclosure_json(&Receipt { log_id: m.log_id.clone(), seq: m.seq, leaf_hash: m.leaf_hash }),
     });
+    // One recipient's part of a kerngroep case (P13) names the case, so the recipients can discuss it as one.
+    if let (Some(case_id), Some(item)) = (stored.get("case_id"), message.as_object_mut()) {
+        item.insert("case_id".into(), case_id.clone());
+    }
     Ok((message, lapsed))
 }
 

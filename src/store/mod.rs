@@ -71,6 +71,8 @@ pub struct StoredEntry {
     pub bytes: Vec<u8>,
     pub leaf_hash: Hash,
     pub chain_hash: Hash,
+    /// The kerngroep case (P13) the entry belongs to (`LogEntry::case_id`), a column so the officer can filter on it.
+    pub case_id: Option<String>,
 }
 
 /// The part of a stored entry `audit verify` recomputes, as `Store::visit_log_rows` lends it: its position, its
@@ -344,6 +346,8 @@ pub struct EntryFilter {
     pub outcome: Option<String>,
     pub event: Option<String>,
     pub subject: Option<String>,
+    /// The entries of one kerngroep case (P13).
+    pub case_id: Option<String>,
     /// Page after this (time_ms, log_id, seq) position.
     pub after: Option<(i64, String, u64)>,
     pub limit: usize,

@@ -36,6 +36,7 @@ fn entry_from_row(row: &$row) -> Result<StoredEntry, StoreError> {
         bytes: row.try_get("entry")?,
         leaf_hash: to_hash(&row.try_get::<Vec<u8>, _>("leaf_hash")?)?,
         chain_hash: to_hash(&row.try_get::<Vec<u8>, _>("chain_hash")?)?,
+        case_id: row.try_get("case_id")?,
     })
 }
 
@@ -195,6 +196,7 @@ fn entries_query(f: &EntryFilter) -> sqlx::QueryBuilder<$db> {
         ("outcome", &f.outcome),
         ("event", &f.event),
         ("subject", &f.subject),
+        ("case_id", &f.case_id),
     ] {
         if let Some(v) = val {
             qb.push(format!(" AND {col} = ")).push_bind(v.clone());
@@ -230,13 +232,13 @@ async fn retire_if_failed(
     result
 }
 
-/// Rows per multi-row INSERT through sqlx (15 bind parameters a log row: far below SQLite's and PostgreSQL's limits).
+/// Rows per multi-row INSERT through sqlx (16 bind parameters a log row: far below SQLite's and PostgreSQL's limits).
 const ROWS_PER_INSERT: usize = 64;
 
 /// `Store::disclosure_of_message`: through `message_disclosures` (written by a trigger with each mailbox row) to the
 /// log entry, by both primary keys.
-const DISCLOSURE_OF_MESSAGE_SQL: &str = "SELECT e.log_id, e.seq, e.time_ms, e.event, e.partner, e.organisation, e.sender, e.receiver, e.purpose, e.flow_id, e.subject, e.outcome, e.entry, e.leaf_hash, e.chain_hash FROM message_disclosures d JOIN log_entries e ON e.log_id = d.log_id AND e.seq = d.seq WHERE d.id = $1";
-const ENTRY_COLUMNS: &str = "log_id, seq, time_ms, event, partner, organisation, sender, receiver, purpose, flow_id, subject, outcome, entry, leaf_hash, chain_hash";
+const DISCLOSURE_OF_MESSAGE_SQL: &str = "SELECT e.log_id, e.seq, e.time_ms, e.event, e.partner, e.organisation, e.sender, e.receiver, e.purpose, e.flow_id, e.subject, e.outcome, e.entry, e.leaf_hash, e.chain_hash, e.case_id FROM message_disclosures d JOIN log_entries e ON e.log_id = d.log_id AND e.seq = d.seq WHERE d.id = $1";
+const ENTRY_COLUMNS: &str = "log_id, seq, time_ms, event, partner, organisation, sender, receiver, purpose, flow_id, subject, outcome, entry, leaf_hash, chain_hash, case_id";
 
 /// The columns a new mailbox row is inserted with, in `NewMessage` field order (`pos`, `fetch_count` default).
 const NEW_MESSAGE_COLUMNS: &str = "id, sender, receiver, message_type, purpose, subject, sealed, consent_paths, created_ms, expires_ms, log_id, seq, leaf_hash";
@@ -266,7 +268,7 @@ const OUTBOX_SELECT: &str = "SELECT o.id AS o_id, o.sender AS o_sender, o.receiv
     o.message_type AS o_message_type, o.created_ms AS o_created_ms, o.expires_ms AS o_expires_ms, o.status AS o_status, \
     o.fetched_ms AS o_fetched_ms, o.stripped AS o_stripped, o.ended_ms AS o_ended_ms, o.end_reason AS o_end_reason, \
     e.log_id, e.seq, e.time_ms, e.event, e.partner, e.organisation, e.sender, e.receiver, e.purpose, e.flow_id, \
-    e.subject, e.outcome, e.entry, e.leaf_hash, e.chain_hash \
+    e.subject, e.outcome, e.entry, e.leaf_hash, e.chain_hash, e.case_id \
     FROM message_outbox o JOIN log_entries e ON e.log_id = o.log_id AND e.seq = o.seq";
 const INSERT_IDEMPOTENCY_SQL: &str = "INSERT INTO idempotency (sender, key, body_hash, status, response, log_id, seq, leaf_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const INSERT_CONSENT_SQL: &str = "INSERT INTO consents (id, registered_by, subject, purpose, recipient, categories, given_by, evidence, valid_from, valid_until, created_ms, withdrawn_ms, subject_birth_date) \
@@ -480,7 +482,8 @@ async fn sqlx_commit_batch(pool: &sqlx::Pool<$db>, batch: &Batch) -> Result<(), 
                     .push_bind(&e.outcome)
                     .push_bind(&e.bytes)
                     .push_bind(&e.leaf_hash[..])
-                    .push_bind(&e.chain_hash[..]);
+                    .push_bind(&e.chain_hash[..])
+                    .push_bind(&e.case_id);
             });
             qb.build().execute(&mut *tx).await?;
         }

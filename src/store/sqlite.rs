@@ -150,6 +150,11 @@ fn migrator() -> Migrator {
             "outbox and breach register",
             include_str!("../../migrations/sqlite/0009_outbox_incidents.sql"),
         ),
+        (
+            11,
+            "kerngroep case id on log entries",
+            include_str!("../../migrations/sqlite/0011_log_case_id.sql"),
+        ),
     ])
 }
 
@@ -651,6 +656,7 @@ fn write_batch_rows(conn: &rusqlite::Connection, batch: &super::Batch) -> Result
                 &e.bytes,
                 &e.leaf_hash[..],
                 &e.chain_hash[..],
+                &e.case_id,
             ))
             .map_err(db_error)?;
         }
@@ -1166,7 +1172,18 @@ mod tests {
             plan[0].contains("USING INDEX log_entries_subject (subject=?)"),
             "{plan:?}"
         );
-        // Every index on the log is one a statement reads (or its primary key): each costs every commit a page.
+        let case = EntryFilter {
+            organisation: some(),
+            case_id: some(),
+            ..Default::default()
+        };
+        let plan = plan_of(&conn, &case);
+        assert!(
+            plan[0].contains("USING INDEX log_entries_case (case_id=?)"),
+            "{plan:?}"
+        );
+        // Every index on the log is one a statement reads (or its primary key): each costs every commit a page; the
+        // kerngroep cases' index only for entries that have a case id.
         let indexes = names(
             &conn,
             "SELECT name FROM pragma_index_list('log_entries') ORDER BY name",
@@ -1174,6 +1191,7 @@ mod tests {
         assert_eq!(
             indexes,
             [
+                "log_entries_case",
                 "log_entries_subject",
                 "log_entries_time",
                 "sqlite_autoindex_log_entries_1"
@@ -1247,6 +1265,7 @@ mod tests {
                 bytes: vec![seq as u8; 100],
                 leaf_hash: [1; 32],
                 chain_hash: [2; 32],
+                case_id: None,
             })
             .collect();
         Batch {
