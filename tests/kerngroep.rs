@@ -31,17 +31,7 @@ async fn consent(gw: &Gateway, recipient: &str) {
 }
 
 async fn consent_by(gw: &Gateway, by: &str, recipient: &str, purpose: &str) {
-    let r = gw
-        .client(by)
-        .post_json(
-            "/v1/consents",
-            &json!({"subject": {"pgn": PUPIL}, "purpose": purpose, "recipient": recipient,
-                "subject_birth_date": "2012-07-19",
-                "categories": ["*"], "given_by": "ouder", "evidence": "formulier in dossier",
-                "valid_from": "2026-01-01", "valid_until": "2030-07-31"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
+    register_consent(gw, by, PUPIL, purpose, recipient, "2012-07-19").await;
 }
 
 /// The part of the 201 for `to`.
@@ -503,7 +493,7 @@ async fn inject_fault(gw: &Gateway, receiver: &str) {
              CREATE TRIGGER kerngroep_fault BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION kerngroep_fault();"
         ),
     };
-    exec(gw, &sql).await;
+    exec_sql(gw.backend, &gw.database_url, &sql).await;
 }
 
 async fn remove_fault(gw: &Gateway) {
@@ -513,41 +503,7 @@ async fn remove_fault(gw: &Gateway) {
             "DROP TRIGGER kerngroep_fault ON messages; DROP FUNCTION kerngroep_fault();"
         }
     };
-    exec(gw, sql).await;
-}
-
-async fn exec(gw: &Gateway, sql: &str) {
-    match gw.backend {
-        Backend::Sqlite => {
-            let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect(&gw.database_url)
-                .await
-                .unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-                .execute(&pool)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            pool.close().await;
-        }
-        Backend::Postgres => {
-            let out = std::process::Command::new("psql")
-                .args([
-                    gw.database_url.as_str(),
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-qc",
-                    sql,
-                ])
-                .output()
-                .expect("psql");
-            assert!(
-                out.status.success(),
-                "psql {sql}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
+    exec_sql(gw.backend, &gw.database_url, sql).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
