@@ -45,7 +45,7 @@ fn bench_policy(c: &mut Criterion) {
     let limits = Limits::default();
     let env = envelope::parse(&body, &limits).expect("P1 envelope parses");
     let sender = partner("obs-de-linde", Role::SchoolPo);
-    let receiver = partner(&env.to, Role::SchoolVo);
+    let receiver = partner(&env.to.receivers()[0], Role::SchoolVo);
     let req = DecisionRequest {
         sender: &sender,
         receiver: &receiver,
