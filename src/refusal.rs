@@ -104,6 +104,8 @@ problem_codes! {
     // Outbox, recall and "niet voor ons".
     InvalidReport = "invalid-report", 422;
     AlreadyFetched = "already-fetched", 409;
+    // A push of the message is in flight or may have reached the receiver: not recallable (for now).
+    PushInDoubt = "push-in-doubt", 409;
     NotRecallable = "not-recallable", 409;
     AlreadyReported = "already-reported", 409;
     // The audit API.

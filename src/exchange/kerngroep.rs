@@ -12,7 +12,7 @@
 use super::send::{self, IdempotencyClaim, Sent, Stop};
 use super::{disclosure_json, new_id};
 use crate::audit::entry::{EventKind, LogEntry, WithheldField};
-use crate::audit::writer::Receipt;
+use crate::audit::writer::{now_ms, Receipt};
 use crate::envelope::Envelope;
 use crate::gateway::Gateway;
 use crate::identity::{Caller, PartnerInfo};
@@ -101,6 +101,7 @@ pub(super) async fn send(
                 sealed.bytes,
                 decision,
             )?);
+            mutations.extend(send::queue_push(receiver, message_id, now_ms()));
         }
         entries.push(entry);
     }
@@ -109,6 +110,12 @@ pub(super) async fn send(
         mutations.push(claim.record(caller, response.clone()));
     }
     let receipts = send::log(gw, caller, idempotency.as_ref(), entries, mutations).await?;
+    if parts
+        .iter()
+        .any(|p| matches!(p, Part::Delivered { receiver, .. } if receiver.push.is_some()))
+    {
+        gw.push_wake.notify_one();
+    }
     for p in &parts {
         match p {
             Part::Delivered { decision, .. } => gw.metrics.disclosure(&decision.flow_id),

@@ -196,14 +196,28 @@ async fn phases<'b>(
         sealed.bytes,
         &decision,
     )?];
+    mutations.extend(queue_push(&receiver, &message_id, now_ms()));
     if let Some(claim) = &idempotency {
         mutations.push(claim.record(caller, response.clone()));
     }
     let receipt = log(gw, caller, idempotency.as_ref(), vec![entry], mutations)
         .await?
         .swap_remove(0);
+    if receiver.push.is_some() {
+        gw.push_wake.notify_one();
+    }
     gw.metrics.disclosure(&decision.flow_id);
     answer(response, &receipt, false)
+}
+
+/// The push of a new message to a receiver with a push endpoint (partners.toml), queued in the commit of its
+/// disclosure entry so it survives a restart (`push`).
+pub fn queue_push(receiver: &PartnerInfo, message_id: &str, at_ms: i64) -> Option<Mutation> {
+    receiver.push.as_ref().map(|_| Mutation::QueuePush {
+        id: message_id.to_owned(),
+        receiver: receiver.partner.id.clone(),
+        at_ms,
+    })
 }
 
 /// The receiver's mailbox row of a sealed message; the writer stamps it with its entry's log position.

@@ -151,6 +151,11 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/sqlite/0009_outbox_incidents.sql"),
         ),
         (
+            10,
+            "push delivery queue",
+            include_str!("../../migrations/sqlite/0010_push_queue.sql"),
+        ),
+        (
             11,
             "kerngroep case id on log entries",
             include_str!("../../migrations/sqlite/0011_log_case_id.sql"),
@@ -711,7 +716,13 @@ fn write_batch_rows(conn: &rusqlite::Connection, batch: &super::Batch) -> Result
                 if claim_row(conn, id)? != 0 && *unfetched_only {
                     return Err(StoreError::Conflict("message was fetched".into()));
                 }
+                if *unfetched_only && push_in_doubt(conn, id)? {
+                    return Err(StoreError::Conflict(
+                        "a push of this message may have reached its receiver".into(),
+                    ));
+                }
                 exec(conn, DELETE_MESSAGE_SQL, [id])?;
+                exec(conn, DELETE_PUSH_SQL, [id])?;
                 exec(
                     conn,
                     END_OUTBOX_SQL,
@@ -816,6 +827,20 @@ fn write_batch_rows(conn: &rusqlite::Connection, batch: &super::Batch) -> Result
                     ),
                 )?;
             }
+            Mutation::QueuePush {
+                id,
+                receiver,
+                at_ms,
+            } => {
+                exec(conn, QUEUE_PUSH_SQL, (id, receiver, at_ms, at_ms))?;
+            }
+            Mutation::EndPush { id, owner, attempt } => {
+                if exec(conn, END_PUSH_SQL, (id, owner, attempt))? != 1 {
+                    return Err(StoreError::Conflict(
+                        "the push was ended or leased by another instance".into(),
+                    ));
+                }
+            }
             Mutation::WithdrawConsent { id, at_ms } => {
                 exec(conn, WITHDRAW_CONSENT_SQL, (at_ms, id))?;
             }
@@ -861,6 +886,16 @@ fn claim_row(conn: &rusqlite::Connection, id: &str) -> Result<i64, StoreError> {
         .ok_or_else(|| {
             StoreError::Conflict("message is gone or being changed by another request".into())
         })
+}
+
+/// Whether a push of the message may have reached its receiver (`PUSH_IN_DOUBT_SQL`).
+fn push_in_doubt(conn: &rusqlite::Connection, id: &str) -> Result<bool, StoreError> {
+    use rusqlite::OptionalExtension;
+    let doubt: Option<i64> = conn
+        .prepare_cached(PUSH_IN_DOUBT_SQL)
+        .and_then(|mut stmt| stmt.query_row([id], |r| r.get(0)).optional())
+        .map_err(db_error)?;
+    Ok(doubt.is_some_and(|d| d != 0))
 }
 
 /// `INSERT INTO <table> (<columns>) VALUES (?1, ..., ?n)`: one row.
@@ -1216,6 +1251,10 @@ mod tests {
             INSERT_IDEMPOTENCY_SQL,
             INSERT_CONSENT_SQL,
             WITHDRAW_CONSENT_SQL,
+            PUSH_IN_DOUBT_SQL,
+            QUEUE_PUSH_SQL,
+            END_PUSH_SQL,
+            DELETE_PUSH_SQL,
             SET_LOG_STATE_SQL,
             INSERT_CHECKPOINT_SQL,
             INSERT_SUBTREE_SQL,
