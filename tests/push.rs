@@ -554,7 +554,7 @@ async fn kill_9_while_the_receiver_holds_the_push_then_it_is_delivered_exactly_o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_recall_and_a_niet_voor_ons_report_stop_the_push_at_once() {
+async fn a_recall_a_niet_voor_ons_report_and_a_pull_stop_the_push_at_once() {
     for backend in backends() {
         let mut receiver = Receiver::new(Act::Status(503));
         receiver.listen().await;
@@ -568,9 +568,11 @@ async fn a_recall_and_a_niet_voor_ons_report_stop_the_push_at_once() {
         let vo = gw.client("lyceum-zuid");
         let recalled = send_p1(&school).await;
         let reported = send_p1(&school).await;
-        until("both tried", async || {
-            receiver.requests_for(&recalled).len() >= 2
-                && receiver.requests_for(&reported).len() >= 2
+        let pulled = send_p1(&school).await;
+        until("all tried", async || {
+            [&recalled, &reported, &pulled]
+                .iter()
+                .all(|id| receiver.requests_for(id).len() >= 2)
         })
         .await;
 
@@ -604,6 +606,15 @@ async fn a_recall_and_a_niet_voor_ons_report_stop_the_push_at_once() {
             .await;
         assert_eq!(r.status, 200, "{}", r.text());
         let reported_at = receiver.requests_for(&reported).len();
+        // The receiver pulls what is left: the push of that message is moot and ends.
+        let inbox = vo.inbox().await;
+        assert_eq!(inbox.len(), 1, "{inbox:?}");
+        assert_eq!(inbox[0]["message_id"], pulled.as_str());
+        until("the pulled message's push ended", async || {
+            outbox_item(&school, &pulled).await["push"].is_null()
+        })
+        .await;
+        let pulled_at = receiver.requests_for(&pulled).len();
 
         // From now on the receiver accepts: a new message arrives, the stopped ones never do.
         receiver.set_default(Act::Accept);
@@ -624,6 +635,13 @@ async fn a_recall_and_a_niet_voor_ons_report_stop_the_push_at_once() {
         );
         // An attempt already in flight when the report came may still end; none starts after it.
         assert!(receiver.requests_for(&reported).len() <= reported_at + 1);
+        assert!(receiver.requests_for(&pulled).len() <= pulled_at + 1);
+        assert_eq!(receiver.accepted(&pulled), (0, 0));
+        assert_eq!(
+            fetched_entries(&gw, &pulled).await.len(),
+            1,
+            "the pull's own fetch entry only"
+        );
         assert_eq!(receiver.accepted(&recalled), (0, 0));
         assert_eq!(receiver.accepted(&reported), (0, 0));
         assert!(fetched_entries(&gw, &recalled).await.is_empty());

@@ -80,7 +80,8 @@ fn jitter() -> f64 {
 }
 
 /// The worker: frees this instance's leases from before a restart, then leases due pushes (up to
-/// `push.concurrency` at once) until `stop` changes; idle, it waits `push.poll_ms` or until a send wakes it.
+/// `push.concurrency` at once) until `stop` changes; idle, it removes pushes made moot by a pull fetch and waits
+/// `push.poll_ms` or until a send wakes it.
 pub async fn run(gw: Arc<Gateway>, pusher: Pusher, mut stop: watch::Receiver<bool>) {
     let pusher = Arc::new(pusher);
     let owner: Arc<str> = gw.writer.log_id().into();
@@ -110,6 +111,19 @@ pub async fn run(gw: Arc<Gateway>, pusher: Pusher, mut stop: watch::Receiver<boo
             }
         }
         if running.is_empty() {
+            match gw.store.sweep_pushes(now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    for _ in 0..n {
+                        gw.metrics.push("stopped");
+                    }
+                    tracing::info!(
+                        stopped = n,
+                        "push: stopped, the messages were fetched by pull"
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "push: the queue cannot be swept"),
+            }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(cfg.poll_ms)) => {}
                 _ = gw.push_wake.notified() => {}

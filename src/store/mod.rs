@@ -521,6 +521,9 @@ pub trait Store: Send + Sync + 'static {
     fn drop_push<'a>(&'a self, id: &'a str, owner: &'a str, attempt: i64) -> StoreFuture<'a, bool>;
     /// Frees the leases `owner` held before a restart (its earlier process is gone), so its pushes go on at once.
     fn release_leases<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, u64>;
+    /// Removes the pushes nobody holds a live lease on whose message was fetched by pull meanwhile (or is gone);
+    /// how many.
+    fn sweep_pushes(&self, now_ms: i64) -> StoreFuture<'_, u64>;
     fn push_queue_stats(&self) -> StoreFuture<'_, PushQueueStats>;
 }
 

@@ -294,6 +294,9 @@ const RELEASE_PUSH_SQL: &str = "UPDATE push_queue SET state = $1, next_ms = $2, 
 /// The leases of an instance's earlier process: free at once, and an attempt it had in flight stays in doubt.
 const RELEASE_LEASES_SQL: &str = "UPDATE push_queue SET lease_owner = NULL, lease_until_ms = 0, \
     in_doubt = CASE WHEN in_doubt = 0 THEN 0 ELSE 1 END WHERE lease_owner = $1";
+/// Pushes without a live lease whose message was fetched (by pull) or is gone: nothing left to push.
+const SWEEP_PUSHES_SQL: &str = "DELETE FROM push_queue WHERE lease_until_ms <= $1 AND NOT EXISTS \
+    (SELECT 1 FROM messages m WHERE m.id = push_queue.message_id AND m.fetch_count = 0)";
 const PUSH_STATS_SQL: &str =
     "SELECT state, COUNT(*) AS n, MIN(created_ms) AS oldest FROM push_queue GROUP BY state";
 const INSERT_INCIDENT_SQL: &str = "INSERT INTO incidents (id, organisation, status, discovered_ms, deadline_ms, decided, updated_ms, record) \
@@ -1061,6 +1064,16 @@ impl Store for $store {
         Box::pin(async move {
             let done = sqlx::query(RELEASE_LEASES_SQL)
                 .bind(owner)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    fn sweep_pushes(&self, now_ms: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let done = sqlx::query(SWEEP_PUSHES_SQL)
+                .bind(now_ms)
                 .execute(&self.pool)
                 .await?;
             Ok(done.rows_affected())
