@@ -653,6 +653,53 @@ organisation = "lyceum-zuid"
     }
 
     #[test]
+    fn a_push_endpoint_is_https_and_its_ca_is_resolved_against_partners_toml() {
+        let with = |push: &str| {
+            PARTNERS.replacen(
+                "role = \"school-vo\"\n",
+                &format!("role = \"school-vo\"\n{push}\n"),
+                1,
+            )
+        };
+        let dir = PartnerDirectory::from_toml_in(
+            &with(r#"push = { url = "https://sis.example.nl:8443/in?x=1", ca = "push-ca.crt" }"#),
+            Path::new("/etc/kp"),
+        )
+        .unwrap();
+        let push = dir.by_id("lyceum-zuid").unwrap().push.clone().unwrap();
+        assert_eq!(
+            (push.host.as_str(), push.port, push.path.as_str()),
+            ("sis.example.nl", 8443, "/in?x=1")
+        );
+        assert_eq!(push.ca, Path::new("/etc/kp/push-ca.crt"));
+        assert!(dir.by_id("fg-lyceum-zuid").unwrap().push.is_none());
+        let v6 = PushEndpoint::parse("https://[::1]/p", "ca".into()).unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 443));
+        for (bad, why) in [
+            (
+                r#"push = { url = "http://sis.example.nl/in", ca = "c" }"#,
+                "https://",
+            ),
+            (
+                r#"push = { url = "https://u:p@sis.example.nl/in", ca = "c" }"#,
+                "user info",
+            ),
+            (
+                r#"push = { url = "https://sis.example.nl:0/in", ca = "c" }"#,
+                "port",
+            ),
+            (r#"push = { url = "https://sis.example.nl/in" }"#, "ca"),
+            (
+                r#"push = { url = "https://sis.example.nl/in", ca = "c", insecure = true }"#,
+                "insecure",
+            ),
+        ] {
+            let err = PartnerDirectory::from_toml(&with(bad)).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_partner_files_are_refused() {
         assert!(PartnerDirectory::from_toml(
             "[[partner]]\nid='a'\nname='a'\nrole='school-po'\noin='1'\n"

@@ -838,3 +838,68 @@ fn a_push_endpoint_must_be_https_with_a_readable_ca_and_known_keys() {
         assert!(err.contains(expected), "{push}: {err}");
     }
 }
+
+/// Two instances on one PostgreSQL database share the queue: every message is leased by one of them at a time, so each
+/// is POSTed once per attempt, accepted once and logged as fetched once, whichever instance sent or pushed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_postgresql_push_each_message_once() {
+    if !backends().contains(&Backend::Postgres) {
+        return;
+    }
+    let mut receiver = Receiver::new(Act::Accept);
+    receiver.script(&[Act::Status(503); 6]);
+    receiver.listen().await;
+    let (a, partners) = start(
+        Backend::Postgres,
+        &receiver,
+        &["lyceum-zuid"],
+        push_config(50, 1500),
+    );
+    let mut opts = GatewayOptions::new(Backend::Postgres);
+    opts.database_url = Some(a.database_url.clone());
+    let keys = a.dir.path().join("keys");
+    opts.key_dir = Some(keys.clone());
+    opts.storage_extra = format!(
+        "signing_key = \"{}\"",
+        keys.join("instance-b.key").display()
+    );
+    opts.partners = Some(partners.path().join("partners.toml"));
+    opts.extra_config = push_config(50, 1500);
+    let b = Gateway::start_with(opts);
+    let mut ids = Vec::new();
+    for i in 0..16 {
+        let via = if i % 2 == 0 { &a } else { &b };
+        ids.push(send_p1(&via.client("obs-de-linde")).await);
+    }
+    let school = a.client("obs-de-linde");
+    for id in &ids {
+        until("accepted and recorded", async || {
+            receiver.accepted(id).0 == 1 && outbox_item(&school, id).await["status"] == "fetched"
+        })
+        .await;
+    }
+    let entries = a.log_entries().await;
+    for id in &ids {
+        assert_eq!(
+            receiver.accepted(id),
+            (1, 0),
+            "{id}: accepted once, never POSTed again"
+        );
+        let fetched = entries
+            .iter()
+            .filter(|(_, e)| {
+                e.event() == EventKind::MessageFetched && e.message_id.as_deref() == Some(id)
+            })
+            .count();
+        assert_eq!(fetched, 1, "{id}");
+    }
+    let delivered = |gw: &Gateway| {
+        metric(
+            &gw.ops_get("/metrics").1,
+            "ketenpoort_pushes_total{outcome=\"delivered\"}",
+        )
+    };
+    let (by_a, by_b) = (delivered(&a), delivered(&b));
+    assert_eq!(by_a + by_b, ids.len() as f64);
+    println!("pushes delivered by instance A: {by_a}, by instance B: {by_b}");
+}
