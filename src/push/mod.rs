@@ -247,28 +247,26 @@ fn receiver_caller(info: &Arc<PartnerInfo>) -> Caller {
     }
 }
 
-/// A status code as a fixed outcome code (`status-NNN`).
+/// A status code as a fixed outcome code: the common ones by number, the rest by class.
 fn status_code(status: u16) -> &'static str {
-    const CODES: [&str; 5] = [
-        "status-1xx",
-        "status-3xx",
-        "status-4xx",
-        "status-5xx",
-        "status-other",
+    const EXACT: [(u16, &str); 7] = [
+        (408, "status-408"),
+        (409, "status-409"),
+        (429, "status-429"),
+        (500, "status-500"),
+        (502, "status-502"),
+        (503, "status-503"),
+        (504, "status-504"),
     ];
-    match status {
-        408 => "status-408",
-        409 => "status-409",
-        429 => "status-429",
-        500 => "status-500",
-        502 => "status-502",
-        503 => "status-503",
-        504 => "status-504",
-        100..=199 => CODES[0],
-        300..=399 => CODES[1],
-        400..=499 => CODES[2],
-        500..=599 => CODES[3],
-        _ => CODES[4],
+    if let Some((_, code)) = EXACT.iter().find(|(s, _)| *s == status) {
+        return code;
+    }
+    match status / 100 {
+        1 => "status-1xx",
+        3 => "status-3xx",
+        4 => "status-4xx",
+        5 => "status-5xx",
+        _ => "status-other",
     }
 }
 
