@@ -903,3 +903,50 @@ async fn two_instances_on_postgresql_push_each_message_once() {
     assert_eq!(by_a + by_b, ids.len() as f64);
     println!("pushes delivered by instance A: {by_a}, by instance B: {by_b}");
 }
+
+/// A kerngroep case (P13): each recipient's part that is delivered is queued in the case's one commit and pushed to
+/// that recipient's endpoint once; a recipient refused its part gets no push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_delivered_part_of_a_kerngroep_case_is_pushed_once() {
+    for backend in backends() {
+        let mut receiver = Receiver::new(Act::Accept);
+        receiver.listen().await;
+        let recipients = ["leerplicht-gemeente", "swv-vo-zuid", "wijkteam-noord"];
+        let (gw, _partners) = start(backend, &receiver, &recipients, push_config(50, 1500));
+        // No consent for the wijkteam: its part is refused, the other two are delivered.
+        let r = gw
+            .client("lyceum-zuid")
+            .post("/v1/messages", &example("P13"))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let sent = r.json();
+        let mut delivered = Vec::new();
+        for part in sent["recipients"].as_array().unwrap() {
+            match part["message_id"].as_str() {
+                Some(id) => {
+                    delivered.push((part["to"].as_str().unwrap().to_owned(), id.to_owned()))
+                }
+                None => assert_eq!(part["to"], "wijkteam-noord", "{sent}"),
+            }
+        }
+        assert_eq!(delivered.len(), 2, "{sent}");
+        let school = gw.client("lyceum-zuid");
+        for (_, id) in &delivered {
+            until("the part pushed and recorded", async || {
+                receiver.accepted(id).0 == 1
+                    && outbox_item(&school, id).await["status"] == "fetched"
+            })
+            .await;
+        }
+        for (to, id) in &delivered {
+            assert_eq!(receiver.accepted(id), (1, 0));
+            let fetched = fetched_entries(&gw, id).await;
+            assert_eq!(fetched.len(), 1, "{fetched:?}");
+            assert_eq!(&fetched[0].partner, to);
+            assert_eq!(receiver.requests_for(id)[0].body["from"], "lyceum-zuid");
+        }
+        let all = receiver.state.lock().unwrap().requests.len();
+        assert_eq!(all, 2, "no push for the refused part");
+        no_canaries(&gw);
+    }
+}
