@@ -7,8 +7,10 @@
 //!   certificate); a recall while the push may have reached the receiver is refused; the pull inbox still works;
 //! - kill -9 while the receiver holds an accepted request: after the restart the gateway POSTs the same message with
 //!   the same key again, the receiver accepts it once (a duplicate the second time), the log has one fetch entry;
-//! - a recall and a "niet voor ons" report stop the push at once; a consent withdrawal strips the push as it strips a
-//!   pull fetch; after `max_attempts` the push gives up and the message waits in the pull inbox;
+//! - a recall, a "niet voor ons" report and a pull fetch stop the push at once; a consent withdrawal strips the push as
+//!   it strips a pull fetch; after `max_attempts` the push gives up and the message waits in the pull inbox;
+//! - two instances on one PostgreSQL database share the queue and push each message once; each delivered part of a
+//!   kerngroep case is pushed once;
 //! - no `CANARY-` value in the gateway's stderr or metrics.
 
 mod common;
