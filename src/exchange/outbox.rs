@@ -353,9 +353,9 @@ pub async fn recall(
         if row.push.as_ref().is_some_and(|p| p.in_doubt) {
             let r = Refusal::new(
                 ProblemCode::PushInDoubt,
-                "a push of this message to the receiver's endpoint is in progress or may have reached it: it cannot \
-                 be recalled now. If the push fails the recall can be tried again; if it went to the wrong receiver, \
-                 ask the receiver to report it as not theirs",
+                "a push of this message to the receiver's endpoint is in flight, or an earlier one may have reached \
+                 it (no answer came): it cannot be recalled. Once an attempt definitely fails the recall can be tried \
+                 again; if it went to the wrong receiver, ask the receiver to report it as not theirs",
             );
             return Err(refused(gw, caller, event, id, r).await);
         }
