@@ -45,7 +45,7 @@ fn bench_policy(c: &mut Criterion) {
     let limits = Limits::default();
     let env = envelope::parse(&body, &limits).expect("P1 envelope parses");
     let sender = partner("obs-de-linde", Role::SchoolPo);
-    let receiver = partner(&env.to, Role::SchoolVo);
+    let receiver = partner(&env.to.receivers()[0], Role::SchoolVo);
     let req = DecisionRequest {
         sender: &sender,
         receiver: &receiver,
@@ -132,6 +132,7 @@ fn next_batch(chain: &Chain, n: usize, sealed: &[u8]) -> (Batch, Chain) {
             bytes,
             leaf_hash: leaf,
             chain_hash: head,
+            case_id: None,
         });
         mutations.push(Mutation::InsertMessage(Box::new(NewMessage {
             id: format!("msg-{seq:012}"),

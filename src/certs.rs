@@ -1,5 +1,6 @@
-//! `ketenpoort certs init DIR`: writes a throwaway example PKI (CA, gateway server certificate,
-//! one client certificate per example partner of MESSAGES.md, a CRL and `partners.toml`).
+//! `ketenpoort certs init DIR`: writes a throwaway example PKI (CA, gateway server certificate, the
+//! gateway's client certificate for push delivery, one client certificate per example partner of
+//! MESSAGES.md, a CRL and `partners.toml`).
 //!
 //! Everything written here is public and fictional, meant for trying the gateway and for tests.
 //! It must never be used for a real deployment (those use PKIoverheid roots and CRLs) and it
@@ -24,6 +25,8 @@ const OID_SERIAL_NUMBER: [u64; 4] = [2, 5, 4, 5];
 
 pub const CA_COMMON_NAME: &str = "ketenpoort voorbeeld-CA";
 pub const ROGUE_CA_COMMON_NAME: &str = "ketenpoort schurken-CA";
+/// Subject CN of the gateway's client certificate for push delivery.
+pub const GATEWAY_CLIENT_COMMON_NAME: &str = "ketenpoort-gateway";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
@@ -384,6 +387,7 @@ Regenerate the whole set (new keys, new serials) with:
 |---|---|
 | `ca.crt`, `ca.key` | throwaway CA \"ketenpoort voorbeeld-CA\" that signs every certificate here except `rogue-school.crt` |
 | `gateway.crt`, `gateway.key` | the gateway's server certificate for `localhost`, `127.0.0.1` and `::1` |
+| `gateway-client.crt`, `gateway-client.key` | the gateway's client certificate (clientAuth, CN `ketenpoort-gateway`), shown to partners' push endpoints |
 | `<partner>.crt`, `<partner>.key` | client certificate (PKCS#8 key) per example partner; subject CN = partner id, O = organisation, serialNumber = OIN, C = NL |
 | `crl.pem` | CRL of the CA, revoking `revoked-school` |
 | `partners.toml` | the partners known to the gateway |
@@ -431,6 +435,24 @@ pub fn init(dir: &Path) -> Result<(), CertsError> {
     ];
     gateway.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     issue(&rng, gateway, not_before, not_after, &ca, dir, "gateway")?;
+
+    // The gateway's own client certificate, shown to partners' push endpoints (`[push] client_cert`).
+    let mut client = CertificateParams::default();
+    client.distinguished_name = name(&[
+        (DnType::CountryName, printable("NL")?),
+        (DnType::OrganizationName, "ketenpoort (voorbeeld)".into()),
+        (DnType::CommonName, GATEWAY_CLIENT_COMMON_NAME.into()),
+    ]);
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    issue(
+        &rng,
+        client,
+        not_before,
+        not_after,
+        &ca,
+        dir,
+        "gateway-client",
+    )?;
 
     let mut revoked = Vec::new();
     for p in EXAMPLE_PARTNERS {
@@ -722,6 +744,17 @@ mod tests {
                 cert.public_key().subject_public_key.data.as_ref()
             );
         }
+    }
+
+    #[test]
+    fn the_gateway_s_push_certificate_is_for_clients_only() {
+        let certs = TempCerts::new();
+        let der = certs.der("gateway-client");
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+        let cn = cert.subject().iter_common_name().next().unwrap();
+        assert_eq!(cn.as_str().unwrap(), GATEWAY_CLIENT_COMMON_NAME);
     }
 
     #[test]

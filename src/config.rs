@@ -33,6 +33,46 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub push: PushConfig,
+}
+
+/// Push delivery to the partners with `push` in partners.toml (`exchange::push`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// The gateway's own client certificate (clientAuth EKU) and key, shown to push endpoints.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Attempts per message before the push gives up (the message stays in the pull inbox).
+    pub max_attempts: u32,
+    /// The wait after the first failed attempt; it doubles per attempt up to `backoff_max_ms`, each wait drawn
+    /// between half of it and all of it (jitter).
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// Time for the endpoint's TLS handshake and whole response after connecting.
+    pub response_timeout_ms: u64,
+    /// How often an idle worker looks for due pushes (a new message wakes it at once on its own instance).
+    pub poll_ms: u64,
+    /// Pushes in flight at once per instance.
+    pub concurrency: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            client_cert: None,
+            client_key: None,
+            max_attempts: 12,
+            backoff_base_ms: 2_000,
+            backoff_max_ms: 3_600_000,
+            connect_timeout_ms: 5_000,
+            response_timeout_ms: 30_000,
+            poll_ms: 1_000,
+            concurrency: 8,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,6 +256,12 @@ impl Config {
             fix(k);
         }
         fix(&mut self.policies.dir);
+        if let Some(p) = self.push.client_cert.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.push.client_key.as_mut() {
+            fix(p);
+        }
         if let Some(rest) = self.storage.database_url.strip_prefix("sqlite://") {
             let file = rest.split('?').next().unwrap_or(rest);
             if !file.is_empty() && !file.starts_with('/') && file != ":memory:" {
@@ -236,6 +282,25 @@ impl Config {
         if l.rate_per_second == 0 || l.burst == 0 || l.max_connections_per_partner == 0 {
             return Err(ConfigError::Invalid(
                 "rate limits must be greater than zero".into(),
+            ));
+        }
+        let p = &self.push;
+        if p.max_attempts == 0
+            || p.backoff_base_ms == 0
+            || p.backoff_max_ms < p.backoff_base_ms
+            || p.connect_timeout_ms == 0
+            || p.response_timeout_ms == 0
+            || p.poll_ms == 0
+            || p.concurrency == 0
+        {
+            return Err(ConfigError::Invalid(
+                "push: max_attempts, timeouts, poll_ms and concurrency must be > 0, backoff_max_ms >= backoff_base_ms"
+                    .into(),
+            ));
+        }
+        if p.client_cert.is_some() != p.client_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "push: client_cert and client_key go together".into(),
             ));
         }
         if self.log.batch_max == 0 {

@@ -299,6 +299,17 @@ pub struct Responsibilities {
     pub jgz: Vec<String>,
 }
 
+/// A kerngroep case id (P13): a UUID (8-4-4-4-12 hexadecimal digits with hyphens, any version) the sender generates;
+/// never a name or a dossier number, so it can stand in the log.
+pub fn is_case_id(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

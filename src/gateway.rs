@@ -39,6 +39,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("tls: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("push delivery: {0}")]
+    Push(String),
 }
 
 /// Why a policy reload left the running set in force.
@@ -77,6 +79,8 @@ pub struct Gateway {
     pub writer: LogWriter,
     pub limits: Arc<RateLimits>,
     pub metrics: Metrics,
+    /// Wakes this instance's push worker when a message for a push receiver was committed.
+    pub push_wake: tokio::sync::Notify,
     /// (sender, Idempotency-Key) pairs being processed right now.
     pub in_flight: Mutex<HashSet<(String, String)>>,
     /// When this instance started (RFC 3339, UTC).
@@ -144,6 +148,7 @@ impl Gateway {
             writer,
             limits,
             metrics: Metrics::default(),
+            push_wake: tokio::sync::Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
             started_at: format_time(now_ms()),
             last_policy_change: RwLock::new(None),
@@ -335,6 +340,7 @@ impl Gateway {
             log_healthy: s.healthy.load(Ordering::Relaxed),
             policy_hash: self.policy().hash().to_owned(),
             incidents: None,
+            push: None,
         }
     }
 
@@ -349,6 +355,16 @@ impl Gateway {
                 .filter(|i| !i.decided && i.deadline_ms < now)
                 .count();
             g.incidents = Some((open.count() as u64, late as u64));
+        }
+        if let Ok(q) = self.store.push_queue_stats().await {
+            let now = crate::audit::writer::now_ms();
+            g.push = Some(crate::metrics::PushGauges {
+                waiting: q.waiting,
+                gave_up: q.gave_up,
+                oldest_waiting_seconds: q
+                    .oldest_waiting_ms
+                    .map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0),
+            });
         }
         g
     }

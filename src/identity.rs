@@ -56,6 +56,81 @@ struct PartnerEntry {
     /// The JGZ attached to a school (partner ids).
     #[serde(default)]
     jgz: Vec<String>,
+    /// Push delivery: the gateway POSTs each new message to this endpoint (`exchange::push`).
+    push: Option<PushEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushEntry {
+    url: String,
+    /// The CA (PEM) the endpoint's server certificate must chain to; relative to partners.toml's directory.
+    ca: std::path::PathBuf,
+}
+
+/// A partner's push endpoint (`push = { url = "https://...", ca = "..." }` in partners.toml), checked at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushEndpoint {
+    pub url: String,
+    /// Host name or address as the URL names it (what the server certificate must be for).
+    pub host: String,
+    pub port: u16,
+    /// Path and query of the request.
+    pub path: String,
+    /// The CA file, resolved against partners.toml's directory.
+    pub ca: std::path::PathBuf,
+}
+
+impl PushEndpoint {
+    /// An `https://host[:port][/path]` URL; anything else (another scheme, user info, a fragment) is refused.
+    pub fn parse(url: &str, ca: std::path::PathBuf) -> Result<PushEndpoint, String> {
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| "push url must start with https://".to_owned())?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() || authority.contains('@') || path.contains('#') {
+            return Err(
+                "push url must be https://host[:port]/path, without user info or fragment".into(),
+            );
+        }
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => {
+                let (h, after) = v6
+                    .split_once(']')
+                    .ok_or_else(|| "push url has an unclosed [IPv6 address]".to_owned())?;
+                (h, after.strip_prefix(':'))
+            }
+            None => match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            },
+        };
+        let port = match port {
+            None => 443,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| "push url has an invalid port".to_owned())?,
+        };
+        if host.is_empty()
+            || path
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err("push url has no host, or a path with spaces".into());
+        }
+        Ok(PushEndpoint {
+            url: url.to_owned(),
+            host: host.to_owned(),
+            port,
+            path: path.to_owned(),
+            ca,
+        })
+    }
 }
 
 /// The prefixes of the OIN stelsel (Logius) a partner's OIN may have: the first 8 of its 20 digits say what it is
@@ -111,6 +186,8 @@ pub struct PartnerInfo {
     pub jeugdhulp: bool,
     /// What this organisation is responsible for (DOMAIN.md "Who is responsible for a pupil").
     pub responsible: Responsibilities,
+    /// Where the gateway pushes this partner's new messages; `None`: pull only.
+    pub push: Option<PushEndpoint>,
 }
 
 /// `partners.toml`: certificate (OIN, common name) -> partner.
@@ -127,13 +204,35 @@ impl PartnerDirectory {
             path: path.display().to_string(),
             source,
         })?;
-        PartnerDirectory::from_toml(&text).map_err(|message| PartnersError::Parse {
-            path: path.display().to_string(),
-            message,
-        })
+        let base = path.parent().unwrap_or(Path::new("."));
+        let dir = PartnerDirectory::from_toml_in(&text, base).map_err(|message| {
+            PartnersError::Parse {
+                path: path.display().to_string(),
+                message,
+            }
+        })?;
+        for info in dir.by_id.values() {
+            if let Some(push) = &info.partner_push() {
+                check_push_ca(&push.ca).map_err(|message| PartnersError::Parse {
+                    path: path.display().to_string(),
+                    message: format!(
+                        "partner {}: push ca {}: {message}",
+                        info.partner.id,
+                        push.ca.display()
+                    ),
+                })?;
+            }
+        }
+        Ok(dir)
     }
 
+    /// Parses partners.toml text; relative push `ca` paths are taken relative to the current directory.
     pub fn from_toml(text: &str) -> Result<PartnerDirectory, String> {
+        PartnerDirectory::from_toml_in(text, Path::new("."))
+    }
+
+    /// Parses partners.toml text; relative push `ca` paths are taken relative to `base`.
+    pub fn from_toml_in(text: &str, base: &Path) -> Result<PartnerDirectory, String> {
         let file: PartnerFile = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut dir = PartnerDirectory::default();
         for mut e in file.partner {
@@ -158,6 +257,20 @@ impl PartnerDirectory {
                     e.id
                 ));
             }
+            let push = match e.push {
+                Some(p) => {
+                    let ca = if p.ca.is_relative() {
+                        base.join(&p.ca)
+                    } else {
+                        p.ca
+                    };
+                    Some(
+                        PushEndpoint::parse(&p.url, ca)
+                            .map_err(|why| format!("partner {}: {why}", e.id))?,
+                    )
+                }
+                None => None,
+            };
             let cn = e.common_name.clone().unwrap_or_else(|| e.id.clone());
             let info = Arc::new(PartnerInfo {
                 partner: Partner {
@@ -176,6 +289,7 @@ impl PartnerDirectory {
                     gemeenten: e.gemeenten,
                     jgz: e.jgz,
                 },
+                push,
             });
             if dir.by_id.insert(e.id.clone(), info.clone()).is_some() {
                 return Err(format!("partner id {} appears twice", e.id));
@@ -239,6 +353,26 @@ impl PartnerDirectory {
     pub fn all(&self) -> impl Iterator<Item = &Arc<PartnerInfo>> {
         self.by_id.values()
     }
+}
+
+impl PartnerInfo {
+    fn partner_push(&self) -> Option<&PushEndpoint> {
+        self.push.as_ref()
+    }
+}
+
+/// A push endpoint's CA file must be readable and hold at least one certificate.
+fn check_push_ca(path: &Path) -> Result<(), String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let pem = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let n = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| "is not PEM".to_owned())?
+        .len();
+    if n == 0 {
+        return Err("holds no certificate".into());
+    }
+    Ok(())
 }
 
 /// The verified peer of one TLS connection, before it is mapped to a partner.
@@ -516,6 +650,53 @@ organisation = "lyceum-zuid"
             dir.by_id("veilig-thuis-zuid").unwrap().partner.role,
             Role::VeiligThuis
         );
+    }
+
+    #[test]
+    fn a_push_endpoint_is_https_and_its_ca_is_resolved_against_partners_toml() {
+        let with = |push: &str| {
+            PARTNERS.replacen(
+                "role = \"school-vo\"\n",
+                &format!("role = \"school-vo\"\n{push}\n"),
+                1,
+            )
+        };
+        let dir = PartnerDirectory::from_toml_in(
+            &with(r#"push = { url = "https://sis.example.nl:8443/in?x=1", ca = "push-ca.crt" }"#),
+            Path::new("/etc/kp"),
+        )
+        .unwrap();
+        let push = dir.by_id("lyceum-zuid").unwrap().push.clone().unwrap();
+        assert_eq!(
+            (push.host.as_str(), push.port, push.path.as_str()),
+            ("sis.example.nl", 8443, "/in?x=1")
+        );
+        assert_eq!(push.ca, Path::new("/etc/kp/push-ca.crt"));
+        assert!(dir.by_id("fg-lyceum-zuid").unwrap().push.is_none());
+        let v6 = PushEndpoint::parse("https://[::1]/p", "ca".into()).unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 443));
+        for (bad, why) in [
+            (
+                r#"push = { url = "http://sis.example.nl/in", ca = "c" }"#,
+                "https://",
+            ),
+            (
+                r#"push = { url = "https://u:p@sis.example.nl/in", ca = "c" }"#,
+                "user info",
+            ),
+            (
+                r#"push = { url = "https://sis.example.nl:0/in", ca = "c" }"#,
+                "port",
+            ),
+            (r#"push = { url = "https://sis.example.nl/in" }"#, "ca"),
+            (
+                r#"push = { url = "https://sis.example.nl/in", ca = "c", insecure = true }"#,
+                "insecure",
+            ),
+        ] {
+            let err = PartnerDirectory::from_toml(&with(bad)).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! `http` is the only module that speaks HTTP (axum): listeners, routers, extractors, handlers, problem+json and the
 //! console. Below it, domain modules with typed errors: `exchange` (send, fetch and ack, consents), `oversight` (the
 //! privacy officer's questions), `audit` (the log itself), `policy` (the pure decision), `identity`, `ratelimit`,
-//! `envelope`, `store`. ARCHITECTURE.md gives the path of a message and which module may import which.
+//! `envelope`, `store`; `push` delivers messages to partners' endpoints (its `wire` is the one outbound HTTP client).
+//! ARCHITECTURE.md gives the path of a message and which module may import which.
 
 pub mod audit;
 pub mod certs;
@@ -20,6 +21,7 @@ pub mod keys;
 pub mod metrics;
 pub mod oversight;
 pub mod policy;
+pub mod push;
 pub mod ratelimit;
 pub mod refusal;
 pub mod retention;

@@ -17,6 +17,8 @@ pub struct Metrics {
     recalls: Mutex<BTreeMap<String, u64>>,
     misaddressed: Mutex<BTreeMap<String, u64>>,
     incidents_opened: Mutex<BTreeMap<&'static str, u64>>,
+    /// Push attempts by outcome (`PUSH_OUTCOMES`).
+    pushes: Mutex<BTreeMap<&'static str, u64>>,
     pub policy_reload_failures: AtomicU64,
     pub policy_reloads: AtomicU64,
 }
@@ -58,6 +60,19 @@ impl LatencyHistogram {
     }
 }
 
+/// How a push attempt ended: accepted (counted as fetched), to be tried again, attempts used up, or stopped because
+/// the message needs no push any more (recalled, reported, purged, fetched by pull).
+pub const PUSH_OUTCOMES: [&str; 4] = ["delivered", "retry", "gave-up", "stopped"];
+
+/// The push queue at render time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PushGauges {
+    pub waiting: u64,
+    pub gave_up: u64,
+    /// Seconds since the oldest waiting push was queued (0 when none waits).
+    pub oldest_waiting_seconds: f64,
+}
+
 /// Values the metrics page reads from elsewhere at render time.
 pub struct Gauges {
     pub log_size: u64,
@@ -72,6 +87,8 @@ pub struct Gauges {
     /// Open incidents in every register, and those past their 72 hours without an AP decision; `None` when the
     /// register could not be read (the lines are left out rather than reported as zero).
     pub incidents: Option<(u64, u64)>,
+    /// `None` when the queue could not be read (the lines are left out rather than reported as zero).
+    pub push: Option<PushGauges>,
 }
 
 /// A label value as the Prometheus text exposition format writes it: backslash, double quote and line feed
@@ -144,8 +161,27 @@ impl Metrics {
         bump(&self.incidents_opened, source);
     }
 
+    /// `outcome`: one of `PUSH_OUTCOMES`.
+    pub fn push(&self, outcome: &'static str) {
+        bump(&self.pushes, outcome);
+    }
+
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::new();
+        out.push_str("# HELP ketenpoort_pushes_total Push delivery attempts by outcome.\n# TYPE ketenpoort_pushes_total counter\n");
+        {
+            let pushes = self.pushes.lock().expect("metrics");
+            for outcome in PUSH_OUTCOMES {
+                let n = pushes.get(outcome).copied().unwrap_or(0);
+                let outcome = LabelValue(outcome);
+                let _ = writeln!(out, "ketenpoort_pushes_total{{outcome=\"{outcome}\"}} {n}");
+            }
+        }
+        if let Some(p) = g.push {
+            let _ = writeln!(out, "# HELP ketenpoort_push_queue_depth Pushes waiting for an attempt.\n# TYPE ketenpoort_push_queue_depth gauge\nketenpoort_push_queue_depth {}", p.waiting);
+            let _ = writeln!(out, "# HELP ketenpoort_push_gave_up Pushes that used up their attempts (the messages wait in the pull inbox).\n# TYPE ketenpoort_push_gave_up gauge\nketenpoort_push_gave_up {}", p.gave_up);
+            let _ = writeln!(out, "# HELP ketenpoort_push_oldest_waiting_seconds Age of the oldest waiting push.\n# TYPE ketenpoort_push_oldest_waiting_seconds gauge\nketenpoort_push_oldest_waiting_seconds {:.3}", p.oldest_waiting_seconds);
+        }
         out.push_str("# HELP ketenpoort_requests_total Partner API requests by route and status.\n# TYPE ketenpoort_requests_total counter\n");
         for ((route, status), n) in self.requests.lock().expect("metrics").iter() {
             let (route, status) = (LabelValue(route), LabelValue(status));
@@ -271,6 +307,7 @@ mod tests {
             log_healthy: true,
             policy_hash: "abc".into(),
             incidents: None,
+            push: None,
         });
         assert!(text
             .contains("ketenpoort_requests_total{route=\"POST /v1/messages\",status=\"201\"} 2"));
@@ -299,6 +336,7 @@ mod tests {
             log_healthy: true,
             policy_hash: "abc".into(),
             incidents: None,
+            push: None,
         });
         for line in [
             "ketenpoort_log_commit_seconds_bucket{le=\"0.0005\"} 2",
@@ -338,6 +376,7 @@ mod tests {
             log_healthy: true,
             policy_hash: tricky.into(),
             incidents: None,
+            push: None,
         });
         let escaped = r#"a\"b\\c\nd"#;
         assert!(

@@ -121,6 +121,7 @@ mod tests {
             burst,
             jeugdhulp: false,
             responsible: Default::default(),
+            push: None,
         }
     }
 

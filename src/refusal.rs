@@ -73,6 +73,8 @@ problem_codes! {
     UnknownReceiver = "unknown-receiver", 422;
     // The receiver bound to the pupil's case (DOMAIN.md "Who is responsible for a pupil").
     ReceiverNotResponsible = "receiver-not-responsible", 403;
+    // A kerngroep case (P13) whose recipients were all refused, for different reasons (each named in the detail).
+    NoRecipientMayReceive = "no-recipient-may-receive", 403;
     UnknownReference = "unknown-reference", 404;
     // Idempotency.
     InvalidIdempotencyKey = "invalid-idempotency-key", 400;
@@ -102,6 +104,8 @@ problem_codes! {
     // Outbox, recall and "niet voor ons".
     InvalidReport = "invalid-report", 422;
     AlreadyFetched = "already-fetched", 409;
+    // A push of the message is in flight or may have reached the receiver: not recallable (for now).
+    PushInDoubt = "push-in-doubt", 409;
     NotRecallable = "not-recallable", 409;
     AlreadyReported = "already-reported", 409;
     // The audit API.

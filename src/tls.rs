@@ -1,10 +1,12 @@
 //! TLS for the partner listener: the rustls server configuration (mutual TLS, client certificate
 //! required and verified against the configured CA and CRL), the revocation list as the identity
 //! stage consults it on every request, and the identity fields read from a verified client
-//! certificate.
+//! certificate. For push delivery, the client configuration the gateway connects to a partner's
+//! endpoint with (`push_client_config`).
 //!
-//! It must never accept a client without a verified certificate, never fall back to another
-//! crypto provider than ring, and never offer a TLS version below 1.2.
+//! It must never accept a client without a verified certificate, never connect to a push endpoint
+//! whose server certificate does not chain to that partner's configured CA, never fall back to
+//! another crypto provider than ring, and never offer a TLS version below 1.2.
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
@@ -95,6 +97,30 @@ pub fn server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The client configuration of push delivery to one partner: the gateway's own client certificate (`push.client_cert`,
+/// clientAuth EKU), the endpoint's server certificate verified against `ca` only (never the system roots), ring,
+/// TLS 1.2 and 1.3, ALPN `http/1.1`.
+pub fn push_client_config(
+    ca: &Path,
+    client_cert: &Path,
+    client_key: &Path,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for c in read_certs(ca)? {
+        roots.add(c).map_err(|source| TlsError::TrustAnchor {
+            path: ca.to_path_buf(),
+            source,
+        })?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(read_certs(client_cert)?, read_key(client_key)?)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

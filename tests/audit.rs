@@ -392,44 +392,11 @@ async fn proofs_use_stored_subtrees_and_an_altered_subtree_is_caught() {
 
 /// Runs SQL statements directly against a stopped gateway's database: sqlx on the SQLite file, psql on PostgreSQL.
 async fn exec(gw: &Gateway, sql: &str) {
-    exec_at(gw.backend, &gw.database_url, sql).await
-}
-
-async fn exec_at(backend: Backend, database_url: &str, sql: &str) {
-    match backend {
-        Backend::Sqlite => {
-            let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect(database_url)
-                .await
-                .unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-                .execute(&pool)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            pool.close().await;
-        }
-        Backend::Postgres => {
-            psql_at(database_url, sql);
-        }
-    }
+    exec_sql(gw.backend, &gw.database_url, sql).await
 }
 
 fn psql(gw: &Gateway, sql: &str) -> String {
     psql_at(&gw.database_url, sql)
-}
-
-fn psql_at(database_url: &str, sql: &str) -> String {
-    let out = std::process::Command::new("psql")
-        .args([database_url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// One text column per row.
@@ -1607,7 +1574,7 @@ async fn a_log_of_version_1_then_version_2_entries_verifies_and_a_gap_at_a_page_
         let page = ketenpoort::audit::verify::PAGE as u64;
         assert!(2 * page < size, "{size} entries do not span three pages");
         for seq in [page - 1, page, 2 * page, first_v2 - 1, first_v2] {
-            exec_at(
+            exec_sql(
                 backend,
                 &url,
                 &format!(
@@ -1628,7 +1595,7 @@ async fn a_log_of_version_1_then_version_2_entries_verifies_and_a_gap_at_a_page_
                 )),
                 "{report}"
             );
-            exec_at(
+            exec_sql(
                 backend,
                 &url,
                 "INSERT INTO log_entries SELECT * FROM kept; DROP TABLE kept",
@@ -1645,7 +1612,7 @@ async fn a_log_of_version_1_then_version_2_entries_verifies_and_a_gap_at_a_page_
                 "UPDATE log_entries SET entry = convert_to(replace(convert_from(entry, 'UTF8'), 'consent-missing', 'consent-given'), 'UTF8') WHERE seq = {edit}"
             ),
         };
-        exec_at(backend, &url, &sql).await;
+        exec_sql(backend, &url, &sql).await;
         let store = ketenpoort::store::open(&url).await.unwrap();
         let report = ketenpoort::audit::verify::verify_all(&store, &[key])
             .await

@@ -37,18 +37,7 @@ fn json_reply(name: &str, answered: &str) -> Value {
 }
 
 async fn consent(gw: &Gateway, by: &str, pgn: &str, purpose: &str, recipient: &str) -> String {
-    let r = gw
-        .client(by)
-        .post_json(
-            "/v1/consents",
-            &json!({"subject": {"pgn": pgn}, "purpose": purpose, "recipient": recipient,
-                "subject_birth_date": "2014-03-02",
-                "categories": ["*"], "given_by": "ouder", "evidence": "formulier in dossier",
-                "valid_from": "2026-01-01", "valid_until": "2030-07-31"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["consent_id"].as_str().unwrap().to_owned()
+    register_consent(gw, by, pgn, purpose, recipient, "2014-03-02").await
 }
 
 /// Sends and expects 201 for flow `flow`; the response.

@@ -35,10 +35,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "identity",
             "oversight",
             "policy",
+            "push",
             "refusal",
             "retention",
             "tls",
             "trace",
+        ],
+    ),
+    (
+        "push",
+        &[
+            "audit", "exchange", "gateway", "identity", "store", "tls", "trace",
         ],
     ),
     (

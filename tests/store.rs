@@ -83,6 +83,7 @@ impl Log {
             bytes: format!("{}:{seq}", self.id).into_bytes(),
             leaf_hash: hash(&self.id, seq),
             chain_hash: hash(&format!("chain-{}", self.id), seq),
+            case_id: None,
         }
     }
 

@@ -42,7 +42,8 @@ pub struct Receipt {
 
 struct Job {
     entries: Vec<LogEntry>,
-    /// `InsertMessage` and `InsertIdempotency` are stamped with the position of the job's first entry.
+    /// An `InsertMessage` is stamped with the position of the job's entry about that message (`message_id`), else of
+    /// the job's first entry; an `InsertIdempotency` with the position of the first entry.
     mutations: Vec<Mutation>,
     reply: oneshot::Sender<Result<Vec<Receipt>, AuditError>>,
 }
@@ -391,6 +392,7 @@ impl Worker {
                     bytes,
                     leaf_hash: leaf,
                     chain_hash: chain,
+                    case_id: e.case_id.clone(),
                 });
                 receipts.push(Receipt {
                     log_id: self.log_id.clone(),
@@ -404,9 +406,15 @@ impl Worker {
                 if let Some(first) = receipts.first() {
                     match &mut m {
                         Mutation::InsertMessage(msg) => {
-                            msg.log_id = first.log_id.clone();
-                            msg.seq = first.seq;
-                            msg.leaf_hash = first.leaf_hash;
+                            let own = job
+                                .entries
+                                .iter()
+                                .position(|e| e.message_id.as_deref() == Some(msg.id.as_str()))
+                                .and_then(|i| receipts.get(i))
+                                .unwrap_or(first);
+                            msg.log_id = own.log_id.clone();
+                            msg.seq = own.seq;
+                            msg.leaf_hash = own.leaf_hash;
                         }
                         Mutation::InsertIdempotency(rec) => {
                             rec.log_id = first.log_id.clone();

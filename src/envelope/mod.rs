@@ -35,8 +35,10 @@ pub mod codes {
 }
 
 /// The top-level keys an envelope may have.
-pub const ENVELOPE_KEYS: [&str; 8] = [
+pub const ENVELOPE_KEYS: [&str; 10] = [
     "to",
+    "recipients",
+    "case_id",
     "type",
     "purpose",
     "subject",
@@ -55,6 +57,8 @@ const ACTOR_KEYS: [&str; 3] = ["id", "name", "function"];
 /// Upper bound, in characters, for `to`, `type`, `purpose` and each actor member.
 pub const MAX_NAME_CHARS: usize = 200;
 const MAX_KEY_CHARS_IN_DETAIL: usize = 64;
+/// How many partners a kerngroep case (`recipients`) may name, at least and at most.
+pub const KERNGROEP_RECIPIENTS: std::ops::RangeInclusive<usize> = 2..=8;
 
 /// Resource limits applied while parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +93,8 @@ pub struct Actor {
 /// the justification nor `data`.
 #[derive(Clone, PartialEq)]
 pub struct Envelope<'a> {
-    pub to: String,
+    /// `to`, or for a kerngroep case (P13) `recipients` with its `case_id`.
+    pub to: Addressing,
     /// JSON key `type`.
     pub message_type: String,
     pub purpose: String,
@@ -129,6 +134,36 @@ impl fmt::Debug for Envelope<'_> {
                 &format_args!("<redacted, {data_members} top-level members>"),
             )
             .finish()
+    }
+}
+
+/// Whom a message is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addressing {
+    /// `to`: one receiver.
+    One(String),
+    /// `recipients` (2 to 8 different partner ids) and `case_id` (a UUID the sender chose): a kerngroep case (P13),
+    /// each recipient decided under its own flow. The case id is a random id, never a name or a dossier number.
+    Kerngroep {
+        recipients: Vec<String>,
+        case_id: String,
+    },
+}
+
+impl Addressing {
+    /// The receivers named, in the sender's order.
+    pub fn receivers(&self) -> &[String] {
+        match self {
+            Addressing::One(to) => std::slice::from_ref(to),
+            Addressing::Kerngroep { recipients, .. } => recipients,
+        }
+    }
+
+    pub fn case_id(&self) -> Option<&str> {
+        match self {
+            Addressing::One(_) => None,
+            Addressing::Kerngroep { case_id, .. } => Some(case_id),
+        }
     }
 }
 
@@ -546,7 +581,11 @@ fn envelope_from_map<'a>(
             ),
         ));
     }
-    let to = required_name(map.remove("to"), "to")?;
+    let to = addressing(
+        map.remove("to"),
+        map.remove("recipients"),
+        map.remove("case_id"),
+    )?;
     let message_type = required_name(map.remove("type"), "type")?;
     let purpose = required_name(map.remove("purpose"), "purpose")?;
     let actor = actor(map.remove("actor"))?;
@@ -628,6 +667,73 @@ fn required_name(value: Option<Node>, path: &str) -> Result<String, EnvelopeErro
             format!("`{path}` must be a string, not {}", other.type_name()),
         )),
     }
+}
+
+/// `to` (one receiver), or `recipients` and `case_id` together (a kerngroep case): never both, never neither.
+fn addressing(
+    to: Option<Node>,
+    recipients: Option<Node>,
+    case_id: Option<Node>,
+) -> Result<Addressing, EnvelopeError> {
+    let invalid = |detail: String| EnvelopeError::invalid(codes::INVALID_ENVELOPE, detail);
+    let (recipients, case_id) = match (to, recipients, case_id) {
+        (Some(_), Some(_), _) => {
+            return Err(invalid(
+                "name the receiver in `to` or, for a kerngroep case, the recipients in `recipients`: not both".into(),
+            ))
+        }
+        (Some(_), None, Some(_)) => {
+            return Err(invalid(
+                "`case_id` belongs to a kerngroep case: name its recipients in `recipients` instead of `to`".into(),
+            ))
+        }
+        (to, None, None) => return required_name(to, "to").map(Addressing::One),
+        (None, Some(_), None) => {
+            return Err(invalid(
+                "a kerngroep case (`recipients`) needs a `case_id`: a UUID that groups its disclosures".into(),
+            ))
+        }
+        (None, None, Some(_)) => return Err(missing("to")),
+        (None, Some(r), Some(c)) => (r, c),
+    };
+    let Node::Array(items) = recipients else {
+        return Err(invalid(format!(
+            "`recipients` must be an array of partner ids, not {}",
+            recipients.type_name()
+        )));
+    };
+    if !KERNGROEP_RECIPIENTS.contains(&items.len()) {
+        return Err(invalid(format!(
+            "`recipients` names {} partners; a kerngroep case has {} to {}",
+            items.len(),
+            KERNGROEP_RECIPIENTS.start(),
+            KERNGROEP_RECIPIENTS.end()
+        )));
+    }
+    let mut ids: Vec<String> = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let id = required_name(Some(item), &format!("recipients[{i}]"))?;
+        if ids.contains(&id) {
+            return Err(invalid(format!(
+                "`recipients[{i}]` names a partner named before: each recipient once"
+            )));
+        }
+        ids.push(id);
+    }
+    let case_id = match case_id {
+        Node::String(s) if crate::domain::is_case_id(&s) => s.to_ascii_lowercase(),
+        _ => {
+            return Err(invalid(
+                "`case_id` must be a UUID (8-4-4-4-12 hexadecimal digits) the sender generates for the case, \
+                 never a name or a dossier number"
+                    .into(),
+            ))
+        }
+    };
+    Ok(Addressing::Kerngroep {
+        recipients: ids,
+        case_id,
+    })
 }
 
 fn actor(value: Option<Node>) -> Result<Actor, EnvelopeError> {

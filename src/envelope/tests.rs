@@ -4,7 +4,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-const EXAMPLES: [&str; 11] = [
+const EXAMPLES: [&str; 12] = [
     "P1-overstap-po-vo.json",
     "P2-tlv-aanvraag.json",
     "P3-verzuimmelding.json",
@@ -16,6 +16,7 @@ const EXAMPLES: [&str; 11] = [
     "P9-melding-veilig-thuis.json",
     "P10-ziekteverzuim-jgz.json",
     "P11-tlv-besluit.json",
+    "P13-kerngroep-casus.json",
 ];
 
 /// The committed `examples/`, else the copies in the fuzz seed corpus.
@@ -112,11 +113,20 @@ fn nested(depth: usize) -> String {
 
 #[test]
 fn all_reference_examples_parse() {
-    assert_eq!(examples().len(), 11);
+    assert_eq!(examples().len(), 12);
     for (name, bytes) in examples() {
         let env = parse(bytes, &Limits::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let raw = example(name);
-        assert_eq!(env.to, raw["to"], "{name}");
+        match &env.to {
+            Addressing::One(to) => assert_eq!(*to, raw["to"], "{name}"),
+            Addressing::Kerngroep {
+                recipients,
+                case_id,
+            } => {
+                assert_eq!(json!(recipients), raw["recipients"], "{name}");
+                assert_eq!(*case_id, raw["case_id"], "{name}");
+            }
+        }
         assert_eq!(env.message_type, raw["type"], "{name}");
         assert_eq!(env.purpose, raw["purpose"], "{name}");
         assert_eq!(env.actor.id, raw["actor"]["id"], "{name}");
@@ -200,7 +210,10 @@ fn key_order_does_not_matter() {
     }
     let body = br#"{"data":{},"actor":{"function":"f","name":"n","id":"i"},"purpose":"p","type":"t","to":"x"}"#;
     let env = parse(body, &Limits::default()).unwrap();
-    assert_eq!((env.to.as_str(), env.actor.id.as_str()), ("x", "i"));
+    assert_eq!(
+        (env.to.receivers(), env.actor.id.as_str()),
+        (&["x".to_owned()][..], "i")
+    );
     assert!(env.subject.is_none() && env.justification.is_none());
 }
 

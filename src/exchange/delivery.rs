@@ -4,12 +4,14 @@
 //! is not leaked. Consent-only fields are re-checked when fetched: a consent withdrawn since sending means
 //! those fields are not delivered, and the fetch entry in the log says so.
 //!
+//! Push delivery (`push`) is a fetch on the receiver's behalf through `prepare_fetch`, the same code as the inbox.
+//!
 //! Several instances may serve one mailbox. A fetch claims each row's fetch count, and an acknowledgement the row
 //! itself, in the same transaction as its log entry (`store::Mutation`); a request that loses such a race re-reads
 //! and tries again. So a message is handed out as new (`redelivery: false`) once, and acknowledged once.
 
 use super::{consent_record, disclosure_json};
-use crate::audit::entry::{EventKind, WithheldField};
+use crate::audit::entry::{EventKind, LogEntry, WithheldField};
 use crate::audit::writer::{AuditError, Receipt};
 use crate::domain::ConsentRecord;
 use crate::gateway::Gateway;
@@ -98,34 +100,10 @@ async fn fetch_page(
     let mut entries = Vec::with_capacity(rows.len());
     let mut claims = Vec::with_capacity(rows.len());
     for row in &rows {
-        let (message, lapsed) = open_message(gw, row, today).await?;
-        claims.push(FetchClaim {
-            id: row.msg.id.clone(),
-            seen: row.fetch_count,
-            stripped: lapsed.len() as i64,
-        });
-        let mut entry = gw.entry_for(caller, EventKind::MessageFetched);
-        gw.describe_stored_flow(
-            &mut entry,
-            &row.msg.sender,
-            &row.msg.receiver,
-            &row.msg.purpose,
-        );
-        entry.message_id = Some(row.msg.id.clone());
-        entry.subject = row.msg.subject.clone();
-        entry.sender = Some(row.msg.sender.clone());
-        entry.receiver = Some(row.msg.receiver.clone());
-        entry.message_type = Some(row.msg.message_type.clone());
-        entry.purpose = Some(row.msg.purpose.clone());
-        entry.withheld = lapsed
-            .into_iter()
-            .map(|(field, reason)| WithheldField {
-                field,
-                reason: reason.into(),
-            })
-            .collect();
-        entries.push(entry);
-        messages.push(message);
+        let fetch = prepare_fetch(gw, caller, row, today).await?;
+        claims.push(fetch.claim);
+        entries.push(fetch.entry);
+        messages.push(fetch.message);
     }
     if !entries.is_empty() {
         let claim = Mutation::ClaimFetched {
@@ -144,6 +122,56 @@ async fn fetch_page(
         None
     };
     Ok(json!({"messages": messages, "next_cursor": next_cursor}))
+}
+
+/// One message as a fetch hands it out: the inbox item, its `message-fetched` entry and the claim of its fetch count,
+/// to be appended together (`Mutation::ClaimFetched`) before the item leaves the gateway. The pull inbox and push
+/// delivery (`push`) both fetch through this, so consent is re-checked and stripped the same way for both.
+pub struct Fetch {
+    pub message: Value,
+    pub entry: LogEntry,
+    pub claim: FetchClaim,
+}
+
+/// Opens one stored message for `caller` (its receiver) on `today`: decrypted, consent-only fields whose consent
+/// lapsed stripped, and the entry that names them.
+pub async fn prepare_fetch(
+    gw: &Gateway,
+    caller: &Caller,
+    row: &StoredMessage,
+    today: time::Date,
+) -> Result<Fetch, Refusal> {
+    let (message, lapsed) = open_message(gw, row, today).await?;
+    let claim = FetchClaim {
+        id: row.msg.id.clone(),
+        seen: row.fetch_count,
+        stripped: lapsed.len() as i64,
+    };
+    let mut entry = gw.entry_for(caller, EventKind::MessageFetched);
+    gw.describe_stored_flow(
+        &mut entry,
+        &row.msg.sender,
+        &row.msg.receiver,
+        &row.msg.purpose,
+    );
+    entry.message_id = Some(row.msg.id.clone());
+    entry.subject = row.msg.subject.clone();
+    entry.sender = Some(row.msg.sender.clone());
+    entry.receiver = Some(row.msg.receiver.clone());
+    entry.message_type = Some(row.msg.message_type.clone());
+    entry.purpose = Some(row.msg.purpose.clone());
+    entry.withheld = lapsed
+        .into_iter()
+        .map(|(field, reason)| WithheldField {
+            field,
+            reason: reason.into(),
+        })
+        .collect();
+    Ok(Fetch {
+        message,
+        entry,
+        claim,
+    })
 }
 
 /// Why a consent that covered a field when the message was sent no longer covers it on `today`, or `None` while it
@@ -220,7 +248,7 @@ async fn open_message(
         }
     }
     let m = &row.msg;
-    let message = json!({
+    let mut message = json!({
         "message_id": m.id,
         "from": m.sender,
         "type": m.message_type,
@@ -237,6 +265,10 @@ async fn open_message(
         "redelivery": row.fetch_count > 0,
         "disclosure": disclosure_json(&Receipt { log_id: m.log_id.clone(), seq: m.seq, leaf_hash: m.leaf_hash }),
     });
+    // One recipient's part of a kerngroep case (P13) names the case, so the recipients can discuss it as one.
+    if let (Some(case_id), Some(item)) = (stored.get("case_id"), message.as_object_mut()) {
+        item.insert("case_id".into(), case_id.clone());
+    }
     Ok((message, lapsed))
 }
 

@@ -6,6 +6,7 @@
 
 pub mod consent;
 pub mod delivery;
+mod kerngroep;
 pub mod outbox;
 pub mod send;
 

@@ -115,6 +115,11 @@ fn item(row: &OutboxRow) -> Value {
         "gateway_until": format_time(row.expires_ms),
         "reason": row.end_reason,
         "consent_fields_removed": row.stripped,
+        "push": row.push.as_ref().map(|p| json!({
+            "state": p.state,
+            "attempts": p.attempts,
+            "last_outcome": p.last_outcome,
+        })),
         "delivered": delivered,
         "withheld": withheld,
         "disclosure": {"log_id": row.disclosure.log_id, "seq": row.disclosure.seq, "hash": hex::encode(row.disclosure.leaf_hash)},
@@ -343,6 +348,15 @@ pub async fn recall(
                     format!("this message is {other}: there is nothing left to recall"),
                 ),
             };
+            return Err(refused(gw, caller, event, id, r).await);
+        }
+        if row.push.as_ref().is_some_and(|p| p.in_doubt) {
+            let r = Refusal::new(
+                ProblemCode::PushInDoubt,
+                "a push of this message to the receiver's endpoint is in flight, or an earlier one may have reached \
+                 it (no answer came): it cannot be recalled. Once an attempt definitely fails the recall can be tried \
+                 again; if it went to the wrong receiver, ask the receiver to report it as not theirs",
+            );
             return Err(refused(gw, caller, event, id, r).await);
         }
         let at = now_ms();

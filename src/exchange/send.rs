@@ -17,7 +17,7 @@ use super::{disclosure_json, new_id};
 use crate::audit::entry::{ActorRef, EventKind, LogEntry, ReceiverRetention, WithheldField};
 use crate::audit::writer::{now_ms, AuditError, Receipt};
 use crate::domain::{ConsentRecord, Partner};
-use crate::envelope::{self, Envelope, EnvelopeError};
+use crate::envelope::{self, Addressing, Envelope, EnvelopeError};
 use crate::gateway::Gateway;
 use crate::identity::{Caller, PartnerInfo};
 use crate::keys::KeyError;
@@ -36,9 +36,11 @@ pub struct Sent {
 }
 
 /// Why a send ended before its 201.
-enum Stop {
+pub(super) enum Stop {
     /// The caller's request is refused: logged by `refuse` (with what is known of the message), then answered.
     Refused(Refusal),
+    /// Refused, and its entries already written (a kerngroep case refused for every recipient, one entry each).
+    Logged(Refusal),
     /// The gateway failed (store, log, keys): answered 5xx without a refusal entry.
     Failed(Refusal),
     /// An Idempotency-Key seen before with the same body: the first result again.
@@ -103,6 +105,7 @@ pub async fn send(
         Err(Stop::Refused(r)) => {
             Err(refuse(gw, caller, r, env.as_ref(), subject_key.as_deref()).await)
         }
+        Err(Stop::Logged(r)) => Err(r),
         Err(Stop::Failed(r)) => {
             gw.metrics.refusal(r.code.as_str());
             Err(r)
@@ -120,17 +123,40 @@ async fn phases<'b>(
 ) -> Result<Sent, Stop> {
     let idempotency = claim_idempotency(gw, caller, idempotency_key, body).await?;
     let env = parsed.insert(parse(gw, body)?);
-    let receiver = bind_receiver(gw, env)?;
-    let policies = gw.policy();
     *pupil = match (&env.subject, &env.subject_message) {
         (Some(s), _) => Some(gw.keys.subject_pseudonym(s.number())),
         (None, Some(id)) => Some(pupil_of_message(gw, caller, id).await?),
         (None, None) => None,
     };
+    let to = match &env.to {
+        Addressing::One(to) => to,
+        Addressing::Kerngroep {
+            recipients,
+            case_id,
+        } => {
+            let case = super::kerngroep::Case {
+                recipients,
+                case_id,
+                pupil: pupil.as_deref(),
+            };
+            return super::kerngroep::send(gw, caller, idempotency, env, case).await;
+        }
+    };
+    let receiver = bind_receiver(gw, to)?;
+    let policies = gw.policy();
     // The flow is named by `decide`'s outcome (or its refusal's log entry): a flow that is not written does not exist,
     // and `decide` refuses it.
     if let Some(flow) = identify_flow(&policies, caller.partner(), &receiver.partner, &env.purpose)
     {
+        if flow.kerngroep {
+            return Err(Stop::Refused(Refusal::new(
+                ProblemCode::InvalidEnvelope,
+                format!(
+                    "flow {}: purpose `{}` is a kerngroep case: name its recipients in `recipients`, with a `case_id`",
+                    flow.id, flow.purpose
+                ),
+            )));
+        }
         // An anonymous consultation (P12) is logged and stored without any pupil pseudonym, also when the sender
         // named a pupil after all (`decide` refuses that message).
         if flow.anonymous {
@@ -161,39 +187,67 @@ async fn phases<'b>(
         withheld: &entry.withheld,
         suppressed_cells: &decision.suppressed_cells,
     })?;
+    let mut mutations = vec![mailbox_row(
+        caller,
+        &receiver.partner,
+        env,
+        &message_id,
+        subject_key,
+        sealed.bytes,
+        &decision,
+    )?];
+    mutations.extend(queue_push(&receiver, &message_id, now_ms()));
+    if let Some(claim) = &idempotency {
+        mutations.push(claim.record(caller, response.clone()));
+    }
+    let receipt = log(gw, caller, idempotency.as_ref(), vec![entry], mutations)
+        .await?
+        .swap_remove(0);
+    if receiver.push.is_some() {
+        gw.push_wake.notify_one();
+    }
+    gw.metrics.disclosure(&decision.flow_id);
+    answer(response, &receipt, false)
+}
+
+/// The push of a new message to a receiver with a push endpoint (partners.toml), queued in the commit of its
+/// disclosure entry so it survives a restart (`push`).
+pub fn queue_push(receiver: &PartnerInfo, message_id: &str, at_ms: i64) -> Option<Mutation> {
+    receiver.push.as_ref().map(|_| Mutation::QueuePush {
+        id: message_id.to_owned(),
+        receiver: receiver.partner.id.clone(),
+        at_ms,
+    })
+}
+
+/// The receiver's mailbox row of a sealed message; the writer stamps it with its entry's log position.
+pub(super) fn mailbox_row(
+    caller: &Caller,
+    receiver: &Partner,
+    env: &Envelope<'_>,
+    message_id: &str,
+    subject_key: Option<String>,
+    sealed: Vec<u8>,
+    decision: &Decision,
+) -> Result<Mutation, Stop> {
     let created_ms = now_ms();
     // The gateway's own period, not the receiver's: past it the payload is purged (`retention`).
     let retention_ms = i64::from(decision.retention.gateway_days.max(1)) * 86_400_000;
-    let mut mutations = vec![Mutation::InsertMessage(Box::new(NewMessage {
-        id: message_id.clone(),
+    Ok(Mutation::InsertMessage(Box::new(NewMessage {
+        id: message_id.to_owned(),
         sender: caller.id().to_owned(),
-        receiver: receiver.partner.id.clone(),
+        receiver: receiver.id.clone(),
         message_type: env.message_type.clone(),
         purpose: env.purpose.clone(),
         subject: subject_key,
-        sealed: sealed.bytes,
+        sealed,
         consent_paths: serde_json::to_string(&decision.consent_dependent())?,
         created_ms,
         expires_ms: created_ms.saturating_add(retention_ms),
         log_id: String::new(),
         seq: 0,
         leaf_hash: [0; 32],
-    }))];
-    if let Some(claim) = &idempotency {
-        mutations.push(Mutation::InsertIdempotency(IdempotencyRecord {
-            sender: caller.id().to_owned(),
-            key: claim.key.clone(),
-            body_hash: claim.body_hash.clone(),
-            status: 201,
-            response: response.clone(),
-            log_id: String::new(),
-            seq: 0,
-            leaf_hash: [0; 32],
-        }));
-    }
-    let receipt = log(gw, caller, idempotency.as_ref(), entry, mutations).await?;
-    gw.metrics.disclosure(&decision.flow_id);
-    answer(response, &receipt, false)
+    })))
 }
 
 /// Phase idempotency: a resend with the same key and body returns the first result; the claim is held (in memory,
@@ -224,7 +278,7 @@ async fn claim_idempotency(
         ))
     })?;
     if let Some(prev) = gw.store.idempotency(caller.id(), key).await? {
-        return Err(replay(prev, &body_hash));
+        return Err(replay(gw, prev, &body_hash).await);
     }
     Ok(Some(IdempotencyClaim {
         key: key.to_owned(),
@@ -233,10 +287,26 @@ async fn claim_idempotency(
     }))
 }
 
-struct IdempotencyClaim {
-    key: String,
-    body_hash: String,
+pub(super) struct IdempotencyClaim {
+    pub(super) key: String,
+    pub(super) body_hash: String,
     _guard: InFlight,
+}
+
+impl IdempotencyClaim {
+    /// The record of this key's first result (201 and its body without log positions), committed with the message.
+    pub(super) fn record(&self, caller: &Caller, response: Vec<u8>) -> Mutation {
+        Mutation::InsertIdempotency(IdempotencyRecord {
+            sender: caller.id().to_owned(),
+            key: self.key.clone(),
+            body_hash: self.body_hash.clone(),
+            status: 201,
+            response,
+            log_id: String::new(),
+            seq: 0,
+            leaf_hash: [0; 32],
+        })
+    }
 }
 
 /// Phase parse: the strict envelope parse (400 malformed, 422 invalid).
@@ -249,8 +319,8 @@ fn parse<'b>(gw: &Gateway, body: &'b [u8]) -> Result<Envelope<'b>, EnvelopeError
 }
 
 /// Phase receiver: `to` must name a partner of this gateway.
-fn bind_receiver(gw: &Gateway, env: &Envelope<'_>) -> Result<Arc<PartnerInfo>, Stop> {
-    gw.partners.by_id(&env.to).cloned().ok_or_else(|| {
+fn bind_receiver(gw: &Gateway, to: &str) -> Result<Arc<PartnerInfo>, Stop> {
+    gw.partners.by_id(to).cloned().ok_or_else(|| {
         Stop::Refused(Refusal::new(
             ProblemCode::UnknownReceiver,
             "the receiver named in 'to' is not a partner of this gateway",
@@ -259,7 +329,7 @@ fn bind_receiver(gw: &Gateway, env: &Envelope<'_>) -> Result<Arc<PartnerInfo>, S
 }
 
 /// Phase flow: the written flow for (sender role, receiver role, purpose), if there is one.
-fn identify_flow<'p>(
+pub(super) fn identify_flow<'p>(
     policies: &'p PolicySet,
     sender: &Partner,
     receiver: &Partner,
@@ -272,7 +342,7 @@ fn identify_flow<'p>(
 /// from `partners.toml` and, for a reply, the disclosure it answers as the log recorded it (the mailbox row is gone
 /// once acknowledged). A message id the sender was not party to is treated as unknown: the answer never says
 /// whether another organisation's message exists. Returns the pupil (keyed pseudonym) of the message answered.
-async fn bind_case(
+pub(super) async fn bind_case(
     gw: &Gateway,
     flow: &policy::Flow,
     caller: &Caller,
@@ -342,7 +412,7 @@ async fn pupil_of_message(gw: &Gateway, caller: &Caller, id: &str) -> Result<Str
 }
 
 /// Phase consents: the pupil's consent records (only the keyed pseudonym ever reaches the store).
-async fn consents(
+pub(super) async fn consents(
     gw: &Gateway,
     subject_key: Option<&str>,
 ) -> Result<Vec<ConsentRecord>, StoreError> {
@@ -359,7 +429,7 @@ async fn consents(
 }
 
 /// Phase decide: the pure policy decision.
-fn decide(
+pub(super) fn decide(
     gw: &Gateway,
     policies: &PolicySet,
     caller: &Caller,
@@ -384,14 +454,14 @@ fn decide(
     policy::decide(policies, &request)
 }
 
-struct Sealed {
-    bytes: Vec<u8>,
+pub(super) struct Sealed {
+    pub(super) bytes: Vec<u8>,
     /// SHA-256 of the delivered payload before sealing (the log entry's `payload_digest`).
-    digest: String,
+    pub(super) digest: String,
 }
 
 /// Phase seal: the delivered payload, encrypted for the receiver's mailbox with the message id as AAD.
-fn seal(
+pub(super) fn seal(
     gw: &Gateway,
     caller: &Caller,
     message_id: &str,
@@ -411,6 +481,7 @@ fn seal(
         },
         justification: &env.justification,
         in_reply_to: &env.in_reply_to,
+        case_id: env.to.case_id(),
         data: &d.delivered,
         retention: StoredRetention {
             receiver: &d.retention.receiver.text,
@@ -428,24 +499,24 @@ fn seal(
     Ok(Sealed { bytes, digest })
 }
 
-/// Phase log: the disclosure entry, the mailbox row (and the Idempotency-Key record) in one durable transaction.
-async fn log(
+/// Phase log: the disclosure entries, the mailbox rows (and the Idempotency-Key record) in one durable transaction;
+/// a receipt per entry, in order.
+pub(super) async fn log(
     gw: &Gateway,
     caller: &Caller,
     idempotency: Option<&IdempotencyClaim>,
-    entry: LogEntry,
+    entries: Vec<LogEntry>,
     mutations: Vec<Mutation>,
-) -> Result<Receipt, Stop> {
-    match gw.writer.append(vec![entry], mutations).await {
-        Ok(receipts) => receipts
-            .into_iter()
-            .next()
-            .ok_or_else(|| Stop::Failed(Refusal::internal())),
+) -> Result<Vec<Receipt>, Stop> {
+    let n = entries.len();
+    match gw.writer.append(entries, mutations).await {
+        Ok(receipts) if receipts.len() == n && n > 0 => Ok(receipts),
+        Ok(_) => Err(Stop::Failed(Refusal::internal())),
         Err(err) => {
             // Another instance committed the same Idempotency-Key first: answer with its result.
             if let (AuditError::Conflict(_), Some(claim)) = (&err, idempotency) {
                 if let Ok(Some(prev)) = gw.store.idempotency(caller.id(), &claim.key).await {
-                    return Err(replay(prev, &claim.body_hash));
+                    return Err(replay(gw, prev, &claim.body_hash).await);
                 }
             }
             Err(Stop::Failed(Refusal::audit_unavailable().because(err)))
@@ -487,12 +558,18 @@ fn with_disclosure(mut body: Vec<u8>, r: &Receipt) -> Option<Vec<u8>> {
 }
 
 /// The stored first result of an Idempotency-Key (200), or 409 when this body is not the first one's.
-fn replay(prev: IdempotencyRecord, body_hash: &str) -> Stop {
+async fn replay(gw: &Gateway, prev: IdempotencyRecord, body_hash: &str) -> Stop {
     if prev.body_hash != body_hash {
         return Stop::Refused(Refusal::new(
             ProblemCode::IdempotencyKeyReused,
             "this Idempotency-Key was used before with a different body",
         ));
+    }
+    if super::kerngroep::is_case_answer(&prev.response) {
+        return match super::kerngroep::replay(gw, prev).await {
+            Ok(sent) => Stop::Replayed(sent),
+            Err(stop) => stop,
+        };
     }
     let receipt = Receipt {
         log_id: prev.log_id,
@@ -519,6 +596,9 @@ struct StoredPayload<'a> {
     /// pupil even when the flow delivers no pupil number.
     #[serde(skip_serializing_if = "Option::is_none")]
     in_reply_to: &'a Option<String>,
+    /// The kerngroep case (P13) the message is one recipient's part of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    case_id: Option<&'a str>,
     data: &'a Delivered,
     /// The receiver's retention period, delivered with the message (the inbox item's `retention`).
     retention: StoredRetention<'a>,
@@ -562,7 +642,14 @@ async fn refuse(
     entry.policy_hash = Some(policies.hash().to_owned());
     if let Some(env) = env {
         let mut anonymous = false;
-        match gw.partners.by_id(&env.to) {
+        let to = match &env.to {
+            Addressing::One(to) => Some(to),
+            Addressing::Kerngroep { case_id, .. } => {
+                entry.case_id = Some(case_id.clone());
+                None
+            }
+        };
+        match to.and_then(|to| gw.partners.by_id(to)) {
             Some(receiver) => {
                 describe_message(&mut entry, env, &receiver.partner);
                 let flow =
@@ -590,7 +677,7 @@ async fn refuse(
     gw.log_refusal(entry, r).await
 }
 
-fn describe_message(entry: &mut LogEntry, env: &Envelope<'_>, receiver: &Partner) {
+pub(super) fn describe_message(entry: &mut LogEntry, env: &Envelope<'_>, receiver: &Partner) {
     entry.sender = Some(entry.partner.clone());
     entry.receiver = Some(receiver.id.clone());
     entry.receiver_role = Some(receiver.role.as_str().to_owned());
@@ -600,7 +687,7 @@ fn describe_message(entry: &mut LogEntry, env: &Envelope<'_>, receiver: &Partner
     entry.justification = env.justification.clone();
 }
 
-fn actor_ref(env: &Envelope<'_>) -> ActorRef {
+pub(super) fn actor_ref(env: &Envelope<'_>) -> ActorRef {
     ActorRef {
         id: env.actor.id.clone(),
         name: env.actor.name.clone(),
@@ -608,7 +695,7 @@ fn actor_ref(env: &Envelope<'_>) -> ActorRef {
     }
 }
 
-fn apply_decision(entry: &mut LogEntry, d: &Decision) {
+pub(super) fn apply_decision(entry: &mut LogEntry, d: &Decision) {
     entry.flow_id = Some(d.flow_id.clone());
     entry.processing_activity_id = d.processing_activity_id.clone();
     entry.policy_hash = Some(d.policy_hash.clone());
@@ -628,7 +715,7 @@ fn apply_decision(entry: &mut LogEntry, d: &Decision) {
 }
 
 /// Names partners choose (type, purpose) are kept short in the log; they are identifiers, not pupil data.
-fn truncate(s: &str) -> String {
+pub(super) fn truncate(s: &str) -> String {
     s.chars().take(100).collect()
 }
 

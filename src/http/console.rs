@@ -422,6 +422,7 @@ fn filter_form(gw: &Gateway, p: &DisclosureParams) -> Markup {
             }
             label { "Leerling: PGN" input type="text" name="pgn" value=(v(&p.pgn)) inputmode="numeric" autocomplete="off" maxlength="9"; }
             label { "of BSN" input type="text" name="bsn" value=(v(&p.bsn)) inputmode="numeric" autocomplete="off" maxlength="9"; }
+            label { "Kerngroepcasus (case_id)" input type="text" name="case_id" value=(v(&p.case_id)) autocomplete="off" maxlength="36"; }
             label {
                 "Per pagina"
                 select name="limit" {
@@ -451,6 +452,7 @@ fn query_string(p: &DisclosureParams) -> String {
         ("event", &p.event),
         ("pgn", &p.pgn),
         ("bsn", &p.bsn),
+        ("case_id", &p.case_id),
         ("limit", &p.limit),
     ] {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
@@ -632,6 +634,9 @@ fn entry_row(gw: &Gateway, s: &ShownEntry) -> Markup {
                     (Some(p), None) => (p),
                     (None, Some(f)) => { "flow " (f) }
                     (None, None) => {}
+                }
+                @if let Some(case_id) = &e.case_id {
+                    br; a href={ "/console/verstrekkingen?case_id=" (url(case_id)) } { "hele kerngroepcasus" }
                 }
             }
             td {

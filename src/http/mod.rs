@@ -78,10 +78,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             ))
         })?;
     let (gw, writer) = Gateway::start(config).await?;
+    let pusher = crate::push::Pusher::new(&gw).map_err(StartError::Push)?;
     let partner_addr = partner_listener.local_addr().expect("bound address");
     let ops_addr = ops_listener.local_addr().expect("bound address");
     let (shutdown, rx) = watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(serve_partners(
             gw.clone(),
             partner_listener,
@@ -90,8 +91,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         )),
         tokio::spawn(crate::retention::run(gw.clone(), rx.clone())),
         tokio::spawn(ops::serve(gw.clone(), ops_listener, rx.clone())),
-        tokio::spawn(crate::gateway::watch_crl(gw.clone(), rx)),
+        tokio::spawn(crate::gateway::watch_crl(gw.clone(), rx.clone())),
     ];
+    if let Some(pusher) = pusher {
+        tasks.push(tokio::spawn(crate::push::run(gw.clone(), pusher, rx)));
+    }
     Ok(Running {
         partner_addr,
         ops_addr,

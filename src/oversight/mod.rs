@@ -95,6 +95,8 @@ pub struct DisclosureParams {
     pub event: Option<String>,
     pub pgn: Option<String>,
     pub bsn: Option<String>,
+    /// The entries of one kerngroep case (P13).
+    pub case_id: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,
     /// `nen7513`: the NEN 7513 view (`nen7513`) instead of the log's own shape.
@@ -103,7 +105,7 @@ pub struct DisclosureParams {
 }
 
 pub const DISCLOSURE_PARAMS: &str =
-    "from, until, partner, purpose, flow, outcome, event, pgn, bsn, limit, cursor, format (nen7513)";
+    "from, until, partner, purpose, flow, outcome, event, pgn, bsn, case_id, limit, cursor, format (nen7513)";
 
 fn set(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
@@ -201,6 +203,16 @@ pub fn parse_search(
             *slot = Some(v.to_owned());
             described.push(format!("{name}={}", describe_value(v)));
         }
+    }
+    if let Some(v) = set(&p.case_id) {
+        let id = v.to_ascii_lowercase();
+        if !crate::domain::is_case_id(&id) {
+            return Err(invalid_filter(
+                "case_id is the UUID of a kerngroep case (8-4-4-4-12 hexadecimal digits)",
+            ));
+        }
+        described.push(format!("case_id={id}"));
+        filter.case_id = Some(id);
     }
     if let Some(v) = set(&p.event) {
         let kind = EventKind::parse(v).ok_or_else(|| {
@@ -389,7 +401,7 @@ async fn log_query(
         .map_err(|e| Refusal::audit_unavailable().because(e))
 }
 
-pub const CSV_COLUMNS: [&str; 26] = [
+pub const CSV_COLUMNS: [&str; 27] = [
     "log_id",
     "seq",
     "time",
@@ -416,6 +428,7 @@ pub const CSV_COLUMNS: [&str; 26] = [
     "detail",
     "leaf_hash",
     "receiver_retention",
+    "case_id",
 ];
 
 /// One CSV cell (RFC 4180 quoting); cells a spreadsheet would run as a formula get a leading apostrophe.
@@ -483,6 +496,7 @@ pub fn to_csv(entries: &[ShownEntry]) -> String {
                     .as_ref()
                     .map(retention_text)
                     .unwrap_or_default(),
+                o(&e.case_id),
             ],
             None => {
                 let mut row = vec![String::new(); CSV_COLUMNS.len()];
@@ -923,6 +937,7 @@ mod tests {
             bytes: vec![],
             leaf_hash: [0; 32],
             chain_hash: [0; 32],
+            case_id: None,
         };
         assert_eq!(
             decode_cursor(&encode_cursor(&e)),

@@ -281,6 +281,27 @@ fn lint_flow(set: &PolicySet, flow: &Flow, out: &mut Vec<Finding>) {
             ),
         ));
     }
+    // DOMAIN.md: consent given to a party that can enforce leerplicht is hardly free; it is never the basis of a
+    // disclosure to leerplicht (P13's leerplicht part rests on the Leerplichtwet).
+    let leans_on_consent = flow.consent
+        || flow.rules.iter().any(|r| {
+            r.action.needs_consent()
+                || r.condition
+                    .as_ref()
+                    .is_some_and(|c| c.otherwise.needs_consent())
+        });
+    if flow.receivers.contains(&Role::Leerplicht) && leans_on_consent {
+        out.push(Finding::at(
+            flow,
+            flow.line,
+            Severity::Error,
+            format!(
+                "flow {} to leerplicht rests on consent for some field: consent given to a party that can enforce \
+                 leerplicht is not free (DOMAIN.md); deliver under the Leerplichtwet or not at all",
+                flow.id
+            ),
+        ));
+    }
     if flow.subject == SubjectDelivery::AsIs {
         // UAVG art. 46 (DOMAIN.md "Identifiers"): no law lets the PGN go between a school and a wijkteam or jgz, in
         // either direction, nor from a school to Veilig Thuis; a cited `subject_basis` does not change that.
@@ -544,6 +565,36 @@ receiver_text = "30 dagen"
                     && x.message.contains("`legal_basis.special` cites no article")),
             "{f:?}"
         );
+    }
+
+    #[test]
+    fn consent_is_never_the_basis_of_a_disclosure_to_leerplicht() {
+        let to_leerplicht = |fields: &str| {
+            flow(fields, "").replace(r#"to = ["school-vo"]"#, r#"to = ["leerplicht"]"#)
+        };
+        let says = "to leerplicht rests on consent";
+        let clean = run(&to_leerplicht(
+            r#"{ path = "leerling.*", action = "allow" },"#,
+        ));
+        assert!(!clean.iter().any(|x| x.message.contains(says)), "{clean:?}");
+        for fields in [
+            r#"{ path = "leerling.*", action = "consent" },"#,
+            r#"{ path = "leerling.naam", action = "allow", when = { field = "leerling.naam", one_of = ["x"] }, otherwise = "consent" },"#,
+        ] {
+            let f = run(&to_leerplicht(fields));
+            assert!(
+                f.iter().any(|x| x.is_error() && x.message.contains(says)),
+                "{fields}: {f:?}"
+            );
+            // The same rule towards another receiver is no such error.
+            let f = run(&flow(fields, ""));
+            assert!(!f.iter().any(|x| x.message.contains(says)), "{f:?}");
+        }
+        let whole = to_leerplicht(r#"{ path = "leerling.*", action = "allow" },"#)
+            .replace(r#"subject = "none""#, "subject = \"none\"\nconsent = true");
+        assert!(run(&whole)
+            .iter()
+            .any(|x| x.is_error() && x.message.contains(says)));
     }
 
     #[test]

@@ -1097,7 +1097,8 @@ mod tests {
                 continue;
             };
             let sender = partner("afzender", flow.senders[0]);
-            let receiver = partner(env["to"].as_str().unwrap(), flow.receivers[0]);
+            let to = env["to"].as_str().or(env["recipients"][0].as_str());
+            let receiver = partner(to.unwrap(), flow.receivers[0]);
             let subject = env["subject"]["pgn"]
                 .as_str()
                 .map(|n| SubjectId::new(SubjectKind::Pgn, n).unwrap());

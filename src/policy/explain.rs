@@ -291,6 +291,15 @@ fn facts(policy: &PolicySet, flow: &Flow, cat: &MessageCatalogue) -> Vec<(&'stat
             ),
         ));
     }
+    if flow.kerngroep {
+        f.push((
+            "kerngroep",
+            "het deel van één ontvanger in een kerngroepcasus: alleen bereikbaar met `recipients` (2 tot 8 partners) \
+             en een `case_id`, nooit met `to`; elke ontvanger krijgt wat zijn eigen flow voor dit doel toestaat, op \
+             zijn eigen grondslag; alle ontvangers in één transactie of geen; een geweigerde ontvanger krijgt niets"
+                .into(),
+        ));
+    }
     if flow.anonymous {
         f.push((
             "anoniem",

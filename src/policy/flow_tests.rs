@@ -2159,6 +2159,9 @@ fn all_reference_flows_are_written() {
             "P10",
             "P11",
             "P12",
+            "P13-leerplicht",
+            "P13-swv",
+            "P13-wijkteam",
             "P2",
             "P3",
             "P4",
@@ -3870,4 +3873,157 @@ fn a_pupil_named_by_a_message_serves_only_flows_that_deliver_no_pupil_number() {
     let d = request(&example("P9-melding-veilig-thuis.json"), "wijkteam-noord").unwrap();
     assert_eq!(d.flow_id, "P9");
     assert!(d.subject.is_none());
+}
+
+/// P13's example as one recipient's part: the envelope `decide` sees for that recipient.
+fn kerngroep_part(to: &str) -> Value {
+    let mut env = example("P13-kerngroep-casus.json");
+    let o = env.as_object_mut().unwrap();
+    o.remove("recipients");
+    o.remove("case_id");
+    o.insert("to".into(), json!(to));
+    env
+}
+
+#[test]
+fn p13_each_kerngroep_recipient_gets_its_own_set_on_its_own_basis() {
+    let all = || consent("c-p13", "kerngroep-thuiszitter", "", &["*"], GivenBy::Ouder);
+    let for_ = |to: &str| ConsentRecord {
+        recipient: to.into(),
+        ..all()
+    };
+
+    // Leerplicht: the Leerplichtwet; a consent changes nothing, none is used.
+    let env = kerngroep_part("leerplicht-gemeente");
+    for consents in [vec![], vec![for_("leerplicht-gemeente")]] {
+        let d = run_env(&env, "lyceum-zuid", &consents, CHAIN_TODAY).unwrap();
+        assert_eq!(d.flow_id, "P13-leerplicht");
+        assert_accounted(&d, &env);
+        assert!(d.consents_used.is_empty(), "{:?}", d.consents_used);
+        assert_delivered(
+            &d,
+            &env,
+            &[
+                "leerling.achternaam",
+                "leerling.geboortedatum",
+                "leerling.woongemeente",
+                "ouders[0].telefoon",
+                "school.brin",
+                "verzuim.thuis_sinds",
+                "verzuim.uren_12mnd",
+                "casus.vraag",
+                "casus.afspraken",
+                "ondersteuning.geprobeerd",
+            ],
+        );
+        assert_withheld(
+            &d,
+            &[
+                "ondersteuning.arrangementen",
+                "ondersteuning.opp",
+                "thuissituatie.zorgpunt",
+                "thuissituatie.details",
+                "jeugdhulp.betrokken",
+                "jeugdhulp.inhoud",
+                "diagnoses[0].categorie",
+            ],
+            "deny",
+        );
+        assert_eq!(d.subject, None, "no PGN to leerplicht");
+    }
+
+    // The SWV: its task; diagnoses and the point of concern at home only with consent; youth care never.
+    let env = kerngroep_part("swv-vo-zuid");
+    let d = run_env(&env, "lyceum-zuid", &[], CHAIN_TODAY).unwrap();
+    assert_eq!(d.flow_id, "P13-swv");
+    assert_accounted(&d, &env);
+    assert_delivered(
+        &d,
+        &env,
+        &[
+            "leerling.voornamen",
+            "school.leerjaar",
+            "verzuim.thuis_sinds",
+            "casus.vraag",
+            "ondersteuning.geprobeerd",
+            "ondersteuning.arrangementen",
+            "ondersteuning.opp",
+        ],
+    );
+    assert_withheld(
+        &d,
+        &["diagnoses[0].categorie", "thuissituatie.zorgpunt"],
+        "consent-missing",
+    );
+    assert_withheld(
+        &d,
+        &[
+            "thuissituatie.details",
+            "jeugdhulp.betrokken",
+            "jeugdhulp.inhoud",
+        ],
+        "deny",
+    );
+    assert!(d.subject.is_some(), "the PGN pseudonymised for the SWV");
+    let d = run_env(&env, "lyceum-zuid", &[for_("swv-vo-zuid")], CHAIN_TODAY).unwrap();
+    assert_delivered(
+        &d,
+        &env,
+        &["diagnoses[0].categorie", "thuissituatie.zorgpunt"],
+    );
+
+    // The wijkteam: only with the school's consent, under UAVG art. 5 (the pupil is 14 on CHAIN_TODAY).
+    let env = kerngroep_part("wijkteam-noord");
+    let r = run_env(&env, "lyceum-zuid", &[], CHAIN_TODAY).unwrap_err();
+    assert_eq!((r.code.as_str(), r.status), ("consent-required", 403));
+    let pupil_alone = ConsentRecord {
+        given_by: GivenBy::Jongere,
+        ..for_("wijkteam-noord")
+    };
+    assert_eq!(
+        run_env(&env, "lyceum-zuid", &[pupil_alone], CHAIN_TODAY)
+            .unwrap_err()
+            .code,
+        "consent-required",
+        "a pupil of 14 alone does not consent"
+    );
+    let d = run_env(&env, "lyceum-zuid", &[for_("wijkteam-noord")], CHAIN_TODAY).unwrap();
+    assert_eq!(d.flow_id, "P13-wijkteam");
+    assert_accounted(&d, &env);
+    assert_delivered(
+        &d,
+        &env,
+        &[
+            "leerling.voornamen",
+            "leerling.woongemeente",
+            "ouders[0].naam",
+            "verzuim.thuis_sinds",
+            "casus.vraag",
+            "ondersteuning.geprobeerd",
+            "thuissituatie.zorgpunt",
+        ],
+    );
+    assert_eq!(got(&d, "leerling.geboortedatum"), Some(json!("2012")));
+    assert_eq!(got(&d, "verzuim.uren_12mnd"), Some(json!("210-219")));
+    assert_withheld(
+        &d,
+        &[
+            "school.brin",
+            "ondersteuning.opp",
+            "ondersteuning.arrangementen",
+            "thuissituatie.details",
+            "jeugdhulp.inhoud",
+            "diagnoses[0].categorie",
+        ],
+        "deny",
+    );
+    assert_eq!(d.subject, None);
+    for id in ["P13-leerplicht", "P13-swv", "P13-wijkteam"] {
+        let f = flow_by_id(id);
+        assert!(f.kerngroep && f.justification_required, "{id}");
+        assert_eq!(f.purpose, "kerngroep-thuiszitter");
+    }
+    assert_eq!(flow_by_id("P13-leerplicht").legal_basis.ground, "6.1.c");
+    assert_eq!(flow_by_id("P13-swv").legal_basis.ground, "6.1.e");
+    assert_eq!(flow_by_id("P13-wijkteam").legal_basis.ground, "6.1.a");
 }

@@ -1020,6 +1020,17 @@ impl Builder {
             }
         }
 
+        if d.kerngroep && (d.anonymous || d.answers.is_some() || is_aggregate) {
+            err(
+                start,
+                format!(
+                    "flow {}: a kerngroep flow is one recipient's part of a case about one pupil: not anonymous, no \
+                     reply, no aggregate",
+                    d.id
+                ),
+            );
+        }
+
         if d.anonymous {
             if d.subject != SubjectDelivery::None || d.answers.is_some() || is_aggregate {
                 err(
@@ -1092,6 +1103,7 @@ impl Builder {
             agreement,
             required,
             anonymous: d.anonymous,
+            kerngroep: d.kerngroep,
             exactly_one,
             field_rules: Vec::new(),
             table: Default::default(),

@@ -637,6 +637,9 @@ pub struct Flow {
     /// `anonymous = true`: no subject, and anything the flow does not deliver as sent (a field outside the flow or
     /// the catalogue, a denied or invalid value, a screening hit) refuses the whole message.
     pub anonymous: bool,
+    /// `kerngroep = true`: one recipient's part of a kerngroep case (P13). Such a flow is reached only by a message
+    /// with `recipients` and a `case_id`, never by `to`; a message with `recipients` reaches no other flow.
+    pub kerngroep: bool,
     /// `[[flow.exactly_one]]`: of each list of catalogue paths, exactly one must be present.
     pub exactly_one: Vec<Vec<String>>,
     pub rules: Vec<FieldRule>,

@@ -95,6 +95,9 @@ pub(super) struct FlowDef {
     /// `anonymous = true`: an anonymous consultation (P12): no subject, and anything not delivered as sent refuses.
     #[serde(default)]
     pub anonymous: bool,
+    /// `kerngroep = true`: one recipient's part of a kerngroep case (P13), reached only through `recipients`.
+    #[serde(default)]
+    pub kerngroep: bool,
     #[serde(default)]
     pub exactly_one: Vec<Spanned<ExactlyOneDef>>,
     #[serde(default)]

@@ -71,6 +71,8 @@ pub struct StoredEntry {
     pub bytes: Vec<u8>,
     pub leaf_hash: Hash,
     pub chain_hash: Hash,
+    /// The kerngroep case (P13) the entry belongs to (`LogEntry::case_id`), a column so the officer can filter on it.
+    pub case_id: Option<String>,
 }
 
 /// The part of a stored entry `audit verify` recomputes, as `Store::visit_log_rows` lends it: its position, its
@@ -181,8 +183,9 @@ pub struct StoredConsent {
 pub enum Mutation {
     InsertMessage(Box<NewMessage>),
     /// Purge on acknowledgement, retention, recall or a "niet voor ons" report: the payload goes, the log entry stays,
-    /// the sender's outbox row says how it ended. Conflict if already gone, or (`unfetched_only`, a recall) if it was
-    /// fetched: so a recall and a fetch racing each other have exactly one winner.
+    /// the sender's outbox row says how it ended, and its push (if any) ends with it. Conflict if already gone, or
+    /// (`unfetched_only`, a recall) if it was fetched or a push of it may have reached the receiver (`in_doubt`): so a
+    /// recall and a fetch racing each other have exactly one winner.
     DeleteMessage {
         id: String,
         end: MessageEnd,
@@ -212,6 +215,20 @@ pub enum Mutation {
         previous_updated_ms: i64,
     },
     InsertIdempotency(IdempotencyRecord),
+    /// Queues a new message for push delivery to its receiver (`push_queue`), in the commit of its disclosure.
+    QueuePush {
+        id: String,
+        receiver: String,
+        at_ms: i64,
+    },
+    /// Ends the push of a message its receiver accepted, with the `message-fetched` entry (and `ClaimFetched`) of
+    /// the same batch. Conflict unless the queue row is still leased by `owner` for `attempt`: so of two instances
+    /// whose leases overlapped only one records the fetch, and a message purged meanwhile records none.
+    EndPush {
+        id: String,
+        owner: String,
+        attempt: i64,
+    },
     InsertConsent(StoredConsent),
     WithdrawConsent {
         id: String,
@@ -227,6 +244,49 @@ pub struct FetchClaim {
     pub seen: i64,
     /// Consent-only fields stripped from what this fetch handed out.
     pub stripped: i64,
+}
+
+/// One push attempt leased by one instance (`Store::lease_push`): the queue row is its own until `lease_until_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushLease {
+    pub message_id: String,
+    pub receiver: String,
+    /// This attempt's number, from 1; with the owner it names the lease.
+    pub attempt: i64,
+    pub created_ms: i64,
+}
+
+/// How a push attempt that was not accepted ends (`Store::release_push`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushRelease {
+    pub message_id: String,
+    pub owner: String,
+    pub attempt: i64,
+    /// When to try again; `None`: the attempts are used up (`gave-up`).
+    pub next_ms: Option<i64>,
+    /// Whether the attempt may have reached the receiver (a timeout after the request was sent).
+    pub in_doubt: bool,
+    /// A fixed code (`connect-failed`, `tls-failed`, `timeout`, `status-NNN`), never text from the receiver.
+    pub outcome: &'static str,
+}
+
+/// The push queue as the metrics page shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PushQueueStats {
+    pub waiting: u64,
+    pub gave_up: u64,
+    /// When the oldest waiting push was queued.
+    pub oldest_waiting_ms: Option<i64>,
+}
+
+/// A message's push as its sender's outbox shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushStatus {
+    pub state: String,
+    pub attempts: i64,
+    pub last_outcome: Option<String>,
+    /// An attempt is in flight, or an earlier one may have reached the receiver: no recall.
+    pub in_doubt: bool,
 }
 
 /// How a message's mailbox row ended, as the sender's outbox shows it.
@@ -278,6 +338,8 @@ pub struct OutboxRow {
     pub stripped: i64,
     pub ended_ms: Option<i64>,
     pub end_reason: Option<String>,
+    /// Its push delivery while one is waiting or gave up.
+    pub push: Option<PushStatus>,
     pub disclosure: StoredEntry,
 }
 
@@ -344,6 +406,8 @@ pub struct EntryFilter {
     pub outcome: Option<String>,
     pub event: Option<String>,
     pub subject: Option<String>,
+    /// The entries of one kerngroep case (P13).
+    pub case_id: Option<String>,
     /// Page after this (time_ms, log_id, seq) position.
     pub after: Option<(i64, String, u64)>,
     pub limit: usize,
@@ -439,6 +503,28 @@ pub trait Store: Send + Sync + 'static {
         organisation: Option<&'a str>,
     ) -> StoreFuture<'a, Vec<StoredIncident>>;
     fn incident<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<StoredIncident>>;
+
+    /// Leases the push that is due first (`now_ms`) and not leased by a live instance, for `owner` until
+    /// `lease_until_ms`, counting an attempt and marking it in doubt; `None` when nothing is due. Only a push whose
+    /// message is still in the mailbox and unfetched; the message row is locked with the queue row (PostgreSQL
+    /// `FOR UPDATE SKIP LOCKED`), so a recall either ran before or sees the push in doubt.
+    fn lease_push<'a>(
+        &'a self,
+        owner: &'a str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> StoreFuture<'a, Option<PushLease>>;
+    /// Ends an attempt that was not accepted (to be tried again, or given up); `false` when the lease was lost.
+    fn release_push<'a>(&'a self, r: &'a PushRelease) -> StoreFuture<'a, bool>;
+    /// Removes a leased push whose message needs none any more (fetched by pull meanwhile); `false` when the lease
+    /// was lost.
+    fn drop_push<'a>(&'a self, id: &'a str, owner: &'a str, attempt: i64) -> StoreFuture<'a, bool>;
+    /// Frees the leases `owner` held before a restart (its earlier process is gone), so its pushes go on at once.
+    fn release_leases<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, u64>;
+    /// Removes the pushes nobody holds a live lease on whose message was fetched by pull meanwhile (or is gone);
+    /// how many.
+    fn sweep_pushes(&self, now_ms: i64) -> StoreFuture<'_, u64>;
+    fn push_queue_stats(&self) -> StoreFuture<'_, PushQueueStats>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -55,6 +55,16 @@ fn migrator() -> Migrator {
             "outbox and breach register",
             include_str!("../../migrations/postgres/0006_outbox_incidents.sql"),
         ),
+        (
+            7,
+            "push delivery queue",
+            include_str!("../../migrations/postgres/0007_push_queue.sql"),
+        ),
+        (
+            8,
+            "kerngroep case id on log entries",
+            include_str!("../../migrations/postgres/0008_log_case_id.sql"),
+        ),
     ])
 }
 

@@ -36,6 +36,7 @@ fn entry_from_row(row: &$row) -> Result<StoredEntry, StoreError> {
         bytes: row.try_get("entry")?,
         leaf_hash: to_hash(&row.try_get::<Vec<u8>, _>("leaf_hash")?)?,
         chain_hash: to_hash(&row.try_get::<Vec<u8>, _>("chain_hash")?)?,
+        case_id: row.try_get("case_id")?,
     })
 }
 
@@ -53,6 +54,15 @@ fn outbox_from_row(row: &$row) -> Result<OutboxRow, StoreError> {
         stripped: row.try_get("o_stripped")?,
         ended_ms: row.try_get("o_ended_ms")?,
         end_reason: row.try_get("o_end_reason")?,
+        push: match row.try_get::<Option<String>, _>("p_state")? {
+            Some(state) => Some(PushStatus {
+                state,
+                attempts: row.try_get("p_attempts")?,
+                last_outcome: row.try_get("p_last_outcome")?,
+                in_doubt: row.try_get::<i64, _>("p_in_doubt")? != 0,
+            }),
+            None => None,
+        },
         disclosure: entry_from_row(row)?,
     })
 }
@@ -195,6 +205,7 @@ fn entries_query(f: &EntryFilter) -> sqlx::QueryBuilder<$db> {
         ("outcome", &f.outcome),
         ("event", &f.event),
         ("subject", &f.subject),
+        ("case_id", &f.case_id),
     ] {
         if let Some(v) = val {
             qb.push(format!(" AND {col} = ")).push_bind(v.clone());
@@ -230,13 +241,13 @@ async fn retire_if_failed(
     result
 }
 
-/// Rows per multi-row INSERT through sqlx (15 bind parameters a log row: far below SQLite's and PostgreSQL's limits).
+/// Rows per multi-row INSERT through sqlx (16 bind parameters a log row: far below SQLite's and PostgreSQL's limits).
 const ROWS_PER_INSERT: usize = 64;
 
 /// `Store::disclosure_of_message`: through `message_disclosures` (written by a trigger with each mailbox row) to the
 /// log entry, by both primary keys.
-const DISCLOSURE_OF_MESSAGE_SQL: &str = "SELECT e.log_id, e.seq, e.time_ms, e.event, e.partner, e.organisation, e.sender, e.receiver, e.purpose, e.flow_id, e.subject, e.outcome, e.entry, e.leaf_hash, e.chain_hash FROM message_disclosures d JOIN log_entries e ON e.log_id = d.log_id AND e.seq = d.seq WHERE d.id = $1";
-const ENTRY_COLUMNS: &str = "log_id, seq, time_ms, event, partner, organisation, sender, receiver, purpose, flow_id, subject, outcome, entry, leaf_hash, chain_hash";
+const DISCLOSURE_OF_MESSAGE_SQL: &str = "SELECT e.log_id, e.seq, e.time_ms, e.event, e.partner, e.organisation, e.sender, e.receiver, e.purpose, e.flow_id, e.subject, e.outcome, e.entry, e.leaf_hash, e.chain_hash, e.case_id FROM message_disclosures d JOIN log_entries e ON e.log_id = d.log_id AND e.seq = d.seq WHERE d.id = $1";
+const ENTRY_COLUMNS: &str = "log_id, seq, time_ms, event, partner, organisation, sender, receiver, purpose, flow_id, subject, outcome, entry, leaf_hash, chain_hash, case_id";
 
 /// The columns a new mailbox row is inserted with, in `NewMessage` field order (`pos`, `fetch_count` default).
 const NEW_MESSAGE_COLUMNS: &str = "id, sender, receiver, message_type, purpose, subject, sealed, consent_paths, created_ms, expires_ms, log_id, seq, leaf_hash";
@@ -256,6 +267,38 @@ const END_OUTBOX_SQL: &str =
 /// recalled or misaddressed.
 const END_GONE_OUTBOX_SQL: &str = "UPDATE message_outbox SET status = $1, ended_ms = $2, end_reason = $3 \
     WHERE id = $4 AND status NOT IN ('recalled', 'misaddressed')";
+/// A push's state that keeps a recall out: an attempt is in flight, or an earlier one may have reached the receiver.
+const PUSH_IN_DOUBT_SQL: &str = "SELECT in_doubt FROM push_queue WHERE message_id = $1";
+const QUEUE_PUSH_SQL: &str =
+    "INSERT INTO push_queue (message_id, receiver, next_ms, created_ms) VALUES ($1, $2, $3, $4)";
+/// Removes a leased push row; no row changed when the lease (`$2` owner, `$3` attempt) is no longer the holder's.
+const END_PUSH_SQL: &str =
+    "DELETE FROM push_queue WHERE message_id = $1 AND lease_owner = $2 AND attempts = $3";
+const DELETE_PUSH_SQL: &str = "DELETE FROM push_queue WHERE message_id = $1";
+/// Leases the push due first whose message is still unfetched in the mailbox, locking both rows (`$lock`).
+/// `in_doubt`: 0 never possibly delivered, 1 an earlier attempt may have been, 2 an attempt in flight, 3 both.
+const LEASE_PUSH_SQL: &str = concat!(
+    "UPDATE push_queue SET lease_owner = $1, lease_until_ms = $2, attempts = attempts + 1, \
+     in_doubt = CASE WHEN in_doubt = 0 THEN 2 ELSE 3 END \
+     WHERE message_id = (SELECT q.message_id FROM push_queue q JOIN messages m ON m.id = q.message_id \
+     WHERE q.state = 'waiting' AND q.next_ms <= $3 AND q.lease_until_ms <= $3 AND m.fetch_count = 0 \
+     ORDER BY q.next_ms LIMIT 1",
+    $lock,
+    ") RETURNING message_id, receiver, attempts, created_ms"
+);
+/// Ends an attempt that was not accepted: `$1` state, `$2` next try, `$3` whether it may have reached the receiver,
+/// `$4` its outcome code; no row changed when the lease (`$6`, `$7`) is lost.
+const RELEASE_PUSH_SQL: &str = "UPDATE push_queue SET state = $1, next_ms = $2, lease_owner = NULL, lease_until_ms = 0, \
+    in_doubt = CASE WHEN $3 <> 0 OR in_doubt = 3 THEN 1 ELSE 0 END, last_outcome = $4 \
+    WHERE message_id = $5 AND lease_owner = $6 AND attempts = $7";
+/// The leases of an instance's earlier process: free at once, and an attempt it had in flight stays in doubt.
+const RELEASE_LEASES_SQL: &str = "UPDATE push_queue SET lease_owner = NULL, lease_until_ms = 0, \
+    in_doubt = CASE WHEN in_doubt = 0 THEN 0 ELSE 1 END WHERE lease_owner = $1";
+/// Pushes without a live lease whose message was fetched (by pull) or is gone: nothing left to push.
+const SWEEP_PUSHES_SQL: &str = "DELETE FROM push_queue WHERE lease_until_ms <= $1 AND NOT EXISTS \
+    (SELECT 1 FROM messages m WHERE m.id = push_queue.message_id AND m.fetch_count = 0)";
+const PUSH_STATS_SQL: &str =
+    "SELECT state, COUNT(*) AS n, MIN(created_ms) AS oldest FROM push_queue GROUP BY state";
 const INSERT_INCIDENT_SQL: &str = "INSERT INTO incidents (id, organisation, status, discovered_ms, deadline_ms, decided, updated_ms, record) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 /// No row changed when the incident was changed since the caller read it (`$6`).
@@ -265,9 +308,11 @@ const INCIDENT_COLUMNS: &str = "id, organisation, status, discovered_ms, deadlin
 const OUTBOX_SELECT: &str = "SELECT o.id AS o_id, o.sender AS o_sender, o.receiver AS o_receiver, o.purpose AS o_purpose, \
     o.message_type AS o_message_type, o.created_ms AS o_created_ms, o.expires_ms AS o_expires_ms, o.status AS o_status, \
     o.fetched_ms AS o_fetched_ms, o.stripped AS o_stripped, o.ended_ms AS o_ended_ms, o.end_reason AS o_end_reason, \
+    p.state AS p_state, p.attempts AS p_attempts, p.last_outcome AS p_last_outcome, p.in_doubt AS p_in_doubt, \
     e.log_id, e.seq, e.time_ms, e.event, e.partner, e.organisation, e.sender, e.receiver, e.purpose, e.flow_id, \
-    e.subject, e.outcome, e.entry, e.leaf_hash, e.chain_hash \
-    FROM message_outbox o JOIN log_entries e ON e.log_id = o.log_id AND e.seq = o.seq";
+    e.subject, e.outcome, e.entry, e.leaf_hash, e.chain_hash, e.case_id \
+    FROM message_outbox o JOIN log_entries e ON e.log_id = o.log_id AND e.seq = o.seq \
+    LEFT JOIN push_queue p ON p.message_id = o.id";
 const INSERT_IDEMPOTENCY_SQL: &str = "INSERT INTO idempotency (sender, key, body_hash, status, response, log_id, seq, leaf_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const INSERT_CONSENT_SQL: &str = "INSERT INTO consents (id, registered_by, subject, purpose, recipient, categories, given_by, evidence, valid_from, valid_until, created_ms, withdrawn_ms, subject_birth_date) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
@@ -321,7 +366,22 @@ async fn apply(
             if claim(tx, id).await? != 0 && *unfetched_only {
                 return Err(StoreError::Conflict("message was fetched".into()));
             }
+            if *unfetched_only {
+                let doubt: Option<i64> = sqlx::query_scalar(PUSH_IN_DOUBT_SQL)
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                if doubt.is_some_and(|d| d != 0) {
+                    return Err(StoreError::Conflict(
+                        "a push of this message may have reached its receiver".into(),
+                    ));
+                }
+            }
             sqlx::query(DELETE_MESSAGE_SQL)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(DELETE_PUSH_SQL)
                 .bind(id)
                 .execute(&mut **tx)
                 .await?;
@@ -408,6 +468,28 @@ async fn apply(
                 .execute(&mut **tx)
                 .await?;
         }
+        Mutation::QueuePush { id, receiver, at_ms } => {
+            sqlx::query(QUEUE_PUSH_SQL)
+                .bind(id)
+                .bind(receiver)
+                .bind(at_ms)
+                .bind(at_ms)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Mutation::EndPush { id, owner, attempt } => {
+            let done = sqlx::query(END_PUSH_SQL)
+                .bind(id)
+                .bind(owner)
+                .bind(attempt)
+                .execute(&mut **tx)
+                .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict(
+                    "the push was ended or leased by another instance".into(),
+                ));
+            }
+        }
         Mutation::InsertConsent(c) => {
             sqlx::query(INSERT_CONSENT_SQL)
                 .bind(&c.id)
@@ -480,7 +562,8 @@ async fn sqlx_commit_batch(pool: &sqlx::Pool<$db>, batch: &Batch) -> Result<(), 
                     .push_bind(&e.outcome)
                     .push_bind(&e.bytes)
                     .push_bind(&e.leaf_hash[..])
-                    .push_bind(&e.chain_hash[..]);
+                    .push_bind(&e.chain_hash[..])
+                    .push_bind(&e.case_id);
             });
             qb.build().execute(&mut *tx).await?;
         }
@@ -912,6 +995,107 @@ impl Store for $store {
             ));
             let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
             row.as_ref().map(incident_from_row).transpose()
+        })
+    }
+
+    fn lease_push<'a>(
+        &'a self,
+        owner: &'a str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> StoreFuture<'a, Option<PushLease>> {
+        Box::pin(async move {
+            let row = sqlx::query(LEASE_PUSH_SQL)
+                .bind(owner)
+                .bind(lease_until_ms)
+                .bind(now_ms)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.map(|r| {
+                Ok(PushLease {
+                    message_id: r.try_get("message_id")?,
+                    receiver: r.try_get("receiver")?,
+                    attempt: r.try_get("attempts")?,
+                    created_ms: r.try_get("created_ms")?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn release_push<'a>(&'a self, r: &'a PushRelease) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let (state, next_ms) = match r.next_ms {
+                Some(ms) => ("waiting", ms),
+                None => ("gave-up", 0),
+            };
+            let done = sqlx::query(RELEASE_PUSH_SQL)
+                .bind(state)
+                .bind(next_ms)
+                .bind(i64::from(r.in_doubt))
+                .bind(r.outcome)
+                .bind(&r.message_id)
+                .bind(&r.owner)
+                .bind(r.attempt)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn drop_push<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+        attempt: i64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let done = sqlx::query(END_PUSH_SQL)
+                .bind(id)
+                .bind(owner)
+                .bind(attempt)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn release_leases<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let done = sqlx::query(RELEASE_LEASES_SQL)
+                .bind(owner)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    fn sweep_pushes(&self, now_ms: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let done = sqlx::query(SWEEP_PUSHES_SQL)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    fn push_queue_stats(&self) -> StoreFuture<'_, PushQueueStats> {
+        Box::pin(async move {
+            let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(PUSH_STATS_SQL)
+                .fetch_all(&self.pool)
+                .await?;
+            let mut stats = PushQueueStats::default();
+            for (state, n, oldest) in rows {
+                match state.as_str() {
+                    "waiting" => {
+                        stats.waiting = n as u64;
+                        stats.oldest_waiting_ms = oldest;
+                    }
+                    _ => stats.gave_up += n as u64,
+                }
+            }
+            Ok(stats)
         })
     }
 }

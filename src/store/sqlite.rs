@@ -150,6 +150,16 @@ fn migrator() -> Migrator {
             "outbox and breach register",
             include_str!("../../migrations/sqlite/0009_outbox_incidents.sql"),
         ),
+        (
+            10,
+            "push delivery queue",
+            include_str!("../../migrations/sqlite/0010_push_queue.sql"),
+        ),
+        (
+            11,
+            "kerngroep case id on log entries",
+            include_str!("../../migrations/sqlite/0011_log_case_id.sql"),
+        ),
     ])
 }
 
@@ -651,6 +661,7 @@ fn write_batch_rows(conn: &rusqlite::Connection, batch: &super::Batch) -> Result
                 &e.bytes,
                 &e.leaf_hash[..],
                 &e.chain_hash[..],
+                &e.case_id,
             ))
             .map_err(db_error)?;
         }
@@ -705,7 +716,13 @@ fn write_batch_rows(conn: &rusqlite::Connection, batch: &super::Batch) -> Result
                 if claim_row(conn, id)? != 0 && *unfetched_only {
                     return Err(StoreError::Conflict("message was fetched".into()));
                 }
+                if *unfetched_only && push_in_doubt(conn, id)? {
+                    return Err(StoreError::Conflict(
+                        "a push of this message may have reached its receiver".into(),
+                    ));
+                }
                 exec(conn, DELETE_MESSAGE_SQL, [id])?;
+                exec(conn, DELETE_PUSH_SQL, [id])?;
                 exec(
                     conn,
                     END_OUTBOX_SQL,
@@ -810,6 +827,20 @@ fn write_batch_rows(conn: &rusqlite::Connection, batch: &super::Batch) -> Result
                     ),
                 )?;
             }
+            Mutation::QueuePush {
+                id,
+                receiver,
+                at_ms,
+            } => {
+                exec(conn, QUEUE_PUSH_SQL, (id, receiver, at_ms, at_ms))?;
+            }
+            Mutation::EndPush { id, owner, attempt } => {
+                if exec(conn, END_PUSH_SQL, (id, owner, attempt))? != 1 {
+                    return Err(StoreError::Conflict(
+                        "the push was ended or leased by another instance".into(),
+                    ));
+                }
+            }
             Mutation::WithdrawConsent { id, at_ms } => {
                 exec(conn, WITHDRAW_CONSENT_SQL, (at_ms, id))?;
             }
@@ -855,6 +886,16 @@ fn claim_row(conn: &rusqlite::Connection, id: &str) -> Result<i64, StoreError> {
         .ok_or_else(|| {
             StoreError::Conflict("message is gone or being changed by another request".into())
         })
+}
+
+/// Whether a push of the message may have reached its receiver (`PUSH_IN_DOUBT_SQL`).
+fn push_in_doubt(conn: &rusqlite::Connection, id: &str) -> Result<bool, StoreError> {
+    use rusqlite::OptionalExtension;
+    let doubt: Option<i64> = conn
+        .prepare_cached(PUSH_IN_DOUBT_SQL)
+        .and_then(|mut stmt| stmt.query_row([id], |r| r.get(0)).optional())
+        .map_err(db_error)?;
+    Ok(doubt.is_some_and(|d| d != 0))
 }
 
 /// `INSERT INTO <table> (<columns>) VALUES (?1, ..., ?n)`: one row.
@@ -1166,7 +1207,18 @@ mod tests {
             plan[0].contains("USING INDEX log_entries_subject (subject=?)"),
             "{plan:?}"
         );
-        // Every index on the log is one a statement reads (or its primary key): each costs every commit a page.
+        let case = EntryFilter {
+            organisation: some(),
+            case_id: some(),
+            ..Default::default()
+        };
+        let plan = plan_of(&conn, &case);
+        assert!(
+            plan[0].contains("USING INDEX log_entries_case (case_id=?)"),
+            "{plan:?}"
+        );
+        // Every index on the log is one a statement reads (or its primary key): each costs every commit a page; the
+        // kerngroep cases' index only for entries that have a case id.
         let indexes = names(
             &conn,
             "SELECT name FROM pragma_index_list('log_entries') ORDER BY name",
@@ -1174,6 +1226,7 @@ mod tests {
         assert_eq!(
             indexes,
             [
+                "log_entries_case",
                 "log_entries_subject",
                 "log_entries_time",
                 "sqlite_autoindex_log_entries_1"
@@ -1198,6 +1251,10 @@ mod tests {
             INSERT_IDEMPOTENCY_SQL,
             INSERT_CONSENT_SQL,
             WITHDRAW_CONSENT_SQL,
+            PUSH_IN_DOUBT_SQL,
+            QUEUE_PUSH_SQL,
+            END_PUSH_SQL,
+            DELETE_PUSH_SQL,
             SET_LOG_STATE_SQL,
             INSERT_CHECKPOINT_SQL,
             INSERT_SUBTREE_SQL,
@@ -1247,6 +1304,7 @@ mod tests {
                 bytes: vec![seq as u8; 100],
                 leaf_hash: [1; 32],
                 chain_hash: [2; 32],
+                case_id: None,
             })
             .collect();
         Batch {

@@ -990,3 +990,61 @@ pub fn first_consent_rule(dir: &Path, id: &str) -> (PathBuf, String, String, Str
         .to_owned();
     (file, text, line, path)
 }
+
+/// Runs SQL statements directly against a gateway's database: sqlx on the SQLite file, psql on PostgreSQL.
+pub async fn exec_sql(backend: Backend, database_url: &str, sql: &str) {
+    match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect(database_url)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            psql_at(database_url, sql);
+        }
+    }
+}
+
+/// Runs SQL on a PostgreSQL database with psql; its output, unaligned and without headers.
+pub fn psql_at(database_url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([database_url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Registers a consent of a parent (`ouder`) for every category, by `by` for `recipient`, valid 2026-2030; its id.
+pub async fn register_consent(
+    gw: &Gateway,
+    by: &str,
+    pgn: &str,
+    purpose: &str,
+    recipient: &str,
+    birth_date: &str,
+) -> String {
+    let r = gw
+        .client(by)
+        .post_json(
+            "/v1/consents",
+            &serde_json::json!({"subject": {"pgn": pgn}, "purpose": purpose, "recipient": recipient,
+                "subject_birth_date": birth_date,
+                "categories": ["*"], "given_by": "ouder", "evidence": "formulier in dossier",
+                "valid_from": "2026-01-01", "valid_until": "2030-07-31"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["consent_id"].as_str().unwrap().to_owned()
+}
