@@ -24,12 +24,18 @@ const MAX_EXAMPLES: &str = "150";
 /// The number of operations in openapi.yaml (a method under a path).
 fn operations() -> usize {
     let doc = std::fs::read_to_string(root().join("openapi.yaml")).unwrap();
+    // Operations under `paths:` only: `webhooks:` (the push request a receiver gets) is not the gateway's to test.
+    let mut section = "";
     let n = doc
         .lines()
         .filter(|l| {
-            ["get:", "post:", "put:", "patch:", "delete:"]
-                .iter()
-                .any(|m| l.strip_prefix("    ") == Some(m))
+            if !l.starts_with(' ') && !l.starts_with('#') && l.ends_with(':') {
+                section = l;
+            }
+            section == "paths:"
+                && ["get:", "post:", "put:", "patch:", "delete:"]
+                    .iter()
+                    .any(|m| l.strip_prefix("    ") == Some(m))
         })
         .count();
     assert!(n > 15, "openapi.yaml lists {n} operations");
