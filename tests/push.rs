@@ -504,6 +504,45 @@ async fn a_p1_is_pushed_after_refusal_timeout_and_503_once_under_the_senders_tra
             metric(&metrics, "ketenpoort_push_oldest_waiting_seconds"),
             0.0
         );
+
+        // Issue 28's "done when": the same exchange under the same trace id in the Logboek Dataverwerkingen export
+        // and the NEN 7513 view as in the receiver's push request, with no value and no pupil number in either.
+        let pgn = example_json("P1")["subject"]["pgn"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let fg = gw.client("fg-operator");
+        let ldv = fg.get("/v1/audit/export?format=ldv").await;
+        assert_eq!(ldv.status, 200, "{}", ldv.text());
+        let nen = fg.get("/v1/audit/disclosures?format=nen7513").await;
+        assert_eq!(nen.status, 200, "{}", nen.text());
+        for (name, r) in [("the LDV export", &ldv), ("the NEN 7513 view", &nen)] {
+            assert_absent(&r.body, &canaries(), name);
+            assert_absent(&r.body, std::slice::from_ref(&pgn), name);
+        }
+        let ldv_traces: Vec<String> = ldv
+            .text()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["trace_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        assert!(
+            ldv_traces.iter().filter(|t| *t == TRACE).count() >= 2,
+            "the disclosure and the push's fetch under the sender's trace: {ldv_traces:?}"
+        );
+        let nen_records = nen.json()["records"].as_array().unwrap().clone();
+        for event in ["message-disclosed", "message-fetched"] {
+            assert!(
+                nen_records.iter().any(|x| x["trace_id"] == TRACE
+                    && x["transactie_id"] == TRANSACTION
+                    && x["gebeurtenis"] == event),
+                "{event} under the trace in the NEN 7513 view: {nen_records:?}"
+            );
+        }
         let (ok, out) = gw.audit_verify();
         assert!(ok, "{out}");
         no_canaries(&gw);
