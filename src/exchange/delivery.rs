@@ -147,19 +147,7 @@ pub async fn prepare_fetch(
         seen: row.fetch_count,
         stripped: lapsed.len() as i64,
     };
-    let mut entry = gw.entry_for(caller, EventKind::MessageFetched);
-    gw.describe_stored_flow(
-        &mut entry,
-        &row.msg.sender,
-        &row.msg.receiver,
-        &row.msg.purpose,
-    );
-    entry.message_id = Some(row.msg.id.clone());
-    entry.subject = row.msg.subject.clone();
-    entry.sender = Some(row.msg.sender.clone());
-    entry.receiver = Some(row.msg.receiver.clone());
-    entry.message_type = Some(row.msg.message_type.clone());
-    entry.purpose = Some(row.msg.purpose.clone());
+    let mut entry = stored_message_entry(gw, caller, EventKind::MessageFetched, row);
     entry.withheld = lapsed
         .into_iter()
         .map(|(field, reason)| WithheldField {
@@ -304,19 +292,7 @@ pub async fn ack(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Refus
         let Some(row) = row.filter(|r| r.msg.receiver == caller.id()) else {
             return Err(Refusal::not_found("no message with this id in your inbox"));
         };
-        let mut entry = gw.entry_for(caller, EventKind::MessageAcknowledged);
-        gw.describe_stored_flow(
-            &mut entry,
-            &row.msg.sender,
-            &row.msg.receiver,
-            &row.msg.purpose,
-        );
-        entry.message_id = Some(row.msg.id.clone());
-        entry.subject = row.msg.subject.clone();
-        entry.sender = Some(row.msg.sender.clone());
-        entry.receiver = Some(row.msg.receiver.clone());
-        entry.message_type = Some(row.msg.message_type.clone());
-        entry.purpose = Some(row.msg.purpose.clone());
+        let entry = stored_message_entry(gw, caller, EventKind::MessageAcknowledged, &row);
         let appended = gw
             .writer
             .append(
@@ -343,6 +319,30 @@ pub async fn ack(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Refus
         }));
     }
     Err(busy())
+}
+
+/// The entry about a stored message (its fetch or acknowledgement): the flow as the running policy names it, the
+/// pupil's pseudonym, sender, receiver, type and purpose; never a value.
+fn stored_message_entry(
+    gw: &Gateway,
+    caller: &Caller,
+    event: EventKind,
+    row: &StoredMessage,
+) -> LogEntry {
+    let mut entry = gw.entry_for(caller, event);
+    gw.describe_stored_flow(
+        &mut entry,
+        &row.msg.sender,
+        &row.msg.receiver,
+        &row.msg.purpose,
+    );
+    entry.message_id = Some(row.msg.id.clone());
+    entry.subject = row.msg.subject.clone();
+    entry.sender = Some(row.msg.sender.clone());
+    entry.receiver = Some(row.msg.receiver.clone());
+    entry.message_type = Some(row.msg.message_type.clone());
+    entry.purpose = Some(row.msg.purpose.clone());
+    entry
 }
 
 #[cfg(test)]

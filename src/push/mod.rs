@@ -360,20 +360,14 @@ async fn retry(
     outcome: &'static str,
     may_have_reached: bool,
 ) {
-    let cfg = &gw.config.push;
-    let wait = backoff_ms(
-        lease.attempt,
-        cfg.backoff_base_ms,
-        cfg.backoff_max_ms,
-        jitter(),
-    );
-    let next = now_ms() + wait as i64;
+    let next = next_attempt_ms(gw, lease);
     if release(gw, owner, lease, outcome, may_have_reached, Some(next)).await {
         gw.metrics.push("retry");
     }
 }
 
-async fn retry_unlimited(gw: &Gateway, owner: &str, lease: &PushLease, outcome: &'static str) {
+/// When the next attempt is due: now plus the jittered backoff of this attempt.
+fn next_attempt_ms(gw: &Gateway, lease: &PushLease) -> i64 {
     let cfg = &gw.config.push;
     let wait = backoff_ms(
         lease.attempt,
@@ -381,13 +375,17 @@ async fn retry_unlimited(gw: &Gateway, owner: &str, lease: &PushLease, outcome: 
         cfg.backoff_max_ms,
         jitter(),
     );
+    now_ms() + wait as i64
+}
+
+async fn retry_unlimited(gw: &Gateway, owner: &str, lease: &PushLease, outcome: &'static str) {
     if release(
         gw,
         owner,
         lease,
         outcome,
         true,
-        Some(now_ms() + wait as i64),
+        Some(next_attempt_ms(gw, lease)),
     )
     .await
     {
