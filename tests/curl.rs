@@ -66,6 +66,53 @@ fn readme_walk_through_with_curl() {
     assert_eq!(status, 200);
     assert!(body.contains("\"messages\":[]"), "{body}");
 
+    // The kerngroep case of the walk-through: leerplicht and the SWV get their parts, the wijkteam (no consent) none.
+    let p13 = examples_dir().join("P13-kerngroep-casus.json");
+    let (status, body) = curl(
+        &gw,
+        "lyceum-zuid",
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &format!("@{}", p13.display()),
+            &format!("{base}/v1/messages"),
+        ],
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_absent(body.as_bytes(), &canaries(), "curl P13 answer");
+    let case: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let parts: Vec<(&str, bool)> = case["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["to"].as_str().unwrap(), p["refused"].is_object()))
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            ("leerplicht-gemeente", false),
+            ("swv-vo-zuid", false),
+            ("wijkteam-noord", true)
+        ]
+    );
+    assert_eq!(case["recipients"][2]["refused"]["code"], "consent-required");
+    let (status, body) = curl(&gw, "leerplicht-gemeente", &[&format!("{base}/v1/inbox")]);
+    assert_eq!(status, 200, "{body}");
+    let inbox: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(inbox["messages"][0]["case_id"], case["case_id"]);
+    let (status, body) = curl(
+        &gw,
+        "fg-operator",
+        &[&format!(
+            "{base}/v1/audit/disclosures?case_id={}",
+            case["case_id"].as_str().unwrap()
+        )],
+    );
+    assert_eq!(status, 200, "{body}");
+    let found: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(found["entries"].as_array().unwrap().len(), 3, "{body}");
+
     // TLS 1.0 and 1.1 are not tested with curl: this curl (OpenSSL 3) refuses to offer TLS 1.1 on its own, so such
     // a check could not fail. tests/bad_input.rs sends hand-built TLS 1.0 and 1.1 ClientHellos instead.
 }
