@@ -864,6 +864,41 @@ fn problem_codes_in_source() -> BTreeSet<String> {
         .collect()
 }
 
+/// In a YAML flow mapping (`{type: string, description: ...}`) an unquoted comma ends the value: the rest of the
+/// sentence silently becomes a key of the schema. Every description there with a comma is quoted.
+#[test]
+fn openapi_descriptions_in_flow_mappings_with_a_comma_are_quoted() {
+    let openapi = std::fs::read_to_string(root().join("openapi.yaml")).unwrap();
+    let mut cut = Vec::new();
+    for (n, line) in openapi.lines().enumerate() {
+        let Some((before, value)) = line.split_once("description: ") else {
+            continue;
+        };
+        if !before.contains('{') || value.starts_with(['\'', '"']) {
+            continue;
+        }
+        // After a comma that ends the value comes the next key (`content: ...`); anything else is a cut sentence.
+        let Some((_, rest)) = value.split_once(',') else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let key = rest.split(':').next().unwrap_or_default();
+        let next_is_key = rest.contains(':')
+            && !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-$'\"".contains(c));
+        if !next_is_key {
+            cut.push(format!("line {}: {}", n + 1, line.trim()));
+        }
+    }
+    assert!(
+        cut.is_empty(),
+        "quote these descriptions:\n{}",
+        cut.join("\n")
+    );
+}
+
 #[test]
 fn openapi_lists_every_problem_code_in_the_source() {
     let used = problem_codes_in_source();
