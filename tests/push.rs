@@ -725,23 +725,16 @@ async fn a_consent_withdrawal_strips_the_push_as_it_strips_a_pull_fetch() {
             push_config(1000, 1500),
         );
         let school = gw.client("obs-de-linde");
-        let r = school
-            .post_json(
-                "/v1/consents",
-                &json!({
-                    "subject": {"pgn": "121547280"},
-                    "purpose": "vroegsignalering",
-                    "recipient": "wijkteam-noord",
-                    "categories": ["*"],
-                    "given_by": "ouder",
-                    "evidence": "toestemmingsformulier 2026-11-01, leerlingdossier",
-                    "valid_from": "2026-01-01",
-                    "valid_until": "2030-07-31"
-                }),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text());
-        let consent_id = r.json()["consent_id"].as_str().unwrap().to_owned();
+        // The P4 example's pupil and birth date.
+        let consent_id = register_consent(
+            &gw,
+            "obs-de-linde",
+            "121547280",
+            "vroegsignalering",
+            "wijkteam-noord",
+            "2016-04-22",
+        )
+        .await;
         let r = school.post("/v1/messages", &example("P4")).await;
         assert_eq!(r.status, 201, "{}", r.text());
         let id = r.json()["message_id"].as_str().unwrap().to_owned();
